@@ -1,0 +1,297 @@
+//! The `quantdepth` command line: a thin layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use quantdepth::setup::{parse_list, parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork};
+use quantdepth::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
+use quantdepth::theory::scaling::scaling;
+use serde_json::json;
+
+
+/// How deep can a network with N-level quantized activations be and still
+/// train, and how should it be initialized?
+///
+/// quantdepth computes the exact mean-field theory of random networks with
+/// quantized activations (Blumenfeld, Gilboa & Soudry, NeurIPS 2019) and
+/// simulates such networks at finite width to test it.
+#[derive(Parser)]
+#[command(name = "quantdepth", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mean-field theory: optimal initialization, scaling with N, depth curves.
+    #[command(subcommand)]
+    Theory(TheoryCommand),
+}
+
+#[derive(Subcommand)]
+enum TheoryCommand {
+    /// The optimal initialization of the uniform N-state quantizer, one row per N.
+    ///
+    /// Columns: D̃_opt = Δ/√q*, the threshold spacing in units of the
+    /// pre-activation standard deviation that maximizes χ(c*), the slope of
+    /// the correlation map at its stable fixed point (σ_b = 0, c* = 0);
+    /// χ_max and 1 − χ_max (computed without cancellation); the depth scale
+    /// ξ_max = −1/ln χ_max, over which correlations between inputs decay;
+    /// L_max = κ·ξ_max, the estimated maximal trainable depth.
+    Optimal {
+        /// State counts: integers and inclusive ranges, comma-separated (e.g. 2..1025 or 3..64,128,1024).
+        #[arg(long, value_name = "SPEC")]
+        states: String,
+        /// κ in L_max = κ·ξ_max (Schoenholz et al. found training works up to about 6ξ).
+        #[arg(long, value_name = "K", default_value_t = DEFAULT_KAPPA)]
+        kappa: f64,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Least-squares fits of ln(1 − χ_max), ln ξ_max and ln D̃_opt against ln(N + 1).
+    ///
+    /// The slope of ln ξ_max is the exponent of the trade-off L_max ∝ N^slope
+    /// (1.82 in the paper). Local exponents d ln ξ_max / d ln(N + 1) between
+    /// consecutive N show whether that exponent is asymptotic or drifts.
+    Scaling {
+        /// State counts (at least 3 values), e.g. 3..64,125,128,255,256,512,515,1024,1025.
+        #[arg(long, value_name = "SPEC")]
+        states: String,
+        /// Print a JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mean-field depth curve (q^l, c^l) of a pair of inputs, with q*, c*, χ(c*) and ξ_c.
+    ///
+    /// q^l is the pre-activation variance and c^l the correlation between
+    /// the two inputs at layer l; c^l approaches the stable fixed point c* as
+    /// exp(−l/ξ_c), ξ_c = −1/ln χ(c*).
+    Curve {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Input correlation c^0 in [−1, 1].
+        #[arg(long, value_name = "C", default_value_t = 0.5, allow_negative_numbers = true)]
+        c0: f64,
+        /// Number of layers L (at least 1).
+        #[arg(long, value_name = "L", default_value_t = 100)]
+        depth: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Network options shared by every command that takes a network.
+#[derive(Args, Clone, Debug)]
+pub struct NetArgs {
+    /// Number of quantization states N of the uniform symmetric quantizer (N = 2 is sign).
+    #[arg(long, value_name = "N", required_unless_present_any = ["activation", "thresholds"])]
+    pub states: Option<usize>,
+    /// Threshold spacing Δ [default: D̃_opt(N), the optimal spacing at unit pre-activation variance].
+    #[arg(long, value_name = "D", allow_negative_numbers = true)]
+    pub spacing: Option<f64>,
+    /// Amplitude A: levels run from −A to A [default: 1].
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub amplitude: Option<f64>,
+    /// Weight scale σ_w, W_ij ~ N(0, σ_w²/n) [default: σ_w^opt for the spacing and amplitude].
+    #[arg(long = "sigma-w", value_name = "S", allow_negative_numbers = true)]
+    pub sigma_w: Option<f64>,
+    /// Bias scale σ_b, b_i ~ N(0, σ_b²) [default: 0].
+    #[arg(long = "sigma-b", value_name = "B", allow_negative_numbers = true)]
+    pub sigma_b: Option<f64>,
+    /// Input pre-activation variance q^0 [default: q*].
+    #[arg(long, value_name = "Q", allow_negative_numbers = true)]
+    pub q0: Option<f64>,
+    /// A continuous reference activation instead of a quantizer (needs --sigma-w).
+    #[arg(long, value_name = "NAME", value_parser = ["tanh", "hard-tanh", "linear"], conflicts_with_all = ["states", "thresholds"])]
+    pub activation: Option<String>,
+    /// Thresholds g_1 < … < g_{N−1} of a general quantizer (comma-separated; needs --levels and --sigma-w).
+    #[arg(long, value_name = "LIST", requires = "levels", conflicts_with = "states", allow_hyphen_values = true)]
+    pub thresholds: Option<String>,
+    /// Levels y_0 < … < y_{N−1} of a general quantizer (comma-separated).
+    #[arg(long, value_name = "LIST", requires = "thresholds", allow_hyphen_values = true)]
+    pub levels: Option<String>,
+}
+
+impl NetArgs {
+    /// The network these options describe, defaults filled in.
+    pub fn resolve(&self) -> Result<ResolvedNetwork> {
+        let activation = match (&self.activation, &self.thresholds, &self.levels, self.states) {
+            (Some(a), ..) => match a.as_str() {
+                "tanh" => ActivationChoice::Tanh,
+                "hard-tanh" => ActivationChoice::HardTanh,
+                _ => ActivationChoice::Linear,
+            },
+            (None, Some(t), Some(l), _) => ActivationChoice::Custom {
+                levels: parse_list("levels", l)?,
+                thresholds: parse_list("thresholds", t)?,
+            },
+            (None, _, _, Some(n)) => ActivationChoice::Uniform(n),
+            _ => anyhow::bail!("give --states N, or --levels and --thresholds, or --activation"),
+        };
+        let choice = NetworkChoice {
+            activation,
+            spacing: self.spacing,
+            amplitude: self.amplitude,
+            sigma_w: self.sigma_w,
+            sigma_b: self.sigma_b,
+            q0: self.q0,
+        };
+        Ok(choice.resolve()?)
+    }
+}
+
+/// Prints the resolved network as `# key = value` lines.
+pub fn print_network(r: &ResolvedNetwork) {
+    outln!("# activation: {}", r.activation);
+    let mark = |name: &str| if r.defaulted.iter().any(|d| d == name) { "  (default)" } else { "" };
+    if let Some(d) = r.spacing {
+        outln!("# spacing Δ = {d:.9}{}", mark("spacing"));
+    }
+    if let Some(a) = r.amplitude {
+        outln!("# amplitude A = {a}{}", mark("amplitude"));
+    }
+    outln!("# sigma_w = {:.9}{}", r.sigma_w, mark("sigma_w"));
+    outln!("# sigma_b = {}{}", r.sigma_b, mark("sigma_b"));
+    outln!("# q* = {:.9}", r.q_star);
+    outln!("# q0 = {:.9}{}", r.q0, mark("q0"));
+}
+
+/// Prints a line to stdout; a closed pipe (`quantdepth … | head`) ends the
+/// program quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout failed: {e}");
+        }
+    }};
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                e.exit();
+            }
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Theory(t) => theory(t),
+    }
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.6}"))
+}
+
+fn theory(cmd: TheoryCommand) -> Result<()> {
+    match cmd {
+        TheoryCommand::Optimal { states, kappa, json } => {
+            let ns = parse_states(&states)?;
+            let optima = ns
+                .iter()
+                .map(|&n| uniform_optimum(n, kappa).with_context(|| format!("N = {n}")))
+                .collect::<Result<Vec<_>>>()?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&optima)?);
+            } else {
+                outln!("{:>8} {:>10} {:>12} {:>14} {:>14} {:>14}", "N", "D_opt", "chi_max", "1-chi_max", "xi_max", "L_max");
+                for o in &optima {
+                    outln!(
+                        "{:>8} {:>10} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e}",
+                        o.states,
+                        fmt_opt(o.d_opt),
+                        o.chi_max,
+                        o.one_minus_chi_max,
+                        o.xi_max,
+                        o.l_max
+                    );
+                }
+                outln!("# L_max = kappa * xi_max with kappa = {kappa}; D_opt = spacing / sqrt(q*); N = 2 has no optimal spacing");
+            }
+        }
+        TheoryCommand::Scaling { states, json } => {
+            let ns = parse_states(&states)?;
+            if ns.len() < 3 {
+                anyhow::bail!("--states gives {} value(s) of N; a fit with standard errors needs at least 3", ns.len());
+            }
+            let optima = ns
+                .iter()
+                .map(|&n| uniform_optimum(n, DEFAULT_KAPPA).with_context(|| format!("N = {n}")))
+                .collect::<Result<Vec<_>>>()?;
+            let s = scaling(&optima)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                outln!("# least-squares fits against ln(N + 1) over {} values of N ({}..{})", ns.len(), ns[0], ns[ns.len() - 1]);
+                outln!("{:>20} {:>10} {:>10} {:>10} {:>10} {:>12}", "quantity", "slope", "stderr", "intercept", "stderr", "R^2");
+                for (name, f) in [("ln(1 - chi_max)", s.one_minus_chi_max), ("ln xi_max", s.xi_max), ("ln D_opt", s.d_opt)] {
+                    outln!(
+                        "{:>20} {:>10.5} {:>10.5} {:>10.5} {:>10.5} {:>12.9}",
+                        name, f.slope, f.stderr, f.intercept, f.intercept_stderr, f.r2
+                    );
+                }
+                outln!("\n# local exponents d ln xi_max / d ln(N + 1)");
+                outln!("{:>8} {:>8} {:>10}", "N_lo", "N_hi", "exponent");
+                for l in &s.local_exponents {
+                    outln!("{:>8} {:>8} {:>10.5}", l.n_lo, l.n_hi, l.exponent);
+                }
+            }
+        }
+        TheoryCommand::Curve { net, c0, depth, json } => {
+            if depth == 0 {
+                anyhow::bail!("--depth 0: a depth curve needs at least 1 layer");
+            }
+            if !(-1.0..=1.0).contains(&c0) {
+                anyhow::bail!("--c0 {c0}: a correlation must lie in [-1, 1]");
+            }
+            let r = net.resolve()?;
+            let c_star = r.network.c_star(r.q_star)?;
+            let chi = r.network.chi(r.q_star, c_star);
+            let xi = r.network.depth_scale(r.q_star, c_star);
+            let curve = r.network.depth_curve(r.q0, r.q0, c0, depth)?;
+            if json {
+                let layers: Vec<_> = curve.iter().map(|p| json!({"layer": p.layer, "q": p.q_a, "c": p.c})).collect();
+                let out = json!({
+                    "network": r,
+                    "c_star": c_star,
+                    "chi_c_star": chi,
+                    "xi_c": xi,
+                    "curve": layers,
+                });
+                outln!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_network(&r);
+                outln!("# c* = {c_star:.9}, chi(c*) = {chi:.9}, xi_c = {xi:.6}");
+                outln!("{:>6} {:>16} {:>16}", "layer", "q", "c");
+                for p in &curve {
+                    outln!("{:>6} {:>16.10} {:>16.10}", p.layer, p.q_a, p.c);
+                }
+            }
+        }
+    }
+    Ok(())
+}

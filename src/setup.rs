@@ -1,0 +1,239 @@
+//! From what a user asks for (states, spacing, σ_w, … each optional) to a
+//! fully specified network, with the defaults the theory prescribes, and the
+//! list syntax shared by the CLI and configs.
+
+use crate::activation::{Activation, Quantizer};
+use crate::error::{Error, Result};
+use crate::theory::maps::Network;
+use crate::theory::optimal::{optimal_sigma_w, optimal_spacing};
+
+/// The activation family a user picked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivationChoice {
+    /// The uniform symmetric quantizer with N states.
+    Uniform(usize),
+    /// A general quantizer from levels and thresholds.
+    Custom {
+        /// Levels y₀ < … < y_{N−1}.
+        levels: Vec<f64>,
+        /// Thresholds g₁ < … < g_{N−1}.
+        thresholds: Vec<f64>,
+    },
+    /// tanh.
+    Tanh,
+    /// Hard-tanh.
+    HardTanh,
+    /// Identity.
+    Linear,
+}
+
+/// A network as asked for: every parameter optional.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkChoice {
+    /// The activation.
+    pub activation: ActivationChoice,
+    /// Threshold spacing Δ of the uniform quantizer.
+    pub spacing: Option<f64>,
+    /// Amplitude A of the uniform quantizer.
+    pub amplitude: Option<f64>,
+    /// Weight scale σ_w.
+    pub sigma_w: Option<f64>,
+    /// Bias scale σ_b.
+    pub sigma_b: Option<f64>,
+    /// Input pre-activation variance q⁰.
+    pub q0: Option<f64>,
+}
+
+/// A fully specified network with its fixed point and the names of the
+/// parameters that took their defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResolvedNetwork {
+    /// The mean-field network.
+    #[serde(skip)]
+    pub network: Network,
+    /// Human-readable activation.
+    pub activation: String,
+    /// N for quantizers.
+    pub states: Option<usize>,
+    /// Δ for the uniform quantizer.
+    pub spacing: Option<f64>,
+    /// A for the uniform quantizer.
+    pub amplitude: Option<f64>,
+    /// σ_w.
+    pub sigma_w: f64,
+    /// σ_b.
+    pub sigma_b: f64,
+    /// The variance fixed point q*.
+    pub q_star: f64,
+    /// The inputs' pre-activation variance q⁰.
+    pub q0: f64,
+    /// Parameters that were not given and took their defaults.
+    pub defaulted: Vec<String>,
+}
+
+impl NetworkChoice {
+    /// The uniform quantizer with N states, everything else defaulted.
+    pub fn uniform(n: usize) -> Self {
+        NetworkChoice {
+            activation: ActivationChoice::Uniform(n),
+            spacing: None,
+            amplitude: None,
+            sigma_w: None,
+            sigma_b: None,
+            q0: None,
+        }
+    }
+
+    /// Fills in the defaults: amplitude 1; spacing D̃_opt(N) (the optimal
+    /// spacing at unit pre-activation variance; 1 for N = 2, where it does not
+    /// matter); σ_w = σ_w^opt for that spacing and amplitude; σ_b = 0;
+    /// q⁰ = q*. Continuous activations and custom quantizers need σ_w.
+    pub fn resolve(&self) -> Result<ResolvedNetwork> {
+        let mut defaulted = Vec::new();
+        let mut take = |name: &str, v: Option<f64>, default: &dyn Fn() -> Result<f64>| -> Result<f64> {
+            match v {
+                Some(x) => Ok(x),
+                None => {
+                    defaulted.push(name.to_string());
+                    default()
+                }
+            }
+        };
+        let sigma_b = take("sigma_b", self.sigma_b, &|| Ok(0.0))?;
+        let (activation, states, spacing, amplitude, sigma_w) = match &self.activation {
+            ActivationChoice::Uniform(n) => {
+                let n = *n;
+                if n < 2 {
+                    return Err(Error::invalid("states N", n, "a quantizer needs N >= 2 states"));
+                }
+                let amplitude = take("amplitude", self.amplitude, &|| Ok(1.0))?;
+                let spacing = take("spacing", self.spacing, &|| Ok(optimal_spacing(n)?.unwrap_or(1.0)))?;
+                let quant = Quantizer::uniform(n, spacing, amplitude)?;
+                let sigma_w = take("sigma_w", self.sigma_w, &|| Ok(optimal_sigma_w(n, spacing, amplitude)?.0))?;
+                (Activation::Quantized(quant), Some(n), Some(spacing), Some(amplitude), sigma_w)
+            }
+            other => {
+                let act = match other {
+                    ActivationChoice::Custom { levels, thresholds } => {
+                        Activation::Quantized(Quantizer::new(levels.clone(), thresholds.clone())?)
+                    }
+                    ActivationChoice::Tanh => Activation::Tanh,
+                    ActivationChoice::HardTanh => Activation::HardTanh,
+                    _ => Activation::Linear,
+                };
+                let Some(sigma_w) = self.sigma_w else {
+                    return Err(Error::invalid(
+                        "sigma_w",
+                        "(not given)",
+                        &format!("{} has no optimal sigma_w in this theory: give sigma_w", act.name()),
+                    ));
+                };
+                for (name, v) in [("spacing", self.spacing), ("amplitude", self.amplitude)] {
+                    if let Some(v) = v {
+                        return Err(Error::invalid(name, v, "applies only to the uniform quantizer (give states N)"));
+                    }
+                }
+                let states = match &act {
+                    Activation::Quantized(q) => Some(q.states()),
+                    _ => None,
+                };
+                (act, states, None, None, sigma_w)
+            }
+        };
+        let network = Network::new(activation, sigma_w, sigma_b)?;
+        let q_star = network.q_star()?;
+        let q0 = take("q0", self.q0, &|| Ok(q_star))?;
+        if !(q0.is_finite() && q0 > 0.0) {
+            return Err(Error::invalid("q0", q0, "the input variance must be a finite number > 0"));
+        }
+        Ok(ResolvedNetwork {
+            activation: network.activation.name(),
+            network,
+            states,
+            spacing,
+            amplitude,
+            sigma_w,
+            sigma_b,
+            q_star,
+            q0,
+            defaulted,
+        })
+    }
+}
+
+/// Parses a list of state counts: comma-separated integers and inclusive
+/// ranges, e.g. `2..1025` or `3..64,128,1024`. Returns them sorted, without
+/// duplicates; every N must be at least 2.
+pub fn parse_states(spec: &str) -> Result<Vec<usize>> {
+    let bad = |part: &str, why: &str| Error::invalid("states", format!("'{part}'"), why);
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(bad(spec, "an empty entry: write integers and ranges separated by commas, e.g. 3..64,128"));
+        }
+        let int = |s: &str| -> Result<usize> {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| bad(part, &format!("'{}' is not a whole number; write e.g. 16 or 2..1025", s.trim())))
+        };
+        let (lo, hi) = match part.split_once("..") {
+            Some((a, b)) => {
+                let b = b.strip_prefix('=').unwrap_or(b);
+                (int(a)?, int(b)?)
+            }
+            None => (int(part)?, int(part)?),
+        };
+        if lo > hi {
+            return Err(bad(part, &format!("the range is empty ({lo} > {hi}); write the smaller number first, e.g. {hi}..{lo}")));
+        }
+        if lo < 2 {
+            return Err(bad(part, &format!("N = {lo} is not a quantizer: N must be at least 2")));
+        }
+        if hi - lo > 10_000_000 {
+            return Err(bad(part, "more than 10^7 values of N in one range"));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses a comma-separated list of numbers, e.g. `0.3,0.9,0.99`.
+pub fn parse_list(name: &str, spec: &str) -> Result<Vec<f64>> {
+    spec.split(',')
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| Error::invalid(name, format!("'{s}'"), "expected a comma-separated list of finite numbers"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_spec_accepts_ranges_and_lists() {
+        assert_eq!(parse_states("3..6,10,4").unwrap(), vec![3, 4, 5, 6, 10]);
+        assert_eq!(parse_states("2..=3").unwrap(), vec![2, 3]);
+    }
+
+    #[test]
+    fn states_spec_rejects_bad_input_with_a_reason() {
+        for (s, want) in [("10..2", "empty"), ("1", "at least 2"), ("abc", "not a whole number"), ("3,,4", "empty entry")] {
+            let e = parse_states(s).unwrap_err().to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn defaults_put_q_star_at_one_for_the_optimal_spacing() {
+        let r = NetworkChoice::uniform(16).resolve().unwrap();
+        assert!((r.q_star - 1.0).abs() < 1e-12, "q* = {}", r.q_star);
+        assert_eq!(r.defaulted, vec!["sigma_b", "amplitude", "spacing", "sigma_w", "q0"]);
+    }
+}

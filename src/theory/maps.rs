@@ -1,0 +1,188 @@
+//! The mean-field maps of a random network: the variance map V(q) and its
+//! fixed point q*, the correlation map f(c), its slope χ(c), the stable
+//! fixed point c* and the depth scale ξ_c = −1/ln χ(c*) (THEORY.md §3–5).
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::quadrature::brent_root;
+
+/// A random network in the mean-field limit: activation φ, weight scale
+/// σ_w (W_ij ~ N(0, σ_w²/n)) and bias scale σ_b (b_i ~ N(0, σ_b²)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    /// The activation φ.
+    pub activation: Activation,
+    /// Weight standard deviation times √n.
+    pub sigma_w: f64,
+    /// Bias standard deviation.
+    pub sigma_b: f64,
+}
+
+/// One layer of a mean-field depth curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CurvePoint {
+    /// Layer index l (0 = the inputs).
+    pub layer: usize,
+    /// Pre-activation variance of input a.
+    pub q_a: f64,
+    /// Pre-activation variance of input b.
+    pub q_b: f64,
+    /// Correlation between the two inputs' pre-activations.
+    pub c: f64,
+}
+
+impl Network {
+    /// A network after checking σ_w > 0 and σ_b ≥ 0 (finite).
+    pub fn new(activation: Activation, sigma_w: f64, sigma_b: f64) -> Result<Self> {
+        if !(sigma_w.is_finite() && sigma_w > 0.0) {
+            return Err(Error::invalid("sigma_w", sigma_w, "must be a finite number > 0"));
+        }
+        if !(sigma_b.is_finite() && sigma_b >= 0.0) {
+            return Err(Error::invalid("sigma_b", sigma_b, "must be a finite number >= 0"));
+        }
+        Ok(Network { activation, sigma_w, sigma_b })
+    }
+
+    /// The variance map V(q) = σ_w² E[φ(√q z)²] + σ_b².
+    pub fn variance_map(&self, q: f64) -> f64 {
+        self.sigma_w.powi(2) * self.activation.second_moment(q) + self.sigma_b.powi(2)
+    }
+
+    /// The fixed point q* = V(q*) that the iteration reaches from large q
+    /// (the largest fixed point).
+    ///
+    /// For bounded φ, V(q) ≤ U = σ_w² max φ² + σ_b², so q* ∈ (0, U]: the
+    /// bracket is walked down from U until V(q) − q changes sign, then
+    /// refined by Brent's method. Errors when the variance collapses to 0
+    /// (σ_w too small for the activation, σ_b = 0) or diverges (linear φ with
+    /// σ_w ≥ 1).
+    pub fn q_star(&self) -> Result<f64> {
+        let sw2 = self.sigma_w.powi(2);
+        let sb2 = self.sigma_b.powi(2);
+        let Some(bound) = self.activation.bound() else {
+            // Linear: q* = σ_b²/(1 − σ_w²).
+            if sw2 >= 1.0 || sb2 == 0.0 {
+                return Err(Error::NoFixedPoint(format!(
+                    "a linear network has a positive finite q* only for sigma_w < 1 and sigma_b > 0 (got sigma_w = {}, sigma_b = {})",
+                    self.sigma_w, self.sigma_b
+                )));
+            }
+            return Ok(sb2 / (1.0 - sw2));
+        };
+        let upper = sw2 * bound * bound + sb2;
+        let g = |q: f64| self.variance_map(q) - q;
+        let mut hi = upper;
+        if g(hi) >= 0.0 {
+            return Ok(hi); // V is constant at its bound (e.g. sign).
+        }
+        let mut lo = hi;
+        loop {
+            lo *= 0.5;
+            if lo < upper * 1e-12 {
+                return Err(Error::NoFixedPoint(format!(
+                    "the variance map has no fixed point above {:.3e}: the pre-activation variance collapses to 0 \
+                     (sigma_w = {} is too small for {} with sigma_b = {}); raise sigma_w or sigma_b",
+                    lo, self.sigma_w, self.activation.name(), self.sigma_b
+                )));
+            }
+            if g(lo) > 0.0 {
+                break;
+            }
+            hi = lo;
+        }
+        brent_root(g, lo, hi, 1e-15 * upper)
+            .ok_or_else(|| Error::Numerical("Brent's method failed on the variance map".into()))
+    }
+
+    /// One step of the covariance map: from (q_a, q_b, c) to the next
+    /// layer's (q_a, q_b, c), with q_ab = σ_w² E[φ(u_a)φ(u_b)] + σ_b² and
+    /// c' = q_ab / √(q_a' q_b').
+    pub fn step(&self, q_a: f64, q_b: f64, c: f64) -> (f64, f64, f64) {
+        let qa1 = self.variance_map(q_a);
+        let qb1 = if q_b == q_a { qa1 } else { self.variance_map(q_b) };
+        let qab = self.sigma_w.powi(2) * self.activation.cross_moment(q_a, q_b, c) + self.sigma_b.powi(2);
+        (qa1, qb1, (qab / (qa1 * qb1).sqrt()).clamp(-1.0, 1.0))
+    }
+
+    /// The correlation map at the fixed point, c ↦ f(c) (q_a = q_b = q*).
+    pub fn correlation_map(&self, q_star: f64, c: f64) -> f64 {
+        let qab = self.sigma_w.powi(2) * self.activation.cross_moment(q_star, q_star, c) + self.sigma_b.powi(2);
+        qab / q_star
+    }
+
+    /// χ(c) = ∂f/∂c = (σ_w²/q*)·Σₖ,ₘ aₖ aₘ ϕ₂(ĝₖ, ĝₘ; c) for quantizers
+    /// (σ_w² E[φ'(u_a)φ'(u_b)] for continuous φ). Infinite at c = 1 for
+    /// every quantizer.
+    pub fn chi(&self, q_star: f64, c: f64) -> f64 {
+        self.sigma_w.powi(2) * self.activation.cross_moment_dc(q_star, q_star, c) / q_star
+    }
+
+    /// The stable fixed point c* < 1 of the correlation map: the first fixed
+    /// point above c = 0, which iterating f from c = 0 reaches (never the
+    /// unstable root at c = 1). f is increasing (χ > 0), so
+    /// f(c) − c > 0 below c*; the bracket's upper end is walked towards 1
+    /// until f(c) − c < 0, then Brent's method refines it.
+    pub fn c_star(&self, q_star: f64) -> Result<f64> {
+        let h = |c: f64| self.correlation_map(q_star, c) - c;
+        let h0 = h(0.0);
+        if h0 <= 1e-15 {
+            // f(0) = (σ_w² E[φ]² + σ_b²)/q* ≥ 0 ; zero only for odd φ with σ_b = 0.
+            return Ok(0.0);
+        }
+        let mut lo = 0.0;
+        let mut gap = 1.0;
+        for _ in 0..50 {
+            gap *= 0.5;
+            let hi = 1.0 - gap;
+            let hv = h(hi);
+            if hv < 0.0 {
+                return brent_root(h, lo, hi, 1e-15)
+                    .ok_or_else(|| Error::Numerical("Brent's method failed on the correlation map".into()));
+            }
+            lo = hi;
+        }
+        Err(Error::NoFixedPoint(format!(
+            "the correlation map of {} (sigma_w = {}, sigma_b = {}) has no stable fixed point below c = 1",
+            self.activation.name(),
+            self.sigma_w,
+            self.sigma_b
+        )))
+    }
+
+    /// The depth scale ξ_c = −1/ln χ(c*): |c^l − c*| ∝ exp(−l/ξ_c).
+    /// Infinite when χ(c*) ≥ 1 (c* not attracting at a finite rate).
+    pub fn depth_scale(&self, q_star: f64, c_star: f64) -> f64 {
+        let chi = self.chi(q_star, c_star);
+        if chi >= 1.0 {
+            f64::INFINITY
+        } else {
+            -1.0 / chi.ln()
+        }
+    }
+
+    /// The depth curve (q_a^l, q_b^l, c^l), l = 0..=depth, from the inputs'
+    /// (q_a^0, q_b^0, c^0); q^0 need not be q*.
+    pub fn depth_curve(&self, q_a0: f64, q_b0: f64, c0: f64, depth: usize) -> Result<Vec<CurvePoint>> {
+        for (name, q) in [("q0 (input a)", q_a0), ("q0 (input b)", q_b0)] {
+            if !(q.is_finite() && q > 0.0) {
+                return Err(Error::invalid(name, q, "the input variance must be a finite number > 0"));
+            }
+        }
+        if !(-1.0..=1.0).contains(&c0) {
+            return Err(Error::invalid("c0", c0, "a correlation must lie in [-1, 1]"));
+        }
+        let mut out = Vec::with_capacity(depth + 1);
+        let (mut qa, mut qb, mut c) = (q_a0, q_b0, c0);
+        out.push(CurvePoint { layer: 0, q_a: qa, q_b: qb, c });
+        for layer in 1..=depth {
+            (qa, qb, c) = self.step(qa, qb, c);
+            if !(qa.is_finite() && qb.is_finite() && c.is_finite()) || qa <= 0.0 || qb <= 0.0 {
+                return Err(Error::Numerical(format!(
+                    "the depth curve left the domain at layer {layer} (q_a = {qa}, q_b = {qb}, c = {c})"
+                )));
+            }
+            out.push(CurvePoint { layer, q_a: qa, q_b: qb, c });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,12 @@
+//! The exact mean-field (infinite-width) theory of quantized networks.
+//!
+//! * [`maps`]: variance and correlation maps, χ, fixed points, depth curves;
+//! * [`optimal`]: the optimal spacing D̃_opt(N), χ_max, ξ_max, σ_w^opt, L_max;
+//! * [`scaling`]: log-log fits and local exponents of the trade-off.
+
+pub mod maps;
+pub mod optimal;
+pub mod scaling;
+
+pub use maps::{CurvePoint, Network};
+pub use optimal::{optimal_sigma_w, optimal_spacing, uniform_optimum, UniformOptimum};
