@@ -38,24 +38,39 @@ impl Quantizer {
             return Err(Error::invalid(
                 "number of thresholds",
                 thresholds.len(),
-                &format!("{} levels need exactly {} thresholds", levels.len(), levels.len() - 1),
+                &format!(
+                    "{} levels need exactly {} thresholds",
+                    levels.len(),
+                    levels.len() - 1
+                ),
             ));
         }
         for (name, v) in [("level", &levels), ("threshold", &thresholds)] {
             for (i, x) in v.iter().enumerate() {
                 if !x.is_finite() {
-                    return Err(Error::invalid(&format!("{name} {i}"), x, "must be a finite number"));
+                    return Err(Error::invalid(
+                        &format!("{name} {i}"),
+                        x,
+                        "must be a finite number",
+                    ));
                 }
                 if i > 0 && *x <= v[i - 1] {
                     return Err(Error::invalid(
                         &format!("{name} {i}"),
                         x,
-                        &format!("{name}s must be strictly increasing, but the previous one is {}", v[i - 1]),
+                        &format!(
+                            "{name}s must be strictly increasing, but the previous one is {}",
+                            v[i - 1]
+                        ),
                     ));
                 }
             }
         }
-        Ok(Quantizer { levels, thresholds, uniform: None })
+        Ok(Quantizer {
+            levels,
+            thresholds,
+            uniform: None,
+        })
     }
 
     /// The uniform symmetric quantizer with `n` states, spacing Δ and amplitude A:
@@ -65,15 +80,25 @@ impl Quantizer {
             return Err(Error::invalid("states N", n, "N must be at least 2"));
         }
         if !(spacing.is_finite() && spacing > 0.0) {
-            return Err(Error::invalid("spacing", spacing, "must be a finite number > 0"));
+            return Err(Error::invalid(
+                "spacing",
+                spacing,
+                "must be a finite number > 0",
+            ));
         }
         if !(amplitude.is_finite() && amplitude > 0.0) {
-            return Err(Error::invalid("amplitude", amplitude, "must be a finite number > 0"));
+            return Err(Error::invalid(
+                "amplitude",
+                amplitude,
+                "must be a finite number > 0",
+            ));
         }
         let levels = (0..n)
             .map(|k| -amplitude + 2.0 * amplitude * k as f64 / (n - 1) as f64)
             .collect();
-        let thresholds = (1..n).map(|k| spacing * (k as f64 - n as f64 / 2.0)).collect();
+        let thresholds = (1..n)
+            .map(|k| spacing * (k as f64 - n as f64 / 2.0))
+            .collect();
         let mut q = Quantizer::new(levels, thresholds)?;
         q.uniform = Some((n, spacing, amplitude));
         Ok(q)
@@ -238,7 +263,9 @@ impl Activation {
     /// Largest |φ(x)| over x, or `None` when φ is unbounded.
     pub fn bound(&self) -> Option<f64> {
         match self {
-            Activation::Quantized(q) => Some(q.levels()[0].abs().max(q.levels()[q.states() - 1].abs())),
+            Activation::Quantized(q) => {
+                Some(q.levels()[0].abs().max(q.levels()[q.states() - 1].abs()))
+            }
             Activation::Tanh | Activation::HardTanh => Some(1.0),
             Activation::Linear => None,
         }
@@ -304,7 +331,13 @@ impl Activation {
     /// and integrating w inside z.
     fn nested(&self, q_a: f64, q_b: f64, c: f64, deriv: bool) -> f64 {
         let (sa, sb) = (q_a.sqrt(), q_b.sqrt());
-        let g = |x: f64| if deriv { self.derivative(x) } else { self.eval(x) };
+        let g = |x: f64| {
+            if deriv {
+                self.derivative(x)
+            } else {
+                self.eval(x)
+            }
+        };
         let sigma = sb * ((1.0 - c) * (1.0 + c)).max(0.0).sqrt();
         let inner = |mu: f64| -> f64 {
             if sigma == 0.0 {

@@ -22,3 +22,4 @@ pub use activation::{Activation, Quantizer};
 pub use error::{Error, Result};
 pub mod rng;
 pub mod setup;
+pub mod sim;

@@ -2,11 +2,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use quantdepth::setup::{parse_list, parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork};
+use quantdepth::setup::{
+    parse_list, parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork,
+};
 use quantdepth::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
 use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
+mod cli_sim;
 
 /// How deep can a network with N-level quantized activations be and still
 /// train, and how should it be initialized?
@@ -26,6 +29,14 @@ enum Command {
     /// Mean-field theory: optimal initialization, scaling with N, depth curves.
     #[command(subcommand)]
     Theory(TheoryCommand),
+    /// Simulate random networks at finite width and compare with the theory.
+    ///
+    /// E independent networks (width n, depth L, weights and biases generated
+    /// from the seed) each propagate pairs of inputs with correlations c^0;
+    /// per layer, q̂ (mean squared pre-activation) and ĉ (correlation of each
+    /// pair) are averaged over networks, with standard errors, beside the
+    /// mean-field prediction.
+    Simulate(cli_sim::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,7 +82,12 @@ enum TheoryCommand {
         #[command(flatten)]
         net: NetArgs,
         /// Input correlation c^0 in [−1, 1].
-        #[arg(long, value_name = "C", default_value_t = 0.5, allow_negative_numbers = true)]
+        #[arg(
+            long,
+            value_name = "C",
+            default_value_t = 0.5,
+            allow_negative_numbers = true
+        )]
         c0: f64,
         /// Number of layers L (at least 1).
         #[arg(long, value_name = "L", default_value_t = 100)]
@@ -107,17 +123,33 @@ pub struct NetArgs {
     #[arg(long, value_name = "NAME", value_parser = ["tanh", "hard-tanh", "linear"], conflicts_with_all = ["states", "thresholds"])]
     pub activation: Option<String>,
     /// Thresholds g_1 < … < g_{N−1} of a general quantizer (comma-separated; needs --levels and --sigma-w).
-    #[arg(long, value_name = "LIST", requires = "levels", conflicts_with = "states", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "LIST",
+        requires = "levels",
+        conflicts_with = "states",
+        allow_hyphen_values = true
+    )]
     pub thresholds: Option<String>,
     /// Levels y_0 < … < y_{N−1} of a general quantizer (comma-separated).
-    #[arg(long, value_name = "LIST", requires = "thresholds", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "LIST",
+        requires = "thresholds",
+        allow_hyphen_values = true
+    )]
     pub levels: Option<String>,
 }
 
 impl NetArgs {
     /// The network these options describe, defaults filled in.
     pub fn resolve(&self) -> Result<ResolvedNetwork> {
-        let activation = match (&self.activation, &self.thresholds, &self.levels, self.states) {
+        let activation = match (
+            &self.activation,
+            &self.thresholds,
+            &self.levels,
+            self.states,
+        ) {
             (Some(a), ..) => match a.as_str() {
                 "tanh" => ActivationChoice::Tanh,
                 "hard-tanh" => ActivationChoice::HardTanh,
@@ -145,7 +177,13 @@ impl NetArgs {
 /// Prints the resolved network as `# key = value` lines.
 pub fn print_network(r: &ResolvedNetwork) {
     outln!("# activation: {}", r.activation);
-    let mark = |name: &str| if r.defaulted.iter().any(|d| d == name) { "  (default)" } else { "" };
+    let mark = |name: &str| {
+        if r.defaulted.iter().any(|d| d == name) {
+            "  (default)"
+        } else {
+            ""
+        }
+    };
     if let Some(d) = r.spacing {
         outln!("# spacing Δ = {d:.9}{}", mark("spacing"));
     }
@@ -200,6 +238,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Theory(t) => theory(t),
+        Command::Simulate(args) => cli_sim::simulate(args),
     }
 }
 
@@ -209,7 +248,11 @@ fn fmt_opt(x: Option<f64>) -> String {
 
 fn theory(cmd: TheoryCommand) -> Result<()> {
     match cmd {
-        TheoryCommand::Optimal { states, kappa, json } => {
+        TheoryCommand::Optimal {
+            states,
+            kappa,
+            json,
+        } => {
             let ns = parse_states(&states)?;
             let optima = ns
                 .iter()
@@ -218,7 +261,15 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&optima)?);
             } else {
-                outln!("{:>8} {:>10} {:>12} {:>14} {:>14} {:>14}", "N", "D_opt", "chi_max", "1-chi_max", "xi_max", "L_max");
+                outln!(
+                    "{:>8} {:>10} {:>12} {:>14} {:>14} {:>14}",
+                    "N",
+                    "D_opt",
+                    "chi_max",
+                    "1-chi_max",
+                    "xi_max",
+                    "L_max"
+                );
                 for o in &optima {
                     outln!(
                         "{:>8} {:>10} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e}",
@@ -236,7 +287,10 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
         TheoryCommand::Scaling { states, json } => {
             let ns = parse_states(&states)?;
             if ns.len() < 3 {
-                anyhow::bail!("--states gives {} value(s) of N; a fit with standard errors needs at least 3", ns.len());
+                anyhow::bail!(
+                    "--states gives {} value(s) of N; a fit with standard errors needs at least 3",
+                    ns.len()
+                );
             }
             let optima = ns
                 .iter()
@@ -246,12 +300,34 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                outln!("# least-squares fits against ln(N + 1) over {} values of N ({}..{})", ns.len(), ns[0], ns[ns.len() - 1]);
-                outln!("{:>20} {:>10} {:>10} {:>10} {:>10} {:>12}", "quantity", "slope", "stderr", "intercept", "stderr", "R^2");
-                for (name, f) in [("ln(1 - chi_max)", s.one_minus_chi_max), ("ln xi_max", s.xi_max), ("ln D_opt", s.d_opt)] {
+                outln!(
+                    "# least-squares fits against ln(N + 1) over {} values of N ({}..{})",
+                    ns.len(),
+                    ns[0],
+                    ns[ns.len() - 1]
+                );
+                outln!(
+                    "{:>20} {:>10} {:>10} {:>10} {:>10} {:>12}",
+                    "quantity",
+                    "slope",
+                    "stderr",
+                    "intercept",
+                    "stderr",
+                    "R^2"
+                );
+                for (name, f) in [
+                    ("ln(1 - chi_max)", s.one_minus_chi_max),
+                    ("ln xi_max", s.xi_max),
+                    ("ln D_opt", s.d_opt),
+                ] {
                     outln!(
                         "{:>20} {:>10.5} {:>10.5} {:>10.5} {:>10.5} {:>12.9}",
-                        name, f.slope, f.stderr, f.intercept, f.intercept_stderr, f.r2
+                        name,
+                        f.slope,
+                        f.stderr,
+                        f.intercept,
+                        f.intercept_stderr,
+                        f.r2
                     );
                 }
                 outln!("\n# local exponents d ln xi_max / d ln(N + 1)");
@@ -261,7 +337,12 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
                 }
             }
         }
-        TheoryCommand::Curve { net, c0, depth, json } => {
+        TheoryCommand::Curve {
+            net,
+            c0,
+            depth,
+            json,
+        } => {
             if depth == 0 {
                 anyhow::bail!("--depth 0: a depth curve needs at least 1 layer");
             }
@@ -274,7 +355,10 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             let xi = r.network.depth_scale(r.q_star, c_star);
             let curve = r.network.depth_curve(r.q0, r.q0, c0, depth)?;
             if json {
-                let layers: Vec<_> = curve.iter().map(|p| json!({"layer": p.layer, "q": p.q_a, "c": p.c})).collect();
+                let layers: Vec<_> = curve
+                    .iter()
+                    .map(|p| json!({"layer": p.layer, "q": p.q_a, "c": p.c}))
+                    .collect();
                 let out = json!({
                     "network": r,
                     "c_star": c_star,

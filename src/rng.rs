@@ -82,7 +82,10 @@ pub struct Stream {
 impl Stream {
     /// The stream of network sample `sample` under `seed`.
     pub fn new(seed: u64, sample: u32) -> Self {
-        Stream { key: key_for(seed), sample }
+        Stream {
+            key: key_for(seed),
+            sample,
+        }
     }
 
     /// The raw words for (layer, row, column block j).
@@ -122,8 +125,16 @@ mod tests {
     #[test]
     fn philox_matches_random123_known_answers() {
         let cases = [
-            ([0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
-            ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
+            (
+                [0, 0, 0, 0],
+                [0, 0],
+                [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+            ),
+            (
+                [u32::MAX; 4],
+                [u32::MAX; 2],
+                [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+            ),
             (
                 [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
                 [0xa4093822, 0x299f31d0],
@@ -131,7 +142,11 @@ mod tests {
             ),
         ];
         for (ctr, key, want) in cases {
-            assert_eq!(philox4x32_10(ctr, key), want, "ctr {ctr:08x?} key {key:08x?}");
+            assert_eq!(
+                philox4x32_10(ctr, key),
+                want,
+                "ctr {ctr:08x?} key {key:08x?}"
+            );
         }
     }
 

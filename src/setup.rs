@@ -90,27 +90,42 @@ impl NetworkChoice {
     /// q⁰ = q*. Continuous activations and custom quantizers need σ_w.
     pub fn resolve(&self) -> Result<ResolvedNetwork> {
         let mut defaulted = Vec::new();
-        let mut take = |name: &str, v: Option<f64>, default: &dyn Fn() -> Result<f64>| -> Result<f64> {
-            match v {
-                Some(x) => Ok(x),
-                None => {
-                    defaulted.push(name.to_string());
-                    default()
+        let mut take =
+            |name: &str, v: Option<f64>, default: &dyn Fn() -> Result<f64>| -> Result<f64> {
+                match v {
+                    Some(x) => Ok(x),
+                    None => {
+                        defaulted.push(name.to_string());
+                        default()
+                    }
                 }
-            }
-        };
+            };
         let sigma_b = take("sigma_b", self.sigma_b, &|| Ok(0.0))?;
         let (activation, states, spacing, amplitude, sigma_w) = match &self.activation {
             ActivationChoice::Uniform(n) => {
                 let n = *n;
                 if n < 2 {
-                    return Err(Error::invalid("states N", n, "a quantizer needs N >= 2 states"));
+                    return Err(Error::invalid(
+                        "states N",
+                        n,
+                        "a quantizer needs N >= 2 states",
+                    ));
                 }
                 let amplitude = take("amplitude", self.amplitude, &|| Ok(1.0))?;
-                let spacing = take("spacing", self.spacing, &|| Ok(optimal_spacing(n)?.unwrap_or(1.0)))?;
+                let spacing = take("spacing", self.spacing, &|| {
+                    Ok(optimal_spacing(n)?.unwrap_or(1.0))
+                })?;
                 let quant = Quantizer::uniform(n, spacing, amplitude)?;
-                let sigma_w = take("sigma_w", self.sigma_w, &|| Ok(optimal_sigma_w(n, spacing, amplitude)?.0))?;
-                (Activation::Quantized(quant), Some(n), Some(spacing), Some(amplitude), sigma_w)
+                let sigma_w = take("sigma_w", self.sigma_w, &|| {
+                    Ok(optimal_sigma_w(n, spacing, amplitude)?.0)
+                })?;
+                (
+                    Activation::Quantized(quant),
+                    Some(n),
+                    Some(spacing),
+                    Some(amplitude),
+                    sigma_w,
+                )
             }
             other => {
                 let act = match other {
@@ -125,12 +140,19 @@ impl NetworkChoice {
                     return Err(Error::invalid(
                         "sigma_w",
                         "(not given)",
-                        &format!("{} has no optimal sigma_w in this theory: give sigma_w", act.name()),
+                        &format!(
+                            "{} has no optimal sigma_w in this theory: give sigma_w",
+                            act.name()
+                        ),
                     ));
                 };
                 for (name, v) in [("spacing", self.spacing), ("amplitude", self.amplitude)] {
                     if let Some(v) = v {
-                        return Err(Error::invalid(name, v, "applies only to the uniform quantizer (give states N)"));
+                        return Err(Error::invalid(
+                            name,
+                            v,
+                            "applies only to the uniform quantizer (give states N)",
+                        ));
                     }
                 }
                 let states = match &act {
@@ -144,7 +166,11 @@ impl NetworkChoice {
         let q_star = network.q_star()?;
         let q0 = take("q0", self.q0, &|| Ok(q_star))?;
         if !(q0.is_finite() && q0 > 0.0) {
-            return Err(Error::invalid("q0", q0, "the input variance must be a finite number > 0"));
+            return Err(Error::invalid(
+                "q0",
+                q0,
+                "the input variance must be a finite number > 0",
+            ));
         }
         Ok(ResolvedNetwork {
             activation: network.activation.name(),
@@ -169,12 +195,21 @@ pub fn parse_states(spec: &str) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim) {
         if part.is_empty() {
-            return Err(bad(spec, "an empty entry: write integers and ranges separated by commas, e.g. 3..64,128"));
+            return Err(bad(
+                spec,
+                "an empty entry: write integers and ranges separated by commas, e.g. 3..64,128",
+            ));
         }
         let int = |s: &str| -> Result<usize> {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| bad(part, &format!("'{}' is not a whole number; write e.g. 16 or 2..1025", s.trim())))
+            s.trim().parse::<usize>().map_err(|_| {
+                bad(
+                    part,
+                    &format!(
+                        "'{}' is not a whole number; write e.g. 16 or 2..1025",
+                        s.trim()
+                    ),
+                )
+            })
         };
         let (lo, hi) = match part.split_once("..") {
             Some((a, b)) => {
@@ -187,7 +222,10 @@ pub fn parse_states(spec: &str) -> Result<Vec<usize>> {
             return Err(bad(part, &format!("the range is empty ({lo} > {hi}); write the smaller number first, e.g. {hi}..{lo}")));
         }
         if lo < 2 {
-            return Err(bad(part, &format!("N = {lo} is not a quantizer: N must be at least 2")));
+            return Err(bad(
+                part,
+                &format!("N = {lo} is not a quantizer: N must be at least 2"),
+            ));
         }
         if hi - lo > 10_000_000 {
             return Err(bad(part, "more than 10^7 values of N in one range"));
@@ -207,7 +245,13 @@ pub fn parse_list(name: &str, spec: &str) -> Result<Vec<f64>> {
             s.parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .ok_or_else(|| Error::invalid(name, format!("'{s}'"), "expected a comma-separated list of finite numbers"))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        name,
+                        format!("'{s}'"),
+                        "expected a comma-separated list of finite numbers",
+                    )
+                })
         })
         .collect()
 }
@@ -224,7 +268,12 @@ mod tests {
 
     #[test]
     fn states_spec_rejects_bad_input_with_a_reason() {
-        for (s, want) in [("10..2", "empty"), ("1", "at least 2"), ("abc", "not a whole number"), ("3,,4", "empty entry")] {
+        for (s, want) in [
+            ("10..2", "empty"),
+            ("1", "at least 2"),
+            ("abc", "not a whole number"),
+            ("3,,4", "empty entry"),
+        ] {
             let e = parse_states(s).unwrap_err().to_string();
             assert!(e.contains(want), "{s}: {e}");
         }
@@ -234,6 +283,9 @@ mod tests {
     fn defaults_put_q_star_at_one_for_the_optimal_spacing() {
         let r = NetworkChoice::uniform(16).resolve().unwrap();
         assert!((r.q_star - 1.0).abs() < 1e-12, "q* = {}", r.q_star);
-        assert_eq!(r.defaulted, vec!["sigma_b", "amplitude", "spacing", "sigma_w", "q0"]);
+        assert_eq!(
+            r.defaulted,
+            vec!["sigma_b", "amplitude", "spacing", "sigma_w", "q0"]
+        );
     }
 }

@@ -4,20 +4,32 @@
 use quantdepth::activation::{Activation, Quantizer};
 use quantdepth::gauss::{bvn_upper, cdf, cdf2, pdf, sf};
 use quantdepth::theory::maps::Network;
-use quantdepth::theory::optimal::{chi_uniform, chi_uniform_parts, optimal_spacing, uniform_optimum};
+use quantdepth::theory::optimal::{
+    chi_uniform, chi_uniform_parts, optimal_spacing, uniform_optimum,
+};
 use quantdepth::theory::scaling::scaling;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::f64::consts::PI;
 
 fn uniform_net(n: usize, spacing: f64, sigma_w: f64, sigma_b: f64) -> Network {
-    Network::new(Activation::Quantized(Quantizer::uniform(n, spacing, 1.0).unwrap()), sigma_w, sigma_b).unwrap()
+    Network::new(
+        Activation::Quantized(Quantizer::uniform(n, spacing, 1.0).unwrap()),
+        sigma_w,
+        sigma_b,
+    )
+    .unwrap()
 }
 
 #[test]
 fn sign_activation_has_chi_two_over_pi_and_arcsine_map() {
     // THEORY.md §5: N = 2, σ_b = 0 → f(c) = (2/π) arcsin c, χ(0) = 2/π, ξ = 2.2144.
-    let net = Network::new(Activation::Quantized(Quantizer::sign(1.0).unwrap()), 1.3, 0.0).unwrap();
+    let net = Network::new(
+        Activation::Quantized(Quantizer::sign(1.0).unwrap()),
+        1.3,
+        0.0,
+    )
+    .unwrap();
     let q = net.q_star().unwrap();
     assert!((q - 1.69).abs() < 1e-14, "q* = σ_w² A² = 1.69, got {q}");
     assert!((net.chi(q, 0.0) - 2.0 / PI).abs() < 1e-15);
@@ -33,11 +45,23 @@ fn sign_activation_has_chi_two_over_pi_and_arcsine_map() {
 fn optimum_matches_published_one_minus_chi_max() {
     // The authors' numerical scan (THEORY.md §6), to the 6 decimals published
     // (half a unit in the last place), and D̃_opt within their grid error (~1e-3).
-    for (n, one_minus, d) in [(3, 0.190174, 1.2236), (4, 0.118846, 0.9955), (16, 0.011543, 0.3352)] {
+    for (n, one_minus, d) in [
+        (3, 0.190174, 1.2236),
+        (4, 0.118846, 0.9955),
+        (16, 0.011543, 0.3352),
+    ] {
         let o = uniform_optimum(n, 6.0).unwrap();
         let tol = 5e-7;
-        assert!((o.one_minus_chi_max - one_minus).abs() <= tol, "N = {n}: 1 − χ_max = {} vs {one_minus}", o.one_minus_chi_max);
-        assert!((o.d_opt.unwrap() - d).abs() < 1e-3, "N = {n}: D_opt = {:?} vs {d}", o.d_opt);
+        assert!(
+            (o.one_minus_chi_max - one_minus).abs() <= tol,
+            "N = {n}: 1 − χ_max = {} vs {one_minus}",
+            o.one_minus_chi_max
+        );
+        assert!(
+            (o.d_opt.unwrap() - d).abs() < 1e-3,
+            "N = {n}: D_opt = {:?} vs {d}",
+            o.d_opt
+        );
         assert!((o.chi_max + o.one_minus_chi_max - 1.0).abs() < 1e-15);
         assert!((o.l_max - 6.0 * o.xi_max).abs() < 1e-9 * o.l_max);
     }
@@ -49,7 +73,10 @@ fn optimal_spacing_is_a_maximum_of_chi() {
         let d = optimal_spacing(n).unwrap().unwrap();
         let c0 = chi_uniform(n, d);
         for h in [1e-3, 1e-2] {
-            assert!(chi_uniform(n, d * (1.0 + h)) < c0 && chi_uniform(n, d * (1.0 - h)) < c0, "N = {n}");
+            assert!(
+                chi_uniform(n, d * (1.0 + h)) < c0 && chi_uniform(n, d * (1.0 - h)) < c0,
+                "N = {n}"
+            );
         }
     }
     assert_eq!(optimal_spacing(2).unwrap(), None);
@@ -62,16 +89,35 @@ fn paper_fit_of_the_trade_off_is_reproduced() {
     // ln D̃_opt: slope −0.879, intercept 1.40.
     let mut ns: Vec<usize> = (3..=64).collect();
     ns.extend([125, 128, 255, 256, 512, 515, 1024, 1025]);
-    let optima: Vec<_> = ns.iter().map(|&n| uniform_optimum(n, 6.0).unwrap()).collect();
+    let optima: Vec<_> = ns
+        .iter()
+        .map(|&n| uniform_optimum(n, 6.0).unwrap())
+        .collect();
     let s = scaling(&optima).unwrap();
     let f = s.one_minus_chi_max;
     assert!((f.slope + 1.817).abs() <= 0.003, "slope {}", f.slope);
-    assert!((f.intercept - 0.71).abs() <= 0.01, "intercept {}", f.intercept);
+    assert!(
+        (f.intercept - 0.71).abs() <= 0.01,
+        "intercept {}",
+        f.intercept
+    );
     // The published D̃_opt fit comes from a 2000-point grid (error ~1e-3, which is
     // 10 % of D̃_opt at N = 1024), so its slope is only checked to 0.01.
-    assert!((s.d_opt.slope + 0.879).abs() <= 0.01, "D slope {}", s.d_opt.slope);
-    assert!((s.d_opt.intercept - 1.40).abs() <= 0.03, "D intercept {}", s.d_opt.intercept);
-    assert!((s.xi_max.slope - 1.817).abs() <= 0.01, "ξ slope {}", s.xi_max.slope);
+    assert!(
+        (s.d_opt.slope + 0.879).abs() <= 0.01,
+        "D slope {}",
+        s.d_opt.slope
+    );
+    assert!(
+        (s.d_opt.intercept - 1.40).abs() <= 0.03,
+        "D intercept {}",
+        s.d_opt.intercept
+    );
+    assert!(
+        (s.xi_max.slope - 1.817).abs() <= 0.01,
+        "ξ slope {}",
+        s.xi_max.slope
+    );
 }
 
 #[test]
@@ -79,11 +125,22 @@ fn one_minus_chi_is_accurate_at_a_million_states() {
     // Reference: scripts/reference_values.py, (V − S²)/V in 40-digit mpmath
     // arithmetic at the same D̃. Required relative accuracy 1e-6.
     for (n, d, want) in [
-        (100_000, 0.000_121_374_679_715_237_19, 1.289_711_074_405_257_4e-9),
-        (1_000_000, 1.348_109_830_363_94e-5, 1.577_351_760_205_967_6e-11),
+        (
+            100_000,
+            0.000_121_374_679_715_237_19,
+            1.289_711_074_405_257_4e-9,
+        ),
+        (
+            1_000_000,
+            1.348_109_830_363_94e-5,
+            1.577_351_760_205_967_6e-11,
+        ),
     ] {
         let got = chi_uniform_parts(n, d).one_minus_chi;
-        assert!(((got - want) / want).abs() < 1e-6, "N = {n}: {got:e} vs {want:e}");
+        assert!(
+            ((got - want) / want).abs() < 1e-6,
+            "N = {n}: {got:e} vs {want:e}"
+        );
     }
 }
 
@@ -97,7 +154,10 @@ fn chi_equals_finite_difference_of_the_correlation_map() {
             let h = 1e-5;
             let fd = (net.correlation_map(q, c + h) - net.correlation_map(q, c - h)) / (2.0 * h);
             let chi = net.chi(q, c);
-            assert!((fd - chi).abs() < 1e-6, "N = {n}, σ_b = {sigma_b}, c = {c}: fd {fd} vs χ {chi}");
+            assert!(
+                (fd - chi).abs() < 1e-6,
+                "N = {n}, σ_b = {sigma_b}, c = {c}: fd {fd} vs χ {chi}"
+            );
         }
     }
 }
@@ -106,7 +166,11 @@ fn chi_equals_finite_difference_of_the_correlation_map() {
 fn correlation_map_agrees_with_monte_carlo() {
     // 2·10⁶ samples per point, fixed seed; the bound is 5 standard errors.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20191208);
-    for (n, sigma_w, sigma_b, c) in [(2, 1.0, 0.2, 0.5), (4, 1.2, 0.3, 0.7), (16, 1.05, 0.5, -0.4)] {
+    for (n, sigma_w, sigma_b, c) in [
+        (2, 1.0, 0.2, 0.5),
+        (4, 1.2, 0.3, 0.7),
+        (16, 1.05, 0.5, -0.4),
+    ] {
         let d = optimal_spacing(n).unwrap().unwrap_or(1.0);
         let net = uniform_net(n, d, sigma_w, sigma_b);
         let q = net.q_star().unwrap();
@@ -127,7 +191,10 @@ fn correlation_map_agrees_with_monte_carlo() {
         let f_mc = (sigma_w * sigma_w * mean + sigma_b * sigma_b) / q;
         let f_se = sigma_w * sigma_w * se / q;
         let f = net.correlation_map(q, c);
-        assert!((f - f_mc).abs() < 5.0 * f_se, "N = {n}: f = {f}, MC {f_mc} ± {f_se}");
+        assert!(
+            (f - f_mc).abs() < 5.0 * f_se,
+            "N = {n}: f = {f}, MC {f_mc} ± {f_se}"
+        );
     }
 }
 
@@ -174,7 +241,12 @@ fn continuous_references_match_known_closed_forms() {
     let s = q.sqrt();
     let h = 1.0 / s;
     let rect = cdf2(h, h, c) - cdf2(h, -h, c) - cdf2(-h, h, c) + cdf2(-h, -h, c);
-    assert!((ht.chi(q, c) - 2.25 * rect).abs() < 1e-12, "{} vs {}", ht.chi(q, c), 2.25 * rect);
+    assert!(
+        (ht.chi(q, c) - 2.25 * rect).abs() < 1e-12,
+        "{} vs {}",
+        ht.chi(q, c),
+        2.25 * rect
+    );
 }
 
 #[test]
@@ -192,10 +264,16 @@ fn bivariate_normal_identities() {
     }
     // Φ₂(0, 0; ρ) = 1/4 + arcsin(ρ)/(2π) (Sheppard 1899).
     for r in [-0.99, -0.7, -0.2, 0.1, 0.5, 0.9, 0.9999] {
-        assert!((cdf2(0.0, 0.0, r) - (0.25 + f64::asin(r) / (2.0 * PI))).abs() < 1e-15, "ρ = {r}");
+        assert!(
+            (cdf2(0.0, 0.0, r) - (0.25 + f64::asin(r) / (2.0 * PI))).abs() < 1e-15,
+            "ρ = {r}"
+        );
     }
     // Upper-tail complement: P(X > h, Y > k) = 1 − Φ(h) − Φ(k) + Φ₂(h, k).
-    assert!((bvn_upper(0.4, -0.2, 0.6) - (1.0 - cdf(0.4) - cdf(-0.2) + cdf2(0.4, -0.2, 0.6))).abs() < 1e-15);
+    assert!(
+        (bvn_upper(0.4, -0.2, 0.6) - (1.0 - cdf(0.4) - cdf(-0.2) + cdf2(0.4, -0.2, 0.6))).abs()
+            < 1e-15
+    );
     // ∂Φ₂/∂ρ = ϕ₂ (Plackett).
     let (x, y, r, h) = (0.7, -0.3, 0.45, 1e-5);
     let fd = (cdf2(x, y, r + h) - cdf2(x, y, r - h)) / (2.0 * h);
@@ -218,6 +296,9 @@ fn bivariate_normal_matches_high_precision_reference() {
     ];
     for (x, y, r, want) in refs {
         let got = cdf2(x, y, r);
-        assert!((got - want).abs() < 1e-14, "Φ₂({x}, {y}; {r}) = {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-14,
+            "Φ₂({x}, {y}; {r}) = {got} vs {want}"
+        );
     }
 }

@@ -35,12 +35,24 @@ impl Network {
     /// A network after checking σ_w > 0 and σ_b ≥ 0 (finite).
     pub fn new(activation: Activation, sigma_w: f64, sigma_b: f64) -> Result<Self> {
         if !(sigma_w.is_finite() && sigma_w > 0.0) {
-            return Err(Error::invalid("sigma_w", sigma_w, "must be a finite number > 0"));
+            return Err(Error::invalid(
+                "sigma_w",
+                sigma_w,
+                "must be a finite number > 0",
+            ));
         }
         if !(sigma_b.is_finite() && sigma_b >= 0.0) {
-            return Err(Error::invalid("sigma_b", sigma_b, "must be a finite number >= 0"));
+            return Err(Error::invalid(
+                "sigma_b",
+                sigma_b,
+                "must be a finite number >= 0",
+            ));
         }
-        Ok(Network { activation, sigma_w, sigma_b })
+        Ok(Network {
+            activation,
+            sigma_w,
+            sigma_b,
+        })
     }
 
     /// The variance map V(q) = σ_w² E[φ(√q z)²] + σ_b².
@@ -99,14 +111,20 @@ impl Network {
     /// c' = q_ab / √(q_a' q_b').
     pub fn step(&self, q_a: f64, q_b: f64, c: f64) -> (f64, f64, f64) {
         let qa1 = self.variance_map(q_a);
-        let qb1 = if q_b == q_a { qa1 } else { self.variance_map(q_b) };
-        let qab = self.sigma_w.powi(2) * self.activation.cross_moment(q_a, q_b, c) + self.sigma_b.powi(2);
+        let qb1 = if q_b == q_a {
+            qa1
+        } else {
+            self.variance_map(q_b)
+        };
+        let qab =
+            self.sigma_w.powi(2) * self.activation.cross_moment(q_a, q_b, c) + self.sigma_b.powi(2);
         (qa1, qb1, (qab / (qa1 * qb1).sqrt()).clamp(-1.0, 1.0))
     }
 
     /// The correlation map at the fixed point, c ↦ f(c) (q_a = q_b = q*).
     pub fn correlation_map(&self, q_star: f64, c: f64) -> f64 {
-        let qab = self.sigma_w.powi(2) * self.activation.cross_moment(q_star, q_star, c) + self.sigma_b.powi(2);
+        let qab = self.sigma_w.powi(2) * self.activation.cross_moment(q_star, q_star, c)
+            + self.sigma_b.powi(2);
         qab / q_star
     }
 
@@ -136,8 +154,9 @@ impl Network {
             let hi = 1.0 - gap;
             let hv = h(hi);
             if hv < 0.0 {
-                return brent_root(h, lo, hi, 1e-15)
-                    .ok_or_else(|| Error::Numerical("Brent's method failed on the correlation map".into()));
+                return brent_root(h, lo, hi, 1e-15).ok_or_else(|| {
+                    Error::Numerical("Brent's method failed on the correlation map".into())
+                });
             }
             lo = hi;
         }
@@ -162,18 +181,37 @@ impl Network {
 
     /// The depth curve (q_a^l, q_b^l, c^l), l = 0..=depth, from the inputs'
     /// (q_a^0, q_b^0, c^0); q^0 need not be q*.
-    pub fn depth_curve(&self, q_a0: f64, q_b0: f64, c0: f64, depth: usize) -> Result<Vec<CurvePoint>> {
+    pub fn depth_curve(
+        &self,
+        q_a0: f64,
+        q_b0: f64,
+        c0: f64,
+        depth: usize,
+    ) -> Result<Vec<CurvePoint>> {
         for (name, q) in [("q0 (input a)", q_a0), ("q0 (input b)", q_b0)] {
             if !(q.is_finite() && q > 0.0) {
-                return Err(Error::invalid(name, q, "the input variance must be a finite number > 0"));
+                return Err(Error::invalid(
+                    name,
+                    q,
+                    "the input variance must be a finite number > 0",
+                ));
             }
         }
         if !(-1.0..=1.0).contains(&c0) {
-            return Err(Error::invalid("c0", c0, "a correlation must lie in [-1, 1]"));
+            return Err(Error::invalid(
+                "c0",
+                c0,
+                "a correlation must lie in [-1, 1]",
+            ));
         }
         let mut out = Vec::with_capacity(depth + 1);
         let (mut qa, mut qb, mut c) = (q_a0, q_b0, c0);
-        out.push(CurvePoint { layer: 0, q_a: qa, q_b: qb, c });
+        out.push(CurvePoint {
+            layer: 0,
+            q_a: qa,
+            q_b: qb,
+            c,
+        });
         for layer in 1..=depth {
             (qa, qb, c) = self.step(qa, qb, c);
             if !(qa.is_finite() && qb.is_finite() && c.is_finite()) || qa <= 0.0 || qb <= 0.0 {
@@ -181,7 +219,12 @@ impl Network {
                     "the depth curve left the domain at layer {layer} (q_a = {qa}, q_b = {qb}, c = {c})"
                 )));
             }
-            out.push(CurvePoint { layer, q_a: qa, q_b: qb, c });
+            out.push(CurvePoint {
+                layer,
+                q_a: qa,
+                q_b: qb,
+                c,
+            });
         }
         Ok(out)
     }

@@ -77,14 +77,27 @@ pub fn chi_at_zero(levels: &[f64], ghat: &[f64]) -> ChiAtZero {
     let (beta, mu) = (beta.total(), mean.total());
     let resid = residual_variance(levels, ghat, mu, beta);
     let var = beta * beta + resid;
-    ChiAtZero { chi: beta * beta / var, one_minus_chi: resid / var }
+    ChiAtZero {
+        chi: beta * beta / var,
+        one_minus_chi: resid / var,
+    }
 }
 
 /// R = E[(φ(z) − μ − βz)²], z ~ N(0, 1).
 fn residual_variance(levels: &[f64], ghat: &[f64], mu: f64, beta: f64) -> f64 {
     // 8-point Gauss–Legendre on [−1, 1] (exact to degree 15).
-    const X: [f64; 4] = [0.183_434_642_495_649_8, 0.525_532_409_916_329_0, 0.796_666_477_413_626_7, 0.960_289_856_497_536_3];
-    const W: [f64; 4] = [0.362_683_783_378_362_0, 0.313_706_645_877_887_3, 0.222_381_034_453_374_5, 0.101_228_536_290_376_3];
+    const X: [f64; 4] = [
+        0.183_434_642_495_649_8,
+        0.525_532_409_916_329_0,
+        0.796_666_477_413_626_7,
+        0.960_289_856_497_536_3,
+    ];
+    const W: [f64; 4] = [
+        0.362_683_783_378_362_0,
+        0.313_706_645_877_887_3,
+        0.222_381_034_453_374_5,
+        0.101_228_536_290_376_3,
+    ];
     let n = levels.len();
     let mut r = Neumaier::default();
     // Upper tail: ∫_g^∞ (e − β t)² ϕ(g + t) dt, e = y − μ − βg.
@@ -180,12 +193,18 @@ pub fn optimal_spacing(n: usize) -> Result<Option<f64>> {
     }
     brent_root(g, lo, hi, 1e-14 * guess)
         .map(Some)
-        .ok_or_else(|| Error::Numerical(format!("could not bracket the optimal spacing for N = {n}")))
+        .ok_or_else(|| {
+            Error::Numerical(format!("could not bracket the optimal spacing for N = {n}"))
+        })
 }
 
 fn check_states(n: usize) -> Result<()> {
     if n < 2 {
-        return Err(Error::invalid("states N", n, "a quantizer needs N >= 2 states"));
+        return Err(Error::invalid(
+            "states N",
+            n,
+            "a quantizer needs N >= 2 states",
+        ));
     }
     Ok(())
 }
@@ -194,7 +213,11 @@ fn check_states(n: usize) -> Result<()> {
 /// L_max = κ·ξ_max.
 pub fn uniform_optimum(n: usize, kappa: f64) -> Result<UniformOptimum> {
     if !(kappa.is_finite() && kappa > 0.0) {
-        return Err(Error::invalid("kappa", kappa, "must be a finite number > 0"));
+        return Err(Error::invalid(
+            "kappa",
+            kappa,
+            "must be a finite number > 0",
+        ));
     }
     let d_opt = optimal_spacing(n)?;
     // N = 2: S = ϕ(0), V = Φ(0)Φ̄(0) = ¼, so χ = 4ϕ(0)² = 2/π whatever the spacing.
@@ -227,5 +250,9 @@ pub fn optimal_sigma_w(n: usize, spacing: f64, amplitude: f64) -> Result<(f64, f
 /// The optimally initialized network for a uniform quantizer (σ_b = 0).
 pub fn optimal_network(n: usize, spacing: f64, amplitude: f64) -> Result<Network> {
     let (sigma_w, _) = optimal_sigma_w(n, spacing, amplitude)?;
-    Network::new(Activation::Quantized(Quantizer::uniform(n, spacing, amplitude)?), sigma_w, 0.0)
+    Network::new(
+        Activation::Quantized(Quantizer::uniform(n, spacing, amplitude)?),
+        sigma_w,
+        0.0,
+    )
 }

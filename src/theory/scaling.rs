@@ -25,7 +25,11 @@ pub struct LinearFit {
 pub fn linear_fit(xs: &[f64], ys: &[f64]) -> Result<LinearFit> {
     let n = xs.len();
     if n != ys.len() || n < 3 {
-        return Err(Error::invalid("number of points", n, "a fit with standard errors needs at least 3 points"));
+        return Err(Error::invalid(
+            "number of points",
+            n,
+            "a fit with standard errors needs at least 3 points",
+        ));
     }
     let nf = n as f64;
     let xm = xs.iter().sum::<f64>() / nf;
@@ -34,11 +38,19 @@ pub fn linear_fit(xs: &[f64], ys: &[f64]) -> Result<LinearFit> {
     let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - xm) * (y - ym)).sum();
     let syy: f64 = ys.iter().map(|y| (y - ym).powi(2)).sum();
     if sxx == 0.0 {
-        return Err(Error::invalid("x values", "all equal", "a fit needs at least two distinct x"));
+        return Err(Error::invalid(
+            "x values",
+            "all equal",
+            "a fit needs at least two distinct x",
+        ));
     }
     let slope = sxy / sxx;
     let intercept = ym - slope * xm;
-    let rss: f64 = xs.iter().zip(ys).map(|(x, y)| (y - intercept - slope * x).powi(2)).sum();
+    let rss: f64 = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| (y - intercept - slope * x).powi(2))
+        .sum();
     let s2 = rss / (nf - 2.0);
     Ok(LinearFit {
         slope,
@@ -77,7 +89,10 @@ pub struct Scaling {
 /// Fits ln(1 − χ_max), ln ξ_max and ln D̃_opt against ln(N + 1) over the
 /// given optima (sorted by N), with local exponents of ξ_max.
 pub fn scaling(optima: &[UniformOptimum]) -> Result<Scaling> {
-    let x: Vec<f64> = optima.iter().map(|o| ((o.states + 1) as f64).ln()).collect();
+    let x: Vec<f64> = optima
+        .iter()
+        .map(|o| ((o.states + 1) as f64).ln())
+        .collect();
     let y1: Vec<f64> = optima.iter().map(|o| o.one_minus_chi_max.ln()).collect();
     let y2: Vec<f64> = optima.iter().map(|o| o.xi_max.ln()).collect();
     let (xd, yd): (Vec<f64>, Vec<f64>) = optima

@@ -1,0 +1,204 @@
+//! `quantdepth simulate`: one network configuration, simulated and set
+//! beside the theory.
+
+use crate::{outln, print_network, NetArgs};
+use anyhow::{bail, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use quantdepth::setup::parse_list;
+use quantdepth::sim::{self, cpu::CpuBackend, Backend, Control, Inputs, SimSpec};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Options of `quantdepth simulate`.
+#[derive(Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Backend: cpu, gpu, or auto (a hardware GPU if there is one, else the CPU).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "gpu"])]
+    pub backend: String,
+    /// Input correlations c^0, comma-separated, each in [−1, 1] (e.g. 0.3,0.9,0.99).
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub c0: String,
+    /// Pairs of inputs per value of c^0 (K), pushed through every network.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub pairs: usize,
+    /// Width n of every layer.
+    #[arg(long, value_name = "n")]
+    pub width: usize,
+    /// Depth L: number of layers.
+    #[arg(long, value_name = "L")]
+    pub depth: usize,
+    /// Independent network samples E (standard errors need E ≥ 2).
+    #[arg(long, value_name = "E")]
+    pub samples: usize,
+    /// Seed of every weight, bias and input direction.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Picks the backend named on the command line and says which it took.
+pub fn pick_backend(name: &str) -> Result<Box<dyn Backend>> {
+    match name {
+        "cpu" => Ok(Box::new(CpuBackend)),
+        "gpu" => gpu_backend(false),
+        _ => match gpu_backend(true) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                eprintln!("backend auto: no hardware GPU ({e}); using the CPU backend");
+                Ok(Box::new(CpuBackend))
+            }
+        },
+    }
+}
+
+fn gpu_backend(_hardware_only: bool) -> Result<Box<dyn Backend>> {
+    bail!("this build has no GPU backend yet; use --backend cpu")
+}
+
+/// Runs a simulation with a progress bar on stderr and Ctrl-C handling.
+pub fn run_with_progress(
+    backend: &mut dyn Backend,
+    spec: &SimSpec,
+    label: &str,
+) -> Result<sim::SimOutcome> {
+    let total = (spec.samples * spec.depth) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {bar:40} {pos}/{len} layers (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(label.to_string());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // A second handler cannot be installed; then Ctrl-C simply ends the process.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let progress = |done: u64| bar.set_position(done);
+    let out = sim::simulate(
+        backend,
+        spec,
+        &Control {
+            progress: &progress,
+            cancel: &cancel,
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn fmt_se(se: Option<f64>) -> String {
+    se.map_or("-".into(), |s| format!("{s:.2e}"))
+}
+
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    let r = args.net.resolve()?;
+    let c0 = parse_list("c0", &args.c0)?;
+    let spec = SimSpec {
+        activation: r.network.activation.clone(),
+        sigma_w: r.sigma_w,
+        sigma_b: r.sigma_b,
+        width: args.width,
+        depth: args.depth,
+        samples: args.samples,
+        seed: args.seed,
+        q0: r.q0,
+        inputs: Inputs::Pairs {
+            c0: c0.clone(),
+            pairs: args.pairs,
+        },
+    };
+    spec.validate()?;
+    let mut backend = pick_backend(&args.backend)?;
+    let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;
+    let theory: Vec<_> = c0
+        .iter()
+        .map(|&c| r.network.depth_curve(r.q0, r.q0, c, args.depth))
+        .collect::<quantdepth::Result<_>>()?;
+    if let Some(why) = &out.stopped {
+        eprintln!(
+            "stopped early ({why}): results cover {} of {} samples",
+            out.stats.samples, spec.samples
+        );
+    }
+    if args.json {
+        let curves: Vec<_> = out
+            .stats
+            .pairs
+            .iter()
+            .zip(&theory)
+            .map(|(pc, th)| {
+                let layers: Vec<_> = pc
+                    .layers
+                    .iter()
+                    .zip(th)
+                    .map(|(e, t)| {
+                        json!({"layer": e.layer, "q_mean": e.q.mean, "q_se": e.q.se, "c_mean": e.c.mean,
+                               "c_se": e.c.se, "q_theory": t.q_a, "c_theory": t.c})
+                    })
+                    .collect();
+                json!({"c0": pc.c0, "pairs": pc.pairs, "layers": layers})
+            })
+            .collect();
+        let meta = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "backend": out.backend,
+            "network": r,
+            "width": spec.width, "depth": spec.depth, "samples_requested": spec.samples,
+            "samples": out.stats.samples, "seed": spec.seed,
+            "complete": out.complete, "stopped": out.stopped,
+            "wall_seconds": out.wall_seconds,
+        });
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"curves": curves, "meta": meta}))?
+        );
+    } else {
+        print_network(&r);
+        outln!(
+            "# backend {} ({}), width {}, depth {}, {} samples, seed {}, {:.2} s",
+            out.backend.backend,
+            out.backend.adapter,
+            spec.width,
+            spec.depth,
+            out.stats.samples,
+            spec.seed,
+            out.wall_seconds
+        );
+        for (pc, th) in out.stats.pairs.iter().zip(&theory) {
+            outln!("\n# c0 = {} ({} pair(s) per network)", pc.c0, pc.pairs);
+            outln!(
+                "{:>6} {:>12} {:>10} {:>12} {:>12} {:>10} {:>12}",
+                "layer",
+                "q",
+                "SE",
+                "q_theory",
+                "c",
+                "SE",
+                "c_theory"
+            );
+            for (e, t) in pc.layers.iter().zip(th) {
+                outln!(
+                    "{:>6} {:>12.6} {:>10} {:>12.6} {:>12.6} {:>10} {:>12.6}",
+                    e.layer,
+                    e.q.mean,
+                    fmt_se(e.q.se),
+                    t.q_a,
+                    e.c.mean,
+                    fmt_se(e.c.se),
+                    t.c
+                );
+            }
+        }
+    }
+    if !out.complete {
+        std::process::exit(130);
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The CPU reference backend: plain loops and a blocked SGEMM, all cores.
+//!
+//! The CPU twin of `shaders/layer.wgsl` (one layer) and `shaders/stats.wgsl`
+//! (sums of squares and dot products). Activations are stored feature-major,
+//! H[i·B + b] for unit i and input b, so a block of rows of the next layer
+//! is one contiguous slice: rows are split across threads, each thread
+//! generates its rows of W (never more than ~256 KiB at a time) and
+//! multiplies them into the batch with `matrixmultiply::sgemm`.
+//! Statistics are summed per block in f64 and combined in block order, so a
+//! seed gives bitwise the same result whatever the thread count.
+
+use crate::error::Result;
+use crate::rng::{Stream, BIAS_ROW};
+use crate::sim::spec::{Measurements, SimActivation, SimSpec};
+use crate::sim::{Backend, BackendInfo, LayerSink};
+use rayon::prelude::*;
+
+/// Bytes of weights generated per block of rows.
+const WEIGHT_BLOCK_BYTES: usize = 256 << 10;
+
+/// The CPU backend.
+#[derive(Debug, Default, Clone)]
+pub struct CpuBackend;
+
+/// Rows of W per block for width n: a multiple of 8 (the SGEMM kernel's
+/// row tile) between 8 and 64.
+pub fn rows_per_block(n: usize) -> usize {
+    ((WEIGHT_BLOCK_BYTES / 4 / n.max(1)) / 8 * 8).clamp(8, 64)
+}
+
+/// The weight scale σ_w/√n in f32, as both backends use it.
+pub fn weight_scale(sigma_w: f64, n: usize) -> f32 {
+    (sigma_w / (n as f64).sqrt()) as f32
+}
+
+/// One layer: `out[i·B + b] = (σ_w/√n)·Σⱼ z_ij·act[j·B + b] + σ_b·ζᵢ`, with
+/// z and ζ the generated standard normals of `layer` in `stream`.
+/// `act` is φ(H) of the previous layer, feature-major, n × B.
+pub fn layer(
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+) {
+    layer_with_stats(act, n, batch, stream, layer, sigma_w, sigma_b, out, None);
+}
+
+/// [`layer`], also returning the sums of squares per input and the dot
+/// products of the measured pairs of the new layer (when `meas` is given).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_with_stats(
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let rows = rows_per_block(n);
+    let ws = weight_scale(sigma_w, n);
+    let bs = sigma_b as f32;
+    let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = out
+        .par_chunks_mut(rows * batch)
+        .enumerate()
+        .map_init(
+            || vec![0f32; rows * n],
+            |w, (blk, out_blk)| {
+                let r0 = blk * rows;
+                let r = out_blk.len() / batch;
+                for i in 0..r {
+                    stream.fill_row(layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+                }
+                // out_blk (r × B) = W_blk (r × n) · act (n × B)
+                unsafe {
+                    matrixmultiply::sgemm(
+                        r,
+                        n,
+                        batch,
+                        1.0,
+                        w.as_ptr(),
+                        n as isize,
+                        1,
+                        act.as_ptr(),
+                        batch as isize,
+                        1,
+                        0.0,
+                        out_blk.as_mut_ptr(),
+                        batch as isize,
+                        1,
+                    );
+                }
+                for i in 0..r {
+                    let row = (r0 + i) as u32;
+                    let bias = if bs != 0.0 {
+                        bs * stream.normals(layer, BIAS_ROW, row / 4)[(row % 4) as usize]
+                    } else {
+                        0.0
+                    };
+                    for v in &mut out_blk[i * batch..(i + 1) * batch] {
+                        *v = ws * *v + bias;
+                    }
+                }
+                meas.map(|m| block_stats(out_blk, batch, m))
+            },
+        )
+        .collect();
+    meas.map(|m| {
+        let mut sumsq = vec![0.0; batch];
+        let mut dots = vec![0.0; m.pairs.len()];
+        for (s, d) in partials.into_iter().flatten() {
+            sumsq.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+            dots.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        }
+        (sumsq, dots)
+    })
+}
+
+/// Sums of squares per input and dot products per measured pair over a
+/// block of rows (feature-major), accumulated in f64.
+pub fn block_stats(h: &[f32], batch: usize, m: &Measurements) -> (Vec<f64>, Vec<f64>) {
+    let mut sumsq = vec![0.0f64; batch];
+    let mut dots = vec![0.0f64; m.pairs.len()];
+    for row in h.chunks_exact(batch) {
+        for (s, &x) in sumsq.iter_mut().zip(row) {
+            *s += f64::from(x) * f64::from(x);
+        }
+        for (d, &(a, b)) in dots.iter_mut().zip(&m.pairs) {
+            *d += f64::from(row[a as usize]) * f64::from(row[b as usize]);
+        }
+    }
+    (sumsq, dots)
+}
+
+/// The inputs as a feature-major f32 matrix (n × B).
+pub fn feature_major(inputs: &[Vec<f64>], n: usize) -> Vec<f32> {
+    let b = inputs.len();
+    let mut h = vec![0f32; n * b];
+    for (k, v) in inputs.iter().enumerate() {
+        for (i, &x) in v.iter().enumerate() {
+            h[i * b + k] = x as f32;
+        }
+    }
+    h
+}
+
+impl Backend for CpuBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: "cpu".into(),
+            adapter: format!("{} threads", rayon::current_num_threads()),
+        }
+    }
+
+    fn run_sample(
+        &mut self,
+        spec: &SimSpec,
+        inputs: &[Vec<f64>],
+        sample: u32,
+        sink: &mut LayerSink<'_>,
+    ) -> Result<()> {
+        let n = spec.width;
+        let meas = spec.measurements();
+        let batch = meas.batch;
+        let act_fn = SimActivation::from_activation(&spec.activation);
+        let stream = Stream::new(spec.seed, sample);
+        let mut h = feature_major(inputs, n);
+        let (s0, d0) = block_stats(&h, batch, &meas);
+        sink(0, &s0, &d0)?;
+        let mut a = vec![0f32; n * batch];
+        for l in 1..=spec.depth {
+            a.par_chunks_mut(4096)
+                .zip(h.par_chunks(4096))
+                .for_each(|(a, h)| {
+                    for (y, &x) in a.iter_mut().zip(h) {
+                        *y = act_fn.eval(x);
+                    }
+                });
+            let (s, d) = layer_with_stats(
+                &a,
+                n,
+                batch,
+                &stream,
+                l as u32,
+                spec.sigma_w,
+                spec.sigma_b,
+                &mut h,
+                Some(&meas),
+            )
+            .expect("statistics requested");
+            sink(l, &s, &d)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! Finite-width simulation of deep random networks: the input ensembles,
+//! the backends (CPU reference, GPU), and the driver that runs network
+//! samples, aggregates their statistics, reports progress and stops cleanly.
+
+pub mod cpu;
+pub mod spec;
+pub mod stats;
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+pub use spec::{Inputs, SimActivation, SimSpec};
+pub use stats::{Estimate, SimStats};
+
+/// Which backend ran a simulation, and on what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendInfo {
+    /// "cpu" or "gpu".
+    pub backend: String,
+    /// The adapter (GPU name and driver) or the CPU thread count.
+    pub adapter: String,
+}
+
+/// Receives the statistics of each layer of one network sample, in order:
+/// (layer, sums of squares per input, dot products per measured pair).
+pub type LayerSink<'a> = dyn FnMut(usize, &[f64], &[f64]) -> Result<()> + 'a;
+
+/// A simulator: pushes the batch through one network sample.
+pub trait Backend {
+    /// What this backend runs on.
+    fn info(&self) -> BackendInfo;
+    /// Runs network sample `sample` of `spec` on `inputs` (B vectors of
+    /// length n), calling `sink` for layers 0..=L in order. A sink error
+    /// (e.g. cancellation) ends the sample.
+    fn run_sample(
+        &mut self,
+        spec: &SimSpec,
+        inputs: &[Vec<f64>],
+        sample: u32,
+        sink: &mut LayerSink<'_>,
+    ) -> Result<()>;
+}
+
+/// How a simulation reports progress and learns it should stop.
+pub struct Control<'a> {
+    /// Called after each layer with the number of layers finished so far
+    /// (over all samples; the total is samples × depth).
+    pub progress: &'a (dyn Fn(u64) + Sync),
+    /// Set to stop at the next layer; finished samples are kept.
+    pub cancel: &'a AtomicBool,
+}
+
+/// The outcome of a simulation: statistics of the finished samples.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimOutcome {
+    /// Backend and adapter.
+    pub backend: BackendInfo,
+    /// Aggregated statistics of the samples that finished.
+    pub stats: SimStats,
+    /// True when every requested sample finished.
+    pub complete: bool,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Wall time in seconds.
+    pub wall_seconds: f64,
+}
+
+/// Runs every network sample of `spec` on `backend` and aggregates.
+///
+/// Cancellation or a backend failure after some samples finished returns
+/// those samples with `complete = false` and the reason in `stopped`; a
+/// failure before any sample finished is an error.
+pub fn simulate(
+    backend: &mut dyn Backend,
+    spec: &SimSpec,
+    ctl: &Control<'_>,
+) -> Result<SimOutcome> {
+    spec.validate()?;
+    let start = Instant::now();
+    let inputs = spec.input_vectors();
+    let mut agg = stats::Aggregator::new(spec);
+    let mut done_layers = 0u64;
+    let mut stopped = None;
+    for sample in 0..spec.samples {
+        if ctl.cancel.load(Ordering::Relaxed) {
+            stopped = Some("interrupted".to_string());
+            break;
+        }
+        let mut sink = |layer: usize, sumsq: &[f64], dots: &[f64]| -> Result<()> {
+            agg.record_layer(layer, sumsq, dots)?;
+            if layer > 0 {
+                done_layers += 1;
+                (ctl.progress)(done_layers);
+            }
+            if ctl.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            Ok(())
+        };
+        match backend.run_sample(spec, &inputs, sample as u32, &mut sink) {
+            Ok(()) => agg.commit_sample(),
+            Err(Error::Interrupted) => {
+                stopped = Some("interrupted".to_string());
+                break;
+            }
+            Err(e) if agg.samples() > 0 => {
+                stopped = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(SimOutcome {
+        backend: backend.info(),
+        complete: stopped.is_none() && agg.samples() == spec.samples,
+        stats: agg.finish(),
+        stopped,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    })
+}

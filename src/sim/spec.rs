@@ -1,0 +1,362 @@
+//! What a simulation is asked to do: the network, the input ensemble, and
+//! the sizes; and the inputs themselves, built exactly.
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::rng::Stream;
+
+/// The activation as the simulators evaluate it, in f32, identically on the
+/// CPU and in `shaders/layer.wgsl`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimActivation {
+    /// Uniform quantizer: k = clamp(⌊x·(1/Δ) + N/2⌋, 0, N − 1), φ = levels[k].
+    Uniform {
+        /// 1/Δ in f32.
+        inv_spacing: f32,
+        /// N/2 in f32.
+        half_states: f32,
+        /// The N levels in f32.
+        levels: Vec<f32>,
+    },
+    /// General quantizer: φ = levels[#{k : thresholds[k] ≤ x}].
+    Steps {
+        /// Thresholds in f32.
+        thresholds: Vec<f32>,
+        /// Levels in f32.
+        levels: Vec<f32>,
+    },
+    /// tanh.
+    Tanh,
+    /// clamp(x, −1, 1).
+    HardTanh,
+    /// Identity.
+    Linear,
+}
+
+impl SimActivation {
+    /// The f32 form of an activation.
+    pub fn from_activation(a: &Activation) -> Self {
+        match a {
+            Activation::Quantized(q) => {
+                let levels = q.levels().iter().map(|&y| y as f32).collect();
+                match q.uniform_params() {
+                    Some((n, spacing, _)) => SimActivation::Uniform {
+                        inv_spacing: (1.0 / spacing) as f32,
+                        half_states: (n as f64 / 2.0) as f32,
+                        levels,
+                    },
+                    None => SimActivation::Steps {
+                        thresholds: q.thresholds().iter().map(|&g| g as f32).collect(),
+                        levels,
+                    },
+                }
+            }
+            Activation::Tanh => SimActivation::Tanh,
+            Activation::HardTanh => SimActivation::HardTanh,
+            Activation::Linear => SimActivation::Linear,
+        }
+    }
+
+    /// φ(x) in f32.
+    #[inline]
+    pub fn eval(&self, x: f32) -> f32 {
+        match self {
+            SimActivation::Uniform {
+                inv_spacing,
+                half_states,
+                levels,
+            } => {
+                let t = (x * inv_spacing + half_states).floor();
+                let k = t.clamp(0.0, (levels.len() - 1) as f32) as usize;
+                levels[k]
+            }
+            SimActivation::Steps { thresholds, levels } => {
+                levels[thresholds.partition_point(|&g| g <= x)]
+            }
+            SimActivation::Tanh => x.tanh(),
+            SimActivation::HardTanh => x.clamp(-1.0, 1.0),
+            SimActivation::Linear => x,
+        }
+    }
+}
+
+/// The ensemble of inputs pushed through each network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inputs {
+    /// Pairs of inputs with prescribed correlations: `pairs` pairs for each
+    /// value in `c0`.
+    Pairs {
+        /// Input correlations c⁰, each in [−1, 1].
+        c0: Vec<f64>,
+        /// Pairs per value of c⁰ (K).
+        pairs: usize,
+    },
+    /// `points` inputs equally spaced on a great circle (the paper's Figure 1).
+    Circle {
+        /// Number of points M (at least 3).
+        points: usize,
+    },
+}
+
+/// A simulation: E independent networks, each applied to the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSpec {
+    /// The activation (f64 form; converted to [`SimActivation`]).
+    pub activation: Activation,
+    /// Weight scale σ_w.
+    pub sigma_w: f64,
+    /// Bias scale σ_b.
+    pub sigma_b: f64,
+    /// Width n of every layer.
+    pub width: usize,
+    /// Depth L (number of layers after the inputs).
+    pub depth: usize,
+    /// Number of independent network samples E.
+    pub samples: usize,
+    /// The seed of every random number (weights, biases, input directions).
+    pub seed: u64,
+    /// Input pre-activation variance q⁰.
+    pub q0: f64,
+    /// The input ensemble.
+    pub inputs: Inputs,
+}
+
+/// Bytes the aggregated statistics may take; more is refused up front.
+pub const STATS_MEMORY_LIMIT: usize = 2 << 30;
+
+/// The per-layer statistics to gather: sums of squares for every input and
+/// dot products for these index pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurements {
+    /// Batch size B.
+    pub batch: usize,
+    /// Pairs (a, b) of batch indices whose dot product is measured.
+    pub pairs: Vec<(u32, u32)>,
+}
+
+impl SimSpec {
+    /// Checks every field, with a message naming what is wrong and what would be right.
+    pub fn validate(&self) -> Result<()> {
+        if self.width < 2 {
+            return Err(Error::invalid(
+                "width",
+                self.width,
+                "the width must be at least 2 (inputs are built from two orthogonal directions)",
+            ));
+        }
+        if self.width >= crate::rng::BIAS_ROW as usize {
+            return Err(Error::invalid(
+                "width",
+                self.width,
+                "the width must be below 2^32 - 1",
+            ));
+        }
+        if self.depth == 0 {
+            return Err(Error::invalid(
+                "depth",
+                0,
+                "the depth must be at least 1 layer",
+            ));
+        }
+        if self.samples == 0 {
+            return Err(Error::invalid(
+                "samples",
+                0,
+                "at least 1 network sample is needed (2 or more for standard errors)",
+            ));
+        }
+        if self.samples > u32::MAX as usize {
+            return Err(Error::invalid(
+                "samples",
+                self.samples,
+                "at most 2^32 - 1 network samples",
+            ));
+        }
+        if !(self.sigma_w.is_finite() && self.sigma_w > 0.0) {
+            return Err(Error::invalid(
+                "sigma_w",
+                self.sigma_w,
+                "must be a finite number > 0",
+            ));
+        }
+        if !(self.sigma_b.is_finite() && self.sigma_b >= 0.0) {
+            return Err(Error::invalid(
+                "sigma_b",
+                self.sigma_b,
+                "must be a finite number >= 0",
+            ));
+        }
+        if !(self.q0.is_finite() && self.q0 > 0.0) {
+            return Err(Error::invalid(
+                "q0",
+                self.q0,
+                "the input variance must be a finite number > 0",
+            ));
+        }
+        match &self.inputs {
+            Inputs::Pairs { c0, pairs } => {
+                if c0.is_empty() {
+                    return Err(Error::invalid(
+                        "c0",
+                        "(empty)",
+                        "give at least one input correlation",
+                    ));
+                }
+                if let Some(c) = c0.iter().find(|c| !(-1.0..=1.0).contains(*c)) {
+                    return Err(Error::invalid("c0", c, "a correlation must lie in [-1, 1]"));
+                }
+                if *pairs == 0 {
+                    return Err(Error::invalid(
+                        "pairs",
+                        0,
+                        "at least 1 pair per value of c0",
+                    ));
+                }
+            }
+            Inputs::Circle { points } => {
+                if *points < 3 {
+                    return Err(Error::invalid(
+                        "circle points",
+                        points,
+                        "a circle needs at least 3 points",
+                    ));
+                }
+            }
+        }
+        let m = self.measurements();
+        if m.batch > 1 << 20 {
+            return Err(Error::invalid(
+                "batch",
+                m.batch,
+                "at most 2^20 inputs per batch",
+            ));
+        }
+        // Aggregated statistics: per layer, mean and M2 (f64) for q and c of
+        // each group (pairs), or q plus covariance and correlation of each
+        // offset (circle); the per-sample buffer holds B + P f64 per layer.
+        let per_layer = 2 * (self.groups() * 2 + self.offsets() * 2 + 1) + m.batch + m.pairs.len();
+        let bytes = (self.depth + 1).saturating_mul(per_layer).saturating_mul(8);
+        if bytes > STATS_MEMORY_LIMIT {
+            return Err(Error::invalid(
+                "depth × measured quantities",
+                format!("{} layers × {per_layer} values = {:.1} GiB", self.depth + 1, bytes as f64 / (1u64 << 30) as f64),
+                &format!("the statistics must fit in {} GiB: reduce the depth, the pairs or the circle points", STATS_MEMORY_LIMIT >> 30),
+            ));
+        }
+        let act_bytes = 2usize
+            .saturating_mul(self.width)
+            .saturating_mul(m.batch)
+            .saturating_mul(4);
+        if act_bytes > 8 << 30 {
+            return Err(Error::invalid(
+                "width × batch",
+                format!("{} × {}", self.width, m.batch),
+                "two layers of activations must fit in 8 GiB",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of c⁰ groups (pairs ensemble) or 0.
+    pub fn groups(&self) -> usize {
+        match &self.inputs {
+            Inputs::Pairs { c0, .. } => c0.len(),
+            Inputs::Circle { .. } => 0,
+        }
+    }
+
+    /// Number of angle offsets d = 1..⌊M/2⌋ (circle ensemble) or 0.
+    pub fn offsets(&self) -> usize {
+        match &self.inputs {
+            Inputs::Pairs { .. } => 0,
+            Inputs::Circle { points } => points / 2,
+        }
+    }
+
+    /// The batch size and the measured pairs: (2p, 2p+1) for pair ensembles;
+    /// (m, m + d mod M) for every point m and offset d = 1..⌊M/2⌋ on a circle.
+    pub fn measurements(&self) -> Measurements {
+        match &self.inputs {
+            Inputs::Pairs { c0, pairs } => {
+                let p = c0.len() * pairs;
+                Measurements {
+                    batch: 2 * p,
+                    pairs: (0..p as u32).map(|i| (2 * i, 2 * i + 1)).collect(),
+                }
+            }
+            Inputs::Circle { points } => {
+                let m = *points;
+                let mut v = Vec::with_capacity(m * (m / 2));
+                for d in 1..=m / 2 {
+                    for i in 0..m {
+                        v.push((i as u32, ((i + d) % m) as u32));
+                    }
+                }
+                Measurements { batch: m, pairs: v }
+            }
+        }
+    }
+
+    /// The inputs h⁰ as `batch` vectors of length n (f64), with per-coordinate
+    /// second moment exactly q⁰ and pairwise correlations exactly as asked:
+    /// each pair (or the circle) is built from two orthonormal directions u, v
+    /// (Gram–Schmidt on Gaussian vectors drawn from the seed's stream).
+    pub fn input_vectors(&self) -> Vec<Vec<f64>> {
+        let n = self.width;
+        let scale = (n as f64 * self.q0).sqrt();
+        // Input directions use the reserved "layer" u32::MAX of sample 0.
+        let stream = Stream::new(self.seed, 0);
+        let direction_pair = |k: u32| -> (Vec<f64>, Vec<f64>) {
+            let mut a = vec![0f32; n];
+            let mut b = vec![0f32; n];
+            stream.fill_row(u32::MAX, 2 * k, &mut a);
+            stream.fill_row(u32::MAX, 2 * k + 1, &mut b);
+            let mut u: Vec<f64> = a.iter().map(|&x| f64::from(x)).collect();
+            let mut v: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
+            normalize(&mut u);
+            let d: f64 = u.iter().zip(&v).map(|(x, y)| x * y).sum();
+            v.iter_mut().zip(&u).for_each(|(y, x)| *y -= d * x);
+            normalize(&mut v);
+            (u, v)
+        };
+        match &self.inputs {
+            Inputs::Pairs { c0, pairs } => {
+                let mut out = Vec::with_capacity(2 * c0.len() * pairs);
+                let mut k = 0;
+                for &c in c0 {
+                    let s = ((1.0 - c) * (1.0 + c)).max(0.0).sqrt();
+                    for _ in 0..*pairs {
+                        let (u, v) = direction_pair(k);
+                        k += 1;
+                        out.push(u.iter().map(|x| scale * x).collect());
+                        out.push(
+                            u.iter()
+                                .zip(&v)
+                                .map(|(x, y)| scale * (c * x + s * y))
+                                .collect(),
+                        );
+                    }
+                }
+                out
+            }
+            Inputs::Circle { points } => {
+                let (u, v) = direction_pair(0);
+                (0..*points)
+                    .map(|m| {
+                        let th = 2.0 * std::f64::consts::PI * m as f64 / *points as f64;
+                        let (s, c) = th.sin_cos();
+                        u.iter()
+                            .zip(&v)
+                            .map(|(x, y)| scale * (c * x + s * y))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn normalize(v: &mut [f64]) {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+}

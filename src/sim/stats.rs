@@ -1,0 +1,246 @@
+//! From raw per-layer sums (sums of squares, dot products) to q̂ and ĉ, and
+//! their aggregation over network samples into means with standard errors.
+//!
+//! Inputs that share a network are correlated, so the standard error is
+//! taken over network samples: each sample contributes one number per
+//! quantity (its average over the pairs of a group, or over the points of a
+//! circle), and SE = sd/√E over the E samples (Welford's algorithm in f64).
+
+use crate::error::{Error, Result};
+use crate::sim::spec::{Inputs, SimSpec};
+
+/// A mean over network samples with its standard error (`None` with one sample).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    /// Mean over samples.
+    pub mean: f64,
+    /// Standard error of the mean, sd/√E; `None` when E = 1.
+    pub se: Option<f64>,
+}
+
+/// One layer of a pair curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PairLayer {
+    /// Layer l.
+    pub layer: usize,
+    /// q̂ averaged over the group's inputs.
+    pub q: Estimate,
+    /// ĉ averaged over the group's pairs.
+    pub c: Estimate,
+}
+
+/// The empirical depth curve of the pairs that share one c⁰.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PairCurve {
+    /// Input correlation c⁰.
+    pub c0: f64,
+    /// Pairs per network (K).
+    pub pairs: usize,
+    /// Layers 0..=L.
+    pub layers: Vec<PairLayer>,
+}
+
+/// One layer of a circle ensemble.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CircleLayer {
+    /// Layer l.
+    pub layer: usize,
+    /// q̂ averaged over the points.
+    pub q: Estimate,
+    /// Covariance (1/n) Σᵢ h_{m,i} h_{m+d,i}, averaged over m, for d = 0..=⌊M/2⌋.
+    pub cov: Vec<Estimate>,
+    /// Correlation ĉ of points d apart, averaged over m, for d = 0..=⌊M/2⌋.
+    pub corr: Vec<Estimate>,
+}
+
+/// Statistics of a circle ensemble.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CircleCurves {
+    /// Number of points M.
+    pub points: usize,
+    /// Angle offsets Δθ = 2πd/M, d = 0..=⌊M/2⌋.
+    pub angles: Vec<f64>,
+    /// Layers 0..=L.
+    pub layers: Vec<CircleLayer>,
+}
+
+/// Aggregated statistics of a simulation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimStats {
+    /// Network samples aggregated.
+    pub samples: usize,
+    /// One curve per c⁰ (pair ensembles).
+    pub pairs: Vec<PairCurve>,
+    /// Circle statistics (circle ensembles).
+    pub circle: Option<CircleCurves>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Welford {
+    mean: f64,
+    m2: f64,
+}
+
+/// Accumulates per-sample statistics and turns them into [`SimStats`].
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    spec_inputs: Inputs,
+    width: usize,
+    depth: usize,
+    per_layer: usize,
+    acc: Vec<Welford>,
+    current: Vec<f64>,
+    samples: usize,
+}
+
+impl Aggregator {
+    /// An empty aggregator for `spec`.
+    pub fn new(spec: &SimSpec) -> Self {
+        let per_layer = match &spec.inputs {
+            Inputs::Pairs { c0, .. } => 2 * c0.len(),
+            Inputs::Circle { points } => 1 + 2 * (points / 2 + 1),
+        };
+        let size = (spec.depth + 1) * per_layer;
+        Aggregator {
+            spec_inputs: spec.inputs.clone(),
+            width: spec.width,
+            depth: spec.depth,
+            per_layer,
+            acc: vec![Welford::default(); size],
+            current: vec![0.0; size],
+            samples: 0,
+        }
+    }
+
+    /// Records layer `layer` of the sample in progress from its sums of
+    /// squares (one per input) and dot products (one per measured pair).
+    pub fn record_layer(&mut self, layer: usize, sumsq: &[f64], dots: &[f64]) -> Result<()> {
+        let n = self.width as f64;
+        let q: Vec<f64> = sumsq.iter().map(|s| s / n).collect();
+        if let Some((i, v)) = q
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(Error::Numerical(format!(
+                "layer {layer}: input {i} has pre-activation second moment {v}; correlations are undefined \
+                 (the signal vanished or overflowed — check sigma_w, sigma_b and the spacing)"
+            )));
+        }
+        let out = &mut self.current[layer * self.per_layer..(layer + 1) * self.per_layer];
+        match &self.spec_inputs {
+            Inputs::Pairs { c0, pairs } => {
+                for g in 0..c0.len() {
+                    let (mut qs, mut cs) = (0.0, 0.0);
+                    for p in g * pairs..(g + 1) * pairs {
+                        let (a, b) = (2 * p, 2 * p + 1);
+                        qs += q[a] + q[b];
+                        cs += dots[p] / n / (q[a] * q[b]).sqrt();
+                    }
+                    out[2 * g] = qs / (2 * pairs) as f64;
+                    out[2 * g + 1] = cs / *pairs as f64;
+                }
+            }
+            Inputs::Circle { points } => {
+                let m = *points;
+                let qm = q.iter().sum::<f64>() / m as f64;
+                out[0] = qm;
+                out[1] = qm; // covariance at d = 0
+                out[2] = 1.0; // correlation at d = 0
+                for d in 1..=m / 2 {
+                    let (mut cov, mut corr) = (0.0, 0.0);
+                    for i in 0..m {
+                        let dot = dots[(d - 1) * m + i] / n;
+                        cov += dot;
+                        corr += dot / (q[i] * q[(i + d) % m]).sqrt();
+                    }
+                    out[1 + 2 * d] = cov / m as f64;
+                    out[2 + 2 * d] = corr / m as f64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the sample whose layers were all recorded.
+    pub fn commit_sample(&mut self) {
+        self.samples += 1;
+        let k = self.samples as f64;
+        for (w, &x) in self.acc.iter_mut().zip(&self.current) {
+            let delta = x - w.mean;
+            w.mean += delta / k;
+            w.m2 += delta * (x - w.mean);
+        }
+    }
+
+    /// Samples committed so far.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    fn estimate(&self, idx: usize) -> Estimate {
+        let w = self.acc[idx];
+        let e = self.samples;
+        Estimate {
+            mean: w.mean,
+            se: (e >= 2).then(|| (w.m2 / (e as f64 - 1.0) / e as f64).sqrt()),
+        }
+    }
+
+    /// The aggregated statistics of the committed samples.
+    pub fn finish(&self) -> SimStats {
+        let layers = 0..=self.depth;
+        match &self.spec_inputs {
+            Inputs::Pairs { c0, pairs } => SimStats {
+                samples: self.samples,
+                pairs: c0
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &c)| PairCurve {
+                        c0: c,
+                        pairs: *pairs,
+                        layers: layers
+                            .clone()
+                            .map(|l| PairLayer {
+                                layer: l,
+                                q: self.estimate(l * self.per_layer + 2 * g),
+                                c: self.estimate(l * self.per_layer + 2 * g + 1),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                circle: None,
+            },
+            Inputs::Circle { points } => {
+                let m = *points;
+                let angles = (0..=m / 2)
+                    .map(|d| 2.0 * std::f64::consts::PI * d as f64 / m as f64)
+                    .collect();
+                let layers = layers
+                    .map(|l| {
+                        let base = l * self.per_layer;
+                        CircleLayer {
+                            layer: l,
+                            q: self.estimate(base),
+                            cov: (0..=m / 2)
+                                .map(|d| self.estimate(base + 1 + 2 * d))
+                                .collect(),
+                            corr: (0..=m / 2)
+                                .map(|d| self.estimate(base + 2 + 2 * d))
+                                .collect(),
+                        }
+                    })
+                    .collect();
+                SimStats {
+                    samples: self.samples,
+                    pairs: Vec::new(),
+                    circle: Some(CircleCurves {
+                        points: m,
+                        angles,
+                        layers,
+                    }),
+                }
+            }
+        }
+    }
+}
