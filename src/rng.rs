@@ -56,18 +56,76 @@ pub fn key_for(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]
 }
 
-/// Four standard normals from four 32-bit words (Box–Muller, f32).
+/// ln x for x = m·2⁻²⁴, m an integer in [1, 2²⁴] (the Box–Muller radius).
+///
+/// Cephes `logf` (Moshier 1984): x = 2^e·f with f ∈ [√½, √2), then
+/// ln(1 + t) = t − t²/2 + t³·P(t) with a degree-8 minimax P; relative error
+/// about 1e-7. Branch-free and the same f32 operations, in the same order,
+/// as `ln_unit` in `shaders/rng.wgsl`, so both backends agree to rounding.
+#[inline(always)]
+pub fn ln_unit(m: u32) -> f32 {
+    let x = m as f32; // exact: m ≤ 2²⁴
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) as i32) - 127 - 24;
+    let mut f = f32::from_bits((bits & 0x007F_FFFF) | 0x3F80_0000);
+    // Branch-free: halve f and bump e where f > √2.
+    let big = (f > std::f32::consts::SQRT_2) as i32;
+    f *= 1.0 - 0.5 * big as f32;
+    e += big;
+    let t = f - 1.0;
+    let z = t * t;
+    let mut p = 7.037_683_6e-2_f32;
+    p = p * t - 1.151_461_1e-1;
+    p = p * t + 1.167_699_9e-1;
+    p = p * t - 1.242_014_1e-1;
+    p = p * t + 1.424_932_3e-1;
+    p = p * t - 1.666_805_8e-1;
+    p = p * t + 2.000_071_4e-1;
+    p = p * t - 2.499_999_4e-1;
+    p = p * t + 3.333_333_1e-1;
+    let ef = e as f32;
+    let mut y = t * z * p;
+    y += ef * -2.121_944_4e-4;
+    y += -0.5 * z;
+    let r = t + y;
+    r + ef * 0.693_359_4
+}
+
+/// (sin 2πθ, cos 2πθ) for θ = m·2⁻²⁴, m a 24-bit integer.
+///
+/// The quadrant comes from m's top bits (exact integer reduction); the
+/// remainder, in [−π/4, π/4), goes through Cephes' `sinf`/`cosf` minimax
+/// polynomials (absolute error about 1e-7). Twin of `sincos_turn` in
+/// `shaders/rng.wgsl`.
+#[inline(always)]
+pub fn sincos_turn(m: u32) -> (f32, f32) {
+    let q = ((m + (1 << 21)) >> 22) & 3;
+    let r = (m as i32) - (((m + (1 << 21)) >> 22) << 22) as i32;
+    let x = r as f32 * (std::f32::consts::TAU / 16_777_216.0);
+    let z = x * x;
+    let s = ((-1.951_529_6e-4_f32 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * x + x;
+    let c = ((2.443_315_7e-5_f32 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
+    // Rotate by q quarter turns, branch-free: q odd swaps sin and cos;
+    // sin changes sign for q ∈ {2, 3}, cos for q ∈ {1, 2}.
+    let swap = (q & 1).wrapping_neg();
+    let (sb, cb) = (s.to_bits(), c.to_bits());
+    let a = (sb & !swap) | (cb & swap);
+    let b = (cb & !swap) | (sb & swap);
+    let sin = f32::from_bits(a ^ ((q & 2) << 30));
+    let cos = f32::from_bits(b ^ (((q ^ (q >> 1)) & 1) << 31));
+    (sin, cos)
+}
+
+/// Four standard normals from four 32-bit words (Box–Muller, f32):
+/// [r₀ cos θ₀, r₀ sin θ₀, r₁ cos θ₁, r₁ sin θ₁] with rₖ = √(−2 ln u), u from
+/// the top 24 bits of x₀ (x₂) plus one, and θ from the top 24 bits of x₁ (x₃).
 #[inline(always)]
 pub fn box_muller(x: [u32; 4]) -> [f32; 4] {
-    const SCALE: f32 = 1.0 / 16_777_216.0; // 2⁻²⁴
-    const TWO_PI: f32 = std::f32::consts::TAU;
-    let u0 = ((x[0] >> 8) + 1) as f32 * SCALE;
-    let t0 = (x[1] >> 8) as f32 * SCALE * TWO_PI;
-    let u1 = ((x[2] >> 8) + 1) as f32 * SCALE;
-    let t1 = (x[3] >> 8) as f32 * SCALE * TWO_PI;
-    let r0 = (-2.0 * u0.ln()).sqrt();
-    let r1 = (-2.0 * u1.ln()).sqrt();
-    [r0 * t0.cos(), r0 * t0.sin(), r1 * t1.cos(), r1 * t1.sin()]
+    let r0 = (-2.0 * ln_unit((x[0] >> 8) + 1)).sqrt();
+    let r1 = (-2.0 * ln_unit((x[2] >> 8) + 1)).sqrt();
+    let (s0, c0) = sincos_turn(x[1] >> 8);
+    let (s1, c1) = sincos_turn(x[3] >> 8);
+    [r0 * c0, r0 * s0, r1 * c1, r1 * s1]
 }
 
 /// Where a network's random numbers come from: seed and sample index.
@@ -100,19 +158,73 @@ impl Stream {
         box_muller(self.words(layer, row, block))
     }
 
-    /// Fills `out` (a row of length ≥ 1) with the standard normals of
-    /// W[row][0..out.len()] of `layer`.
+    /// Fills `out` with the standard normals of W[row][0..out.len()] of
+    /// `layer` (bitwise the same as calling [`Stream::normals`] block by block).
     pub fn fill_row(&self, layer: u32, row: u32, out: &mut [f32]) {
-        let mut chunks = out.chunks_exact_mut(4);
-        let mut j = 0u32;
-        for c in &mut chunks {
-            c.copy_from_slice(&self.normals(layer, row, j));
-            j += 1;
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { self.fill_row_avx2(layer, row, out) };
+            return;
+        }
+        self.fill_row_portable(layer, row, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_row_avx2(&self, layer: u32, row: u32, out: &mut [f32]) {
+        self.fill_row_portable(layer, row, out);
+    }
+
+    /// Lanes of Philox blocks generated together: struct-of-arrays loops
+    /// over fixed-size arrays that the compiler turns into SIMD.
+    #[inline(always)]
+    fn fill_row_portable(&self, layer: u32, row: u32, out: &mut [f32]) {
+        const LANES: usize = 16;
+        let mut chunks = out.chunks_exact_mut(4 * LANES);
+        let mut j0 = 0u32;
+        for chunk in &mut chunks {
+            let mut w = [[0u32; LANES]; 4];
+            for (l, ctr) in w[0].iter_mut().enumerate() {
+                *ctr = j0 + l as u32;
+            }
+            w[1] = [row; LANES];
+            w[2] = [layer; LANES];
+            w[3] = [self.sample; LANES];
+            let mut k = self.key;
+            for r in 0..10 {
+                if r > 0 {
+                    k[0] = k[0].wrapping_add(W0);
+                    k[1] = k[1].wrapping_add(W1);
+                }
+                for l in 0..LANES {
+                    let p0 = u64::from(M0) * u64::from(w[0][l]);
+                    let p1 = u64::from(M1) * u64::from(w[2][l]);
+                    let n0 = ((p1 >> 32) as u32) ^ w[1][l] ^ k[0];
+                    let n2 = ((p0 >> 32) as u32) ^ w[3][l] ^ k[1];
+                    w[0][l] = n0;
+                    w[1][l] = p1 as u32;
+                    w[2][l] = n2;
+                    w[3][l] = p0 as u32;
+                }
+            }
+            let mut z = [[0f32; LANES]; 4];
+            for l in 0..LANES {
+                let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
+                z[0][l] = v[0];
+                z[1][l] = v[1];
+                z[2][l] = v[2];
+                z[3][l] = v[3];
+            }
+            for l in 0..LANES {
+                chunk[4 * l..4 * l + 4].copy_from_slice(&[z[0][l], z[1][l], z[2][l], z[3][l]]);
+            }
+            j0 += LANES as u32;
         }
         let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let z = self.normals(layer, row, j);
-            rest.copy_from_slice(&z[..rest.len()]);
+        for (b, c) in rest.chunks_mut(4).enumerate() {
+            let z = self.normals(layer, row, j0 + b as u32);
+            c.copy_from_slice(&z[..c.len()]);
         }
     }
 }
@@ -147,6 +259,37 @@ mod tests {
                 want,
                 "ctr {ctr:08x?} key {key:08x?}"
             );
+        }
+    }
+
+    #[test]
+    fn fast_log_and_sincos_are_accurate() {
+        let mut worst_ln = 0f64;
+        let mut worst_trig = 0f64;
+        for m in (1..=1u32 << 24).step_by(997).chain([1, 2, 3, (1 << 24) - 1, 1 << 24]) {
+            let exact = (f64::from(m) / 16_777_216.0).ln();
+            let err = (f64::from(ln_unit(m)) - exact).abs() / exact.abs().max(1e-300);
+            if m < 1 << 24 {
+                worst_ln = worst_ln.max(err);
+            } else {
+                assert_eq!(ln_unit(m), 0.0);
+            }
+            let th = 2.0 * std::f64::consts::PI * f64::from(m & 0xFF_FFFF) / 16_777_216.0;
+            let (s, c) = sincos_turn(m & 0xFF_FFFF);
+            worst_trig = worst_trig.max((f64::from(s) - th.sin()).abs()).max((f64::from(c) - th.cos()).abs());
+        }
+        assert!(worst_ln < 3e-7, "ln relative error {worst_ln:e}");
+        assert!(worst_trig < 3e-7, "sincos absolute error {worst_trig:e}");
+    }
+
+    #[test]
+    fn vectorized_rows_equal_blockwise_normals() {
+        let s = Stream::new(0xDEAD_BEEF_0123, 9);
+        let mut row = vec![0.0; 203];
+        s.fill_row(4, 17, &mut row);
+        for (j, c) in row.chunks(4).enumerate() {
+            let z = s.normals(4, 17, j as u32);
+            assert_eq!(c, &z[..c.len()], "block {j}");
         }
     }
 

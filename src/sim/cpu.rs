@@ -15,17 +15,25 @@ use crate::sim::spec::{Measurements, SimActivation, SimSpec};
 use crate::sim::{Backend, BackendInfo, LayerSink};
 use rayon::prelude::*;
 
-/// Bytes of weights generated per block of rows.
-const WEIGHT_BLOCK_BYTES: usize = 256 << 10;
+/// Bytes of weights generated per block of rows: small batches are bound by
+/// weight generation (keep the block in L2); large ones by the product,
+/// where taller blocks amortize SGEMM's packing of the activations.
+fn weight_block_bytes(batch: usize) -> usize {
+    if batch >= 64 {
+        1 << 20
+    } else {
+        256 << 10
+    }
+}
 
 /// The CPU backend.
 #[derive(Debug, Default, Clone)]
 pub struct CpuBackend;
 
-/// Rows of W per block for width n: a multiple of 8 (the SGEMM kernel's
-/// row tile) between 8 and 64.
-pub fn rows_per_block(n: usize) -> usize {
-    ((WEIGHT_BLOCK_BYTES / 4 / n.max(1)) / 8 * 8).clamp(8, 64)
+/// Rows of W per block for width n and batch B: a multiple of 8 (the SGEMM
+/// kernel's row tile) between 8 and 128.
+pub fn rows_per_block(n: usize, batch: usize) -> usize {
+    ((weight_block_bytes(batch) / 4 / n.max(1)) / 8 * 8).clamp(8, 128)
 }
 
 /// The weight scale σ_w/√n in f32, as both backends use it.
@@ -63,7 +71,7 @@ pub fn layer_with_stats(
     out: &mut [f32],
     meas: Option<&Measurements>,
 ) -> Option<(Vec<f64>, Vec<f64>)> {
-    let rows = rows_per_block(n);
+    let rows = rows_per_block(n, batch);
     let ws = weight_scale(sigma_w, n);
     let bs = sigma_b as f32;
     let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = out
