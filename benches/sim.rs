@@ -12,7 +12,9 @@ fn normals(c: &mut Criterion) {
     let mut row = vec![0f32; 4096];
     let mut g = c.benchmark_group("normals");
     g.throughput(Throughput::Elements(4096));
-    g.bench_function("fill_row_4096", |b| b.iter(|| s.fill_row(1, black_box(3), &mut row)));
+    g.bench_function("fill_row_4096", |b| {
+        b.iter(|| s.fill_row(1, black_box(3), &mut row))
+    });
     g.finish();
 }
 
@@ -20,7 +22,9 @@ fn layers(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu_layer");
     g.sample_size(10);
     for (n, batch) in [(1024usize, 16usize), (1024, 256), (4096, 16), (4096, 256)] {
-        let act: Vec<f32> = (0..n * batch).map(|i| ((i % 7) as f32 - 3.0) * 0.3).collect();
+        let act: Vec<f32> = (0..n * batch)
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.3)
+            .collect();
         let mut out = vec![0f32; n * batch];
         let s = Stream::new(1, 0);
         g.throughput(Throughput::Elements((n * n * batch) as u64));

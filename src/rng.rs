@@ -104,7 +104,8 @@ pub fn sincos_turn(m: u32) -> (f32, f32) {
     let x = r as f32 * (std::f32::consts::TAU / 16_777_216.0);
     let z = x * x;
     let s = ((-1.951_529_6e-4_f32 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * x + x;
-    let c = ((2.443_315_7e-5_f32 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
+    let c =
+        ((2.443_315_7e-5_f32 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
     // Rotate by q quarter turns, branch-free: q odd swaps sin and cos;
     // sin changes sign for q ∈ {2, 3}, cos for q ∈ {1, 2}.
     let swap = (q & 1).wrapping_neg();
@@ -266,7 +267,10 @@ mod tests {
     fn fast_log_and_sincos_are_accurate() {
         let mut worst_ln = 0f64;
         let mut worst_trig = 0f64;
-        for m in (1..=1u32 << 24).step_by(997).chain([1, 2, 3, (1 << 24) - 1, 1 << 24]) {
+        for m in (1..=1u32 << 24)
+            .step_by(997)
+            .chain([1, 2, 3, (1 << 24) - 1, 1 << 24])
+        {
             let exact = (f64::from(m) / 16_777_216.0).ln();
             let err = (f64::from(ln_unit(m)) - exact).abs() / exact.abs().max(1e-300);
             if m < 1 << 24 {
@@ -276,7 +280,9 @@ mod tests {
             }
             let th = 2.0 * std::f64::consts::PI * f64::from(m & 0xFF_FFFF) / 16_777_216.0;
             let (s, c) = sincos_turn(m & 0xFF_FFFF);
-            worst_trig = worst_trig.max((f64::from(s) - th.sin()).abs()).max((f64::from(c) - th.cos()).abs());
+            worst_trig = worst_trig
+                .max((f64::from(s) - th.sin()).abs())
+                .max((f64::from(c) - th.cos()).abs());
         }
         assert!(worst_ln < 3e-7, "ln relative error {worst_ln:e}");
         assert!(worst_trig < 3e-7, "sincos absolute error {worst_trig:e}");

@@ -59,7 +59,6 @@ pub fn layer(
 
 /// [`layer`], also returning the sums of squares per input and the dot
 /// products of the measured pairs of the new layer (when `meas` is given).
-#[allow(clippy::too_many_arguments)]
 pub fn layer_with_stats(
     act: &[f32],
     n: usize,

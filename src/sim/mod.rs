@@ -78,7 +78,6 @@ pub fn simulate(
 ) -> Result<SimOutcome> {
     spec.validate()?;
     let start = Instant::now();
-    let inputs = spec.input_vectors();
     let mut agg = stats::Aggregator::new(spec);
     let mut done_layers = 0u64;
     let mut stopped = None;
@@ -98,6 +97,7 @@ pub fn simulate(
             }
             Ok(())
         };
+        let inputs = spec.input_vectors(sample as u32);
         match backend.run_sample(spec, &inputs, sample as u32, &mut sink) {
             Ok(()) => agg.commit_sample(),
             Err(Error::Interrupted) => {

@@ -297,15 +297,20 @@ impl SimSpec {
         }
     }
 
-    /// The inputs h⁰ as `batch` vectors of length n (f64), with per-coordinate
-    /// second moment exactly q⁰ and pairwise correlations exactly as asked:
-    /// each pair (or the circle) is built from two orthonormal directions u, v
-    /// (Gram–Schmidt on Gaussian vectors drawn from the seed's stream).
-    pub fn input_vectors(&self) -> Vec<Vec<f64>> {
+    /// The inputs h⁰ of network sample `sample` as `batch` vectors of length
+    /// n (f64), with per-coordinate second moment exactly q⁰ and pairwise
+    /// correlations exactly as asked: each pair (or the circle) is built from
+    /// two orthonormal directions u, v (Gram–Schmidt on Gaussian vectors from
+    /// the sample's stream, reserved layer index 2³² − 1).
+    ///
+    /// Each sample draws fresh directions: the finite-n fluctuation of
+    /// (1/n) Σⱼ φ(h_a,j) φ(h_b,j) around its Gaussian expectation, O(1/√n),
+    /// then averages out over samples and is part of the standard error,
+    /// instead of being a bias shared by every sample.
+    pub fn input_vectors(&self, sample: u32) -> Vec<Vec<f64>> {
         let n = self.width;
         let scale = (n as f64 * self.q0).sqrt();
-        // Input directions use the reserved "layer" u32::MAX of sample 0.
-        let stream = Stream::new(self.seed, 0);
+        let stream = Stream::new(self.seed, sample);
         let direction_pair = |k: u32| -> (Vec<f64>, Vec<f64>) {
             let mut a = vec![0f32; n];
             let mut b = vec![0f32; n];
