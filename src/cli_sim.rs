@@ -2,10 +2,11 @@
 //! beside the theory.
 
 use crate::{outln, print_network, NetArgs};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quantdepth::setup::parse_list;
+use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
 use quantdepth::sim::{self, cpu::CpuBackend, Backend, Control, Inputs, SimSpec};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,8 +58,23 @@ pub fn pick_backend(name: &str) -> Result<Box<dyn Backend>> {
     }
 }
 
-fn gpu_backend(_hardware_only: bool) -> Result<Box<dyn Backend>> {
-    bail!("this build has no GPU backend yet; use --backend cpu")
+fn gpu_backend(hardware_only: bool) -> Result<Box<dyn Backend>> {
+    let policy = if hardware_only {
+        AdapterPolicy::HardwareOnly
+    } else {
+        AdapterPolicy::PreferHardware
+    };
+    let b = GpuBackend::new(policy)?;
+    let ctx = b.context();
+    if ctx.is_software() {
+        eprintln!(
+            "backend gpu: no hardware GPU; using the software adapter {} (correct but slow)",
+            ctx.describe()
+        );
+    } else {
+        eprintln!("backend gpu: {}", ctx.describe());
+    }
+    Ok(Box::new(b))
 }
 
 /// Runs a simulation with a progress bar on stderr and Ctrl-C handling.

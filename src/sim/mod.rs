@@ -3,6 +3,7 @@
 //! samples, aggregates their statistics, reports progress and stops cleanly.
 
 pub mod cpu;
+pub mod gpu;
 pub mod spec;
 pub mod stats;
 

@@ -1,0 +1,134 @@
+// Each workgroup computes a 64-row × TB-column tile of the next layer's
+// pre-activations, H_next[i][b] = (σ_w/√n)·Σ_j z_ij·φ(H[j][b]) + σ_b·ζ_i: it
+// generates the standard normals z it needs, 64 rows × 32 columns at a time,
+// into workgroup memory (the weight matrix is never stored), applies φ to
+// the activation tile as it loads it, and accumulates 4 rows × 4 columns per
+// thread in four named vec4 registers. Twin of `layer` in src/sim/cpu.rs.
+// Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl and
+// params.wgsl.
+
+const KIND_UNIFORM: u32 = 0u;
+const KIND_STEPS: u32 = 1u;
+const KIND_TANH: u32 = 2u;
+const KIND_HARD_TANH: u32 = 3u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> h_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> h_out: array<f32>;
+// Levels y_0..y_{N-1}, then (for general quantizers) thresholds g_1..g_{N-1}.
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+
+// Columns of the batch per workgroup (16, 32 or 64; the host picks the
+// variant by replacing this line).
+const TB: u32 = 64u;
+const TI: u32 = 64u;
+const TJ: u32 = 32u;
+const WX: u32 = TB / 4u;
+const WY: u32 = TI / 4u;
+const THREADS: u32 = WX * WY;
+
+var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major
+var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
+
+fn phi(x: f32) -> f32 {
+    switch p.kind {
+        case 0u: {
+            let t = floor(x * p.inv_spacing + p.half_states);
+            let k = u32(clamp(t, 0.0, f32(p.states - 1u)));
+            return table[k];
+        }
+        case 1u: {
+            // Count the thresholds g ≤ x (binary search), as partition_point does.
+            var lo = 0u;
+            var hi = p.states - 1u;
+            loop {
+                if (lo >= hi) { break; }
+                let mid = (lo + hi) / 2u;
+                if (table[p.states + mid] <= x) { lo = mid + 1u; } else { hi = mid; }
+            }
+            return table[lo];
+        }
+        case 2u: { return tanh(clamp(x, -20.0, 20.0)); }
+        case 3u: { return clamp(x, -1.0, 1.0); }
+        default: { return x; }
+    }
+}
+
+@compute @workgroup_size(WX, WY)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = p.n;
+    let batch = p.batch;
+    let key = vec2<u32>(p.key0, p.key1);
+    let row0 = wid.y * TI;
+    let col0 = wid.x * TB;
+    let tx = lid.x;
+    let ty = lid.y;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var j0 = 0u; j0 < n; j0 = j0 + TJ) {
+        // Weights: TI rows × TJ/4 Philox blocks of four.
+        for (var t = li; t < TI * (TJ / 4u); t = t + THREADS) {
+            let r = t / (TJ / 4u);
+            let blk = t % (TJ / 4u);
+            let row = row0 + r;
+            var z = vec4<f32>(0.0);
+            if (row < n) {
+                z = normals(key, p.sample, p.layer, row, j0 / 4u + blk);
+            }
+            let base = r * TJ + blk * 4u;
+            w_tile[base] = z.x;
+            w_tile[base + 1u] = z.y;
+            w_tile[base + 2u] = z.z;
+            w_tile[base + 3u] = z.w;
+        }
+        // Activations φ(H) for TJ units × TB inputs; zero outside the matrix.
+        for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
+            let jj = t / (TB / 4u);
+            let c4 = t % (TB / 4u);
+            let j = j0 + jj;
+            let col = col0 + c4 * 4u;
+            var v = vec4<f32>(0.0);
+            if (j < n) {
+                let base = j * batch + col;
+                if (col < batch) { v.x = phi(h_in[base]); }
+                if (col + 1u < batch) { v.y = phi(h_in[base + 1u]); }
+                if (col + 2u < batch) { v.z = phi(h_in[base + 2u]); }
+                if (col + 3u < batch) { v.w = phi(h_in[base + 3u]); }
+            }
+            a_tile[t] = v;
+        }
+        workgroupBarrier();
+        let r0 = (ty * 4u) * TJ;
+        for (var kk = 0u; kk < TJ; kk = kk + 1u) {
+            let a = a_tile[kk * (TB / 4u) + tx];
+            acc0 = acc0 + w_tile[r0 + kk] * a;
+            acc1 = acc1 + w_tile[r0 + TJ + kk] * a;
+            acc2 = acc2 + w_tile[r0 + 2u * TJ + kk] * a;
+            acc3 = acc3 + w_tile[r0 + 3u * TJ + kk] * a;
+        }
+        workgroupBarrier();
+    }
+    let col = col0 + tx * 4u;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let row = row0 + ty * 4u + r;
+        if (row >= n) { break; }
+        var acc = acc0;
+        if (r == 1u) { acc = acc1; }
+        if (r == 2u) { acc = acc2; }
+        if (r == 3u) { acc = acc3; }
+        var bias = 0.0;
+        if (p.b_scale != 0.0) {
+            let zb = normals(key, p.sample, p.layer, BIAS_ROW, row / 4u);
+            bias = p.b_scale * zb[row % 4u];
+        }
+        let base = row * batch + col;
+        if (col < batch) { h_out[base] = p.w_scale * acc.x + bias; }
+        if (col + 1u < batch) { h_out[base + 1u] = p.w_scale * acc.y + bias; }
+        if (col + 2u < batch) { h_out[base + 2u] = p.w_scale * acc.z + bias; }
+        if (col + 3u < batch) { h_out[base + 3u] = p.w_scale * acc.w + bias; }
+    }
+}

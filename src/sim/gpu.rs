@@ -1,0 +1,707 @@
+//! The GPU backend: wgpu compute shaders (`shaders/*.wgsl`) on any Vulkan,
+//! Metal or DX12 adapter.
+//!
+//! Per network sample: the inputs go up once; then each submission records
+//! a run of layers — for each, the fused layer kernel (weights generated in
+//! workgroup memory, never stored) and the statistics kernel — and one copy
+//! of the statistics to a staging buffer, which is read back after the
+//! submission (no host round trip per layer). Submissions are sized to
+//! about half a second of work, which also paces the progress bar.
+//! Per-layer parameters sit in a uniform buffer, one 256-byte entry per
+//! layer, bound with a dynamic offset (queue writes land at submit time, so
+//! they cannot change between dispatches).
+//!
+//! Errors (no adapter, validation, out of memory, device lost) become
+//! [`Error::Gpu`] with the adapter's message; the driver keeps the samples
+//! that finished.
+
+use crate::error::{Error, Result};
+use crate::rng::key_for;
+use crate::sim::cpu::{block_stats, feature_major, weight_scale};
+use crate::sim::spec::{Inputs, Measurements, SimActivation, SimSpec};
+use crate::sim::{Backend, BackendInfo, LayerSink};
+use std::borrow::Cow;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+/// The WGSL sources, composed as the kernels use them.
+pub mod shaders {
+    /// The generator (functions only).
+    pub const RNG: &str = include_str!("../../shaders/rng.wgsl");
+    /// The per-layer parameter struct.
+    pub const PARAMS: &str = include_str!("../../shaders/params.wgsl");
+    /// The fused layer kernel.
+    pub const LAYER: &str = include_str!("../../shaders/layer.wgsl");
+    /// The statistics kernel.
+    pub const STATS: &str = include_str!("../../shaders/stats.wgsl");
+    /// The generator check kernel (tests).
+    pub const RNG_CHECK: &str = include_str!("../../shaders/rng_check.wgsl");
+
+    /// The line of layer.wgsl that sets the batch columns per workgroup.
+    const TB_LINE: &str = "const TB: u32 = 64u;";
+
+    /// layer.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
+    pub fn layer(tb: u32) -> String {
+        assert!(
+            LAYER.contains(TB_LINE),
+            "layer.wgsl must declare `{TB_LINE}`"
+        );
+        format!(
+            "{RNG}\n{PARAMS}\n{}",
+            LAYER.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
+        )
+    }
+
+    /// stats.wgsl with its parameters.
+    pub fn stats() -> String {
+        format!("{PARAMS}\n{STATS}")
+    }
+
+    /// rng_check.wgsl with the generator.
+    pub fn rng_check() -> String {
+        format!("{RNG}\n{RNG_CHECK}")
+    }
+}
+
+/// Bytes between per-layer parameter entries (WebGPU's largest
+/// `minUniformBufferOffsetAlignment`).
+const PARAM_STRIDE: u64 = 256;
+/// Rows per statistics partial (one workgroup each).
+const STATS_ROWS: u32 = 4096;
+/// Most layers whose statistics one readback holds.
+const MAX_LAYERS_PER_SUBMIT: usize = 256;
+/// Wall time one submission aims at.
+const SUBMIT_SECONDS: f64 = 0.5;
+
+/// The per-layer parameters, field for field as in `shaders/params.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuParams {
+    /// Layer index l (RNG counter).
+    pub layer: u32,
+    /// Network sample (RNG counter).
+    pub sample: u32,
+    /// Key, low word of the seed.
+    pub key0: u32,
+    /// Key, high word of the seed.
+    pub key1: u32,
+    /// Width n.
+    pub n: u32,
+    /// Batch of this chunk.
+    pub batch: u32,
+    /// Activation kind (0 uniform, 1 steps, 2 tanh, 3 hard-tanh, 4 linear).
+    pub kind: u32,
+    /// Number of levels N (quantizers).
+    pub states: u32,
+    /// 1/Δ (uniform quantizer).
+    pub inv_spacing: f32,
+    /// N/2 (uniform quantizer).
+    pub half_states: f32,
+    /// σ_w/√n.
+    pub w_scale: f32,
+    /// σ_b.
+    pub b_scale: f32,
+    /// Slot of this layer in the statistics buffer.
+    pub slot: u32,
+    /// Measured quantities per layer (B + P).
+    pub quantities: u32,
+    /// Row groups per quantity.
+    pub groups: u32,
+    /// Rows per group.
+    pub rows_per_group: u32,
+}
+
+/// Which adapters a backend may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// Only a hardware GPU (discrete, integrated or virtual).
+    HardwareOnly,
+    /// A hardware GPU if there is one, else a software adapter (lavapipe).
+    PreferHardware,
+}
+
+/// An open device with its error reporting.
+pub struct GpuContext {
+    /// Adapter name, type, driver and backend.
+    pub info: wgpu::AdapterInfo,
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The limits granted (the adapter's own).
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the best adapter the policy allows, with all of its limits.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().device_type))
+            .collect();
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| policy == AdapterPolicy::PreferHardware || rank(a) <= 2)
+            .min_by_key(rank)
+            .ok_or_else(|| {
+                Error::Gpu(if seen.is_empty() {
+                    "no GPU adapter found (no Vulkan, Metal or DX12 driver answered); on Debian/Ubuntu, \
+                     `apt-get install mesa-vulkan-drivers` provides the software adapter lavapipe"
+                        .to_string()
+                } else {
+                    format!("no hardware GPU adapter (found only: {})", seen.join(", "))
+                })
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("quantdepth"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Gpu(format!("could not open a device on {}: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut v) = lost.lock() {
+                v.push(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        Ok(GpuContext {
+            info,
+            device,
+            queue,
+            limits,
+            errors,
+        })
+    }
+
+    /// A one-line description of the adapter.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.device_type,
+            self.info.backend,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// Whether the adapter is a software rasterizer (lavapipe/llvmpipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The first error reported since the last check, as [`Error::Gpu`].
+    pub fn check(&self) -> Result<()> {
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        if v.is_empty() {
+            Ok(())
+        } else {
+            let msg = v.join("; ");
+            v.clear();
+            Err(Error::Gpu(msg))
+        }
+    }
+
+    /// A shader module from WGSL, with its compile errors as [`Error::Gpu`].
+    pub fn shader(&self, label: &str, source: String) -> Result<wgpu::ShaderModule> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("shader {label}: {e}")));
+        }
+        Ok(module)
+    }
+
+    /// A buffer, with allocation failure as [`Error::Gpu`].
+    pub fn buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        if size > self.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "buffer {label} needs {size} bytes, over this adapter's max_buffer_size of {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(4),
+            usage,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "out of GPU memory allocating {label} ({size} bytes): {e}"
+            )));
+        }
+        Ok(buf)
+    }
+
+    /// Submits `encoder`, waits for it, and reads `size` bytes of `staging`
+    /// (copied to in the encoder) as f32.
+    pub fn submit_and_read(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> Result<Vec<f32>> {
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("reading results back failed: {e}"))),
+            Err(_) => return Err(Error::Gpu("the GPU never answered the read-back".into())),
+        }
+        let out = {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| Error::Gpu(format!("mapping the read-back buffer failed: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn params_entry() -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
+        },
+        count: None,
+    }
+}
+
+fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
+
+/// The batch columns per workgroup of the layer kernel for a batch.
+pub fn tile_columns(batch: usize) -> u32 {
+    match batch {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    }
+}
+
+/// Pipelines and their layouts, created once per device.
+struct Kernels {
+    layer_layout: wgpu::BindGroupLayout,
+    stats_layout: wgpu::BindGroupLayout,
+    layer: Vec<(u32, wgpu::ComputePipeline)>,
+    stats: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    fn new(ctx: &GpuContext) -> Result<Self> {
+        let d = &ctx.device;
+        let layer_layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("layer bind group layout"),
+            entries: &[
+                params_entry(),
+                storage_entry(1, true),
+                storage_entry(2, false),
+                storage_entry(3, true),
+            ],
+        });
+        let stats_layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("stats bind group layout"),
+            entries: &[
+                params_entry(),
+                storage_entry(1, true),
+                storage_entry(2, true),
+                storage_entry(3, false),
+            ],
+        });
+        let pipeline = |label: &str,
+                        layout: &wgpu::BindGroupLayout,
+                        module: &wgpu::ShaderModule|
+         -> Result<wgpu::ComputePipeline> {
+            let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
+            let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            let p = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pl),
+                module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Gpu(format!("pipeline {label}: {e}")));
+            }
+            Ok(p)
+        };
+        let mut layer = Vec::new();
+        for tb in [16, 32, 64] {
+            let m = ctx.shader(&format!("layer.wgsl TB={tb}"), shaders::layer(tb))?;
+            layer.push((tb, pipeline(&format!("layer TB={tb}"), &layer_layout, &m)?));
+        }
+        let sm = ctx.shader("stats.wgsl", shaders::stats())?;
+        let stats = pipeline("stats", &stats_layout, &sm)?;
+        Ok(Kernels {
+            layer_layout,
+            stats_layout,
+            layer,
+            stats,
+        })
+    }
+
+    fn layer_for(&self, batch: usize) -> &wgpu::ComputePipeline {
+        let tb = tile_columns(batch);
+        &self
+            .layer
+            .iter()
+            .find(|(t, _)| *t == tb)
+            .expect("all tile variants are built")
+            .1
+    }
+}
+
+/// The GPU backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    kernels: Kernels,
+}
+
+impl GpuBackend {
+    /// Opens an adapter under `policy` and builds the kernels.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        let ctx = GpuContext::new(policy)?;
+        let kernels = Kernels::new(&ctx)?;
+        Ok(GpuBackend { ctx, kernels })
+    }
+
+    /// The device context (for tests and benchmarks).
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Largest batch per pass for width n under the adapter's binding limits.
+    pub fn max_batch(&self, n: usize) -> usize {
+        let bind = u64::from(self.ctx.limits.max_storage_buffer_binding_size)
+            .min(self.ctx.limits.max_buffer_size);
+        let by_memory = (bind / 4 / n as u64) as usize;
+        // Quantities per layer (B + P ≤ 1.5 B for pairs) index workgroups in x.
+        let by_dispatch = (self.ctx.limits.max_compute_workgroups_per_dimension as usize) * 2 / 3;
+        by_memory.min(by_dispatch)
+    }
+
+    /// Runs layers 1..=depth of one network on a batch chunk whose inputs
+    /// are `h0` (feature-major), calling `deliver(layer, sumsq, dots)`.
+    #[allow(clippy::type_complexity)]
+    fn run_chunk(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+        deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
+    ) -> Result<()> {
+        let ctx = &self.ctx;
+        let n = spec.width;
+        let batch = meas.batch;
+        let q = batch + meas.pairs.len();
+        let groups = (n as u32).div_ceil(STATS_ROWS);
+        let act = SimActivation::from_activation(&spec.activation);
+        let (kind, table, inv_spacing, half_states, states) = match &act {
+            SimActivation::Uniform {
+                inv_spacing,
+                half_states,
+                levels,
+            } => (0, levels.clone(), *inv_spacing, *half_states, levels.len()),
+            SimActivation::Steps { thresholds, levels } => {
+                let mut t = levels.clone();
+                t.extend(thresholds);
+                (1, t, 0.0, 0.0, levels.len())
+            }
+            SimActivation::Tanh => (2, vec![0.0], 0.0, 0.0, 0),
+            SimActivation::HardTanh => (3, vec![0.0], 0.0, 0.0, 0),
+            SimActivation::Linear => (4, vec![0.0], 0.0, 0.0, 0),
+        };
+        let key = key_for(spec.seed);
+        let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
+        let base = GpuParams {
+            layer: 0,
+            sample,
+            key0: key[0],
+            key1: key[1],
+            n: n as u32,
+            batch: batch as u32,
+            kind,
+            states: states as u32,
+            inv_spacing,
+            half_states,
+            w_scale: weight_scale(spec.sigma_w, n),
+            b_scale: spec.sigma_b as f32,
+            slot: 0,
+            quantities: q as u32,
+            groups,
+            rows_per_group: STATS_ROWS,
+        };
+        let mut params = vec![0u8; spec.depth * PARAM_STRIDE as usize];
+        for l in 1..=spec.depth {
+            let p = GpuParams {
+                layer: l as u32,
+                slot: ((l - 1) % per_submit) as u32,
+                ..base
+            };
+            let off = (l - 1) * PARAM_STRIDE as usize;
+            params[off..off + std::mem::size_of::<GpuParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+        }
+        let pairs: Vec<u32> = if meas.pairs.is_empty() {
+            vec![0, 0]
+        } else {
+            meas.pairs.iter().flat_map(|&(a, b)| [a, b]).collect()
+        };
+        use wgpu::BufferUsages as U;
+        let act_bytes = (n * batch * 4) as u64;
+        let stats_bytes = (per_submit * q * groups as usize * 4) as u64;
+        let h = [
+            ctx.buffer("activations A", act_bytes, U::STORAGE | U::COPY_DST)?,
+            ctx.buffer("activations B", act_bytes, U::STORAGE)?,
+        ];
+        let params_buf = ctx.buffer(
+            "layer parameters",
+            params.len() as u64,
+            U::UNIFORM | U::COPY_DST,
+        )?;
+        let table_buf = ctx.buffer(
+            "quantizer table",
+            (table.len() * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        let pairs_buf = ctx.buffer(
+            "measured pairs",
+            (pairs.len() * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        let stats_buf = ctx.buffer("statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
+        let staging = ctx.buffer(
+            "statistics read-back",
+            stats_bytes,
+            U::MAP_READ | U::COPY_DST,
+        )?;
+        ctx.queue.write_buffer(&h[0], 0, bytemuck::cast_slice(h0));
+        ctx.queue.write_buffer(&params_buf, 0, &params);
+        ctx.queue
+            .write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
+        ctx.queue
+            .write_buffer(&pairs_buf, 0, bytemuck::cast_slice(&pairs));
+        let params_binding = wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &params_buf,
+                offset: 0,
+                size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
+            }),
+        };
+        // Layer l reads h[(l−1) % 2] and writes h[l % 2].
+        let layer_bg: Vec<wgpu::BindGroup> = (0..2)
+            .map(|k| {
+                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("layer bind group"),
+                    layout: &self.kernels.layer_layout,
+                    entries: &[
+                        params_binding.clone(),
+                        entry(1, &h[k]),
+                        entry(2, &h[1 - k]),
+                        entry(3, &table_buf),
+                    ],
+                })
+            })
+            .collect();
+        let stats_bg: Vec<wgpu::BindGroup> = (0..2)
+            .map(|k| {
+                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("stats bind group"),
+                    layout: &self.kernels.stats_layout,
+                    entries: &[
+                        params_binding.clone(),
+                        entry(1, &h[k]),
+                        entry(2, &pairs_buf),
+                        entry(3, &stats_buf),
+                    ],
+                })
+            })
+            .collect();
+        ctx.check()?;
+        let layer_pipe = self.kernels.layer_for(batch);
+        let tb = tile_columns(batch) as usize;
+        let wg = ((batch.div_ceil(tb)) as u32, (n as u32).div_ceil(64));
+        let mut next = 1usize;
+        let mut chunk = 1usize;
+        while next <= spec.depth {
+            let count = chunk
+                .min(spec.depth - next + 1)
+                .min(per_submit - (next - 1) % per_submit);
+            let start = Instant::now();
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("layers"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("layers"),
+                    timestamp_writes: None,
+                });
+                for l in next..next + count {
+                    let offset = [((l - 1) as u64 * PARAM_STRIDE) as u32];
+                    pass.set_pipeline(layer_pipe);
+                    pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
+                    pass.dispatch_workgroups(wg.0, wg.1, 1);
+                    pass.set_pipeline(&self.kernels.stats);
+                    pass.set_bind_group(0, &stats_bg[l % 2], &offset);
+                    pass.dispatch_workgroups(q as u32, groups, 1);
+                }
+            }
+            let first_slot = (next - 1) % per_submit;
+            let unit = (q * groups as usize * 4) as u64;
+            enc.copy_buffer_to_buffer(
+                &stats_buf,
+                first_slot as u64 * unit,
+                &staging,
+                0,
+                count as u64 * unit,
+            );
+            let raw = ctx.submit_and_read(enc, &staging, count as u64 * unit)?;
+            for (k, layer_raw) in raw.chunks_exact(q * groups as usize).enumerate() {
+                let mut vals = vec![0f64; q];
+                for (v, parts) in vals.iter_mut().zip(layer_raw.chunks_exact(groups as usize)) {
+                    *v = parts.iter().map(|&x| f64::from(x)).sum();
+                }
+                let dots = vals.split_off(batch);
+                deliver(next + k, vals, dots)?;
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-6);
+            let per_layer = secs / count as f64;
+            chunk = ((SUBMIT_SECONDS / per_layer) as usize).clamp(1, per_submit);
+            next += count;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: "gpu".into(),
+            adapter: self.ctx.describe(),
+        }
+    }
+
+    fn run_sample(
+        &mut self,
+        spec: &SimSpec,
+        inputs: &[Vec<f64>],
+        sample: u32,
+        sink: &mut LayerSink<'_>,
+    ) -> Result<()> {
+        let n = spec.width;
+        let meas = spec.measurements();
+        let h0_all = feature_major(inputs, n);
+        let (s0, d0) = block_stats(&h0_all, meas.batch, &meas);
+        sink(0, &s0, &d0)?;
+        let max_batch = self.max_batch(n);
+        if meas.batch <= max_batch {
+            return self.run_chunk(spec, &h0_all, &meas, sample, &mut |l, s, d| sink(l, &s, &d));
+        }
+        // Split the batch: pairs stay whole, so each chunk holds whole pairs.
+        let Inputs::Pairs { .. } = spec.inputs else {
+            return Err(Error::Gpu(format!(
+                "a circle of {} points at width {n} exceeds this adapter's storage binding limit ({} inputs at most)",
+                meas.batch, max_batch
+            )));
+        };
+        let per_chunk = (max_batch / 2).max(1) * 2;
+        let mut sumsq = vec![vec![0f64; meas.batch]; spec.depth + 1];
+        let mut dots = vec![vec![0f64; meas.pairs.len()]; spec.depth + 1];
+        for c0 in (0..meas.batch).step_by(per_chunk) {
+            let c1 = (c0 + per_chunk).min(meas.batch);
+            let chunk_meas = Measurements {
+                batch: c1 - c0,
+                pairs: (0..((c1 - c0) / 2) as u32)
+                    .map(|i| (2 * i, 2 * i + 1))
+                    .collect(),
+            };
+            let h0 = feature_major(&inputs[c0..c1], n);
+            self.run_chunk(spec, &h0, &chunk_meas, sample, &mut |l, s, d| {
+                sumsq[l][c0..c1].copy_from_slice(&s);
+                dots[l][c0 / 2..c1 / 2].copy_from_slice(&d);
+                Ok(())
+            })?;
+        }
+        for l in 1..=spec.depth {
+            sink(l, &sumsq[l], &dots[l])?;
+        }
+        Ok(())
+    }
+}
