@@ -428,6 +428,7 @@ impl Kernels {
 pub struct GpuBackend {
     ctx: GpuContext,
     kernels: Kernels,
+    batch_limit: Option<usize>,
 }
 
 impl GpuBackend {
@@ -435,7 +436,11 @@ impl GpuBackend {
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
         let ctx = GpuContext::new(policy)?;
         let kernels = Kernels::new(&ctx)?;
-        Ok(GpuBackend { ctx, kernels })
+        Ok(GpuBackend {
+            ctx,
+            kernels,
+            batch_limit: None,
+        })
     }
 
     /// The device context (for tests and benchmarks).
@@ -450,7 +455,8 @@ impl GpuBackend {
         let by_memory = (bind / 4 / n as u64) as usize;
         // Quantities per layer (B + P ≤ 1.5 B for pairs) index workgroups in x.
         let by_dispatch = (self.ctx.limits.max_compute_workgroups_per_dimension as usize) * 2 / 3;
-        by_memory.min(by_dispatch)
+        let limit = by_memory.min(by_dispatch);
+        self.batch_limit.map_or(limit, |l| l.min(limit))
     }
 
     /// Runs layers 1..=depth of one network on a batch chunk whose inputs
@@ -463,7 +469,8 @@ impl GpuBackend {
         meas: &Measurements,
         sample: u32,
         deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
-    ) -> Result<()> {
+        keep_last: bool,
+    ) -> Result<Option<Vec<f32>>> {
         let ctx = &self.ctx;
         let n = spec.width;
         let batch = meas.batch;
@@ -525,8 +532,12 @@ impl GpuBackend {
         let act_bytes = (n * batch * 4) as u64;
         let stats_bytes = (per_submit * q * groups as usize * 4) as u64;
         let h = [
-            ctx.buffer("activations A", act_bytes, U::STORAGE | U::COPY_DST)?,
-            ctx.buffer("activations B", act_bytes, U::STORAGE)?,
+            ctx.buffer(
+                "activations A",
+                act_bytes,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            )?,
+            ctx.buffer("activations B", act_bytes, U::STORAGE | U::COPY_SRC)?,
         ];
         let params_buf = ctx.buffer(
             "layer parameters",
@@ -646,7 +657,43 @@ impl GpuBackend {
             chunk = ((SUBMIT_SECONDS / per_layer) as usize).clamp(1, per_submit);
             next += count;
         }
-        Ok(())
+        if !keep_last {
+            return Ok(None);
+        }
+        let last = ctx.buffer(
+            "activations read-back",
+            act_bytes,
+            U::MAP_READ | U::COPY_DST,
+        )?;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read activations"),
+            });
+        enc.copy_buffer_to_buffer(&h[spec.depth % 2], 0, &last, 0, act_bytes);
+        Ok(Some(ctx.submit_and_read(enc, &last, act_bytes)?))
+    }
+
+    /// Lowers the batch per pass below the adapter's limit (to exercise
+    /// batch splitting); `None` restores the limit.
+    pub fn set_batch_limit(&mut self, limit: Option<usize>) {
+        self.batch_limit = limit;
+    }
+
+    /// The pre-activations of layer `spec.depth` of network `sample` for
+    /// `inputs` (feature-major, n × B), computed on the GPU.
+    pub fn propagate(&self, spec: &SimSpec, inputs: &[Vec<f64>], sample: u32) -> Result<Vec<f32>> {
+        spec.validate()?;
+        let meas = spec.measurements();
+        if meas.batch > self.max_batch(spec.width) {
+            return Err(Error::Gpu(format!(
+                "batch {} is over this adapter's limit for one pass",
+                meas.batch
+            )));
+        }
+        let h0 = feature_major(inputs, spec.width);
+        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true)?;
+        out.ok_or_else(|| Error::Gpu("no activations were read back".into()))
     }
 }
 
@@ -672,7 +719,16 @@ impl Backend for GpuBackend {
         sink(0, &s0, &d0)?;
         let max_batch = self.max_batch(n);
         if meas.batch <= max_batch {
-            return self.run_chunk(spec, &h0_all, &meas, sample, &mut |l, s, d| sink(l, &s, &d));
+            return self
+                .run_chunk(
+                    spec,
+                    &h0_all,
+                    &meas,
+                    sample,
+                    &mut |l, s, d| sink(l, &s, &d),
+                    false,
+                )
+                .map(|_| ());
         }
         // Split the batch: pairs stay whole, so each chunk holds whole pairs.
         let Inputs::Pairs { .. } = spec.inputs else {
@@ -693,11 +749,18 @@ impl Backend for GpuBackend {
                     .collect(),
             };
             let h0 = feature_major(&inputs[c0..c1], n);
-            self.run_chunk(spec, &h0, &chunk_meas, sample, &mut |l, s, d| {
-                sumsq[l][c0..c1].copy_from_slice(&s);
-                dots[l][c0 / 2..c1 / 2].copy_from_slice(&d);
-                Ok(())
-            })?;
+            self.run_chunk(
+                spec,
+                &h0,
+                &chunk_meas,
+                sample,
+                &mut |l, s, d| {
+                    sumsq[l][c0..c1].copy_from_slice(&s);
+                    dots[l][c0 / 2..c1 / 2].copy_from_slice(&d);
+                    Ok(())
+                },
+                false,
+            )?;
         }
         for l in 1..=spec.depth {
             sink(l, &sumsq[l], &dots[l])?;

@@ -1,0 +1,311 @@
+//! The WGSL kernels against their CPU twins, on whatever adapter wgpu finds
+//! (lavapipe in CI). Without an adapter these tests skip with a message,
+//! unless QUANTDEPTH_REQUIRE_GPU=1 (set by .ci/run), where they fail.
+
+use quantdepth::rng::{philox4x32_10, Stream};
+use quantdepth::setup::NetworkChoice;
+use quantdepth::sim::cpu::{self, CpuBackend};
+use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend, GpuContext};
+use quantdepth::sim::{self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec};
+use std::sync::atomic::AtomicBool;
+
+fn gpu_required() -> bool {
+    std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+fn backend() -> Option<GpuBackend> {
+    match GpuBackend::new(AdapterPolicy::PreferHardware) {
+        Ok(b) => {
+            eprintln!("GPU tests on {}", b.context().describe());
+            Some(b)
+        }
+        Err(e) if gpu_required() => {
+            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
+    let cancel = AtomicBool::new(false);
+    sim::simulate(
+        b,
+        spec,
+        &Control {
+            progress: &|_| {},
+            cancel: &cancel,
+        },
+    )
+    .unwrap()
+}
+
+fn uniform_spec(
+    n_states: usize,
+    sigma_b: f64,
+    width: usize,
+    depth: usize,
+    samples: usize,
+    c0: Vec<f64>,
+    pairs: usize,
+) -> (SimSpec, quantdepth::setup::ResolvedNetwork) {
+    let mut ch = NetworkChoice::uniform(n_states);
+    ch.sigma_b = Some(sigma_b);
+    let r = ch.resolve().unwrap();
+    let spec = SimSpec {
+        activation: r.network.activation.clone(),
+        sigma_w: r.sigma_w,
+        sigma_b,
+        width,
+        depth,
+        samples,
+        seed: 11,
+        q0: r.q0,
+        inputs: Inputs::Pairs { c0, pairs },
+    };
+    (spec, r)
+}
+
+#[test]
+fn every_wgsl_file_validates_with_naga() {
+    let modules = [
+        ("rng.wgsl", shaders::RNG.to_string()),
+        ("params.wgsl", shaders::PARAMS.to_string()),
+        ("layer.wgsl (TB=16)", shaders::layer(16)),
+        ("layer.wgsl (TB=32)", shaders::layer(32)),
+        ("layer.wgsl (TB=64)", shaders::layer(64)),
+        ("stats.wgsl", shaders::stats()),
+        ("rng_check.wgsl", shaders::rng_check()),
+    ];
+    for (name, src) in modules {
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+}
+
+/// 2^20 Philox outputs (2^18 counters × 4 words) equal src/rng.rs bit for
+/// bit; the Box–Muller normals agree to f32 rounding of the same
+/// polynomial evaluations (FMA contraction may move the last bits).
+#[test]
+fn wgsl_generator_equals_rust_bit_for_bit() {
+    let Some(b) = backend() else { return };
+    let ctx: &GpuContext = b.context();
+    let count: u32 = 1 << 18;
+    let (key, row, layer, sample) = ([0x1234_5678u32, 0x9abc_def0u32], 77u32, 5u32, 3u32);
+    let params: [u32; 8] = [key[0], key[1], row, layer, sample, count, 0, 0];
+    use wgpu::BufferUsages as U;
+    let pbuf = ctx
+        .buffer("check params", 32, U::UNIFORM | U::COPY_DST)
+        .unwrap();
+    let words = ctx
+        .buffer("words", u64::from(count) * 16, U::STORAGE | U::COPY_SRC)
+        .unwrap();
+    let gauss = ctx
+        .buffer("normals", u64::from(count) * 16, U::STORAGE | U::COPY_SRC)
+        .unwrap();
+    let read = ctx
+        .buffer("read", u64::from(count) * 16, U::MAP_READ | U::COPY_DST)
+        .unwrap();
+    ctx.queue
+        .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
+    let module = ctx.shader("rng_check", shaders::rng_check()).unwrap();
+    let pipe = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("rng_check"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("rng_check"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: pbuf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: words.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: gauss.as_entire_binding(),
+            },
+        ],
+    });
+    let read_back = |src: &wgpu::Buffer| -> Vec<f32> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(count / 64, 1, 1);
+        }
+        enc.copy_buffer_to_buffer(src, 0, &read, 0, u64::from(count) * 16);
+        ctx.submit_and_read(enc, &read, u64::from(count) * 16)
+            .unwrap()
+    };
+    let w: Vec<u32> = read_back(&words).iter().map(|x| x.to_bits()).collect();
+    let z = read_back(&gauss);
+    let stream = Stream { key, sample };
+    let mut worst = 0f32;
+    for i in 0..count as usize {
+        let want = philox4x32_10([i as u32, row, layer, sample], key);
+        assert_eq!(&w[4 * i..4 * i + 4], &want, "counter {i}");
+        let zc = stream.normals(layer, row, i as u32);
+        for k in 0..4 {
+            worst = worst.max((z[4 * i + k] - zc[k]).abs() / (1.0 + zc[k].abs()));
+        }
+    }
+    assert!(worst < 4e-6, "normals differ by up to {worst:e} (relative)");
+}
+
+/// One layer: every pre-activation equals the CPU's to f32 rounding of a
+/// differently ordered sum: |Δ| ≤ 1e-5·‖row contribution‖ (the root-mean-
+/// square output), for widths and batches off the 64 × TB × 32 tiles.
+#[test]
+fn one_layer_equals_cpu_to_f32_rounding() {
+    let Some(b) = backend() else { return };
+    for (width, pairs, states) in [(64, 3, 4), (100, 8, 2), (257, 13, 16), (1030, 40, 5)] {
+        let (spec, _) = uniform_spec(states, 0.2, width, 1, 1, vec![0.4, -0.3], pairs);
+        let inputs = spec.input_vectors(0);
+        let gpu = b.propagate(&spec, &inputs, 0).unwrap();
+        let batch = inputs.len();
+        let act = SimActivation::from_activation(&spec.activation);
+        let a: Vec<f32> = cpu::feature_major(&inputs, width)
+            .iter()
+            .map(|&x| act.eval(x))
+            .collect();
+        let mut out = vec![0f32; width * batch];
+        cpu::layer(
+            &a,
+            width,
+            batch,
+            &Stream::new(spec.seed, 0),
+            1,
+            spec.sigma_w,
+            spec.sigma_b,
+            &mut out,
+        );
+        let rms =
+            (out.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
+        let worst = gpu
+            .iter()
+            .zip(&out)
+            .map(|(g, c)| f64::from((g - c).abs()))
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-5 * rms,
+            "width {width}, batch {batch}: max |Δ| = {worst:e}, rms {rms}"
+        );
+    }
+}
+
+/// Multi-layer statistics: GPU vs CPU within 5 combined SE, and GPU vs the
+/// theory within 5 SE plus a 4/n allowance for the O(1/n) bias.
+#[test]
+fn multilayer_statistics_agree_with_cpu_and_theory() {
+    let Some(mut b) = backend() else { return };
+    for (states, sigma_b) in [(4, 0.0), (16, 0.1)] {
+        let width = 384;
+        let c0 = vec![0.3, 0.9];
+        let (spec, r) = uniform_spec(states, sigma_b, width, 20, 24, c0.clone(), 2);
+        let g = run(&mut b, &spec);
+        let c = run(&mut CpuBackend, &spec);
+        for ((pg, pc), &c0v) in g.stats.pairs.iter().zip(&c.stats.pairs).zip(&c0) {
+            let theory = r.network.depth_curve(r.q0, r.q0, c0v, 20).unwrap();
+            for ((eg, ec), t) in pg.layers.iter().zip(&pc.layers).zip(&theory).skip(1) {
+                let se = |a: Option<f64>, b: Option<f64>| {
+                    (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt()
+                };
+                assert!(
+                    (eg.c.mean - ec.c.mean).abs() <= 5.0 * se(eg.c.se, ec.c.se),
+                    "N={states} layer {}: ĉ gpu {} cpu {}",
+                    eg.layer,
+                    eg.c.mean,
+                    ec.c.mean
+                );
+                assert!(
+                    (eg.q.mean - ec.q.mean).abs() <= 5.0 * se(eg.q.se, ec.q.se),
+                    "N={states} layer {}: q̂ gpu {} cpu {}",
+                    eg.layer,
+                    eg.q.mean,
+                    ec.q.mean
+                );
+                let allowance = 4.0 / width as f64;
+                assert!(
+                    (eg.c.mean - t.c).abs() <= 5.0 * eg.c.se.unwrap() + allowance,
+                    "N={states} layer {}: ĉ {} vs theory {}",
+                    eg.layer,
+                    eg.c.mean,
+                    t.c
+                );
+                assert!(
+                    (eg.q.mean - t.q_a).abs() <= 5.0 * eg.q.se.unwrap() + allowance,
+                    "N={states} layer {}: q̂ {} vs theory {}",
+                    eg.layer,
+                    eg.q.mean,
+                    t.q_a
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_bits_and_split_batches_change_nothing() {
+    let Some(mut b) = backend() else { return };
+    let (spec, _) = uniform_spec(8, 0.05, 200, 6, 2, vec![0.2, 0.7, 0.95], 3);
+    let bits = |o: &SimOutcome| -> Vec<u64> {
+        o.stats
+            .pairs
+            .iter()
+            .flat_map(|p| {
+                p.layers
+                    .iter()
+                    .flat_map(|l| [l.q.mean.to_bits(), l.c.mean.to_bits()])
+            })
+            .collect()
+    };
+    let first = bits(&run(&mut b, &spec));
+    assert_eq!(
+        first,
+        bits(&run(&mut b, &spec)),
+        "same seed, same adapter: same bits"
+    );
+    // 18 inputs in passes of at most 4: each column is computed alone, so the
+    // split run must give the same bits.
+    b.set_batch_limit(Some(4));
+    assert_eq!(
+        first,
+        bits(&run(&mut b, &spec)),
+        "splitting the batch changed the result"
+    );
+    b.set_batch_limit(None);
+}
+
+#[test]
+fn circle_statistics_run_on_gpu() {
+    let Some(mut b) = backend() else { return };
+    let (mut spec, _) = uniform_spec(16, 0.0, 128, 3, 2, vec![0.0], 1);
+    spec.inputs = Inputs::Circle { points: 12 };
+    let g = run(&mut b, &spec);
+    let c = run(&mut CpuBackend, &spec);
+    let (gc, cc) = (g.stats.circle.unwrap(), c.stats.circle.unwrap());
+    // Layer 1 is one layer from identical inputs: covariances agree to f32 rounding.
+    for (x, y) in gc.layers[1].cov.iter().zip(&cc.layers[1].cov) {
+        assert!((x.mean - y.mean).abs() < 1e-4, "{} vs {}", x.mean, y.mean);
+    }
+}
