@@ -109,6 +109,19 @@ pub fn run_with_progress(
     Ok(out)
 }
 
+/// Runs a simulation without progress display or Ctrl-C handling.
+pub fn run_quiet(backend: &mut dyn Backend, spec: &SimSpec) -> Result<sim::SimOutcome> {
+    let cancel = AtomicBool::new(false);
+    Ok(sim::simulate(
+        backend,
+        spec,
+        &Control {
+            progress: &|_| {},
+            cancel: &cancel,
+        },
+    )?)
+}
+
 fn fmt_se(se: Option<f64>) -> String {
     se.map_or("-".into(), |s| format!("{s:.2e}"))
 }

@@ -9,6 +9,7 @@ use quantdepth::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
 use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
+mod cli_bench;
 mod cli_sim;
 
 /// How deep can a network with N-level quantized activations be and still
@@ -37,6 +38,13 @@ enum Command {
     /// pair) are averaged over networks, with standard errors, beside the
     /// mean-field prediction.
     Simulate(cli_sim::SimulateArgs),
+    /// Throughput of the simulator on this machine's CPU and GPU adapters.
+    ///
+    /// For each width n and batch B: seconds per layer, multiply-adds per
+    /// second (n²·B per layer), normals per second (n² weights per layer),
+    /// and the ratios against numpy's SGEMM and a plain numpy layer loop
+    /// measured in the same run (needs python3 with numpy).
+    Bench(cli_bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,6 +247,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Theory(t) => theory(t),
         Command::Simulate(args) => cli_sim::simulate(args),
+        Command::Bench(args) => cli_bench::bench(args),
     }
 }
 

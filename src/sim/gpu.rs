@@ -450,7 +450,10 @@ impl GpuBackend {
 
     /// Largest batch per pass for width n under the adapter's binding limits.
     pub fn max_batch(&self, n: usize) -> usize {
-        let bind = u64::from(self.ctx.limits.max_storage_buffer_binding_size)
+        let bind = self
+            .ctx
+            .limits
+            .max_storage_buffer_binding_size
             .min(self.ctx.limits.max_buffer_size);
         let by_memory = (bind / 4 / n as u64) as usize;
         // Quantities per layer (B + P ≤ 1.5 B for pairs) index workgroups in x.

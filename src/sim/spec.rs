@@ -57,6 +57,35 @@ impl SimActivation {
         }
     }
 
+    /// k = clamp(⌊x/Δ + N/2⌋, 0, N − 1). A float-to-int cast truncates,
+    /// which is the floor for t ≥ 0, and every t < 0 clamps to 0 either way;
+    /// the same k as the shader's `floor` then `clamp`.
+    #[inline(always)]
+    fn uniform_index(x: f32, inv_spacing: f32, half_states: f32, states: usize) -> usize {
+        let t = x * inv_spacing + half_states;
+        (t.max(0.0) as usize).min(states - 1)
+    }
+
+    /// y = φ(x) elementwise (the activation chosen once, outside the loop).
+    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
+        match self {
+            SimActivation::Uniform {
+                inv_spacing,
+                half_states,
+                levels,
+            } => {
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = levels[Self::uniform_index(v, *inv_spacing, *half_states, levels.len())];
+                }
+            }
+            other => {
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = other.eval(v);
+                }
+            }
+        }
+    }
+
     /// φ(x) in f32.
     #[inline]
     pub fn eval(&self, x: f32) -> f32 {

@@ -1,0 +1,178 @@
+//! `quantdepth bench`: simulator throughput on this machine's backends,
+//! beside numpy yardsticks measured in the same run.
+
+use crate::cli_sim::run_quiet;
+use crate::outln;
+use anyhow::{Context, Result};
+use clap::Args;
+use quantdepth::setup::NetworkChoice;
+use quantdepth::sim::cpu::CpuBackend;
+use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
+use quantdepth::sim::{Backend, Inputs, SimSpec};
+use serde_json::json;
+use std::process::Command;
+
+/// Options of `quantdepth bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Backends to measure: all (CPU and every GPU adapter wgpu finds), cpu or gpu.
+    #[arg(long, default_value = "all", value_parser = ["all", "cpu", "gpu"])]
+    pub backend: String,
+    /// Widths n, comma-separated.
+    #[arg(long, default_value = "1024,4096")]
+    pub widths: String,
+    /// Batch sizes B (inputs per network, even), comma-separated.
+    #[arg(long, default_value = "16,256")]
+    pub batches: String,
+    /// Layers per measurement (after one warm-up layer; best of three runs).
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Skip the numpy yardsticks (SGEMM and a plain numpy layer loop).
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn list(name: &str, s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--{name}: '{x}' is not a whole number"))
+        })
+        .collect()
+}
+
+/// The numpy yardsticks for (n, B), from scripts/numpy_baseline.py.
+fn numpy_baseline(widths: &str, batches: &str) -> Result<Vec<serde_json::Value>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/numpy_baseline.py");
+    let out = Command::new("python3")
+        .args([script, "--widths", widths, "--batches", batches])
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
+        .output()
+        .context("running python3 for the numpy yardstick")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "numpy yardstick failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let widths = list("widths", &args.widths)?;
+    let batches = list("batches", &args.batches)?;
+    if args.layers == 0 {
+        anyhow::bail!("--layers 0: measure at least 1 layer");
+    }
+    if let Some(b) = batches.iter().find(|b| **b < 2 || **b % 2 == 1) {
+        anyhow::bail!("--batches: {b} is not an even number >= 2 (inputs come in pairs)");
+    }
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    if args.backend != "gpu" {
+        backends.push(Box::new(CpuBackend));
+    }
+    if args.backend != "cpu" {
+        match GpuBackend::new(AdapterPolicy::PreferHardware) {
+            Ok(g) => backends.push(Box::new(g)),
+            Err(e) if args.backend == "gpu" => return Err(e.into()),
+            Err(e) => eprintln!("bench: no GPU backend ({e})"),
+        }
+    }
+    let base = if args.no_baseline {
+        Vec::new()
+    } else {
+        eprintln!("bench: measuring the numpy yardsticks ...");
+        numpy_baseline(&args.widths, &args.batches).unwrap_or_else(|e| {
+            eprintln!("bench: {e:#}; continuing without the numpy yardstick");
+            Vec::new()
+        })
+    };
+    let r = NetworkChoice::uniform(4).resolve()?;
+    if !args.json {
+        outln!(
+            "{:>5} {:>6} {:>5} {:>12} {:>11} {:>11} {:>10} {:>10}  adapter",
+            "back",
+            "n",
+            "B",
+            "s/layer",
+            "MAC/s",
+            "normals/s",
+            "vs SGEMM",
+            "vs numpy"
+        );
+    }
+    for b in backends.iter_mut() {
+        let info = b.info();
+        for &n in &widths {
+            for &batch in &batches {
+                let spec = |depth| SimSpec {
+                    activation: r.network.activation.clone(),
+                    sigma_w: r.sigma_w,
+                    sigma_b: 0.1,
+                    width: n,
+                    depth,
+                    samples: 1,
+                    seed: 1,
+                    q0: r.q0,
+                    inputs: Inputs::Pairs {
+                        c0: vec![0.5],
+                        pairs: batch / 2,
+                    },
+                };
+                run_quiet(b.as_mut(), &spec(1))?; // warm-up: pipelines, allocation
+                                                  // Best of three, as the numpy yardstick is measured.
+                let mut t = f64::INFINITY;
+                for _ in 0..3 {
+                    let out = run_quiet(b.as_mut(), &spec(args.layers))?;
+                    t = t.min(out.wall_seconds / args.layers as f64);
+                }
+                let macs = (n * n * batch) as f64 / t;
+                let normals = (n * n) as f64 / t;
+                let yard = base.iter().find(|v| v["width"] == n && v["batch"] == batch);
+                let sgemm = yard.and_then(|v| v["sgemm_madds_per_s"].as_f64());
+                let loop_rate = yard.and_then(|v| v["numpy_layer_madds_per_s"].as_f64());
+                if args.json {
+                    outln!(
+                        "{}",
+                        json!({"backend": info.backend, "adapter": info.adapter, "width": n, "batch": batch,
+                               "seconds_per_layer": t, "madds_per_s": macs, "normals_per_s": normals,
+                               "numpy_sgemm_madds_per_s": sgemm, "numpy_loop_madds_per_s": loop_rate})
+                    );
+                } else {
+                    let ratio =
+                        |d: Option<f64>| d.map_or("-".to_string(), |d| format!("{:.2}x", macs / d));
+                    outln!(
+                        "{:>5} {:>6} {:>5} {:>12.4e} {:>11.3e} {:>11.3e} {:>10} {:>10}  {}",
+                        info.backend,
+                        n,
+                        batch,
+                        t,
+                        macs,
+                        normals,
+                        ratio(sgemm),
+                        ratio(loop_rate),
+                        info.adapter
+                    );
+                }
+            }
+        }
+    }
+    if !args.json {
+        outln!("# MAC/s counts n²·B multiply-adds per layer; normals/s counts the n² weights drawn per layer;");
+        outln!("# wall time per layer including weight generation, statistics and read-back.");
+        outln!("# vs SGEMM: against numpy float32 (B × n)·(n × n) on this machine; vs numpy: against a plain numpy");
+        outln!("# layer loop doing the same work (normal weights, matmul, quantizer, statistics), same run.");
+    }
+    Ok(())
+}
