@@ -6,8 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quantdepth::setup::parse_list;
-use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
-use quantdepth::sim::{self, cpu::CpuBackend, Backend, Control, Inputs, SimSpec};
+use quantdepth::sim::{self, Backend, Control, Inputs, SimSpec};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,38 +42,11 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
-/// Picks the backend named on the command line and says which it took.
+/// Opens the backend named on the command line and says on stderr which it took.
 pub fn pick_backend(name: &str) -> Result<Box<dyn Backend>> {
-    match name {
-        "cpu" => Ok(Box::new(CpuBackend)),
-        "gpu" => gpu_backend(false),
-        _ => match gpu_backend(true) {
-            Ok(b) => Ok(b),
-            Err(e) => {
-                eprintln!("backend auto: no hardware GPU ({e}); using the CPU backend");
-                Ok(Box::new(CpuBackend))
-            }
-        },
-    }
-}
-
-fn gpu_backend(hardware_only: bool) -> Result<Box<dyn Backend>> {
-    let policy = if hardware_only {
-        AdapterPolicy::HardwareOnly
-    } else {
-        AdapterPolicy::PreferHardware
-    };
-    let b = GpuBackend::new(policy)?;
-    let ctx = b.context();
-    if ctx.is_software() {
-        eprintln!(
-            "backend gpu: no hardware GPU; using the software adapter {} (correct but slow)",
-            ctx.describe()
-        );
-    } else {
-        eprintln!("backend gpu: {}", ctx.describe());
-    }
-    Ok(Box::new(b))
+    let (b, note) = sim::open_backend(name)?;
+    eprintln!("{note}");
+    Ok(b)
 }
 
 /// Runs a simulation with a progress bar on stderr and Ctrl-C handling.

@@ -21,6 +21,7 @@ pub mod theory;
 pub use activation::{Activation, Quantizer};
 pub use error::{Error, Result};
 pub mod analysis;
+pub mod experiment;
 pub mod rng;
 pub mod setup;
 pub mod sim;

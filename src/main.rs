@@ -10,6 +10,7 @@ use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
 mod cli_bench;
+mod cli_run;
 mod cli_sim;
 
 /// How deep can a network with N-level quantized activations be and still
@@ -27,6 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an experiment from a config file: theory and simulation side by side.
+    ///
+    /// Expands the config's sweep, runs the mean-field theory and the
+    /// simulation for each point, fits the empirical depth scale, and writes a
+    /// results folder (config as run, meta.json, curves.csv/json,
+    /// summary.json, plots/). Ctrl-C keeps the finished points and marks the
+    /// folder incomplete.
+    Run(cli_run::RunArgs),
     /// Mean-field theory: optimal initialization, scaling with N, depth curves.
     #[command(subcommand)]
     Theory(TheoryCommand),
@@ -245,6 +254,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => cli_run::run(args),
         Command::Theory(t) => theory(t),
         Command::Simulate(args) => cli_sim::simulate(args),
         Command::Bench(args) => cli_bench::bench(args),

@@ -187,50 +187,54 @@ impl NetworkChoice {
     }
 }
 
+/// Parses comma-separated whole numbers and inclusive ranges ("2..8",
+/// "3..64,128", "2..=5"), in the order given; the error says what is wrong.
+pub fn parse_int_spec(spec: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(
+                "an empty entry: write integers and ranges separated by commas, e.g. 3..64,128"
+                    .into(),
+            );
+        }
+        let int = |s: &str| {
+            s.trim().parse::<usize>().map_err(|_| {
+                format!(
+                    "'{}' is not a whole number; write e.g. 16 or 2..1025",
+                    s.trim()
+                )
+            })
+        };
+        match part.split_once("..") {
+            Some((a, b)) => {
+                let (lo, hi) = (int(a)?, int(b.strip_prefix('=').unwrap_or(b))?);
+                if lo > hi {
+                    return Err(format!("the range {part} is empty ({lo} > {hi}); write the smaller number first, e.g. {hi}..{lo}"));
+                }
+                if hi - lo > 10_000_000 {
+                    return Err(format!("the range {part} has more than 10^7 values"));
+                }
+                out.extend(lo..=hi);
+            }
+            None => out.push(int(part)?),
+        }
+    }
+    Ok(out)
+}
+
 /// Parses a list of state counts: comma-separated integers and inclusive
 /// ranges, e.g. `2..1025` or `3..64,128,1024`. Returns them sorted, without
 /// duplicates; every N must be at least 2.
 pub fn parse_states(spec: &str) -> Result<Vec<usize>> {
-    let bad = |part: &str, why: &str| Error::invalid("states", format!("'{part}'"), why);
-    let mut out = Vec::new();
-    for part in spec.split(',').map(str::trim) {
-        if part.is_empty() {
-            return Err(bad(
-                spec,
-                "an empty entry: write integers and ranges separated by commas, e.g. 3..64,128",
-            ));
-        }
-        let int = |s: &str| -> Result<usize> {
-            s.trim().parse::<usize>().map_err(|_| {
-                bad(
-                    part,
-                    &format!(
-                        "'{}' is not a whole number; write e.g. 16 or 2..1025",
-                        s.trim()
-                    ),
-                )
-            })
-        };
-        let (lo, hi) = match part.split_once("..") {
-            Some((a, b)) => {
-                let b = b.strip_prefix('=').unwrap_or(b);
-                (int(a)?, int(b)?)
-            }
-            None => (int(part)?, int(part)?),
-        };
-        if lo > hi {
-            return Err(bad(part, &format!("the range is empty ({lo} > {hi}); write the smaller number first, e.g. {hi}..{lo}")));
-        }
-        if lo < 2 {
-            return Err(bad(
-                part,
-                &format!("N = {lo} is not a quantizer: N must be at least 2"),
-            ));
-        }
-        if hi - lo > 10_000_000 {
-            return Err(bad(part, "more than 10^7 values of N in one range"));
-        }
-        out.extend(lo..=hi);
+    let mut out =
+        parse_int_spec(spec).map_err(|why| Error::invalid("states", format!("'{spec}'"), &why))?;
+    if let Some(n) = out.iter().find(|n| **n < 2) {
+        return Err(Error::invalid(
+            "states",
+            format!("'{spec}'"),
+            &format!("N = {n} is not a quantizer: N must be at least 2"),
+        ));
     }
     out.sort_unstable();
     out.dedup();

@@ -120,3 +120,33 @@ pub fn simulate(
         wall_seconds: start.elapsed().as_secs_f64(),
     })
 }
+
+/// Opens the backend a user named: "cpu"; "gpu" (a hardware GPU, else the
+/// software adapter, said so in the note); or "auto" (a hardware GPU, else
+/// the CPU). Returns the backend and a note saying which one was taken and why.
+pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
+    use gpu::{AdapterPolicy, GpuBackend};
+    match name {
+        "cpu" => Ok((Box::new(cpu::CpuBackend), "backend cpu".into())),
+        "gpu" => {
+            let b = GpuBackend::new(AdapterPolicy::PreferHardware)?;
+            let note = if b.context().is_software() {
+                format!("backend gpu: no hardware GPU; using the software adapter {} (correct but slow)", b.context().describe())
+            } else {
+                format!("backend gpu: {}", b.context().describe())
+            };
+            Ok((Box::new(b), note))
+        }
+        "auto" => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
+            Ok(b) => {
+                let note = format!("backend auto: took the GPU {}", b.context().describe());
+                Ok((Box::new(b), note))
+            }
+            Err(e) => Ok((
+                Box::new(cpu::CpuBackend),
+                format!("backend auto: no hardware GPU ({e}); took the CPU backend"),
+            )),
+        },
+        other => Err(Error::invalid("backend", other, "one of auto, cpu, gpu")),
+    }
+}

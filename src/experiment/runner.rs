@@ -1,0 +1,919 @@
+//! Runs an experiment: for each sweep point, theory and simulation side by
+//! side, the analysis, and the results folder, written atomically after
+//! every point so an interrupted run leaves a valid folder marked incomplete.
+
+use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthScaleFit};
+use crate::error::{Error, Result};
+use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
+use crate::experiment::plots::{self, CurvePlot, LogSeries};
+use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
+use crate::sim::{self, Backend, Control, Inputs, SimSpec};
+use crate::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
+use crate::theory::scaling::{linear_fit, scaling, LinearFit};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime};
+
+/// Callbacks of a running experiment (progress display, tests).
+pub struct Hooks<'a> {
+    /// A point starts: (index, number of points, label, layers to simulate).
+    pub point_started: &'a (dyn Fn(usize, usize, &str, u64) + Sync),
+    /// Layers simulated so far in the current point.
+    pub layers: &'a (dyn Fn(u64) + Sync),
+    /// A point finished and its results are on disk.
+    pub point_finished: &'a (dyn Fn(&PointSummary) + Sync),
+    /// Set to stop: the current point is dropped, finished points are kept.
+    pub cancel: &'a AtomicBool,
+}
+
+/// One row of a curve: empirical mean and SE beside the theory.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveRow {
+    /// Layer l.
+    pub layer: usize,
+    /// Mean q̂.
+    pub q_mean: f64,
+    /// SE of q̂.
+    pub q_se: Option<f64>,
+    /// Theory q^l.
+    pub q_theory: f64,
+    /// Mean ĉ.
+    pub c_mean: f64,
+    /// SE of ĉ.
+    pub c_se: Option<f64>,
+    /// Theory c^l.
+    pub c_theory: f64,
+    /// Mean covariance (circle inputs).
+    pub cov_mean: Option<f64>,
+    /// SE of the covariance.
+    pub cov_se: Option<f64>,
+    /// Theory covariance q^l c^l (circle inputs).
+    pub cov_theory: Option<f64>,
+}
+
+/// One curve of a point: a value of c⁰, or an angle offset on the circle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    /// "pairs" or "circle".
+    pub input: String,
+    /// c⁰ (for the circle, cos Δθ).
+    pub c0: f64,
+    /// Δθ for circle inputs.
+    pub angle: Option<f64>,
+    /// Layers 0..=L.
+    pub layers: Vec<CurveRow>,
+}
+
+/// The empirical depth scale fitted from one c⁰ curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct XiFit {
+    /// c⁰ of the curve.
+    pub c0: f64,
+    /// The fit, if the curve allowed one.
+    pub fit: Option<DepthScaleFit>,
+    /// Why not, otherwise.
+    pub error: Option<String>,
+}
+
+/// Everything summarized about one point.
+#[derive(Debug, Clone, Serialize)]
+pub struct PointSummary {
+    /// Index in the sweep.
+    pub index: usize,
+    /// Label.
+    pub label: String,
+    /// The network as run (defaults filled in).
+    pub network: ResolvedNetwork,
+    /// σ_w as the config gave it.
+    pub sigma_w_spec: String,
+    /// Width n.
+    pub width: usize,
+    /// Depth L as run.
+    pub depth: usize,
+    /// Networks requested.
+    pub samples_requested: usize,
+    /// Networks simulated.
+    pub samples: usize,
+    /// c* (stable fixed point).
+    pub c_star: f64,
+    /// χ(c*).
+    pub chi_c_star: f64,
+    /// ξ_c = −1/ln χ(c*) from the theory.
+    pub xi_theory: f64,
+    /// ξ_emp for each c⁰ (pairs).
+    pub xi_fits: Vec<XiFit>,
+    /// The fit over the widest window among `xi_fits`.
+    pub xi_emp: Option<DepthScaleFit>,
+    /// Agreement of q̂ with the theory over every curve and layer.
+    pub agreement_q: Agreement,
+    /// Agreement of ĉ with the theory over every curve and layer.
+    pub agreement_c: Agreement,
+    /// Simulation wall time (s).
+    pub wall_seconds: f64,
+    /// Curves (also in curves.csv / curves.json).
+    #[serde(skip)]
+    pub curves: Vec<Curve>,
+}
+
+/// ξ_emp(N) against ξ_theory(N) for points that differ only in N.
+#[derive(Debug, Clone, Serialize)]
+pub struct XiScaling {
+    /// What the points share.
+    pub group: String,
+    /// N values.
+    pub states: Vec<usize>,
+    /// ξ_emp per N.
+    pub xi_emp: Vec<f64>,
+    /// ξ_theory per N.
+    pub xi_theory: Vec<f64>,
+    /// Fit of ln ξ_emp against ln(N + 1).
+    pub fit_emp: LinearFit,
+    /// Fit of ln ξ_theory against ln(N + 1) over the same N.
+    pub fit_theory: LinearFit,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The results folder.
+    pub folder: PathBuf,
+    /// Whether every point finished.
+    pub complete: bool,
+    /// Summaries of the finished points.
+    pub points: Vec<PointSummary>,
+    /// ξ scaling groups.
+    pub scaling: Vec<XiScaling>,
+    /// Lines of the terminal summary.
+    pub table: String,
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let io = |e: std::io::Error| {
+        Error::invalid(
+            "output file",
+            path.display(),
+            &format!("cannot be written: {e}"),
+        )
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A new results folder `<root>/<name>-<UTC timestamp>` (suffixed if taken).
+pub fn results_folder(root: &Path, name: &str) -> Result<PathBuf> {
+    let ts: String = timestamp()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    let io = |p: &Path, e: std::io::Error| {
+        Error::invalid(
+            "results folder",
+            p.display(),
+            &format!("cannot be created: {e}"),
+        )
+    };
+    std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+    for k in 0..1000 {
+        let dir = if k == 0 {
+            root.join(format!("{name}-{ts}"))
+        } else {
+            root.join(format!("{name}-{ts}-{k}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir_all(dir.join("plots")).map_err(|e| io(&dir, e))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    Err(Error::invalid(
+        "results folder",
+        root.display(),
+        "could not find a free folder name",
+    ))
+}
+
+/// Resolves a point's network: σ_w^opt (+ offset) for uniform quantizers.
+pub fn resolve_point(p: &RunPoint) -> Result<ResolvedNetwork> {
+    let activation = match (p.activation.as_str(), p.states) {
+        ("uniform", Some(n)) => ActivationChoice::Uniform(n),
+        ("tanh", _) => ActivationChoice::Tanh,
+        ("hard-tanh", _) => ActivationChoice::HardTanh,
+        ("linear", _) => ActivationChoice::Linear,
+        _ => {
+            return Err(Error::invalid(
+                "network.activation",
+                &p.activation,
+                "uniform needs states",
+            ))
+        }
+    };
+    let mut choice = NetworkChoice {
+        activation,
+        spacing: p.spacing,
+        amplitude: p.amplitude,
+        sigma_w: None,
+        sigma_b: Some(p.sigma_b),
+        q0: p.q0,
+    };
+    match p.sigma_w {
+        SigmaW::Value(v) => {
+            choice.sigma_w = Some(v);
+            choice.resolve()
+        }
+        SigmaW::Opt(offset) => {
+            let base = choice.resolve()?;
+            if offset == 0.0 {
+                return Ok(base);
+            }
+            let v = base.sigma_w + offset;
+            if v <= 0.0 {
+                return Err(Error::invalid(
+                    "sigma_w",
+                    p.sigma_w.label(),
+                    &format!(
+                        "σ_w^opt = {:.4} plus the offset is not positive",
+                        base.sigma_w
+                    ),
+                ));
+            }
+            choice.sigma_w = Some(v);
+            let mut r = choice.resolve()?;
+            r.defaulted.retain(|d| d != "sigma_w");
+            Ok(r)
+        }
+    }
+}
+
+fn curves_for(
+    p: &RunPoint,
+    r: &ResolvedNetwork,
+    depth: usize,
+    stats: &sim::SimStats,
+) -> Result<Vec<Curve>> {
+    let net = &r.network;
+    let mut out = Vec::new();
+    for pc in &stats.pairs {
+        let th = net.depth_curve(r.q0, r.q0, pc.c0, depth)?;
+        out.push(Curve {
+            input: "pairs".into(),
+            c0: pc.c0,
+            angle: None,
+            layers: pc
+                .layers
+                .iter()
+                .zip(&th)
+                .map(|(e, t)| CurveRow {
+                    layer: e.layer,
+                    q_mean: e.q.mean,
+                    q_se: e.q.se,
+                    q_theory: t.q_a,
+                    c_mean: e.c.mean,
+                    c_se: e.c.se,
+                    c_theory: t.c,
+                    cov_mean: None,
+                    cov_se: None,
+                    cov_theory: None,
+                })
+                .collect(),
+        });
+    }
+    if let (Some(circle), InputChoice::Circle { .. }) = (&stats.circle, &p.inputs) {
+        for (d, &angle) in circle.angles.iter().enumerate() {
+            let c0 = angle.cos().clamp(-1.0, 1.0);
+            let th = net.depth_curve(r.q0, r.q0, c0, depth)?;
+            out.push(Curve {
+                input: "circle".into(),
+                c0,
+                angle: Some(angle),
+                layers: circle
+                    .layers
+                    .iter()
+                    .zip(&th)
+                    .map(|(e, t)| CurveRow {
+                        layer: e.layer,
+                        q_mean: e.q.mean,
+                        q_se: e.q.se,
+                        q_theory: t.q_a,
+                        c_mean: e.corr[d].mean,
+                        c_se: e.corr[d].se,
+                        c_theory: t.c,
+                        cov_mean: Some(e.cov[d].mean),
+                        cov_se: e.cov[d].se,
+                        cov_theory: Some(t.q_a * t.c),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn run_point(
+    p: &RunPoint,
+    cfg: &Config,
+    backend: &mut dyn Backend,
+    hooks: &Hooks<'_>,
+    total: usize,
+) -> Result<Option<PointSummary>> {
+    let r = resolve_point(p)?;
+    let net = &r.network;
+    let c_star = net.c_star(r.q_star)?;
+    let chi = net.chi(r.q_star, c_star);
+    let xi = net.depth_scale(r.q_star, c_star);
+    let depth = match p.depth_per_xi {
+        Some(k) if xi.is_finite() => ((k * xi).ceil() as usize).clamp(1, p.depth),
+        _ => p.depth,
+    };
+    let spec = SimSpec {
+        activation: net.activation.clone(),
+        sigma_w: r.sigma_w,
+        sigma_b: r.sigma_b,
+        width: p.width,
+        depth,
+        samples: p.samples,
+        seed: cfg.seed(),
+        q0: r.q0,
+        inputs: match &p.inputs {
+            InputChoice::Pairs { c0, pairs } => Inputs::Pairs {
+                c0: c0.clone(),
+                pairs: *pairs,
+            },
+            InputChoice::Circle { points } => Inputs::Circle { points: *points },
+        },
+    };
+    spec.validate()?;
+    let mut point = p.clone();
+    point.depth = depth;
+    (hooks.point_started)(p.index, total, &point.label(), (p.samples * depth) as u64);
+    let out = sim::simulate(
+        backend,
+        &spec,
+        &Control {
+            progress: hooks.layers,
+            cancel: hooks.cancel,
+        },
+    )?;
+    if !out.complete {
+        return Ok(None);
+    }
+    let curves = curves_for(p, &r, depth, &out.stats)?;
+    let mut xi_fits = Vec::new();
+    for c in curves.iter().filter(|c| c.input == "pairs") {
+        let samples: Vec<CurveSample> = c
+            .layers
+            .iter()
+            .map(|l| CurveSample {
+                layer: l.layer,
+                mean: l.c_mean,
+                se: l.c_se,
+            })
+            .collect();
+        match fit_depth_scale(&samples, c_star) {
+            Ok(f) => xi_fits.push(XiFit {
+                c0: c.c0,
+                fit: Some(f),
+                error: None,
+            }),
+            Err(e) => xi_fits.push(XiFit {
+                c0: c.c0,
+                fit: None,
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    let xi_emp = xi_fits
+        .iter()
+        .filter_map(|f| f.fit)
+        .max_by_key(|f| f.last_layer - f.first_layer);
+    let (mut eq, mut tq, mut ec, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for c in &curves {
+        for l in c.layers.iter().skip(1) {
+            eq.push((l.q_mean, l.q_se));
+            tq.push(l.q_theory);
+            ec.push((l.c_mean, l.c_se));
+            tc.push(l.c_theory);
+        }
+    }
+    Ok(Some(PointSummary {
+        index: p.index,
+        label: point.label(),
+        sigma_w_spec: p.sigma_w.label(),
+        network: r.clone(),
+        width: p.width,
+        depth,
+        samples_requested: p.samples,
+        samples: out.stats.samples,
+        c_star,
+        chi_c_star: chi,
+        xi_theory: xi,
+        xi_fits,
+        xi_emp,
+        agreement_q: agreement(&eq, &tq),
+        agreement_c: agreement(&ec, &tc),
+        wall_seconds: out.wall_seconds,
+        curves,
+    }))
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or(String::new(), |v| format!("{v}"))
+}
+
+fn curves_csv(points: &[PointSummary]) -> String {
+    let mut s = String::from(
+        "point,states,sigma_w,sigma_b,width,depth,input,c0,angle,layer,q_mean,q_se,q_theory,c_mean,c_se,c_theory,cov_mean,cov_se,cov_theory\n",
+    );
+    for p in points {
+        for c in &p.curves {
+            for l in &c.layers {
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    p.index,
+                    p.network.states.map_or(String::new(), |n| n.to_string()),
+                    p.network.sigma_w,
+                    p.network.sigma_b,
+                    p.width,
+                    p.depth,
+                    c.input,
+                    c.c0,
+                    opt(c.angle),
+                    l.layer,
+                    l.q_mean,
+                    opt(l.q_se),
+                    l.q_theory,
+                    l.c_mean,
+                    opt(l.c_se),
+                    l.c_theory,
+                    opt(l.cov_mean),
+                    opt(l.cov_se),
+                    opt(l.cov_theory)
+                );
+            }
+        }
+    }
+    s
+}
+
+struct Writer<'a> {
+    folder: PathBuf,
+    cfg: &'a Config,
+    backend: String,
+    adapter: String,
+    note: String,
+    started: String,
+    clock: Instant,
+    total: usize,
+}
+
+impl Writer<'_> {
+    fn meta(&self, status: &str, done: usize) -> Result<()> {
+        let meta = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "name": self.cfg.name,
+            "kind": self.cfg.kind,
+            "backend": self.backend,
+            "adapter": self.adapter,
+            "backend_note": self.note,
+            "seed": self.cfg.seed(),
+            "started": self.started,
+            "updated": timestamp(),
+            "wall_seconds": self.clock.elapsed().as_secs_f64(),
+            "status": status,
+            "complete": status == "complete",
+            "points_done": done,
+            "points_total": self.total,
+        });
+        write_atomic(
+            &self.folder.join("meta.json"),
+            serde_json::to_string_pretty(&meta)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    }
+
+    fn config(&self) -> Result<()> {
+        let text = toml::to_string_pretty(self.cfg)
+            .map_err(|e| Error::Numerical(format!("config cannot be written back: {e}")))?;
+        write_atomic(
+            &self.folder.join("config.toml"),
+            format!("# The config as run (defaults of the seed and backend filled in).\n{text}")
+                .as_bytes(),
+        )
+    }
+
+    fn results(&self, points: &[PointSummary], scaling: &[XiScaling]) -> Result<()> {
+        write_atomic(
+            &self.folder.join("curves.csv"),
+            curves_csv(points).as_bytes(),
+        )?;
+        let curves: Vec<_> = points
+            .iter()
+            .map(|p| serde_json::json!({"point": p.index, "label": p.label, "curves": p.curves}))
+            .collect();
+        write_atomic(
+            &self.folder.join("curves.json"),
+            serde_json::to_string_pretty(&curves)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        let summary = serde_json::json!({"points": points, "xi_scaling": scaling});
+        write_atomic(
+            &self.folder.join("summary.json"),
+            serde_json::to_string_pretty(&summary)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    }
+}
+
+fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
+    let pairs: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "pairs").collect();
+    if !pairs.is_empty() {
+        let plots: Vec<CurvePlot> = pairs
+            .iter()
+            .map(|c| CurvePlot {
+                label: format!("c⁰ = {}", c.c0),
+                empirical: c
+                    .layers
+                    .iter()
+                    .map(|l| (l.layer as f64, l.c_mean, l.c_se.unwrap_or(0.0)))
+                    .collect(),
+                theory: c
+                    .layers
+                    .iter()
+                    .map(|l| (l.layer as f64, l.c_theory))
+                    .collect(),
+            })
+            .collect();
+        plots::depth_curves(
+            &folder.join(format!("plots/point{:03}-correlation", p.index)),
+            png,
+            &format!("correlation ĉ^l, {}", p.label),
+            "c^l",
+            &plots,
+        )?;
+        let q = &pairs[0];
+        let qplot = [CurvePlot {
+            label: "q".into(),
+            empirical: q
+                .layers
+                .iter()
+                .map(|l| (l.layer as f64, l.q_mean, l.q_se.unwrap_or(0.0)))
+                .collect(),
+            theory: q
+                .layers
+                .iter()
+                .map(|l| (l.layer as f64, l.q_theory))
+                .collect(),
+        }];
+        plots::depth_curves(
+            &folder.join(format!("plots/point{:03}-variance", p.index)),
+            png,
+            &format!("variance q̂^l, {}", p.label),
+            "q^l",
+            &qplot,
+        )?;
+    }
+    let circle: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "circle").collect();
+    if !circle.is_empty() {
+        let angles: Vec<f64> = circle.iter().map(|c| c.angle.unwrap_or(0.0)).collect();
+        let layers = circle[0].layers.len();
+        let values: Vec<Vec<f64>> = (0..layers)
+            .map(|l| {
+                circle
+                    .iter()
+                    .map(|c| c.layers[l].cov_mean.unwrap_or(0.0))
+                    .collect()
+            })
+            .collect();
+        plots::circle_heatmap(
+            &folder.join(format!("plots/point{:03}-circle", p.index)),
+            png,
+            &format!("covariance vs Δθ, {}", p.label),
+            &angles,
+            &values,
+        )?;
+    }
+    Ok(())
+}
+
+fn xi_scaling(points: &[PointSummary]) -> Vec<XiScaling> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<String, Vec<&PointSummary>> = BTreeMap::new();
+    for p in points
+        .iter()
+        .filter(|p| p.network.states.is_some() && p.xi_emp.is_some())
+    {
+        let key = format!(
+            "σw={} σb={} n={}",
+            p.sigma_w_spec, p.network.sigma_b, p.width
+        );
+        groups.entry(key).or_default().push(p);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(group, mut ps)| {
+            ps.sort_by_key(|p| p.network.states);
+            ps.dedup_by_key(|p| p.network.states);
+            if ps.len() < 3 {
+                return None;
+            }
+            let states: Vec<usize> = ps.iter().filter_map(|p| p.network.states).collect();
+            let x: Vec<f64> = states.iter().map(|n| ((n + 1) as f64).ln()).collect();
+            let xi_emp: Vec<f64> = ps.iter().filter_map(|p| p.xi_emp.map(|f| f.xi)).collect();
+            let xi_theory: Vec<f64> = ps.iter().map(|p| p.xi_theory).collect();
+            let fit_emp =
+                linear_fit(&x, &xi_emp.iter().map(|v| v.ln()).collect::<Vec<_>>()).ok()?;
+            let fit_theory =
+                linear_fit(&x, &xi_theory.iter().map(|v| v.ln()).collect::<Vec<_>>()).ok()?;
+            Some(XiScaling {
+                group,
+                states,
+                xi_emp,
+                xi_theory,
+                fit_emp,
+                fit_theory,
+            })
+        })
+        .collect()
+}
+
+fn scaling_plots(
+    folder: &Path,
+    png: bool,
+    scaling: &[XiScaling],
+    points: &[PointSummary],
+) -> Result<()> {
+    for (k, s) in scaling.iter().enumerate() {
+        let emp: Vec<(f64, f64, f64, f64)> = s
+            .states
+            .iter()
+            .map(|&n| {
+                let p = points.iter().find(|p| {
+                    p.network.states == Some(n)
+                        && format!(
+                            "σw={} σb={} n={}",
+                            p.sigma_w_spec, p.network.sigma_b, p.width
+                        ) == s.group
+                });
+                let f = p.and_then(|p| p.xi_emp);
+                let (xi, lo, hi) = f.map_or((f64::NAN, f64::NAN, f64::NAN), |f| {
+                    (f.xi, f.ci_low, f.ci_high)
+                });
+                ((n + 1) as f64, xi, lo, hi)
+            })
+            .collect();
+        let th: Vec<(f64, f64, f64, f64)> = s
+            .states
+            .iter()
+            .zip(&s.xi_theory)
+            .map(|(&n, &x)| ((n + 1) as f64, x, x, x))
+            .collect();
+        let series = [
+            LogSeries {
+                label: "ξ_emp (simulation, 95 % CI)".into(),
+                points: emp,
+                fit: Some((s.fit_emp.slope, s.fit_emp.intercept)),
+            },
+            LogSeries {
+                label: "ξ_c (theory)".into(),
+                points: th,
+                fit: Some((s.fit_theory.slope, s.fit_theory.intercept)),
+            },
+        ];
+        plots::loglog(
+            &folder.join(format!("plots/xi-scaling-{k}")),
+            png,
+            &format!("depth scale against N + 1, {}", s.group),
+            "ξ",
+            &series,
+        )?;
+    }
+    Ok(())
+}
+
+fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:>4} {:<36} {:>8} {:>9} {:>10} {:>20} {:>8} {:>8}",
+        "#", "point", "samples", "c*", "xi_theory", "xi_emp [95% CI]", "rms z_c", "max z_c"
+    );
+    for p in points {
+        let xe = p.xi_emp.map_or("-".to_string(), |f| {
+            format!("{:.2} [{:.2}, {:.2}]", f.xi, f.ci_low, f.ci_high)
+        });
+        let _ = writeln!(
+            t,
+            "{:>4} {:<36} {:>8} {:>9.4} {:>10.3} {:>20} {:>8.2} {:>8.2}",
+            p.index,
+            p.label,
+            p.samples,
+            p.c_star,
+            p.xi_theory,
+            xe,
+            p.agreement_c.rms_z,
+            p.agreement_c.max_z
+        );
+    }
+    for s in scaling {
+        let _ = writeln!(
+            t,
+            "xi scaling ({}): N = {:?}: exponent of xi_emp {:.3} ± {:.3}, of xi_theory {:.3} ± {:.3} (vs ln(N + 1))",
+            s.group, s.states, s.fit_emp.slope, s.fit_emp.stderr, s.fit_theory.slope, s.fit_theory.stderr
+        );
+    }
+    t
+}
+
+/// Runs a simulation experiment into a new results folder under `out_root`.
+pub fn run_experiment(
+    cfg: &Config,
+    out_root: &Path,
+    backend: &mut dyn Backend,
+    backend_note: &str,
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    if cfg.kind == Kind::Optimal {
+        return run_optimal(cfg, out_root);
+    }
+    let points = cfg.points()?;
+    let folder = results_folder(out_root, &cfg.name)?;
+    let info = backend.info();
+    let w = Writer {
+        folder: folder.clone(),
+        cfg,
+        backend: info.backend,
+        adapter: info.adapter,
+        note: backend_note.to_string(),
+        started: timestamp(),
+        clock: Instant::now(),
+        total: points.len(),
+    };
+    let png = cfg.outputs.png.unwrap_or(true);
+    let want_plots = cfg.outputs.plots.unwrap_or(true);
+    w.config()?;
+    w.meta("running", 0)?;
+    w.results(&[], &[])?;
+    let mut done: Vec<PointSummary> = Vec::new();
+    let mut complete = true;
+    for p in &points {
+        match run_point(p, cfg, backend, hooks, points.len()) {
+            Ok(Some(s)) => {
+                if want_plots {
+                    point_plots(&folder, png, &s)?;
+                }
+                done.push(s);
+                let sc = xi_scaling(&done);
+                w.results(&done, &sc)?;
+                w.meta("running", done.len())?;
+                (hooks.point_finished)(done.last().expect("just pushed"));
+            }
+            Ok(None) => {
+                complete = false;
+                break;
+            }
+            Err(e) => {
+                w.meta(&format!("failed at point {}: {e}", p.index), done.len())?;
+                return Err(e);
+            }
+        }
+        if hooks.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            complete = done.len() == points.len();
+            if !complete {
+                break;
+            }
+        }
+    }
+    let sc = xi_scaling(&done);
+    w.results(&done, &sc)?;
+    if want_plots {
+        scaling_plots(&folder, png, &sc, &done)?;
+    }
+    w.meta(
+        if complete { "complete" } else { "interrupted" },
+        done.len(),
+    )?;
+    let table = summary_table(&done, &sc);
+    Ok(RunReport {
+        folder,
+        complete,
+        points: done,
+        scaling: sc,
+        table,
+    })
+}
+
+/// Runs an optimal-initialization scan (theory only).
+pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
+    let ns = cfg.optimal_states()?;
+    let kappa = cfg.kappa.unwrap_or(DEFAULT_KAPPA);
+    let folder = results_folder(out_root, &cfg.name)?;
+    let w = Writer {
+        folder: folder.clone(),
+        cfg,
+        backend: "theory".into(),
+        adapter: "-".into(),
+        note: "theory only".into(),
+        started: timestamp(),
+        clock: Instant::now(),
+        total: ns.len(),
+    };
+    w.config()?;
+    w.meta("running", 0)?;
+    let optima = ns
+        .iter()
+        .map(|&n| uniform_optimum(n, kappa))
+        .collect::<Result<Vec<_>>>()?;
+    let sc = scaling(&optima)?;
+    let mut csv = String::from("states,d_opt,chi_max,one_minus_chi_max,xi_max,l_max\n");
+    for o in &optima {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{}",
+            o.states,
+            opt(o.d_opt),
+            o.chi_max,
+            o.one_minus_chi_max,
+            o.xi_max,
+            o.l_max
+        );
+    }
+    write_atomic(&folder.join("optimal.csv"), csv.as_bytes())?;
+    write_atomic(
+        &folder.join("optimal.json"),
+        serde_json::to_string_pretty(&optima)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    write_atomic(
+        &folder.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({"kappa": kappa, "scaling": sc}))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    if cfg.outputs.plots.unwrap_or(true) {
+        let png = cfg.outputs.png.unwrap_or(true);
+        let pts = |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64, f64)> {
+            optima.iter().filter_map(|o| f(o).map(|v| ((o.states + 1) as f64, v, v, v))).collect()
+        };
+        plots::loglog(
+            &folder.join("plots/one-minus-chi-max"),
+            png,
+            "1 − χ_max against N + 1 (Figure 2)",
+            "1 − χ_max",
+            &[LogSeries {
+                label: "1 − χ_max".into(),
+                points: pts(&|o| Some(o.one_minus_chi_max)),
+                fit: Some((sc.one_minus_chi_max.slope, sc.one_minus_chi_max.intercept)),
+            }],
+        )?;
+        plots::loglog(
+            &folder.join("plots/d-opt"),
+            png,
+            "optimal spacing D̃_opt against N + 1 (Figure 2)",
+            "D̃_opt",
+            &[LogSeries {
+                label: "D̃_opt".into(),
+                points: pts(&|o| o.d_opt),
+                fit: Some((sc.d_opt.slope, sc.d_opt.intercept)),
+            }],
+        )?;
+    }
+    w.meta("complete", ns.len())?;
+    let table = format!(
+        "optimal scan over {} values of N ({}..{}): ln(1 − χ_max) slope {:.4} ± {:.4}, intercept {:.3}; ln ξ_max slope {:.4} ± {:.4}; ln D̃_opt slope {:.4} ± {:.4}\n",
+        ns.len(),
+        ns[0],
+        ns[ns.len() - 1],
+        sc.one_minus_chi_max.slope,
+        sc.one_minus_chi_max.stderr,
+        sc.one_minus_chi_max.intercept,
+        sc.xi_max.slope,
+        sc.xi_max.stderr,
+        sc.d_opt.slope,
+        sc.d_opt.stderr
+    );
+    Ok(RunReport {
+        folder,
+        complete: true,
+        points: Vec::new(),
+        scaling: Vec::new(),
+        table,
+    })
+}
