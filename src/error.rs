@@ -14,6 +14,9 @@ pub enum Error {
         /// What would be accepted.
         expected: String,
     },
+    /// A config file that does not parse (the message gives line and key).
+    #[error("{0}")]
+    Config(String),
     /// A map has no fixed point of the kind asked for.
     #[error("no fixed point: {0}")]
     NoFixedPoint(String),

@@ -314,7 +314,7 @@ impl Config {
     /// Parses TOML; unknown keys and wrong types are errors naming the key and line.
     pub fn from_toml(text: &str) -> Result<Self> {
         let cfg: Config =
-            toml::from_str(text).map_err(|e| Error::invalid("config", "(file)", &e.to_string()))?;
+            toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
