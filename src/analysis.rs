@@ -125,14 +125,19 @@ pub struct Agreement {
     pub max_abs: f64,
 }
 
+/// Standard errors below this are rounding, not statistics (exact
+/// symmetries, e.g. the circle's antipodal points with an odd φ, make some
+/// means exact): they are raised to it before dividing.
+pub const SE_FLOOR: f64 = 1e-10;
+
 /// Agreement scores of (mean, SE) samples against theory values.
 pub fn agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
     let (mut max_z, mut sum_z2, mut k, mut max_abs) = (0f64, 0f64, 0usize, 0f64);
     for (&(m, se), &t) in emp.iter().zip(theory) {
         let d = (m - t).abs();
         max_abs = max_abs.max(d);
-        if let Some(se) = se.filter(|s| *s > 0.0) {
-            let z = d / se;
+        if let Some(se) = se {
+            let z = d / se.max(SE_FLOOR);
             max_z = max_z.max(z);
             sum_z2 += z * z;
             k += 1;

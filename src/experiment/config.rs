@@ -313,8 +313,8 @@ impl RunPoint {
 impl Config {
     /// Parses TOML; unknown keys and wrong types are errors naming the key and line.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -400,7 +400,8 @@ fn run_point(
         .filter_map(|f| f.fit)
         .max_by_key(|f| f.last_layer - f.first_layer);
     let (mut eq, mut tq, mut ec, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for c in &curves {
+    // The circle's zero offset is ĉ ≡ 1 by construction: nothing to compare.
+    for c in curves.iter().filter(|c| c.angle != Some(0.0)) {
         for l in c.layers.iter().skip(1) {
             eq.push((l.q_mean, l.q_se));
             tq.push(l.q_theory);

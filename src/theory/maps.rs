@@ -118,7 +118,14 @@ impl Network {
         };
         let qab =
             self.sigma_w.powi(2) * self.activation.cross_moment(q_a, q_b, c) + self.sigma_b.powi(2);
-        (qa1, qb1, (qab / (qa1 * qb1).sqrt()).clamp(-1.0, 1.0))
+        let mut c1 = (qab / (qa1 * qb1).sqrt()).clamp(-1.0, 1.0);
+        // c = ±1 are fixed points when the map fixes them (c = 1 with q_a = q_b
+        // always; c = −1 for odd φ with σ_b = 0), but unstable ones (χ = ∞ for
+        // quantizers): keep them exact, or rounding alone walks the curve away.
+        if c.abs() == 1.0 && q_a == q_b && (c1 - c).abs() < 1e-12 {
+            c1 = c;
+        }
+        (qa1, qb1, c1)
     }
 
     /// The correlation map at the fixed point, c ↦ f(c) (q_a = q_b = q*).
