@@ -130,6 +130,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     /// The limits granted (the adapter's own).
     pub limits: wgpu::Limits,
+    /// Whether the device records timestamp queries (GPU-side timings).
+    pub timestamps: bool,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -165,9 +167,14 @@ impl GpuContext {
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("quantdepth"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -192,6 +199,7 @@ impl GpuContext {
             device,
             queue,
             limits,
+            timestamps,
             errors,
         })
     }
@@ -429,6 +437,9 @@ pub struct GpuBackend {
     ctx: GpuContext,
     kernels: Kernels,
     batch_limit: Option<usize>,
+    /// GPU time of the layer passes since the last `device_seconds` call,
+    /// from timestamp queries (when the adapter has them).
+    gpu_seconds: std::cell::Cell<f64>,
 }
 
 impl GpuBackend {
@@ -440,6 +451,7 @@ impl GpuBackend {
             ctx,
             kernels,
             batch_limit: None,
+            gpu_seconds: std::cell::Cell::new(0.0),
         })
     }
 
@@ -558,11 +570,23 @@ impl GpuBackend {
             U::STORAGE | U::COPY_DST,
         )?;
         let stats_buf = ctx.buffer("statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
+        // The read-back holds the statistics, then the pass's two timestamps.
         let staging = ctx.buffer(
             "statistics read-back",
-            stats_bytes,
+            stats_bytes + 16,
             U::MAP_READ | U::COPY_DST,
         )?;
+        let timing = if ctx.timestamps {
+            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("layer pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = ctx.buffer("timestamp resolve", 16, U::QUERY_RESOLVE | U::COPY_SRC)?;
+            Some((set, resolve))
+        } else {
+            None
+        };
         ctx.queue.write_buffer(&h[0], 0, bytemuck::cast_slice(h0));
         ctx.queue.write_buffer(&params_buf, 0, &params);
         ctx.queue
@@ -623,9 +647,17 @@ impl GpuBackend {
                     label: Some("layers"),
                 });
             {
+                let timestamp_writes =
+                    timing
+                        .as_ref()
+                        .map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        });
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("layers"),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 });
                 for l in next..next + count {
                     let offset = [((l - 1) as u64 * PARAM_STRIDE) as u32];
@@ -639,14 +671,25 @@ impl GpuBackend {
             }
             let first_slot = (next - 1) % per_submit;
             let unit = (q * groups as usize * 4) as u64;
-            enc.copy_buffer_to_buffer(
-                &stats_buf,
-                first_slot as u64 * unit,
-                &staging,
-                0,
-                count as u64 * unit,
-            );
-            let raw = ctx.submit_and_read(enc, &staging, count as u64 * unit)?;
+            let stats_len = count as u64 * unit;
+            enc.copy_buffer_to_buffer(&stats_buf, first_slot as u64 * unit, &staging, 0, stats_len);
+            if let Some((set, resolve)) = &timing {
+                enc.resolve_query_set(set, 0..2, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, &staging, stats_len, 16);
+            }
+            let read_len = stats_len + if timing.is_some() { 16 } else { 0 };
+            let mut raw = ctx.submit_and_read(enc, &staging, read_len)?;
+            if timing.is_some() {
+                let t: Vec<u32> = raw
+                    .split_off(raw.len() - 4)
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                let t0 = u64::from(t[0]) | (u64::from(t[1]) << 32);
+                let t1 = u64::from(t[2]) | (u64::from(t[3]) << 32);
+                let ns = t1.saturating_sub(t0) as f64 * f64::from(ctx.queue.get_timestamp_period());
+                self.gpu_seconds.set(self.gpu_seconds.get() + ns * 1e-9);
+            }
             for (k, layer_raw) in raw.chunks_exact(q * groups as usize).enumerate() {
                 let mut vals = vec![0f64; q];
                 for (v, parts) in vals.iter_mut().zip(layer_raw.chunks_exact(groups as usize)) {
@@ -706,6 +749,10 @@ impl Backend for GpuBackend {
             backend: "gpu".into(),
             adapter: self.ctx.describe(),
         }
+    }
+
+    fn device_seconds(&mut self) -> Option<f64> {
+        self.ctx.timestamps.then(|| self.gpu_seconds.replace(0.0))
     }
 
     fn run_sample(

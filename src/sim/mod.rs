@@ -41,6 +41,11 @@ pub trait Backend {
         sample: u32,
         sink: &mut LayerSink<'_>,
     ) -> Result<()>;
+    /// Device time of the layer passes since the last call, where the
+    /// backend measures it (GPU timestamp queries); `None` otherwise.
+    fn device_seconds(&mut self) -> Option<f64> {
+        None
+    }
 }
 
 /// How a simulation reports progress and learns it should stop.
