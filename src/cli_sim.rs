@@ -101,20 +101,11 @@ fn fmt_se(se: Option<f64>) -> String {
 pub fn simulate(args: SimulateArgs) -> Result<()> {
     let r = args.net.resolve()?;
     let c0 = parse_list("c0", &args.c0)?;
-    let spec = SimSpec {
-        activation: r.network.activation.clone(),
-        sigma_w: r.sigma_w,
-        sigma_b: r.sigma_b,
-        width: args.width,
-        depth: args.depth,
-        samples: args.samples,
-        seed: args.seed,
-        q0: r.q0,
-        inputs: Inputs::Pairs {
-            c0: c0.clone(),
-            pairs: args.pairs,
-        },
+    let inputs = Inputs::Pairs {
+        c0: c0.clone(),
+        pairs: args.pairs,
     };
+    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
     spec.validate()?;
     let mut backend = pick_backend(&args.backend)?;
     let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;

@@ -54,17 +54,14 @@ fn uniform_spec(
     let mut ch = NetworkChoice::uniform(n_states);
     ch.sigma_b = Some(sigma_b);
     let r = ch.resolve().unwrap();
-    let spec = SimSpec {
-        activation: r.network.activation.clone(),
-        sigma_w: r.sigma_w,
-        sigma_b,
+    let spec = SimSpec::of_network(
+        &r,
         width,
         depth,
         samples,
-        seed: 11,
-        q0: r.q0,
-        inputs: Inputs::Pairs { c0, pairs },
-    };
+        11,
+        Inputs::Pairs { c0, pairs: pairs },
+    );
     (spec, r)
 }
 

@@ -32,17 +32,14 @@ fn spec_for(
     let mut ch = NetworkChoice::uniform(n);
     ch.sigma_b = Some(sigma_b);
     let r = ch.resolve().unwrap();
-    let spec = SimSpec {
-        activation: r.network.activation.clone(),
-        sigma_w: r.sigma_w,
-        sigma_b,
+    let spec = SimSpec::of_network(
+        &r,
         width,
         depth,
         samples,
         seed,
-        q0: r.q0,
-        inputs: Inputs::Pairs { c0, pairs: 1 },
-    };
+        Inputs::Pairs { c0, pairs: 1 },
+    );
     (spec, r)
 }
 

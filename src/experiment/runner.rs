@@ -338,23 +338,14 @@ fn run_point(
         Some(k) if xi.is_finite() => ((k * xi).ceil() as usize).clamp(1, p.depth),
         _ => p.depth,
     };
-    let spec = SimSpec {
-        activation: net.activation.clone(),
-        sigma_w: r.sigma_w,
-        sigma_b: r.sigma_b,
-        width: p.width,
-        depth,
-        samples: p.samples,
-        seed: cfg.seed(),
-        q0: r.q0,
-        inputs: match &p.inputs {
-            InputChoice::Pairs { c0, pairs } => Inputs::Pairs {
-                c0: c0.clone(),
-                pairs: *pairs,
-            },
-            InputChoice::Circle { points } => Inputs::Circle { points: *points },
+    let inputs = match &p.inputs {
+        InputChoice::Pairs { c0, pairs } => Inputs::Pairs {
+            c0: c0.clone(),
+            pairs: *pairs,
         },
+        InputChoice::Circle { points } => Inputs::Circle { points: *points },
     };
+    let spec = SimSpec::of_network(&r, p.width, depth, p.samples, cfg.seed(), inputs);
     spec.validate()?;
     let mut point = p.clone();
     point.depth = depth;

@@ -164,6 +164,28 @@ pub struct Measurements {
 }
 
 impl SimSpec {
+    /// A simulation of a resolved network: its activation, σ_w, σ_b and q⁰.
+    pub fn of_network(
+        r: &crate::setup::ResolvedNetwork,
+        width: usize,
+        depth: usize,
+        samples: usize,
+        seed: u64,
+        inputs: Inputs,
+    ) -> Self {
+        SimSpec {
+            activation: r.network.activation.clone(),
+            sigma_w: r.sigma_w,
+            sigma_b: r.sigma_b,
+            width,
+            depth,
+            samples,
+            seed,
+            q0: r.q0,
+            inputs,
+        }
+    }
+
     /// Checks every field, with a message naming what is wrong and what would be right.
     pub fn validate(&self) -> Result<()> {
         if self.width < 2 {
