@@ -60,7 +60,7 @@ fn uniform_spec(
         depth,
         samples,
         11,
-        Inputs::Pairs { c0, pairs: pairs },
+        Inputs::Pairs { c0, pairs },
     );
     (spec, r)
 }
