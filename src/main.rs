@@ -76,6 +76,48 @@ enum TheoryCommand {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also optimize every threshold of a symmetric quantizer with equal level
+        /// steps (not just the spacing), and show the gain in ξ over the uniform optimum.
+        #[arg(long)]
+        nonuniform: bool,
+    },
+    /// Straight-through gradients and the NTK of a pair of inputs, layer by layer.
+    ///
+    /// The STE surrogate φ'(x) = s·1{|x| ≤ t} multiplies the squared gradient
+    /// norm per layer by M = σ_w² s² erf(t/√(2q*)); the default slope gives
+    /// M = 1. Columns: forward correlation c^l, gradient norm ratio
+    /// ‖δ^l‖²/‖δ^L‖², gradient correlation, NTK Θ^l(a,a), Θ^l(a,b) and their ratio.
+    Backward {
+        #[command(flatten)]
+        net: NetArgs,
+        /// STE clipping threshold t (inf: the identity surrogate).
+        #[arg(long = "ste-threshold", value_name = "T", default_value_t = 1.0)]
+        ste_threshold: f64,
+        /// STE slope s [default: the s that makes M = 1].
+        #[arg(long = "ste-slope", value_name = "S")]
+        ste_slope: Option<f64>,
+        /// Input correlation c^0.
+        #[arg(
+            long,
+            value_name = "C",
+            default_value_t = 0.5,
+            allow_negative_numbers = true
+        )]
+        c0: f64,
+        /// Correlation of the two inputs' gradients at the output.
+        #[arg(
+            long = "grad-c-out",
+            value_name = "C",
+            default_value_t = 1.0,
+            allow_negative_numbers = true
+        )]
+        grad_c_out: f64,
+        /// Number of layers L.
+        #[arg(long, value_name = "L", default_value_t = 50)]
+        depth: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Least-squares fits of ln(1 − χ_max), ln ξ_max and ln D̃_opt against ln(N + 1).
     ///
@@ -271,6 +313,22 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             states,
             kappa,
             json,
+            nonuniform,
+        } if nonuniform => nonuniform_table(&parse_states(&states)?, kappa, json)?,
+        TheoryCommand::Backward {
+            net,
+            ste_threshold,
+            ste_slope,
+            c0,
+            grad_c_out,
+            depth,
+            json,
+        } => backward_table(&net, ste_threshold, ste_slope, c0, grad_c_out, depth, json)?,
+        TheoryCommand::Optimal {
+            states,
+            kappa,
+            json,
+            ..
         } => {
             let ns = parse_states(&states)?;
             let optima = ns
@@ -395,6 +453,132 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn nonuniform_table(ns: &[usize], kappa: f64, json: bool) -> Result<()> {
+    use quantdepth::theory::nonuniform::{lloyd_max, nonuniform_optimum};
+    use quantdepth::theory::scaling::linear_fit;
+    let ns: Vec<usize> = ns.iter().copied().filter(|&n| n >= 3).collect();
+    if ns.is_empty() {
+        anyhow::bail!("--nonuniform needs N >= 3 (N = 2 has a single threshold, at 0)");
+    }
+    let mut rows = Vec::new();
+    for &n in &ns {
+        let u = uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))?;
+        let e = nonuniform_optimum(n).with_context(|| format!("N = {n}"))?;
+        let l = lloyd_max(n).with_context(|| format!("N = {n}"))?;
+        rows.push((u, e, l));
+    }
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(u, e, l)| json!({"states": u.states, "uniform": u, "equal_steps": e, "free_levels": l}))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    outln!(
+        "{:>6} {:>14} {:>14} {:>14} {:>8} {:>12} {:>12}",
+        "N",
+        "1-chi uniform",
+        "1-chi eq.steps",
+        "1-chi free lv",
+        "gain",
+        "xi uniform",
+        "xi free lv"
+    );
+    for (u, e, l) in &rows {
+        outln!(
+            "{:>6} {:>14.6e} {:>14.6e} {:>14.6e} {:>8.4} {:>12.4} {:>12.4}",
+            u.states,
+            u.one_minus_chi_max,
+            e.one_minus_chi_max,
+            l.one_minus_chi_max,
+            l.gain,
+            u.xi_max,
+            l.xi_max
+        );
+    }
+    if rows.len() >= 3 {
+        let x: Vec<f64> = rows
+            .iter()
+            .map(|(u, _, _)| ((u.states + 1) as f64).ln())
+            .collect();
+        let fit = |v: Vec<f64>| linear_fit(&x, &v.iter().map(|y| y.ln()).collect::<Vec<_>>());
+        let fu = fit(rows.iter().map(|r| r.0.one_minus_chi_max).collect())?;
+        let fl = fit(rows.iter().map(|r| r.2.one_minus_chi_max).collect())?;
+        outln!(
+            "# ln(1 - chi_max) vs ln(N + 1) over these N: uniform slope {:.4} ± {:.4}; free levels (Lloyd-Max) slope {:.4} ± {:.4}",
+            fu.slope, fu.stderr, fl.slope, fl.stderr
+        );
+    }
+    outln!("# eq.steps: every threshold free, level steps equal: the uniform optimum is already stationary (Lloyd's midpoint");
+    outln!("# condition), so it equals the uniform column. free lv: levels free too = the Lloyd-Max quantizer;");
+    outln!("# gain = (1 - chi uniform)/(1 - chi free levels), about the factor gained in xi. --json gives levels and thresholds.");
+    Ok(())
+}
+
+fn backward_table(
+    net: &NetArgs,
+    t: f64,
+    slope: Option<f64>,
+    c0: f64,
+    grad_c_out: f64,
+    depth: usize,
+    json: bool,
+) -> Result<()> {
+    use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+    if depth == 0 {
+        anyhow::bail!("--depth 0: a curve needs at least 1 layer");
+    }
+    if !(-1.0..=1.0).contains(&c0) {
+        anyhow::bail!("--c0 {c0}: a correlation must lie in [-1, 1]");
+    }
+    let r = net.resolve()?;
+    let s = match slope {
+        Some(s) => s,
+        None => unit_slope(&r.network, r.q_star, t)?,
+    };
+    let ste = Ste::new(s, t)?;
+    let m = backward_factor(&r.network, r.q_star, &ste);
+    let curve = backward_curve(&r.network, &ste, r.q0, c0, depth, grad_c_out)?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"network": r, "ste": ste, "backward_factor": m, "curve": curve})
+            )?
+        );
+        return Ok(());
+    }
+    print_network(&r);
+    outln!(
+        "# STE slope s = {s:.9}{}, threshold t = {t}; backward factor M = {m:.9}",
+        if slope.is_none() { " (M = 1)" } else { "" }
+    );
+    outln!(
+        "{:>6} {:>12} {:>14} {:>12} {:>12} {:>12} {:>10}",
+        "layer",
+        "c",
+        "grad ratio",
+        "grad corr",
+        "ntk_aa",
+        "ntk_ab",
+        "ntk corr"
+    );
+    for p in &curve {
+        outln!(
+            "{:>6} {:>12.8} {:>14.6e} {:>12.8} {:>12.6} {:>12.6} {:>10}",
+            p.layer,
+            p.c,
+            p.grad_norm_ratio,
+            p.grad_corr,
+            p.ntk_aa,
+            p.ntk_ab,
+            p.ntk_corr.map_or("-".to_string(), |x| format!("{x:.6}"))
+        );
     }
     Ok(())
 }

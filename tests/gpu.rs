@@ -54,14 +54,7 @@ fn uniform_spec(
     let mut ch = NetworkChoice::uniform(n_states);
     ch.sigma_b = Some(sigma_b);
     let r = ch.resolve().unwrap();
-    let spec = SimSpec::of_network(
-        &r,
-        width,
-        depth,
-        samples,
-        11,
-        Inputs::Pairs { c0, pairs },
-    );
+    let spec = SimSpec::of_network(&r, width, depth, samples, 11, Inputs::Pairs { c0, pairs });
     (spec, r)
 }
 

@@ -302,3 +302,99 @@ fn bivariate_normal_matches_high_precision_reference() {
         );
     }
 }
+
+#[test]
+fn nonuniform_optimum_is_never_below_uniform_and_coincides_where_it_must() {
+    use quantdepth::theory::nonuniform::nonuniform_optimum;
+    // N = 3 (±g) and N = 4 (−g, 0, g) have one free spacing: the optima coincide.
+    for n in [3, 4] {
+        let nu = nonuniform_optimum(n).unwrap();
+        let u = uniform_optimum(n, 6.0).unwrap();
+        assert!(
+            ((nu.one_minus_chi_max - u.one_minus_chi_max) / u.one_minus_chi_max).abs() < 1e-9,
+            "N = {n}: {} vs {}",
+            nu.one_minus_chi_max,
+            u.one_minus_chi_max
+        );
+    }
+    for n in [5, 6, 8, 12, 16] {
+        let nu = nonuniform_optimum(n).unwrap();
+        let u = uniform_optimum(n, 6.0).unwrap();
+        assert!(
+            nu.one_minus_chi_max <= u.one_minus_chi_max * (1.0 + 1e-12),
+            "N = {n}"
+        );
+        assert!(nu.gain >= 1.0 - 1e-12);
+        // Symmetric and increasing thresholds.
+        let g = &nu.thresholds;
+        assert_eq!(g.len(), n - 1);
+        for k in 0..g.len() {
+            assert!((g[k] + g[g.len() - 1 - k]).abs() < 1e-12);
+            if k > 0 {
+                assert!(g[k] > g[k - 1]);
+            }
+        }
+    }
+}
+
+#[test]
+fn ste_backward_factor_and_ntk_recursion() {
+    use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+    let net = uniform_net(4, 0.9957, 1.591, 0.0);
+    let q = net.q_star().unwrap();
+    let t = 1.0;
+    let s = unit_slope(&net, q, t).unwrap();
+    let ste = Ste::new(s, t).unwrap();
+    assert!((backward_factor(&net, q, &ste) - 1.0).abs() < 1e-14);
+    let curve = backward_curve(&net, &ste, q, 0.5, 20, 1.0).unwrap();
+    // M = 1 and q^l = q*: gradient norms neither grow nor shrink.
+    for p in &curve {
+        assert!(
+            (p.grad_norm_ratio - 1.0).abs() < 1e-12,
+            "layer {}: {}",
+            p.layer,
+            p.grad_norm_ratio
+        );
+    }
+    // The NTK recursion with M = 1 adds q* per layer: Θ^l(a, a) = l·q*.
+    for p in curve.iter().skip(1) {
+        assert!((p.ntk_aa - p.layer as f64 * q).abs() < 1e-10 * p.layer as f64);
+    }
+    // Gradients entering with correlation 1 decorrelate going down.
+    assert!(curve[0].grad_corr < curve[19].grad_corr && curve[20].grad_corr == 1.0);
+}
+
+#[test]
+fn free_levels_give_the_lloyd_max_quantizer() {
+    use quantdepth::theory::nonuniform::lloyd_max;
+    // With free levels, 1 − χ_max is the Lloyd–Max mean-square error of a unit
+    // Gaussian, published by Max (1960, IRE Trans. Inf. Theory 6, Table I) to four
+    // significant digits, within one unit of the last (Max's entries are truncated:
+    // N = 8 is 0.034548 to six digits).
+    for (n, mse) in [
+        (2, 0.3634),
+        (3, 0.1902),
+        (4, 0.1175),
+        (5, 0.07994),
+        (6, 0.05798),
+        (7, 0.04400),
+        (8, 0.03454),
+    ] {
+        let lm = lloyd_max(n).unwrap();
+        let tol = 10f64.powi((mse as f64).log10().floor() as i32 - 3);
+        assert!(
+            (lm.one_minus_chi_max - mse).abs() <= tol,
+            "N = {n}: {} vs Max's {mse}",
+            lm.one_minus_chi_max
+        );
+        assert!(
+            lm.gradient_norm < 1e-8,
+            "N = {n}: not stationary, |∇χ| = {}",
+            lm.gradient_norm
+        );
+        assert!(lm.gain >= 1.0 - 1e-12, "N = {n}: gain {}", lm.gain);
+    }
+    // N = 3 has a single free parameter either way: Lloyd–Max is the uniform optimum.
+    let u3 = uniform_optimum(3, 6.0).unwrap();
+    assert!((lloyd_max(3).unwrap().one_minus_chi_max - u3.one_minus_chi_max).abs() < 1e-10);
+}

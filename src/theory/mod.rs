@@ -2,9 +2,13 @@
 //!
 //! * [`maps`]: variance and correlation maps, χ, fixed points, depth curves;
 //! * [`optimal`]: the optimal spacing D̃_opt(N), χ_max, ξ_max, σ_w^opt, L_max;
-//! * [`scaling`]: log-log fits and local exponents of the trade-off.
+//! * [`scaling`]: log-log fits and local exponents of the trade-off;
+//! * [`backward`]: straight-through gradients and the NTK;
+//! * [`nonuniform`]: optimal symmetric quantizers with free thresholds.
 
+pub mod backward;
 pub mod maps;
+pub mod nonuniform;
 pub mod optimal;
 pub mod scaling;
 

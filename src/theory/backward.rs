@@ -1,0 +1,190 @@
+//! Gradients through quantized networks with a straight-through estimator
+//! (STE), and the neural tangent kernel, in mean field (THEORY.md §7).
+//!
+//! The surrogate derivative is φ'_STE(x) = s·1{|x| ≤ t} (t = ∞: the identity
+//! surrogate s). Per layer the squared gradient norm is multiplied by
+//! M = σ_w² E[φ'_STE(√q* z)²] = σ_w² s² erf(t/√(2q*)); two inputs' gradients
+//! keep the covariance factor σ_w² E[φ'(u_a)φ'(u_b)] = σ_w² s² P(|u_a| ≤ t,
+//! |u_b| ≤ t), a bivariate normal rectangle probability.
+
+use crate::error::{Error, Result};
+use crate::gauss::cdf2;
+use crate::theory::maps::Network;
+
+/// The STE surrogate s·1{|x| ≤ t}.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Ste {
+    /// Slope s.
+    pub slope: f64,
+    /// Clipping threshold t (`f64::INFINITY` for the identity surrogate).
+    pub threshold: f64,
+}
+
+impl Ste {
+    /// A surrogate after checking s > 0 and t > 0.
+    pub fn new(slope: f64, threshold: f64) -> Result<Self> {
+        if !(slope.is_finite() && slope > 0.0) {
+            return Err(Error::invalid("ste slope", slope, "a finite number > 0"));
+        }
+        if !(threshold > 0.0) {
+            return Err(Error::invalid(
+                "ste threshold",
+                threshold,
+                "a number > 0 (inf for the identity surrogate)",
+            ));
+        }
+        Ok(Ste { slope, threshold })
+    }
+
+    /// P(|u| ≤ t) for u ~ N(0, q): erf(t/√(2q)).
+    pub fn inside(&self, q: f64) -> f64 {
+        if self.threshold.is_infinite() {
+            1.0
+        } else {
+            libm::erf(self.threshold / (2.0 * q).sqrt())
+        }
+    }
+
+    /// E[φ'(u_a)φ'(u_b)] = s²·P(|u_a| ≤ t, |u_b| ≤ t) for centred Gaussians
+    /// with variances q_a, q_b and correlation c (rectangle probability from Φ₂).
+    pub fn cross(&self, q_a: f64, q_b: f64, c: f64) -> f64 {
+        if self.threshold.is_infinite() {
+            return self.slope * self.slope;
+        }
+        let (ha, hb) = (self.threshold / q_a.sqrt(), self.threshold / q_b.sqrt());
+        let rect = cdf2(ha, hb, c) - cdf2(ha, -hb, c) - cdf2(-ha, hb, c) + cdf2(-ha, -hb, c);
+        self.slope * self.slope * rect.max(0.0)
+    }
+}
+
+/// M = σ_w² s² erf(t/√(2q*)): the per-layer factor of the squared gradient norm.
+pub fn backward_factor(net: &Network, q_star: f64, ste: &Ste) -> f64 {
+    net.sigma_w.powi(2) * ste.slope.powi(2) * ste.inside(q_star)
+}
+
+/// The slope s that makes M = 1: s = 1/(σ_w √erf(t/√(2q*))).
+pub fn unit_slope(net: &Network, q_star: f64, threshold: f64) -> Result<f64> {
+    let ste = Ste::new(1.0, threshold)?;
+    let p = ste.inside(q_star);
+    if p <= 0.0 {
+        return Err(Error::Numerical(format!(
+            "P(|u| ≤ {threshold}) underflows at q* = {q_star}: no finite slope gives M = 1"
+        )));
+    }
+    Ok(1.0 / (net.sigma_w * p.sqrt()))
+}
+
+/// One layer of the backward and NTK curves of a pair of inputs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BackwardPoint {
+    /// Layer l (pre-activations h^l).
+    pub layer: usize,
+    /// Forward correlation c^l.
+    pub c: f64,
+    /// ‖δ^l‖²/‖δ^L‖² = Π M over the layers between l and the output.
+    pub grad_norm_ratio: f64,
+    /// Correlation of the two inputs' gradients δ^l.
+    pub grad_corr: f64,
+    /// NTK Θ^l(a, a) (pre-activations of layer l, NTK parameterization).
+    pub ntk_aa: f64,
+    /// NTK Θ^l(a, b).
+    pub ntk_ab: f64,
+    /// Θ^l(a, b)/Θ^l(a, a) (`None` at layer 0, below every parameter).
+    pub ntk_corr: Option<f64>,
+}
+
+/// Forward, backward and NTK curves for two inputs with variance q⁰ and
+/// correlation c⁰ through `depth` layers, gradients entering the output
+/// layer with correlation `grad_c_out`.
+///
+/// Backward (gradient independence): q̃^l = σ_w² E[φ'(u^l)²]·q̃^{l+1} and
+/// q̃_ab^l = σ_w² E[φ'(u_a^l)φ'(u_b^l)]·q̃_ab^{l+1}, evaluated at the forward
+/// variances and correlation of layer l. NTK: Θ^1 = Σ^1 and
+/// Θ^{l+1} = Σ^{l+1} + σ_w² E[φ'(u_a^l)φ'(u_b^l)]·Θ^l, Σ the forward covariance.
+pub fn backward_curve(
+    net: &Network,
+    ste: &Ste,
+    q0: f64,
+    c0: f64,
+    depth: usize,
+    grad_c_out: f64,
+) -> Result<Vec<BackwardPoint>> {
+    if depth == 0 {
+        return Err(Error::invalid("depth", 0, "at least 1 layer"));
+    }
+    if !(-1.0..=1.0).contains(&grad_c_out) {
+        return Err(Error::invalid(
+            "grad_c_out",
+            grad_c_out,
+            "a correlation in [-1, 1]",
+        ));
+    }
+    let fwd = net.depth_curve(q0, q0, c0, depth)?;
+    let sw2 = net.sigma_w.powi(2);
+    // Backward from the output: factors of layer l act on δ^l.
+    let mut ratio = vec![1.0; depth + 1];
+    let mut corr = vec![grad_c_out; depth + 1];
+    let (mut qt, mut qtab) = (1.0, grad_c_out);
+    for l in (0..depth).rev() {
+        let p = &fwd[l];
+        // δ^l = φ'(h^l) ⊙ W^{l+1}ᵀ δ^{l+1}
+        qt *= sw2 * ste.cross(p.q_a, p.q_a, 1.0);
+        qtab *= sw2 * ste.cross(p.q_a, p.q_b, p.c);
+        ratio[l] = qt;
+        corr[l] = if qt > 0.0 { qtab / qt } else { 0.0 };
+    }
+    let mut out = Vec::with_capacity(depth + 1);
+    let (mut taa, mut tab) = (0.0, 0.0);
+    for (l, p) in fwd.iter().enumerate() {
+        if l >= 1 {
+            let prev = &fwd[l - 1];
+            let grow_aa = sw2 * ste.cross(prev.q_a, prev.q_a, 1.0);
+            let grow_ab = sw2 * ste.cross(prev.q_a, prev.q_b, prev.c);
+            let sigma_ab = p.c * (p.q_a * p.q_b).sqrt();
+            taa = p.q_a + grow_aa * taa;
+            tab = sigma_ab + grow_ab * tab;
+        }
+        out.push(BackwardPoint {
+            layer: l,
+            c: p.c,
+            grad_norm_ratio: ratio[l],
+            grad_corr: corr[l],
+            ntk_aa: taa,
+            ntk_ab: tab,
+            ntk_corr: (taa > 0.0).then(|| tab / taa),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::{Activation, Quantizer};
+
+    #[test]
+    fn unit_slope_makes_the_backward_factor_one() {
+        let net = Network::new(
+            Activation::Quantized(Quantizer::uniform(4, 1.0, 1.0).unwrap()),
+            1.6,
+            0.0,
+        )
+        .unwrap();
+        let q = net.q_star().unwrap();
+        for t in [0.5, 1.0, 3.0, f64::INFINITY] {
+            let s = unit_slope(&net, q, t).unwrap();
+            let m = backward_factor(&net, q, &Ste::new(s, t).unwrap());
+            assert!((m - 1.0).abs() < 1e-14, "t = {t}: M = {m}");
+        }
+    }
+
+    #[test]
+    fn rectangle_probability_limits() {
+        let ste = Ste::new(1.0, 0.8).unwrap();
+        // c = 1: P(|u| ≤ t) = erf(t/√(2q)); c = 0: its square.
+        let q = 1.3;
+        let p = ste.inside(q);
+        assert!((ste.cross(q, q, 1.0) - p).abs() < 1e-15);
+        assert!((ste.cross(q, q, 0.0) - p * p).abs() < 1e-15);
+    }
+}
