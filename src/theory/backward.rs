@@ -26,7 +26,7 @@ impl Ste {
         if !(slope.is_finite() && slope > 0.0) {
             return Err(Error::invalid("ste slope", slope, "a finite number > 0"));
         }
-        if !(threshold > 0.0) {
+        if threshold.is_nan() || threshold <= 0.0 {
             return Err(Error::invalid(
                 "ste threshold",
                 threshold,

@@ -230,7 +230,7 @@ fn thresholds(n: usize, theta: &[f64]) -> Vec<f64> {
         pos.push(acc);
     }
     let mut g: Vec<f64> = pos.iter().rev().map(|p| -p).collect();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         g.push(0.0);
     }
     g.extend(&pos);
@@ -243,10 +243,10 @@ fn objective(n: usize, lv: &[f64], theta: &[f64]) -> (f64, Vec<f64>) {
     let (_, dchi) = chi_and_gradient(lv, &g);
     let om = chi_at_zero(lv, &g).one_minus_chi;
     let m = theta.len();
-    let mid = (n - 1) / 2 + usize::from(n % 2 == 0); // index of p₁ in g
+    let mid = (n - 1) / 2 + usize::from(n.is_multiple_of(2)); // index of p₁ in g
                                                      // d/dp_j = d/dg(upper j) − d/dg(mirror j)
     let dp: Vec<f64> = (0..m)
-        .map(|j| dchi[mid + j] - dchi[mid - 1 - j - usize::from(n % 2 == 0)])
+        .map(|j| dchi[mid + j] - dchi[mid - 1 - j - usize::from(n.is_multiple_of(2))])
         .collect();
     let mut grad = vec![0.0; m];
     let mut tail = 0.0;
