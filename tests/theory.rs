@@ -381,7 +381,7 @@ fn free_levels_give_the_lloyd_max_quantizer() {
         (8, 0.03454),
     ] {
         let lm = lloyd_max(n).unwrap();
-        let tol = 10f64.powi((mse as f64).log10().floor() as i32 - 3);
+        let tol = 10f64.powi(mse.log10().floor() as i32 - 3);
         assert!(
             (lm.one_minus_chi_max - mse).abs() <= tol,
             "N = {n}: {} vs Max's {mse}",
