@@ -372,7 +372,7 @@ fn free_levels_give_the_lloyd_max_quantizer() {
     // significant digits, within one unit of the last (Max's entries are truncated:
     // N = 8 is 0.034548 to six digits).
     for (n, mse) in [
-        (2, 0.3634),
+        (2, 0.3634f64),
         (3, 0.1902),
         (4, 0.1175),
         (5, 0.07994),
