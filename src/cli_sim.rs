@@ -40,6 +40,16 @@ pub struct SimulateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also run the backward pass with a straight-through estimator (CPU backend)
+    /// and compare gradient norms and correlations with the theory.
+    #[arg(long)]
+    pub backward: bool,
+    /// STE clipping threshold t of the surrogate s·1{|x| ≤ t} (with --backward).
+    #[arg(long = "ste-threshold", value_name = "T", default_value_t = 1.0)]
+    pub ste_threshold: f64,
+    /// STE slope s (with --backward) [default: the s that makes M = 1].
+    #[arg(long = "ste-slope", value_name = "S")]
+    pub ste_slope: Option<f64>,
 }
 
 /// Opens the backend named on the command line and says on stderr which it took.
@@ -99,6 +109,9 @@ fn fmt_se(se: Option<f64>) -> String {
 }
 
 pub fn simulate(args: SimulateArgs) -> Result<()> {
+    if args.backward {
+        return simulate_backward(&args);
+    }
     let r = args.net.resolve()?;
     let c0 = parse_list("c0", &args.c0)?;
     let inputs = Inputs::Pairs {
@@ -191,6 +204,90 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
     if !out.complete {
         std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn simulate_backward(args: &SimulateArgs) -> Result<()> {
+    use quantdepth::sim::backward::simulate_backward as run_backward;
+    use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+    if args.backend == "gpu" {
+        anyhow::bail!(
+            "the backward pass runs on the CPU backend only so far: use --backend cpu or auto"
+        );
+    }
+    let r = args.net.resolve()?;
+    let c0 = parse_list("c0", &args.c0)?;
+    let inputs = Inputs::Pairs {
+        c0: c0.clone(),
+        pairs: args.pairs,
+    };
+    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
+    let s = match args.ste_slope {
+        Some(s) => s,
+        None => unit_slope(&r.network, r.q_star, args.ste_threshold)?,
+    };
+    let ste = Ste::new(s, args.ste_threshold)?;
+    let m = backward_factor(&r.network, r.q_star, &ste);
+    let cancel = AtomicBool::new(false);
+    eprintln!(
+        "backward pass on the CPU backend ({} networks × {} layers, forward then backward) ...",
+        args.samples, args.depth
+    );
+    let curves = run_backward(&spec, &ste, &cancel)?;
+    let theory: Vec<_> = c0
+        .iter()
+        .map(|&c| backward_curve(&r.network, &ste, r.q0, c, args.depth, 1.0))
+        .collect::<quantdepth::Result<_>>()?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"network": r, "ste": ste, "backward_factor": m, "curves": curves, "theory": theory})
+            )?
+        );
+        return Ok(());
+    }
+    print_network(&r);
+    outln!(
+        "# STE s = {s:.9}, t = {}; M = {m:.9}; output gradients shared by the two inputs of a pair",
+        args.ste_threshold
+    );
+    for (cv, th) in curves.iter().zip(&theory) {
+        outln!("\n# c0 = {}", cv.c0);
+        outln!(
+            "{:>6} {:>12} {:>10} {:>10} {:>12} {:>10} {:>12}",
+            "layer",
+            "|d|² ratio",
+            "SE",
+            "M theory",
+            "grad corr",
+            "SE",
+            "theory"
+        );
+        for (e, t) in cv.layers.iter().zip(th) {
+            let (rm, rs, mt) = match e.norm_ratio {
+                Some(x) => (
+                    format!("{:.6}", x.mean),
+                    fmt_se(x.se),
+                    format!(
+                        "{:.6}",
+                        t.grad_norm_ratio / th.get(e.layer + 1).map_or(1.0, |n| n.grad_norm_ratio)
+                    ),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            outln!(
+                "{:>6} {:>12} {:>10} {:>10} {:>12.6} {:>10} {:>12.6}",
+                e.layer,
+                rm,
+                rs,
+                mt,
+                e.grad_corr.mean,
+                fmt_se(e.grad_corr.se),
+                t.grad_corr
+            );
+        }
     }
     Ok(())
 }

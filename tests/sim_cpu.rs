@@ -281,3 +281,48 @@ fn circle_inputs_have_exact_geometry_and_covariance_curves() {
         );
     }
 }
+
+/// Backward pass with an STE at width 2048 for N ∈ {4, 16}: the per-layer
+/// gradient-norm ratio equals M within 5 SE, for the slope that makes M = 1
+/// and for 1.1 times it (M = 1.21); the gradient correlation follows the
+/// theory's backward map within 5 SE plus 4/n.
+#[test]
+fn ste_gradients_match_the_backward_theory() {
+    use quantdepth::sim::backward::simulate_backward;
+    use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+    for n in [4, 16] {
+        for slope_factor in [1.0, 1.1] {
+            let (mut spec, r) = spec_for(n, 0.0, vec![0.5], 2048, 8, 16, 77 + n as u64);
+            spec.inputs = Inputs::Pairs {
+                c0: vec![0.5],
+                pairs: 4,
+            };
+            let t = 1.0;
+            let s = slope_factor * unit_slope(&r.network, r.q_star, t).unwrap();
+            let ste = Ste::new(s, t).unwrap();
+            let m = backward_factor(&r.network, r.q_star, &ste);
+            let cancel = AtomicBool::new(false);
+            let curves = simulate_backward(&spec, &ste, &cancel).unwrap();
+            let theory = backward_curve(&r.network, &ste, r.q0, 0.5, 8, 1.0).unwrap();
+            for (e, th) in curves[0].layers.iter().zip(&theory) {
+                if let Some(ratio) = e.norm_ratio {
+                    let se = ratio.se.unwrap();
+                    assert!(
+                        (ratio.mean - m).abs() <= 5.0 * se,
+                        "N={n} s×{slope_factor} layer {}: ratio {} ± {se} vs M = {m}",
+                        e.layer,
+                        ratio.mean
+                    );
+                }
+                let se = e.grad_corr.se.unwrap();
+                assert!(
+                    (e.grad_corr.mean - th.grad_corr).abs() <= 5.0 * se + 4.0 / 2048.0,
+                    "N={n} layer {}: gradient correlation {} ± {se} vs theory {}",
+                    e.layer,
+                    e.grad_corr.mean,
+                    th.grad_corr
+                );
+            }
+        }
+    }
+}

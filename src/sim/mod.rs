@@ -2,6 +2,7 @@
 //! the backends (CPU reference, GPU), and the driver that runs network
 //! samples, aggregates their statistics, reports progress and stops cleanly.
 
+pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod spec;

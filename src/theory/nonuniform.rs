@@ -244,7 +244,7 @@ fn objective(n: usize, lv: &[f64], theta: &[f64]) -> (f64, Vec<f64>) {
     let om = chi_at_zero(lv, &g).one_minus_chi;
     let m = theta.len();
     let mid = (n - 1) / 2 + usize::from(n.is_multiple_of(2)); // index of p₁ in g
-                                                     // d/dp_j = d/dg(upper j) − d/dg(mirror j)
+                                                              // d/dp_j = d/dg(upper j) − d/dg(mirror j)
     let dp: Vec<f64> = (0..m)
         .map(|j| dchi[mid + j] - dchi[mid - 1 - j - usize::from(n.is_multiple_of(2))])
         .collect();

@@ -1,0 +1,248 @@
+//! Backward pass with a straight-through estimator, on the CPU: gradients
+//! δ^l = φ'_STE(h^l) ⊙ (W^{l+1})ᵀ δ^{l+1} through the same generated
+//! weights as the forward pass, with per-layer gradient-norm ratios and
+//! gradient correlations aggregated over networks.
+//!
+//! The two inputs of a pair receive the same output gradient (a fresh
+//! standard-normal vector per pair and network), so their gradient
+//! correlation starts at 1 and decays going down, as
+//! [`crate::theory::backward::backward_curve`] predicts with `grad_c_out = 1`.
+
+use crate::error::{Error, Result};
+use crate::rng::Stream;
+use crate::sim::cpu::{block_stats, feature_major, layer, weight_scale};
+use crate::sim::spec::{Inputs, SimActivation, SimSpec};
+use crate::sim::stats::Estimate;
+use crate::theory::backward::Ste;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Bytes of stored forward pre-activations a backward run may hold.
+pub const STORED_ACTIVATIONS_LIMIT: usize = 4 << 30;
+
+/// Reserved layer index of the output-gradient stream.
+const OUTPUT_GRADIENT_LAYER: u32 = u32::MAX - 1;
+
+/// One layer of a backward curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BackwardLayer {
+    /// Layer l (gradient with respect to h^l).
+    pub layer: usize,
+    /// ‖δ^l‖²/‖δ^{l+1}‖², averaged over the group's inputs (None at l = L).
+    pub norm_ratio: Option<Estimate>,
+    /// Correlation of the two inputs' gradients δ^l, averaged over pairs.
+    pub grad_corr: Estimate,
+}
+
+/// The backward curve of the pairs sharing one c⁰.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackwardCurve {
+    /// Input correlation c⁰.
+    pub c0: f64,
+    /// Layers 0..=L.
+    pub layers: Vec<BackwardLayer>,
+}
+
+/// out[j·B + b] = (σ_w/√n)·Σᵢ z_ij·δ[i·B + b]: the transposed product with
+/// the generated weights of `layer`. Rows are split into a fixed number of
+/// ranges whose partial products are added in range order (reproducible).
+pub fn transposed_layer(
+    delta: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    out: &mut [f32],
+) {
+    const RANGES: usize = 8;
+    let rows_per = n.div_ceil(RANGES);
+    let partials: Vec<Vec<f32>> = (0..RANGES)
+        .into_par_iter()
+        .map(|k| {
+            let (r0, r1) = (k * rows_per, ((k + 1) * rows_per).min(n));
+            let mut acc = vec![0f32; n * batch];
+            if r0 >= r1 {
+                return acc;
+            }
+            const BLOCK: usize = 16;
+            let mut w = vec![0f32; BLOCK * n];
+            let mut i0 = r0;
+            while i0 < r1 {
+                let r = BLOCK.min(r1 - i0);
+                for i in 0..r {
+                    stream.fill_row(layer, (i0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+                }
+                // acc (n × B) += W_blkᵀ (n × r) · δ_blk (r × B)
+                unsafe {
+                    matrixmultiply::sgemm(
+                        n,
+                        r,
+                        batch,
+                        1.0,
+                        w.as_ptr(),
+                        1,
+                        n as isize,
+                        delta[i0 * batch..].as_ptr(),
+                        batch as isize,
+                        1,
+                        1.0,
+                        acc.as_mut_ptr(),
+                        batch as isize,
+                        1,
+                    );
+                }
+                i0 += r;
+            }
+            acc
+        })
+        .collect();
+    let ws = weight_scale(sigma_w, n);
+    out.par_chunks_mut(batch).enumerate().for_each(|(j, row)| {
+        for (b, o) in row.iter_mut().enumerate() {
+            let mut s = 0f32;
+            for p in &partials {
+                s += p[j * batch + b];
+            }
+            *o = ws * s;
+        }
+    });
+}
+
+/// Runs forward and backward passes of every network of `spec` (pair
+/// inputs) on the CPU with the STE surrogate `ste`.
+pub fn simulate_backward(
+    spec: &SimSpec,
+    ste: &Ste,
+    cancel: &AtomicBool,
+) -> Result<Vec<BackwardCurve>> {
+    spec.validate()?;
+    let Inputs::Pairs { c0, pairs } = &spec.inputs else {
+        return Err(Error::invalid(
+            "inputs",
+            "circle",
+            "the backward pass is measured on pairs of inputs",
+        ));
+    };
+    let (n, depth) = (spec.width, spec.depth);
+    let meas = spec.measurements();
+    let batch = meas.batch;
+    let stored = (depth + 1)
+        .saturating_mul(n)
+        .saturating_mul(batch)
+        .saturating_mul(4);
+    if stored > STORED_ACTIVATIONS_LIMIT {
+        return Err(Error::invalid(
+            "depth × width × batch",
+            format!("{} GiB of stored pre-activations", stored >> 30),
+            &format!("the backward pass stores every layer: at most {} GiB; reduce depth, width or pairs", STORED_ACTIVATIONS_LIMIT >> 30),
+        ));
+    }
+    let act = SimActivation::from_activation(&spec.activation);
+    let groups = c0.len();
+    // Per-sample group means, accumulated as Welford sums: [layer][group] → (ratio, corr).
+    let mut acc = vec![[(0f64, 0f64); 2]; (depth + 1) * groups];
+    let mut samples = 0usize;
+    for sample in 0..spec.samples {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let stream = Stream::new(spec.seed, sample as u32);
+        let mut hs = vec![feature_major(&spec.input_vectors(sample as u32), n)];
+        for l in 1..=depth {
+            let a: Vec<f32> = hs[l - 1].iter().map(|&x| act.eval(x)).collect();
+            let mut h = vec![0f32; n * batch];
+            layer(
+                &a,
+                n,
+                batch,
+                &stream,
+                l as u32,
+                spec.sigma_w,
+                spec.sigma_b,
+                &mut h,
+            );
+            hs.push(h);
+        }
+        // Output gradient: one standard-normal vector per pair, shared by its two inputs.
+        let mut delta = vec![0f32; n * batch];
+        let mut g = vec![0f32; n];
+        for p in 0..batch / 2 {
+            stream.fill_row(OUTPUT_GRADIENT_LAYER, p as u32, &mut g);
+            for (i, &v) in g.iter().enumerate() {
+                delta[i * batch + 2 * p] = v;
+                delta[i * batch + 2 * p + 1] = v;
+            }
+        }
+        let (t, s) = (ste.threshold as f32, ste.slope as f32);
+        let mut sq_next = block_stats(&delta, batch, &meas).0;
+        let mut per_layer = vec![(vec![0f64; batch], vec![0f64; meas.pairs.len()]); depth + 1];
+        per_layer[depth] = block_stats(&delta, batch, &meas);
+        let mut ratios = vec![vec![f64::NAN; batch]; depth + 1];
+        for l in (0..depth).rev() {
+            let mut back = vec![0f32; n * batch];
+            transposed_layer(
+                &delta,
+                n,
+                batch,
+                &stream,
+                (l + 1) as u32,
+                spec.sigma_w,
+                &mut back,
+            );
+            for (d, &h) in back.iter_mut().zip(&hs[l]) {
+                *d = if h.abs() <= t { s * *d } else { 0.0 };
+            }
+            delta = back;
+            let (sq, dots) = block_stats(&delta, batch, &meas);
+            if let Some(b) = sq.iter().position(|v| *v <= 0.0) {
+                return Err(Error::Numerical(format!(
+                    "network {sample}, layer {l}: the gradient of input {b} is exactly zero (every |h| > t = {}): \
+                     ratios and correlations are undefined; raise the STE threshold",
+                    ste.threshold
+                )));
+            }
+            ratios[l] = sq.iter().zip(&sq_next).map(|(a, b)| a / b).collect();
+            sq_next = sq.clone();
+            per_layer[l] = (sq, dots);
+        }
+        samples += 1;
+        let k = samples as f64;
+        for l in 0..=depth {
+            let (sq, dots) = &per_layer[l];
+            for gi in 0..groups {
+                let (mut r, mut c) = (0.0, 0.0);
+                for p in gi * pairs..(gi + 1) * pairs {
+                    let (a, b) = (2 * p, 2 * p + 1);
+                    r += ratios[l][a] + ratios[l][b];
+                    c += dots[p] / (sq[a] * sq[b]).sqrt();
+                }
+                let vals = [r / (2 * pairs) as f64, c / *pairs as f64];
+                for (w, x) in acc[l * groups + gi].iter_mut().zip(vals) {
+                    let dx = x - w.0;
+                    w.0 += dx / k;
+                    w.1 += dx * (x - w.0);
+                }
+            }
+        }
+    }
+    let est = |w: (f64, f64)| Estimate {
+        mean: w.0,
+        se: (samples >= 2).then(|| (w.1 / (samples as f64 - 1.0) / samples as f64).sqrt()),
+    };
+    Ok((0..groups)
+        .map(|gi| BackwardCurve {
+            c0: c0[gi],
+            layers: (0..=depth)
+                .map(|l| {
+                    let w = acc[l * groups + gi];
+                    BackwardLayer {
+                        layer: l,
+                        norm_ratio: (l < depth).then(|| est(w[0])),
+                        grad_corr: est(w[1]),
+                    }
+                })
+                .collect(),
+        })
+        .collect())
+}
