@@ -255,6 +255,16 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     );
     for (cv, th) in curves.iter().zip(&theory) {
         outln!("\n# c0 = {}", cv.c0);
+        let top = &th[th.len() - 1];
+        outln!(
+            "# NTK of f = v·h^L/sqrt(n): Θ(a,a) = {:.6} ± {} (theory {:.6}), Θ(a,b) = {:.6} ± {} (theory {:.6})",
+            cv.ntk_aa.mean,
+            fmt_se(cv.ntk_aa.se),
+            top.ntk_aa,
+            cv.ntk_ab.mean,
+            fmt_se(cv.ntk_ab.se),
+            top.ntk_ab
+        );
         outln!(
             "{:>6} {:>12} {:>10} {:>10} {:>12} {:>10} {:>12}",
             "layer",

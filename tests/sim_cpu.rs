@@ -285,7 +285,8 @@ fn circle_inputs_have_exact_geometry_and_covariance_curves() {
 /// Backward pass with an STE at width 2048 for N ∈ {4, 16}: the per-layer
 /// gradient-norm ratio equals M within 5 SE, for the slope that makes M = 1
 /// and for 1.1 times it (M = 1.21); the gradient correlation follows the
-/// theory's backward map within 5 SE plus 4/n.
+/// theory's backward map within 5 SE plus 4/n; the empirical NTK of the
+/// pair matches the recursion Θ^{l+1} = Σ^{l+1} + σ_w² E[φ'φ']Θ^l at the top layer.
 #[test]
 fn ste_gradients_match_the_backward_theory() {
     use quantdepth::sim::backward::simulate_backward;
@@ -321,6 +322,19 @@ fn ste_gradients_match_the_backward_theory() {
                     e.layer,
                     e.grad_corr.mean,
                     th.grad_corr
+                );
+            }
+            // The empirical NTK of f = v·h^L/√n against Θ^L from the recursion.
+            let top = &theory[8];
+            for (name, e, t) in [
+                ("Θ(a,a)", curves[0].ntk_aa, top.ntk_aa),
+                ("Θ(a,b)", curves[0].ntk_ab, top.ntk_ab),
+            ] {
+                let se = e.se.unwrap();
+                assert!(
+                    (e.mean - t).abs() <= 5.0 * se + 4.0 / 2048.0 * t.abs(),
+                    "N={n} s×{slope_factor}: {name} {} ± {se} vs theory {t}",
+                    e.mean
                 );
             }
         }

@@ -41,6 +41,11 @@ pub struct BackwardCurve {
     pub c0: f64,
     /// Layers 0..=L.
     pub layers: Vec<BackwardLayer>,
+    /// Empirical NTK Θ^L(a, a) of f = v·h^L/√n (v the output gradient),
+    /// with the STE surrogate: Σ_l (δ_a^l·δ_a^l/n)(σ_w² φ_a^{l−1}·φ_a^{l−1}/n + σ_b²).
+    pub ntk_aa: Estimate,
+    /// Empirical NTK Θ^L(a, b) of the pair, likewise.
+    pub ntk_ab: Estimate,
 }
 
 /// out[j·B + b] = (σ_w/√n)·Σᵢ z_ij·δ[i·B + b]: the transposed product with
@@ -142,6 +147,7 @@ pub fn simulate_backward(
     let groups = c0.len();
     // Per-sample group means, accumulated as Welford sums: [layer][group] → (ratio, corr).
     let mut acc = vec![[(0f64, 0f64); 2]; (depth + 1) * groups];
+    let mut ntk_acc = vec![[(0f64, 0f64); 2]; groups];
     let mut samples = 0usize;
     for sample in 0..spec.samples {
         if cancel.load(Ordering::Relaxed) {
@@ -206,8 +212,37 @@ pub fn simulate_backward(
             sq_next = sq.clone();
             per_layer[l] = (sq, dots);
         }
+        // φ(h^{l−1}) second moments and pair products, for the NTK sum.
+        let phi_stats: Vec<(Vec<f64>, Vec<f64>)> = hs[..depth]
+            .iter()
+            .map(|h| {
+                let a: Vec<f32> = h.iter().map(|&x| act.eval(x)).collect();
+                block_stats(&a, batch, &meas)
+            })
+            .collect();
+        let nf = n as f64;
+        let (sw2, sb2) = (spec.sigma_w * spec.sigma_w, spec.sigma_b * spec.sigma_b);
         samples += 1;
         let k = samples as f64;
+        for (gi, w) in ntk_acc.iter_mut().enumerate() {
+            let (mut taa, mut tab) = (0.0, 0.0);
+            for p in gi * pairs..(gi + 1) * pairs {
+                let (a, b) = (2 * p, 2 * p + 1);
+                for l in 1..=depth {
+                    let (dsq, ddot) = &per_layer[l];
+                    let (fsq, fdot) = &phi_stats[l - 1];
+                    taa += 0.5
+                        * (dsq[a] / nf * (sw2 * fsq[a] / nf + sb2)
+                            + dsq[b] / nf * (sw2 * fsq[b] / nf + sb2));
+                    tab += ddot[p] / nf * (sw2 * fdot[p] / nf + sb2);
+                }
+            }
+            for (wi, x) in w.iter_mut().zip([taa / *pairs as f64, tab / *pairs as f64]) {
+                let dx = x - wi.0;
+                wi.0 += dx / k;
+                wi.1 += dx * (x - wi.0);
+            }
+        }
         for l in 0..=depth {
             let (sq, dots) = &per_layer[l];
             for gi in 0..groups {
@@ -243,6 +278,8 @@ pub fn simulate_backward(
                     }
                 })
                 .collect(),
+            ntk_aa: est(ntk_acc[gi][0]),
+            ntk_ab: est(ntk_acc[gi][1]),
         })
         .collect())
 }
