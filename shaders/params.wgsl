@@ -19,4 +19,8 @@ struct Params {
     quantities: u32,
     groups: u32,
     rows_per_group: u32,
+    ste_slope: f32,
+    ste_threshold: f32,
+    pad0: u32,
+    pad1: u32,
 }

@@ -40,7 +40,7 @@ pub struct SimulateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also run the backward pass with a straight-through estimator (CPU backend)
+    /// Also run the backward pass with a straight-through estimator (both backends)
     /// and compare gradient norms and correlations with the theory.
     #[arg(long)]
     pub backward: bool,
@@ -210,12 +210,16 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
 
 fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     use quantdepth::sim::backward::simulate_backward as run_backward;
+    use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
     use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
-    if args.backend == "gpu" {
-        anyhow::bail!(
-            "the backward pass runs on the CPU backend only so far: use --backend cpu or auto"
-        );
-    }
+    let gpu = match args.backend.as_str() {
+        "cpu" => None,
+        "gpu" => Some(GpuBackend::new(AdapterPolicy::PreferHardware)?),
+        _ => GpuBackend::new(AdapterPolicy::HardwareOnly).ok(),
+    };
+    let where_ = gpu.as_ref().map_or("the CPU backend".to_string(), |g| {
+        format!("the GPU {}", g.context().describe())
+    });
     let r = args.net.resolve()?;
     let c0 = parse_list("c0", &args.c0)?;
     let inputs = Inputs::Pairs {
@@ -231,10 +235,10 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     let m = backward_factor(&r.network, r.q_star, &ste);
     let cancel = AtomicBool::new(false);
     eprintln!(
-        "backward pass on the CPU backend ({} networks × {} layers, forward then backward) ...",
+        "backward pass on {where_} ({} networks × {} layers, forward then backward) ...",
         args.samples, args.depth
     );
-    let curves = run_backward(&spec, &ste, &cancel)?;
+    let curves = run_backward(&spec, &ste, &cancel, gpu.as_ref())?;
     let theory: Vec<_> = c0
         .iter()
         .map(|&c| backward_curve(&r.network, &ste, r.q0, c, args.depth, 1.0))

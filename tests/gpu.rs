@@ -68,6 +68,9 @@ fn every_wgsl_file_validates_with_naga() {
         ("layer.wgsl (TB=64)", shaders::layer(64)),
         ("stats.wgsl", shaders::stats()),
         ("rng_check.wgsl", shaders::rng_check()),
+        ("backward.wgsl (TB=16)", shaders::backward(16)),
+        ("backward.wgsl (TB=32)", shaders::backward(32)),
+        ("backward.wgsl (TB=64)", shaders::backward(64)),
     ];
     for (name, src) in modules {
         let module = naga::front::wgsl::parse_str(&src)
@@ -297,5 +300,45 @@ fn circle_statistics_run_on_gpu() {
     // Layer 1 is one layer from identical inputs: covariances agree to f32 rounding.
     for (x, y) in gc.layers[1].cov.iter().zip(&cc.layers[1].cov) {
         assert!((x.mean - y.mean).abs() < 1e-4, "{} vs {}", x.mean, y.mean);
+    }
+}
+
+/// The STE backward pass on the GPU (shaders/backward.wgsl) against the CPU:
+/// per-layer gradient-norm ratios, gradient correlations and the empirical
+/// NTK within 5 combined SE, at a width off the 64-unit tiles.
+#[test]
+fn backward_statistics_agree_with_cpu() {
+    use quantdepth::sim::backward::simulate_backward;
+    use quantdepth::theory::backward::{unit_slope, Ste};
+    let Some(b) = backend() else { return };
+    let (spec, r) = uniform_spec(4, 0.1, 300, 5, 8, vec![0.5, 0.9], 3);
+    let ste = Ste::new(1.05 * unit_slope(&r.network, r.q_star, 1.0).unwrap(), 1.0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let g = simulate_backward(&spec, &ste, &cancel, Some(&b)).unwrap();
+    let c = simulate_backward(&spec, &ste, &cancel, None).unwrap();
+    let close = |x: quantdepth::sim::Estimate, y: quantdepth::sim::Estimate, what: &str| {
+        let se = (x.se.unwrap().powi(2) + y.se.unwrap().powi(2)).sqrt();
+        assert!(
+            (x.mean - y.mean).abs() <= 5.0 * se,
+            "{what}: gpu {} cpu {} (SE {se})",
+            x.mean,
+            y.mean
+        );
+    };
+    for (cg, cc) in g.iter().zip(&c) {
+        for (lg, lc) in cg.layers.iter().zip(&cc.layers) {
+            if let (Some(x), Some(y)) = (lg.norm_ratio, lc.norm_ratio) {
+                close(x, y, &format!("c0 {} layer {} norm ratio", cg.c0, lg.layer));
+            }
+            if lg.layer < spec.depth {
+                close(
+                    lg.grad_corr,
+                    lc.grad_corr,
+                    &format!("c0 {} layer {} gradient correlation", cg.c0, lg.layer),
+                );
+            }
+        }
+        close(cg.ntk_aa, cc.ntk_aa, "NTK (a, a)");
+        close(cg.ntk_ab, cc.ntk_ab, "NTK (a, b)");
     }
 }

@@ -303,7 +303,7 @@ fn ste_gradients_match_the_backward_theory() {
             let ste = Ste::new(s, t).unwrap();
             let m = backward_factor(&r.network, r.q_star, &ste);
             let cancel = AtomicBool::new(false);
-            let curves = simulate_backward(&spec, &ste, &cancel).unwrap();
+            let curves = simulate_backward(&spec, &ste, &cancel, None).unwrap();
             let theory = backward_curve(&r.network, &ste, r.q0, 0.5, 8, 1.0).unwrap();
             for (e, th) in curves[0].layers.iter().zip(&theory) {
                 if let Some(ratio) = e.norm_ratio {

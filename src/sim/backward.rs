@@ -114,12 +114,88 @@ pub fn transposed_layer(
     });
 }
 
+/// One network's gradients: sums of squares and pair dot products of δ^l
+/// for l = 0..=L, and the forward pre-activations h^0..h^{L−1}.
+pub struct SampleGradients {
+    /// (Σ δ², pair dots) per layer, l = 0..=L.
+    pub delta: Vec<(Vec<f64>, Vec<f64>)>,
+    /// h^0..h^{L−1}, feature-major.
+    pub forward: Vec<Vec<f32>>,
+}
+
+/// The output gradient of network `sample`: one standard-normal vector per
+/// pair, shared by its two inputs (feature-major, n × B).
+pub fn output_gradient(stream: &Stream, n: usize, batch: usize) -> Vec<f32> {
+    let mut delta = vec![0f32; n * batch];
+    let mut g = vec![0f32; n];
+    for p in 0..batch / 2 {
+        stream.fill_row(OUTPUT_GRADIENT_LAYER, p as u32, &mut g);
+        for (i, &v) in g.iter().enumerate() {
+            delta[i * batch + 2 * p] = v;
+            delta[i * batch + 2 * p + 1] = v;
+        }
+    }
+    delta
+}
+
+/// One network's forward and backward pass on the CPU.
+pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
+    let (n, depth) = (spec.width, spec.depth);
+    let meas = spec.measurements();
+    let batch = meas.batch;
+    let act = SimActivation::from_activation(&spec.activation);
+    let stream = Stream::new(spec.seed, sample);
+    let mut hs = vec![feature_major(&spec.input_vectors(sample), n)];
+    for l in 1..depth {
+        let a: Vec<f32> = hs[l - 1].iter().map(|&x| act.eval(x)).collect();
+        let mut h = vec![0f32; n * batch];
+        layer(
+            &a,
+            n,
+            batch,
+            &stream,
+            l as u32,
+            spec.sigma_w,
+            spec.sigma_b,
+            &mut h,
+        );
+        hs.push(h);
+    }
+    let mut delta = output_gradient(&stream, n, batch);
+    let mut stats = vec![(Vec::new(), Vec::new()); depth + 1];
+    stats[depth] = block_stats(&delta, batch, &meas);
+    let (t, s) = (ste.threshold as f32, ste.slope as f32);
+    for l in (0..depth).rev() {
+        let mut back = vec![0f32; n * batch];
+        transposed_layer(
+            &delta,
+            n,
+            batch,
+            &stream,
+            (l + 1) as u32,
+            spec.sigma_w,
+            &mut back,
+        );
+        for (d, &h) in back.iter_mut().zip(&hs[l]) {
+            *d = if h.abs() <= t { s * *d } else { 0.0 };
+        }
+        delta = back;
+        stats[l] = block_stats(&delta, batch, &meas);
+    }
+    SampleGradients {
+        delta: stats,
+        forward: hs,
+    }
+}
+
 /// Runs forward and backward passes of every network of `spec` (pair
-/// inputs) on the CPU with the STE surrogate `ste`.
+/// inputs) with the STE surrogate `ste`, on the CPU, or on `gpu` when given
+/// (shaders/backward.wgsl); both aggregate the same way.
 pub fn simulate_backward(
     spec: &SimSpec,
     ste: &Ste,
     cancel: &AtomicBool,
+    gpu: Option<&crate::sim::gpu::GpuBackend>,
 ) -> Result<Vec<BackwardCurve>> {
     spec.validate()?;
     let Inputs::Pairs { c0, pairs } = &spec.inputs else {
@@ -145,62 +221,32 @@ pub fn simulate_backward(
     }
     let act = SimActivation::from_activation(&spec.activation);
     let groups = c0.len();
-    // Per-sample group means, accumulated as Welford sums: [layer][group] → (ratio, corr).
+    let nf = n as f64;
+    let (sw2, sb2) = (spec.sigma_w * spec.sigma_w, spec.sigma_b * spec.sigma_b);
+    // Welford sums over networks: [layer][group] → (ratio, corr); [group] → (Θ_aa, Θ_ab).
     let mut acc = vec![[(0f64, 0f64); 2]; (depth + 1) * groups];
     let mut ntk_acc = vec![[(0f64, 0f64); 2]; groups];
     let mut samples = 0usize;
-    for sample in 0..spec.samples {
+    let welford = |w: &mut (f64, f64), x: f64, k: f64| {
+        let dx = x - w.0;
+        w.0 += dx / k;
+        w.1 += dx * (x - w.0);
+    };
+    for sample in 0..spec.samples as u32 {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let stream = Stream::new(spec.seed, sample as u32);
-        let mut hs = vec![feature_major(&spec.input_vectors(sample as u32), n)];
-        for l in 1..=depth {
-            let a: Vec<f32> = hs[l - 1].iter().map(|&x| act.eval(x)).collect();
-            let mut h = vec![0f32; n * batch];
-            layer(
-                &a,
-                n,
-                batch,
-                &stream,
-                l as u32,
-                spec.sigma_w,
-                spec.sigma_b,
-                &mut h,
-            );
-            hs.push(h);
-        }
-        // Output gradient: one standard-normal vector per pair, shared by its two inputs.
-        let mut delta = vec![0f32; n * batch];
-        let mut g = vec![0f32; n];
-        for p in 0..batch / 2 {
-            stream.fill_row(OUTPUT_GRADIENT_LAYER, p as u32, &mut g);
-            for (i, &v) in g.iter().enumerate() {
-                delta[i * batch + 2 * p] = v;
-                delta[i * batch + 2 * p + 1] = v;
+        let sg = match gpu {
+            None => cpu_sample(spec, ste, sample),
+            Some(g) => {
+                let stream = Stream::new(spec.seed, sample);
+                let out = output_gradient(&stream, n, batch);
+                let (delta, forward) =
+                    g.backward_sample(spec, ste, &spec.input_vectors(sample), &out, sample)?;
+                SampleGradients { delta, forward }
             }
-        }
-        let (t, s) = (ste.threshold as f32, ste.slope as f32);
-        let mut sq_next = block_stats(&delta, batch, &meas).0;
-        let mut per_layer = vec![(vec![0f64; batch], vec![0f64; meas.pairs.len()]); depth + 1];
-        per_layer[depth] = block_stats(&delta, batch, &meas);
-        let mut ratios = vec![vec![f64::NAN; batch]; depth + 1];
-        for l in (0..depth).rev() {
-            let mut back = vec![0f32; n * batch];
-            transposed_layer(
-                &delta,
-                n,
-                batch,
-                &stream,
-                (l + 1) as u32,
-                spec.sigma_w,
-                &mut back,
-            );
-            for (d, &h) in back.iter_mut().zip(&hs[l]) {
-                *d = if h.abs() <= t { s * *d } else { 0.0 };
-            }
-            delta = back;
-            let (sq, dots) = block_stats(&delta, batch, &meas);
+        };
+        for (l, (sq, _)) in sg.delta.iter().enumerate() {
             if let Some(b) = sq.iter().position(|v| *v <= 0.0) {
                 return Err(Error::Numerical(format!(
                     "network {sample}, layer {l}: the gradient of input {b} is exactly zero (every |h| > t = {}): \
@@ -208,28 +254,40 @@ pub fn simulate_backward(
                     ste.threshold
                 )));
             }
-            ratios[l] = sq.iter().zip(&sq_next).map(|(a, b)| a / b).collect();
-            sq_next = sq.clone();
-            per_layer[l] = (sq, dots);
         }
-        // φ(h^{l−1}) second moments and pair products, for the NTK sum.
-        let phi_stats: Vec<(Vec<f64>, Vec<f64>)> = hs[..depth]
+        let phi_stats: Vec<(Vec<f64>, Vec<f64>)> = sg
+            .forward
             .iter()
             .map(|h| {
                 let a: Vec<f32> = h.iter().map(|&x| act.eval(x)).collect();
                 block_stats(&a, batch, &meas)
             })
             .collect();
-        let nf = n as f64;
-        let (sw2, sb2) = (spec.sigma_w * spec.sigma_w, spec.sigma_b * spec.sigma_b);
         samples += 1;
         let k = samples as f64;
+        for l in 0..=depth {
+            let (sq, dots) = &sg.delta[l];
+            for gi in 0..groups {
+                let (mut r, mut c) = (0.0, 0.0);
+                for p in gi * pairs..(gi + 1) * pairs {
+                    let (a, b) = (2 * p, 2 * p + 1);
+                    if l < depth {
+                        let next = &sg.delta[l + 1].0;
+                        r += sq[a] / next[a] + sq[b] / next[b];
+                    }
+                    c += dots[p] / (sq[a] * sq[b]).sqrt();
+                }
+                let w = &mut acc[l * groups + gi];
+                welford(&mut w[0], r / (2 * pairs) as f64, k);
+                welford(&mut w[1], c / *pairs as f64, k);
+            }
+        }
         for (gi, w) in ntk_acc.iter_mut().enumerate() {
             let (mut taa, mut tab) = (0.0, 0.0);
             for p in gi * pairs..(gi + 1) * pairs {
                 let (a, b) = (2 * p, 2 * p + 1);
                 for l in 1..=depth {
-                    let (dsq, ddot) = &per_layer[l];
+                    let (dsq, ddot) = &sg.delta[l];
                     let (fsq, fdot) = &phi_stats[l - 1];
                     taa += 0.5
                         * (dsq[a] / nf * (sw2 * fsq[a] / nf + sb2)
@@ -237,28 +295,8 @@ pub fn simulate_backward(
                     tab += ddot[p] / nf * (sw2 * fdot[p] / nf + sb2);
                 }
             }
-            for (wi, x) in w.iter_mut().zip([taa / *pairs as f64, tab / *pairs as f64]) {
-                let dx = x - wi.0;
-                wi.0 += dx / k;
-                wi.1 += dx * (x - wi.0);
-            }
-        }
-        for l in 0..=depth {
-            let (sq, dots) = &per_layer[l];
-            for gi in 0..groups {
-                let (mut r, mut c) = (0.0, 0.0);
-                for p in gi * pairs..(gi + 1) * pairs {
-                    let (a, b) = (2 * p, 2 * p + 1);
-                    r += ratios[l][a] + ratios[l][b];
-                    c += dots[p] / (sq[a] * sq[b]).sqrt();
-                }
-                let vals = [r / (2 * pairs) as f64, c / *pairs as f64];
-                for (w, x) in acc[l * groups + gi].iter_mut().zip(vals) {
-                    let dx = x - w.0;
-                    w.0 += dx / k;
-                    w.1 += dx * (x - w.0);
-                }
-            }
+            welford(&mut w[0], taa / *pairs as f64, k);
+            welford(&mut w[1], tab / *pairs as f64, k);
         }
     }
     let est = |w: (f64, f64)| Estimate {

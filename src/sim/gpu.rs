@@ -36,6 +36,20 @@ pub mod shaders {
     pub const STATS: &str = include_str!("../../shaders/stats.wgsl");
     /// The generator check kernel (tests).
     pub const RNG_CHECK: &str = include_str!("../../shaders/rng_check.wgsl");
+    /// The backward (transposed, STE-masked) kernel.
+    pub const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
+
+    /// backward.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
+    pub fn backward(tb: u32) -> String {
+        assert!(
+            BACKWARD.contains(TB_LINE),
+            "backward.wgsl must declare `{TB_LINE}`"
+        );
+        format!(
+            "{RNG}\n{PARAMS}\n{}",
+            BACKWARD.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
+        )
+    }
 
     /// The line of layer.wgsl that sets the batch columns per workgroup.
     const TB_LINE: &str = "const TB: u32 = 64u;";
@@ -109,6 +123,14 @@ pub struct GpuParams {
     pub groups: u32,
     /// Rows per group.
     pub rows_per_group: u32,
+    /// STE slope s (backward pass).
+    pub ste_slope: f32,
+    /// STE threshold t (backward pass).
+    pub ste_threshold: f32,
+    /// Padding to a multiple of 16 bytes.
+    pub pad0: u32,
+    /// Padding.
+    pub pad1: u32,
 }
 
 /// Which adapters a backend may take.
@@ -354,11 +376,32 @@ pub fn tile_columns(batch: usize) -> u32 {
     }
 }
 
+/// The activation as the kernels see it: (kind, table of levels then
+/// thresholds, 1/Δ, N/2, N).
+fn activation_table(act: &SimActivation) -> (u32, Vec<f32>, f32, f32, usize) {
+    match act {
+        SimActivation::Uniform {
+            inv_spacing,
+            half_states,
+            levels,
+        } => (0, levels.clone(), *inv_spacing, *half_states, levels.len()),
+        SimActivation::Steps { thresholds, levels } => {
+            let mut t = levels.clone();
+            t.extend(thresholds);
+            (1, t, 0.0, 0.0, levels.len())
+        }
+        SimActivation::Tanh => (2, vec![0.0], 0.0, 0.0, 0),
+        SimActivation::HardTanh => (3, vec![0.0], 0.0, 0.0, 0),
+        SimActivation::Linear => (4, vec![0.0], 0.0, 0.0, 0),
+    }
+}
+
 /// Pipelines and their layouts, created once per device.
 struct Kernels {
     layer_layout: wgpu::BindGroupLayout,
     stats_layout: wgpu::BindGroupLayout,
     layer: Vec<(u32, wgpu::ComputePipeline)>,
+    backward: Vec<(u32, wgpu::ComputePipeline)>,
     stats: wgpu::ComputePipeline,
 }
 
@@ -411,14 +454,34 @@ impl Kernels {
             let m = ctx.shader(&format!("layer.wgsl TB={tb}"), shaders::layer(tb))?;
             layer.push((tb, pipeline(&format!("layer TB={tb}"), &layer_layout, &m)?));
         }
+        // The backward kernel has the layer kernel's bindings (params, read, write, read).
+        let mut backward = Vec::new();
+        for tb in [16, 32, 64] {
+            let m = ctx.shader(&format!("backward.wgsl TB={tb}"), shaders::backward(tb))?;
+            backward.push((
+                tb,
+                pipeline(&format!("backward TB={tb}"), &layer_layout, &m)?,
+            ));
+        }
         let sm = ctx.shader("stats.wgsl", shaders::stats())?;
         let stats = pipeline("stats", &stats_layout, &sm)?;
         Ok(Kernels {
             layer_layout,
             stats_layout,
             layer,
+            backward,
             stats,
         })
+    }
+
+    fn backward_for(&self, batch: usize) -> &wgpu::ComputePipeline {
+        let tb = tile_columns(batch);
+        &self
+            .backward
+            .iter()
+            .find(|(t, _)| *t == tb)
+            .expect("all tile variants are built")
+            .1
     }
 
     fn layer_for(&self, batch: usize) -> &wgpu::ComputePipeline {
@@ -492,21 +555,7 @@ impl GpuBackend {
         let q = batch + meas.pairs.len();
         let groups = (n as u32).div_ceil(STATS_ROWS);
         let act = SimActivation::from_activation(&spec.activation);
-        let (kind, table, inv_spacing, half_states, states) = match &act {
-            SimActivation::Uniform {
-                inv_spacing,
-                half_states,
-                levels,
-            } => (0, levels.clone(), *inv_spacing, *half_states, levels.len()),
-            SimActivation::Steps { thresholds, levels } => {
-                let mut t = levels.clone();
-                t.extend(thresholds);
-                (1, t, 0.0, 0.0, levels.len())
-            }
-            SimActivation::Tanh => (2, vec![0.0], 0.0, 0.0, 0),
-            SimActivation::HardTanh => (3, vec![0.0], 0.0, 0.0, 0),
-            SimActivation::Linear => (4, vec![0.0], 0.0, 0.0, 0),
-        };
+        let (kind, table, inv_spacing, half_states, states) = activation_table(&act);
         let key = key_for(spec.seed);
         let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
         let base = GpuParams {
@@ -526,6 +575,10 @@ impl GpuBackend {
             quantities: q as u32,
             groups,
             rows_per_group: STATS_ROWS,
+            ste_slope: 0.0,
+            ste_threshold: 0.0,
+            pad0: 0,
+            pad1: 0,
         };
         let mut params = vec![0u8; spec.depth * PARAM_STRIDE as usize];
         for l in 1..=spec.depth {
@@ -718,6 +771,210 @@ impl GpuBackend {
             });
         enc.copy_buffer_to_buffer(&h[spec.depth % 2], 0, &last, 0, act_bytes);
         Ok(Some(ctx.submit_and_read(enc, &last, act_bytes)?))
+    }
+
+    /// One network's forward pass (every layer kept) and STE backward pass
+    /// on the GPU. Returns the sums of squares and pair dot products of the
+    /// gradients δ^l for l = 0..=L (δ^L = `output_gradient`, feature-major)
+    /// and the forward pre-activations h^0..h^{L−1}.
+    #[allow(clippy::type_complexity)]
+    pub fn backward_sample(
+        &self,
+        spec: &SimSpec,
+        ste: &crate::theory::backward::Ste,
+        inputs: &[Vec<f64>],
+        output_gradient: &[f32],
+        sample: u32,
+    ) -> Result<(Vec<(Vec<f64>, Vec<f64>)>, Vec<Vec<f32>>)> {
+        let ctx = &self.ctx;
+        let (n, depth) = (spec.width, spec.depth);
+        let meas = spec.measurements();
+        let batch = meas.batch;
+        if batch > self.max_batch(n) {
+            return Err(Error::Gpu(format!(
+                "batch {batch} is over this adapter's limit for one backward pass"
+            )));
+        }
+        let q = batch + meas.pairs.len();
+        let groups = (n as u32).div_ceil(STATS_ROWS);
+        let act = SimActivation::from_activation(&spec.activation);
+        let (kind, table, inv_spacing, half_states, states) = activation_table(&act);
+        let key = key_for(spec.seed);
+        let mut params = vec![0u8; (depth + 1) * PARAM_STRIDE as usize];
+        for l in 1..=depth {
+            let p = GpuParams {
+                layer: l as u32,
+                sample,
+                key0: key[0],
+                key1: key[1],
+                n: n as u32,
+                batch: batch as u32,
+                kind,
+                states: states as u32,
+                inv_spacing,
+                half_states,
+                w_scale: weight_scale(spec.sigma_w, n),
+                b_scale: spec.sigma_b as f32,
+                slot: (l - 1) as u32,
+                quantities: q as u32,
+                groups,
+                rows_per_group: STATS_ROWS,
+                ste_slope: ste.slope as f32,
+                ste_threshold: if ste.threshold.is_finite() {
+                    ste.threshold as f32
+                } else {
+                    f32::MAX
+                },
+                pad0: 0,
+                pad1: 0,
+            };
+            let off = l * PARAM_STRIDE as usize;
+            params[off..off + std::mem::size_of::<GpuParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+        }
+        use wgpu::BufferUsages as U;
+        let act_bytes = (n * batch * 4) as u64;
+        let hs: Vec<wgpu::Buffer> = (0..=depth)
+            .map(|l| {
+                ctx.buffer(
+                    &format!("forward layer {l}"),
+                    act_bytes,
+                    U::STORAGE | U::COPY_DST | U::COPY_SRC,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let deltas = [
+            ctx.buffer("gradient A", act_bytes, U::STORAGE | U::COPY_DST)?,
+            ctx.buffer("gradient B", act_bytes, U::STORAGE)?,
+        ];
+        let params_buf = ctx.buffer(
+            "layer parameters",
+            params.len() as u64,
+            U::UNIFORM | U::COPY_DST,
+        )?;
+        let table_buf = ctx.buffer(
+            "quantizer table",
+            (table.len() * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        let pairs: Vec<u32> = if meas.pairs.is_empty() {
+            vec![0, 0]
+        } else {
+            meas.pairs.iter().flat_map(|&(a, b)| [a, b]).collect()
+        };
+        let pairs_buf = ctx.buffer(
+            "measured pairs",
+            (pairs.len() * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        let stats_bytes = (depth.max(1) * q * groups as usize * 4) as u64;
+        let stats_buf = ctx.buffer("gradient statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
+        let staging = ctx.buffer(
+            "gradient statistics read-back",
+            stats_bytes,
+            U::MAP_READ | U::COPY_DST,
+        )?;
+        ctx.queue
+            .write_buffer(&hs[0], 0, bytemuck::cast_slice(&feature_major(inputs, n)));
+        ctx.queue
+            .write_buffer(&deltas[0], 0, bytemuck::cast_slice(output_gradient));
+        ctx.queue.write_buffer(&params_buf, 0, &params);
+        ctx.queue
+            .write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
+        ctx.queue
+            .write_buffer(&pairs_buf, 0, bytemuck::cast_slice(&pairs));
+        let params_binding = wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &params_buf,
+                offset: 0,
+                size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
+            }),
+        };
+        let bind = |label: &str, layout: &wgpu::BindGroupLayout, b: [&wgpu::Buffer; 3]| {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout,
+                entries: &[
+                    params_binding.clone(),
+                    entry(1, b[0]),
+                    entry(2, b[1]),
+                    entry(3, b[2]),
+                ],
+            })
+        };
+        let tb = tile_columns(batch) as usize;
+        let wg = (batch.div_ceil(tb) as u32, (n as u32).div_ceil(64));
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward and backward"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward and backward"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(self.kernels.layer_for(batch));
+            for l in 1..=depth {
+                let bg = bind(
+                    "forward layer",
+                    &self.kernels.layer_layout,
+                    [&hs[l - 1], &hs[l], &table_buf],
+                );
+                pass.set_bind_group(0, &bg, &[(l as u64 * PARAM_STRIDE) as u32]);
+                pass.dispatch_workgroups(wg.0, wg.1, 1);
+            }
+            // δ^l from δ^{l+1} with the weights of layer l + 1, masked at h^l.
+            for l in (0..depth).rev() {
+                let (src, dst) = (&deltas[(depth - l - 1) % 2], &deltas[(depth - l) % 2]);
+                let offset = [((l + 1) as u64 * PARAM_STRIDE) as u32];
+                let bg = bind(
+                    "backward layer",
+                    &self.kernels.layer_layout,
+                    [src, dst, &hs[l]],
+                );
+                pass.set_pipeline(self.kernels.backward_for(batch));
+                pass.set_bind_group(0, &bg, &offset);
+                pass.dispatch_workgroups(wg.0, wg.1, 1);
+                let sg = bind(
+                    "gradient stats",
+                    &self.kernels.stats_layout,
+                    [dst, &pairs_buf, &stats_buf],
+                );
+                pass.set_pipeline(&self.kernels.stats);
+                pass.set_bind_group(0, &sg, &offset);
+                pass.dispatch_workgroups(q as u32, groups, 1);
+            }
+        }
+        enc.copy_buffer_to_buffer(&stats_buf, 0, &staging, 0, stats_bytes);
+        let raw = ctx.submit_and_read(enc, &staging, stats_bytes)?;
+        let mut delta_stats = vec![(Vec::new(), Vec::new()); depth + 1];
+        delta_stats[depth] = block_stats(output_gradient, batch, &meas);
+        for (l, layer_raw) in raw
+            .chunks_exact(q * groups as usize)
+            .take(depth)
+            .enumerate()
+        {
+            let mut vals: Vec<f64> = layer_raw
+                .chunks_exact(groups as usize)
+                .map(|g| g.iter().map(|&x| f64::from(x)).sum())
+                .collect();
+            let dots = vals.split_off(batch);
+            delta_stats[l] = (vals, dots);
+        }
+        let mut forward = Vec::with_capacity(depth);
+        for h in hs.iter().take(depth) {
+            let read = ctx.buffer("forward read-back", act_bytes, U::MAP_READ | U::COPY_DST)?;
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("read forward layer"),
+                });
+            enc.copy_buffer_to_buffer(h, 0, &read, 0, act_bytes);
+            forward.push(ctx.submit_and_read(enc, &read, act_bytes)?);
+        }
+        Ok((delta_stats, forward))
     }
 
     /// Lowers the batch per pass below the adapter's limit (to exercise

@@ -1,0 +1,103 @@
+// Each workgroup computes a 64-unit × TB-column tile of the gradient one
+// layer down, δ^l[j][b] = s·1{|h^l[j][b]| ≤ t}·(σ_w/√n)·Σ_i z_ij·δ^{l+1}[i][b]:
+// it generates the standard normals z of layer l+1's weights (32 rows i at a
+// time, for its 64 columns j) into workgroup memory — the same numbers the
+// forward pass used, never stored — loads the matching δ tile, accumulates
+// 4 units × 4 columns per thread in four named vec4 registers, and applies
+// the straight-through mask at the stored forward pre-activations h^l.
+// Twin of `transposed_layer` in src/sim/backward.rs. Prepended with rng.wgsl
+// and params.wgsl; p.layer is l + 1 (the weights' layer).
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> delta_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> delta_out: array<f32>;
+@group(0) @binding(3) var<storage, read> h_l: array<f32>;
+
+// Columns of the batch per workgroup (the host picks the variant by
+// replacing this line).
+const TB: u32 = 64u;
+const TI: u32 = 64u;
+const TJ: u32 = 32u;
+const WX: u32 = TB / 4u;
+const WY: u32 = TI / 4u;
+const THREADS: u32 = WX * WY;
+
+var<workgroup> w_tile: array<f32, 2048>;        // TJ rows × TI units
+var<workgroup> d_tile: array<vec4<f32>, 512>;   // TJ rows × TB/4
+
+@compute @workgroup_size(WX, WY)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = p.n;
+    let batch = p.batch;
+    let key = vec2<u32>(p.key0, p.key1);
+    let unit0 = wid.y * TI;
+    let col0 = wid.x * TB;
+    let tx = lid.x;
+    let ty = lid.y;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var i0 = 0u; i0 < n; i0 = i0 + TJ) {
+        // Weights z[i][j] for TJ rows × TI units, TI/4 Philox blocks per row.
+        for (var t = li; t < TJ * (TI / 4u); t = t + THREADS) {
+            let ii = t / (TI / 4u);
+            let blk = t % (TI / 4u);
+            let row = i0 + ii;
+            var z = vec4<f32>(0.0);
+            if (row < n) {
+                z = normals(key, p.sample, p.layer, row, unit0 / 4u + blk);
+            }
+            let base = ii * TI + blk * 4u;
+            w_tile[base] = z.x;
+            w_tile[base + 1u] = z.y;
+            w_tile[base + 2u] = z.z;
+            w_tile[base + 3u] = z.w;
+        }
+        // δ^{l+1} for TJ rows × TB inputs; zero outside the matrix.
+        for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
+            let ii = t / (TB / 4u);
+            let c4 = t % (TB / 4u);
+            let row = i0 + ii;
+            let col = col0 + c4 * 4u;
+            var v = vec4<f32>(0.0);
+            if (row < n) {
+                let base = row * batch + col;
+                if (col < batch) { v.x = delta_in[base]; }
+                if (col + 1u < batch) { v.y = delta_in[base + 1u]; }
+                if (col + 2u < batch) { v.z = delta_in[base + 2u]; }
+                if (col + 3u < batch) { v.w = delta_in[base + 3u]; }
+            }
+            d_tile[t] = v;
+        }
+        workgroupBarrier();
+        let u = ty * 4u;
+        for (var kk = 0u; kk < TJ; kk = kk + 1u) {
+            let a = d_tile[kk * (TB / 4u) + tx];
+            let w = kk * TI + u;
+            acc0 = acc0 + w_tile[w] * a;
+            acc1 = acc1 + w_tile[w + 1u] * a;
+            acc2 = acc2 + w_tile[w + 2u] * a;
+            acc3 = acc3 + w_tile[w + 3u] * a;
+        }
+        workgroupBarrier();
+    }
+    let col = col0 + tx * 4u;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let j = unit0 + ty * 4u + r;
+        if (j >= n) { break; }
+        var acc = acc0;
+        if (r == 1u) { acc = acc1; }
+        if (r == 2u) { acc = acc2; }
+        if (r == 3u) { acc = acc3; }
+        let base = j * batch + col;
+        for (var k = 0u; k < 4u; k = k + 1u) {
+            if (col + k < batch) {
+                let inside = abs(h_l[base + k]) <= p.ste_threshold;
+                delta_out[base + k] = select(0.0, p.ste_slope * p.w_scale * acc[k], inside);
+            }
+        }
+    }
+}
