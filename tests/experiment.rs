@@ -196,3 +196,69 @@ fn config_errors_name_the_key_and_the_problem() {
     let c0 = config_error(&format!("{base}[inputs]\nc0 = [1.5]\n"));
     assert!(c0.contains("inputs.c0") && c0.contains("[-1, 1]"), "{c0}");
 }
+
+#[test]
+fn backward_section_writes_gradient_curves() {
+    let cfg = Config::from_toml(
+        r#"
+name = "grad"
+seed = 4
+backend = "cpu"
+[network]
+states = 4
+width = 512
+depth = 6
+samples = 6
+[inputs]
+c0 = [0.5]
+pairs = 3
+[backward]
+ste_threshold = 1.0
+m = [1.0, 1.2]
+[outputs]
+png = false
+"#,
+    )
+    .unwrap();
+    let root = temp_root("backward");
+    let report = run(&cfg, &root, false);
+    assert!(report.complete);
+    let csv = std::fs::read_to_string(report.folder.join("backward.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let idx = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("column {name} missing"))
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 7, "two targets × layers 0..=6");
+    // Per-layer gradient-norm ratio within 5 SE + 0.05 of M (width 512).
+    for r in rows
+        .iter()
+        .filter(|r| !r[idx("norm_ratio_mean")].is_empty())
+    {
+        let num = |c: &str| r[idx(c)].parse::<f64>().unwrap();
+        let (m, se, t) = (
+            num("norm_ratio_mean"),
+            num("norm_ratio_se"),
+            num("norm_ratio_theory"),
+        );
+        assert!((m - t).abs() <= 5.0 * se + 0.05, "row {r:?}");
+        assert!(
+            (t - num("m_target")).abs() < 1e-9,
+            "theory ratio equals the target M at q* = q0"
+        );
+    }
+    assert!(report
+        .folder
+        .join("plots/point000-gradient-norm.svg")
+        .is_file());
+    let summary = read_json(&report.folder.join("summary.json"));
+    assert_eq!(
+        summary["points"][0]["backward"].as_array().unwrap().len(),
+        2
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

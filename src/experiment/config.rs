@@ -204,6 +204,18 @@ pub struct SweepConfig {
     pub depth: Option<IntAxis>,
 }
 
+/// `[backward]`: straight-through gradients through every network of a
+/// point (pair inputs), one run per target backward factor M.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackwardConfig {
+    /// STE clipping threshold t of s·1{|x| ≤ t} (default 1; "inf" not accepted here).
+    pub ste_threshold: Option<f64>,
+    /// Target backward factors M = σ_w² s² erf(t/√(2q*)); the slope s is
+    /// chosen to give each (default [1.0]).
+    pub m: Option<Vec<f64>>,
+}
+
 /// `[outputs]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +255,8 @@ pub struct Config {
     /// Outputs.
     #[serde(default)]
     pub outputs: OutputsConfig,
+    /// Optional backward pass.
+    pub backward: Option<BackwardConfig>,
 }
 
 /// The input ensemble of every point.
@@ -348,6 +362,40 @@ impl Config {
         if let Some(k) = self.kappa {
             if !(k.is_finite() && k > 0.0) {
                 return Err(Error::invalid("kappa", k, "a number > 0"));
+            }
+        }
+        if let Some(b) = &self.backward {
+            if let Some(t) = b.ste_threshold {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(Error::invalid(
+                        "backward.ste_threshold",
+                        t,
+                        "a finite number > 0",
+                    ));
+                }
+            }
+            if let Some(ms) = &b.m {
+                if ms.is_empty() {
+                    return Err(Error::invalid(
+                        "backward.m",
+                        "[]",
+                        "give at least one target backward factor",
+                    ));
+                }
+                if let Some(m) = ms.iter().find(|m| !(m.is_finite() && **m > 0.0)) {
+                    return Err(Error::invalid(
+                        "backward.m",
+                        m,
+                        "a backward factor must be a number > 0",
+                    ));
+                }
+            }
+            if self.inputs.kind.as_deref() == Some("circle") {
+                return Err(Error::invalid(
+                    "backward",
+                    "(with circle inputs)",
+                    "the backward pass needs pair inputs",
+                ));
             }
         }
         if self.kind == Kind::Optimal {

@@ -112,9 +112,34 @@ pub struct PointSummary {
     pub agreement_c: Agreement,
     /// Simulation wall time (s).
     pub wall_seconds: f64,
+    /// Backward passes (when the config asks for them).
+    pub backward: Vec<BackwardResult>,
     /// Curves (also in curves.csv / curves.json).
     #[serde(skip)]
     pub curves: Vec<Curve>,
+}
+
+/// The backward pass of a point for one target backward factor.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackwardResult {
+    /// Target M.
+    pub m_target: f64,
+    /// The surrogate used (slope chosen for the target).
+    pub ste: crate::theory::backward::Ste,
+    /// M from the theory for that surrogate at q*.
+    pub m_theory: f64,
+    /// Per c⁰: empirical NTK Θ^L(a,a), Θ^L(a,b) with their theory values.
+    pub ntk: Vec<serde_json::Value>,
+    /// Agreement of the per-layer gradient-norm ratio with M.
+    pub agreement_ratio: Agreement,
+    /// Agreement of the gradient correlation with the theory.
+    pub agreement_corr: Agreement,
+    /// Curves (written to backward.csv).
+    #[serde(skip)]
+    pub curves: Vec<(
+        crate::sim::backward::BackwardCurve,
+        Vec<crate::theory::backward::BackwardPoint>,
+    )>,
 }
 
 /// ξ_emp(N) against ξ_theory(N) for points that differ only in N.
@@ -400,6 +425,51 @@ fn run_point(
             tc.push(l.c_theory);
         }
     }
+    let mut backward = Vec::new();
+    if let (Some(bc), InputChoice::Pairs { c0, .. }) = (&cfg.backward, &p.inputs) {
+        use crate::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+        let t = bc.ste_threshold.unwrap_or(1.0);
+        for &m_target in bc.m.as_deref().unwrap_or(&[1.0]) {
+            let ste = Ste::new(m_target.sqrt() * unit_slope(net, r.q_star, t)?, t)?;
+            let curves = match backend.backward(&spec, &ste, hooks.cancel) {
+                Ok(c) => c,
+                Err(Error::Interrupted) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut pairs_out = Vec::new();
+            let (mut er, mut tr, mut ec, mut tc, mut ntk) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let m_theory = backward_factor(net, r.q_star, &ste);
+            for (cv, &c) in curves.into_iter().zip(c0) {
+                let th = backward_curve(net, &ste, r.q0, c, depth, 1.0)?;
+                for (e, t) in cv.layers.iter().zip(&th) {
+                    if let Some(x) = e.norm_ratio {
+                        er.push((x.mean, x.se));
+                        tr.push(
+                            th.get(e.layer + 1)
+                                .map_or(1.0, |n| t.grad_norm_ratio / n.grad_norm_ratio),
+                        );
+                    }
+                    if e.layer < depth {
+                        ec.push((e.grad_corr.mean, e.grad_corr.se));
+                        tc.push(t.grad_corr);
+                    }
+                }
+                let top = th[depth];
+                ntk.push(serde_json::json!({"c0": c, "ntk_aa": cv.ntk_aa, "ntk_aa_theory": top.ntk_aa, "ntk_ab": cv.ntk_ab, "ntk_ab_theory": top.ntk_ab}));
+                pairs_out.push((cv, th));
+            }
+            backward.push(BackwardResult {
+                m_target,
+                ste,
+                m_theory,
+                ntk,
+                agreement_ratio: agreement(&er, &tr),
+                agreement_corr: agreement(&ec, &tc),
+                curves: pairs_out,
+            });
+        }
+    }
     Ok(Some(PointSummary {
         index: p.index,
         label: point.label(),
@@ -417,6 +487,7 @@ fn run_point(
         agreement_q: agreement(&eq, &tq),
         agreement_c: agreement(&ec, &tc),
         wall_seconds: out.wall_seconds,
+        backward,
         curves,
     }))
 }
@@ -455,6 +526,44 @@ fn curves_csv(points: &[PointSummary]) -> String {
                     opt(l.cov_se),
                     opt(l.cov_theory)
                 );
+            }
+        }
+    }
+    s
+}
+
+fn backward_csv(points: &[PointSummary]) -> String {
+    let mut s = String::from(
+        "point,m_target,ste_slope,ste_threshold,c0,layer,norm_cumulative_mean,norm_cumulative_se,norm_cumulative_theory,\
+         norm_ratio_mean,norm_ratio_se,norm_ratio_theory,grad_corr_mean,grad_corr_se,grad_corr_theory\n",
+    );
+    for p in points {
+        for b in &p.backward {
+            for (cv, th) in &b.curves {
+                for (e, t) in cv.layers.iter().zip(th) {
+                    let next = th
+                        .get(e.layer + 1)
+                        .map(|n| t.grad_norm_ratio / n.grad_norm_ratio);
+                    let _ = writeln!(
+                        s,
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                        p.index,
+                        b.m_target,
+                        b.ste.slope,
+                        b.ste.threshold,
+                        cv.c0,
+                        e.layer,
+                        e.norm_cumulative.mean,
+                        opt(e.norm_cumulative.se),
+                        t.grad_norm_ratio,
+                        opt(e.norm_ratio.map(|x| x.mean)),
+                        opt(e.norm_ratio.and_then(|x| x.se)),
+                        opt(next),
+                        e.grad_corr.mean,
+                        opt(e.grad_corr.se),
+                        t.grad_corr
+                    );
+                }
             }
         }
     }
@@ -523,6 +632,12 @@ impl Writer<'_> {
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
+        if points.iter().any(|p| !p.backward.is_empty()) {
+            write_atomic(
+                &self.folder.join("backward.csv"),
+                backward_csv(points).as_bytes(),
+            )?;
+        }
         let summary = serde_json::json!({"points": points, "xi_scaling": scaling});
         write_atomic(
             &self.folder.join("summary.json"),
@@ -579,6 +694,38 @@ fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
             &format!("variance q̂^l, {}", p.label),
             "q^l",
             &qplot,
+        )?;
+    }
+    if !p.backward.is_empty() {
+        let plots: Vec<CurvePlot> = p
+            .backward
+            .iter()
+            .filter_map(|b| b.curves.first().map(|c| (b, c)))
+            .map(|(b, (cv, th))| CurvePlot {
+                label: format!("M = {:.3}", b.m_theory),
+                empirical: cv
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        (
+                            l.layer as f64,
+                            l.norm_cumulative.mean,
+                            l.norm_cumulative.se.unwrap_or(0.0),
+                        )
+                    })
+                    .collect(),
+                theory: th
+                    .iter()
+                    .map(|t| (t.layer as f64, t.grad_norm_ratio))
+                    .collect(),
+            })
+            .collect();
+        plots::depth_curves(
+            &folder.join(format!("plots/point{:03}-gradient-norm", p.index)),
+            png,
+            &format!("gradient norm ‖δ^l‖²/‖δ^L‖² (STE), {}", p.label),
+            "‖δ^l‖²/‖δ^L‖²",
+            &plots,
         )?;
     }
     let circle: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "circle").collect();
@@ -722,6 +869,33 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
             p.agreement_c.rms_z,
             p.agreement_c.max_z
         );
+    }
+    for p in points {
+        for b in &p.backward {
+            let ntk: Vec<String> = b
+                .ntk
+                .iter()
+                .map(|v| {
+                    format!(
+                        "c0={}: Θ(a,b) {:.4} (theory {:.4})",
+                        v["c0"],
+                        v["ntk_ab"]["mean"].as_f64().unwrap_or(f64::NAN),
+                        v["ntk_ab_theory"].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "{:>4} backward M = {:.4} (s = {:.4}, t = {}): rms z of |δ|² ratio {:.2}, of gradient correlation {:.2}; {}",
+                p.index,
+                b.m_theory,
+                b.ste.slope,
+                b.ste.threshold,
+                b.agreement_ratio.rms_z,
+                b.agreement_corr.rms_z,
+                ntk.join("; ")
+            );
+        }
     }
     for s in scaling {
         let _ = writeln!(

@@ -32,6 +32,8 @@ pub struct BackwardLayer {
     pub norm_ratio: Option<Estimate>,
     /// Correlation of the two inputs' gradients δ^l, averaged over pairs.
     pub grad_corr: Estimate,
+    /// ‖δ^l‖²/‖δ^L‖², averaged over the group's inputs (theory: Π M).
+    pub norm_cumulative: Estimate,
 }
 
 /// The backward curve of the pairs sharing one c⁰.
@@ -224,7 +226,7 @@ pub fn simulate_backward(
     let nf = n as f64;
     let (sw2, sb2) = (spec.sigma_w * spec.sigma_w, spec.sigma_b * spec.sigma_b);
     // Welford sums over networks: [layer][group] → (ratio, corr); [group] → (Θ_aa, Θ_ab).
-    let mut acc = vec![[(0f64, 0f64); 2]; (depth + 1) * groups];
+    let mut acc = vec![[(0f64, 0f64); 3]; (depth + 1) * groups];
     let mut ntk_acc = vec![[(0f64, 0f64); 2]; groups];
     let mut samples = 0usize;
     let welford = |w: &mut (f64, f64), x: f64, k: f64| {
@@ -268,9 +270,11 @@ pub fn simulate_backward(
         for l in 0..=depth {
             let (sq, dots) = &sg.delta[l];
             for gi in 0..groups {
-                let (mut r, mut c) = (0.0, 0.0);
+                let (mut r, mut c, mut cum) = (0.0, 0.0, 0.0);
+                let top = &sg.delta[depth].0;
                 for p in gi * pairs..(gi + 1) * pairs {
                     let (a, b) = (2 * p, 2 * p + 1);
+                    cum += sq[a] / top[a] + sq[b] / top[b];
                     if l < depth {
                         let next = &sg.delta[l + 1].0;
                         r += sq[a] / next[a] + sq[b] / next[b];
@@ -280,6 +284,7 @@ pub fn simulate_backward(
                 let w = &mut acc[l * groups + gi];
                 welford(&mut w[0], r / (2 * pairs) as f64, k);
                 welford(&mut w[1], c / *pairs as f64, k);
+                welford(&mut w[2], cum / (2 * pairs) as f64, k);
             }
         }
         for (gi, w) in ntk_acc.iter_mut().enumerate() {
@@ -313,6 +318,7 @@ pub fn simulate_backward(
                         layer: l,
                         norm_ratio: (l < depth).then(|| est(w[0])),
                         grad_corr: est(w[1]),
+                        norm_cumulative: est(w[2]),
                     }
                 })
                 .collect(),

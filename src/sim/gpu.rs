@@ -1008,6 +1008,15 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn backward(
+        &mut self,
+        spec: &SimSpec,
+        ste: &crate::theory::backward::Ste,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<crate::sim::backward::BackwardCurve>> {
+        crate::sim::backward::simulate_backward(spec, ste, cancel, Some(self))
+    }
+
     fn device_seconds(&mut self) -> Option<f64> {
         self.ctx.timestamps.then(|| self.gpu_seconds.replace(0.0))
     }

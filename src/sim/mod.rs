@@ -42,6 +42,17 @@ pub trait Backend {
         sample: u32,
         sink: &mut LayerSink<'_>,
     ) -> Result<()>;
+    /// Forward and straight-through backward passes of every network of
+    /// `spec` (pair inputs), aggregated as in [`backward::simulate_backward`].
+    /// The default runs on the CPU.
+    fn backward(
+        &mut self,
+        spec: &SimSpec,
+        ste: &crate::theory::backward::Ste,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<backward::BackwardCurve>> {
+        backward::simulate_backward(spec, ste, cancel, None)
+    }
     /// Device time of the layer passes since the last call, where the
     /// backend measures it (GPU timestamp queries); `None` otherwise.
     fn device_seconds(&mut self) -> Option<f64> {
