@@ -340,3 +340,33 @@ fn ste_gradients_match_the_backward_theory() {
         }
     }
 }
+
+/// The NTK curve: Θ^L(a, b) and Θ^L(a, a) of networks of depth L = 2, 4, 7
+/// (N = 16, σ_b = 0.1, width 2048) against the recursion's Θ^L.
+#[test]
+fn empirical_ntk_follows_the_recursion_with_depth() {
+    use quantdepth::sim::backward::simulate_backward;
+    use quantdepth::theory::backward::{backward_curve, unit_slope, Ste};
+    for depth in [2, 4, 7] {
+        let (mut spec, r) = spec_for(16, 0.1, vec![0.6], 2048, depth, 12, 900 + depth as u64);
+        spec.inputs = Inputs::Pairs {
+            c0: vec![0.6],
+            pairs: 3,
+        };
+        let ste = Ste::new(unit_slope(&r.network, r.q_star, 1.0).unwrap(), 1.0).unwrap();
+        let cancel = AtomicBool::new(false);
+        let curves = simulate_backward(&spec, &ste, &cancel, None).unwrap();
+        let top = backward_curve(&r.network, &ste, r.q0, 0.6, depth, 1.0).unwrap()[depth];
+        for (name, e, t) in [
+            ("Θ(a,a)", curves[0].ntk_aa, top.ntk_aa),
+            ("Θ(a,b)", curves[0].ntk_ab, top.ntk_ab),
+        ] {
+            let se = e.se.unwrap();
+            assert!(
+                (e.mean - t).abs() <= 5.0 * se + 4.0 / 2048.0 * t.abs(),
+                "L = {depth}: {name} {} ± {se} vs theory {t}",
+                e.mean
+            );
+        }
+    }
+}
