@@ -396,6 +396,116 @@ fn activation_table(act: &SimActivation) -> (u32, Vec<f32>, f32, f32, usize) {
     }
 }
 
+/// The buffers every pass of one network shares: per-layer parameters
+/// (entry l at l·256 bytes), the quantizer table and the measured pairs.
+struct SharedBuffers {
+    params: wgpu::Buffer,
+    table: wgpu::Buffer,
+    pairs: wgpu::Buffer,
+}
+
+impl SharedBuffers {
+    /// Builds and uploads them; `slot(l)` is the statistics slot of entry l.
+    fn new(
+        ctx: &GpuContext,
+        spec: &SimSpec,
+        meas: &Measurements,
+        sample: u32,
+        ste: Option<&crate::theory::backward::Ste>,
+        slot: &dyn Fn(usize) -> u32,
+    ) -> Result<Self> {
+        let n = spec.width;
+        let act = SimActivation::from_activation(&spec.activation);
+        let (kind, table, inv_spacing, half_states, states) = activation_table(&act);
+        let key = key_for(spec.seed);
+        let base = GpuParams {
+            layer: 0,
+            sample,
+            key0: key[0],
+            key1: key[1],
+            n: n as u32,
+            batch: meas.batch as u32,
+            kind,
+            states: states as u32,
+            inv_spacing,
+            half_states,
+            w_scale: weight_scale(spec.sigma_w, n),
+            b_scale: spec.sigma_b as f32,
+            slot: 0,
+            quantities: (meas.batch + meas.pairs.len()) as u32,
+            groups: (n as u32).div_ceil(STATS_ROWS),
+            rows_per_group: STATS_ROWS,
+            ste_slope: ste.map_or(0.0, |s| s.slope as f32),
+            ste_threshold: ste.map_or(0.0, |s| {
+                if s.threshold.is_finite() {
+                    s.threshold as f32
+                } else {
+                    f32::MAX
+                }
+            }),
+            pad0: 0,
+            pad1: 0,
+        };
+        let mut params = vec![0u8; (spec.depth + 1) * PARAM_STRIDE as usize];
+        for l in 1..=spec.depth {
+            let p = GpuParams {
+                layer: l as u32,
+                slot: slot(l),
+                ..base
+            };
+            let off = l * PARAM_STRIDE as usize;
+            params[off..off + std::mem::size_of::<GpuParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+        }
+        let pairs: Vec<u32> = if meas.pairs.is_empty() {
+            vec![0, 0]
+        } else {
+            meas.pairs.iter().flat_map(|&(a, b)| [a, b]).collect()
+        };
+        use wgpu::BufferUsages as U;
+        let out = SharedBuffers {
+            params: ctx.buffer(
+                "layer parameters",
+                params.len() as u64,
+                U::UNIFORM | U::COPY_DST,
+            )?,
+            table: ctx.buffer(
+                "quantizer table",
+                (table.len() * 4) as u64,
+                U::STORAGE | U::COPY_DST,
+            )?,
+            pairs: ctx.buffer(
+                "measured pairs",
+                (pairs.len() * 4) as u64,
+                U::STORAGE | U::COPY_DST,
+            )?,
+        };
+        ctx.queue.write_buffer(&out.params, 0, &params);
+        ctx.queue
+            .write_buffer(&out.table, 0, bytemuck::cast_slice(&table));
+        ctx.queue
+            .write_buffer(&out.pairs, 0, bytemuck::cast_slice(&pairs));
+        Ok(out)
+    }
+
+    /// The parameter binding (one entry, selected by a dynamic offset).
+    fn params_entry(&self) -> wgpu::BindGroupEntry<'_> {
+        wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.params,
+                offset: 0,
+                size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
+            }),
+        }
+    }
+
+    /// The dynamic offset of layer entry l.
+    fn offset(l: usize) -> [u32; 1] {
+        [(l as u64 * PARAM_STRIDE) as u32]
+    }
+}
+
 /// Pipelines and their layouts, created once per device.
 struct Kernels {
     layer_layout: wgpu::BindGroupLayout,
@@ -554,48 +664,10 @@ impl GpuBackend {
         let batch = meas.batch;
         let q = batch + meas.pairs.len();
         let groups = (n as u32).div_ceil(STATS_ROWS);
-        let act = SimActivation::from_activation(&spec.activation);
-        let (kind, table, inv_spacing, half_states, states) = activation_table(&act);
-        let key = key_for(spec.seed);
         let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
-        let base = GpuParams {
-            layer: 0,
-            sample,
-            key0: key[0],
-            key1: key[1],
-            n: n as u32,
-            batch: batch as u32,
-            kind,
-            states: states as u32,
-            inv_spacing,
-            half_states,
-            w_scale: weight_scale(spec.sigma_w, n),
-            b_scale: spec.sigma_b as f32,
-            slot: 0,
-            quantities: q as u32,
-            groups,
-            rows_per_group: STATS_ROWS,
-            ste_slope: 0.0,
-            ste_threshold: 0.0,
-            pad0: 0,
-            pad1: 0,
-        };
-        let mut params = vec![0u8; spec.depth * PARAM_STRIDE as usize];
-        for l in 1..=spec.depth {
-            let p = GpuParams {
-                layer: l as u32,
-                slot: ((l - 1) % per_submit) as u32,
-                ..base
-            };
-            let off = (l - 1) * PARAM_STRIDE as usize;
-            params[off..off + std::mem::size_of::<GpuParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        }
-        let pairs: Vec<u32> = if meas.pairs.is_empty() {
-            vec![0, 0]
-        } else {
-            meas.pairs.iter().flat_map(|&(a, b)| [a, b]).collect()
-        };
+        let shared = SharedBuffers::new(ctx, spec, meas, sample, None, &|l| {
+            ((l - 1) % per_submit) as u32
+        })?;
         use wgpu::BufferUsages as U;
         let act_bytes = (n * batch * 4) as u64;
         let stats_bytes = (per_submit * q * groups as usize * 4) as u64;
@@ -607,21 +679,6 @@ impl GpuBackend {
             )?,
             ctx.buffer("activations B", act_bytes, U::STORAGE | U::COPY_SRC)?,
         ];
-        let params_buf = ctx.buffer(
-            "layer parameters",
-            params.len() as u64,
-            U::UNIFORM | U::COPY_DST,
-        )?;
-        let table_buf = ctx.buffer(
-            "quantizer table",
-            (table.len() * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        )?;
-        let pairs_buf = ctx.buffer(
-            "measured pairs",
-            (pairs.len() * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        )?;
         let stats_buf = ctx.buffer("statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
         // The read-back holds the statistics, then the pass's two timestamps.
         let staging = ctx.buffer(
@@ -641,20 +698,7 @@ impl GpuBackend {
             None
         };
         ctx.queue.write_buffer(&h[0], 0, bytemuck::cast_slice(h0));
-        ctx.queue.write_buffer(&params_buf, 0, &params);
-        ctx.queue
-            .write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
-        ctx.queue
-            .write_buffer(&pairs_buf, 0, bytemuck::cast_slice(&pairs));
-        let params_binding = wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params_buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
-            }),
-        };
-        // Layer l reads h[(l−1) % 2] and writes h[l % 2].
+        let params_binding = shared.params_entry();
         let layer_bg: Vec<wgpu::BindGroup> = (0..2)
             .map(|k| {
                 ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -664,7 +708,7 @@ impl GpuBackend {
                         params_binding.clone(),
                         entry(1, &h[k]),
                         entry(2, &h[1 - k]),
-                        entry(3, &table_buf),
+                        entry(3, &shared.table),
                     ],
                 })
             })
@@ -677,7 +721,7 @@ impl GpuBackend {
                     entries: &[
                         params_binding.clone(),
                         entry(1, &h[k]),
-                        entry(2, &pairs_buf),
+                        entry(2, &shared.pairs),
                         entry(3, &stats_buf),
                     ],
                 })
@@ -713,7 +757,7 @@ impl GpuBackend {
                     timestamp_writes,
                 });
                 for l in next..next + count {
-                    let offset = [((l - 1) as u64 * PARAM_STRIDE) as u32];
+                    let offset = SharedBuffers::offset(l);
                     pass.set_pipeline(layer_pipe);
                     pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
                     pass.dispatch_workgroups(wg.0, wg.1, 1);
@@ -797,41 +841,9 @@ impl GpuBackend {
         }
         let q = batch + meas.pairs.len();
         let groups = (n as u32).div_ceil(STATS_ROWS);
-        let act = SimActivation::from_activation(&spec.activation);
-        let (kind, table, inv_spacing, half_states, states) = activation_table(&act);
-        let key = key_for(spec.seed);
-        let mut params = vec![0u8; (depth + 1) * PARAM_STRIDE as usize];
-        for l in 1..=depth {
-            let p = GpuParams {
-                layer: l as u32,
-                sample,
-                key0: key[0],
-                key1: key[1],
-                n: n as u32,
-                batch: batch as u32,
-                kind,
-                states: states as u32,
-                inv_spacing,
-                half_states,
-                w_scale: weight_scale(spec.sigma_w, n),
-                b_scale: spec.sigma_b as f32,
-                slot: (l - 1) as u32,
-                quantities: q as u32,
-                groups,
-                rows_per_group: STATS_ROWS,
-                ste_slope: ste.slope as f32,
-                ste_threshold: if ste.threshold.is_finite() {
-                    ste.threshold as f32
-                } else {
-                    f32::MAX
-                },
-                pad0: 0,
-                pad1: 0,
-            };
-            let off = l * PARAM_STRIDE as usize;
-            params[off..off + std::mem::size_of::<GpuParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        }
+        // Entry l (weights of layer l) serves the forward layer l and the
+        // backward step to δ^{l−1}, whose statistics go to slot l − 1.
+        let shared = SharedBuffers::new(ctx, spec, &meas, sample, Some(ste), &|l| (l - 1) as u32)?;
         use wgpu::BufferUsages as U;
         let act_bytes = (n * batch * 4) as u64;
         let hs: Vec<wgpu::Buffer> = (0..=depth)
@@ -847,26 +859,6 @@ impl GpuBackend {
             ctx.buffer("gradient A", act_bytes, U::STORAGE | U::COPY_DST)?,
             ctx.buffer("gradient B", act_bytes, U::STORAGE)?,
         ];
-        let params_buf = ctx.buffer(
-            "layer parameters",
-            params.len() as u64,
-            U::UNIFORM | U::COPY_DST,
-        )?;
-        let table_buf = ctx.buffer(
-            "quantizer table",
-            (table.len() * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        )?;
-        let pairs: Vec<u32> = if meas.pairs.is_empty() {
-            vec![0, 0]
-        } else {
-            meas.pairs.iter().flat_map(|&(a, b)| [a, b]).collect()
-        };
-        let pairs_buf = ctx.buffer(
-            "measured pairs",
-            (pairs.len() * 4) as u64,
-            U::STORAGE | U::COPY_DST,
-        )?;
         let stats_bytes = (depth.max(1) * q * groups as usize * 4) as u64;
         let stats_buf = ctx.buffer("gradient statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
         let staging = ctx.buffer(
@@ -878,19 +870,7 @@ impl GpuBackend {
             .write_buffer(&hs[0], 0, bytemuck::cast_slice(&feature_major(inputs, n)));
         ctx.queue
             .write_buffer(&deltas[0], 0, bytemuck::cast_slice(output_gradient));
-        ctx.queue.write_buffer(&params_buf, 0, &params);
-        ctx.queue
-            .write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
-        ctx.queue
-            .write_buffer(&pairs_buf, 0, bytemuck::cast_slice(&pairs));
-        let params_binding = wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params_buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<GpuParams>() as u64),
-            }),
-        };
+        let params_binding = shared.params_entry();
         let bind = |label: &str, layout: &wgpu::BindGroupLayout, b: [&wgpu::Buffer; 3]| {
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(label),
@@ -920,15 +900,15 @@ impl GpuBackend {
                 let bg = bind(
                     "forward layer",
                     &self.kernels.layer_layout,
-                    [&hs[l - 1], &hs[l], &table_buf],
+                    [&hs[l - 1], &hs[l], &shared.table],
                 );
-                pass.set_bind_group(0, &bg, &[(l as u64 * PARAM_STRIDE) as u32]);
+                pass.set_bind_group(0, &bg, &SharedBuffers::offset(l));
                 pass.dispatch_workgroups(wg.0, wg.1, 1);
             }
             // δ^l from δ^{l+1} with the weights of layer l + 1, masked at h^l.
             for l in (0..depth).rev() {
                 let (src, dst) = (&deltas[(depth - l - 1) % 2], &deltas[(depth - l) % 2]);
-                let offset = [((l + 1) as u64 * PARAM_STRIDE) as u32];
+                let offset = SharedBuffers::offset(l + 1);
                 let bg = bind(
                     "backward layer",
                     &self.kernels.layer_layout,
@@ -940,7 +920,7 @@ impl GpuBackend {
                 let sg = bind(
                     "gradient stats",
                     &self.kernels.stats_layout,
-                    [dst, &pairs_buf, &stats_buf],
+                    [dst, &shared.pairs, &stats_buf],
                 );
                 pass.set_pipeline(&self.kernels.stats);
                 pass.set_bind_group(0, &sg, &offset);
