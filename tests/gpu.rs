@@ -26,7 +26,10 @@ fn backend() -> Option<GpuBackend> {
             // Written to stderr directly, past the test harness's capture, so a
             // user sees why the GPU tests did nothing.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
+            );
             None
         }
     }
