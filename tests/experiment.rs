@@ -262,3 +262,30 @@ png = false
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn every_shipped_config_parses_and_expands() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with('#'),
+            "{} must open with a comment saying what it reproduces",
+            path.display()
+        );
+        let cfg = Config::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match cfg.kind {
+            quantdepth::experiment::config::Kind::Optimal => {
+                assert!(cfg.optimal_states().unwrap().len() >= 3)
+            }
+            _ => assert!(!cfg.points().unwrap().is_empty()),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 6, "expected the shipped configs, found {seen}");
+}
