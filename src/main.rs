@@ -12,6 +12,7 @@ use serde_json::json;
 mod cli_bench;
 mod cli_run;
 mod cli_sim;
+mod cli_slurm;
 
 /// How deep can a network with N-level quantized activations be and still
 /// train, and how should it be initialized?
@@ -54,6 +55,13 @@ enum Command {
     /// and the ratios against numpy's SGEMM and a plain numpy layer loop
     /// measured in the same run (needs python3 with numpy).
     Bench(cli_bench::BenchArgs),
+    /// Run a sweep on a Slurm cluster: a job array (one task per shard) and a merge job.
+    ///
+    /// Writes an sbatch script for the array (task K runs `quantdepth run
+    /// --shard K/M`, logs per task) and one for a merge job that depends on
+    /// it (--dependency=afterok) and writes one ordinary results folder.
+    /// --submit calls sbatch and prints the job ids.
+    Slurm(cli_slurm::SlurmArgs),
 }
 
 #[derive(Subcommand)]
@@ -300,6 +308,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Theory(t) => theory(t),
         Command::Simulate(args) => cli_sim::simulate(args),
         Command::Bench(args) => cli_bench::bench(args),
+        Command::Slurm(args) => cli_slurm::slurm(args),
     }
 }
 

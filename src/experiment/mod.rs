@@ -9,6 +9,7 @@
 pub mod config;
 pub mod plots;
 pub mod runner;
+pub mod shard;
 
 pub use config::Config;
 pub use runner::{run_experiment, Hooks, RunReport};

@@ -1,0 +1,434 @@
+//! `quantdepth slurm CONFIG --shards M`: a sweep as a Slurm job array plus a
+//! merge job that runs once every array task has succeeded.
+//!
+//! Writes, in one submission folder:
+//!
+//! ```text
+//! DIR/config.toml      the config the jobs run (a copy: editing the original later changes nothing)
+//! DIR/array.sbatch     the array, one task per shard: quantdepth run --shard K/M (or --resume)
+//! DIR/merge.sbatch     quantdepth merge DIR/merged DIR/shards/*
+//! DIR/logs/            shard-K-job<J>.out per task, merge-job<J>.out
+//! DIR/shards/          one results folder per shard, <name>-shard-K-of-M
+//! DIR/merged/          the merged results folder (written by the merge job)
+//! ```
+//!
+//! `--submit` calls `sbatch --parsable` for the array, then for the merge job
+//! with `--dependency=afterok:<array id>` and `--kill-on-invalid-dep=yes`
+//! (a failed shard cancels the merge instead of leaving it pending forever).
+
+use crate::outln;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use quantdepth::experiment::config::Kind;
+use quantdepth::experiment::shard::{assign, point_cost, Shard};
+use quantdepth::experiment::Config;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Options of `quantdepth slurm`.
+#[derive(Args)]
+pub struct SlurmArgs {
+    /// The experiment config (TOML).
+    pub config: PathBuf,
+    /// Number of array tasks M; each runs one shard of the sweep's points.
+    #[arg(long, value_name = "M")]
+    pub shards: usize,
+    /// Slurm partition (sbatch --partition) [default: the cluster's default].
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Time limit per array task (sbatch --time, e.g. 2:00:00 or 1-00:00:00).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// GPUs per array task (sbatch --gpus-per-task).
+    #[arg(long = "gpus-per-task", value_name = "G")]
+    pub gpus_per_task: Option<usize>,
+    /// CPU cores per array task (sbatch --cpus-per-task) [default: 1].
+    #[arg(long = "cpus-per-task", value_name = "C")]
+    pub cpus_per_task: Option<usize>,
+    /// The submission folder [default: <outputs.dir or results>/<name>-slurm-<UTC timestamp>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Submit the array and the merge job with sbatch and print their job ids.
+    #[arg(long)]
+    pub submit: bool,
+}
+
+/// What the scripts need to know.
+pub struct Plan {
+    /// The quantdepth binary the jobs run (absolute).
+    pub exe: PathBuf,
+    /// Absolute submission folder.
+    pub dir: PathBuf,
+    /// Experiment name.
+    pub name: String,
+    /// M.
+    pub shards: usize,
+    /// sbatch options.
+    pub partition: Option<String>,
+    /// sbatch --time.
+    pub time: Option<String>,
+    /// sbatch --gpus-per-task.
+    pub gpus_per_task: Option<usize>,
+    /// sbatch --cpus-per-task.
+    pub cpus_per_task: usize,
+}
+
+/// Quotes a string for a POSIX shell: 'it'\''s'.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("the path {} is not valid UTF-8", p.display()))
+}
+
+impl Plan {
+    fn common_header(&self, s: &mut String) {
+        if let Some(p) = &self.partition {
+            let _ = writeln!(s, "#SBATCH --partition={p}");
+        }
+    }
+
+    /// The array script: task K runs shard K/M into DIR/shards, or resumes
+    /// its folder when one is already there (a requeued or resubmitted task).
+    pub fn array_script(&self) -> Result<String> {
+        let dir = path_str(&self.dir)?;
+        let exe = shell_quote(path_str(&self.exe)?);
+        let m = self.shards;
+        let mut s = String::from("#!/bin/bash\n");
+        let _ = writeln!(s, "#SBATCH --job-name=qd-{}", job_name(&self.name));
+        let _ = writeln!(s, "#SBATCH --array=0-{}", m - 1);
+        let _ = writeln!(s, "#SBATCH --output={dir}/logs/shard-%a-job%A.out");
+        let _ = writeln!(s, "#SBATCH --ntasks=1");
+        let _ = writeln!(s, "#SBATCH --cpus-per-task={}", self.cpus_per_task);
+        self.common_header(&mut s);
+        if let Some(t) = &self.time {
+            let _ = writeln!(s, "#SBATCH --time={t}");
+        }
+        if let Some(g) = self.gpus_per_task {
+            let _ = writeln!(s, "#SBATCH --gpus-per-task={g}");
+        }
+        let _ = write!(
+            s,
+            r#"# Written by `quantdepth slurm`: one task per shard of the sweep in config.toml.
+# Rerun one shard alone with: sbatch --array=K {array}
+set -euo pipefail
+K="${{SLURM_ARRAY_TASK_ID:?run this script with sbatch --array}}"
+DIR={qdir}
+NAME={name}
+SHARD="$DIR/shards/$NAME-shard-$K-of-{m}"
+echo "quantdepth shard $K/{m} on $(hostname), started $(date -u +%FT%TZ)"
+if [ -e "$SHARD" ]; then
+  exec {exe} run --resume "$SHARD"
+else
+  exec {exe} run "$DIR/config.toml" --shard "$K/{m}" --out "$DIR/shards"
+fi
+"#,
+            array = shell_quote(&format!("{dir}/array.sbatch")),
+            qdir = shell_quote(dir),
+            name = shell_quote(&self.name),
+        );
+        Ok(s)
+    }
+
+    /// The merge script, submitted with --dependency=afterok on the array.
+    pub fn merge_script(&self) -> Result<String> {
+        let dir = path_str(&self.dir)?;
+        let exe = shell_quote(path_str(&self.exe)?);
+        let mut s = String::from("#!/bin/bash\n");
+        let _ = writeln!(s, "#SBATCH --job-name=qd-{}-merge", job_name(&self.name));
+        let _ = writeln!(s, "#SBATCH --output={dir}/logs/merge-job%j.out");
+        let _ = writeln!(s, "#SBATCH --ntasks=1");
+        let _ = writeln!(s, "#SBATCH --cpus-per-task=1");
+        self.common_header(&mut s);
+        if let Some(t) = &self.time {
+            let _ = writeln!(s, "#SBATCH --time={t}");
+        }
+        let shards: Vec<String> = (0..self.shards)
+            .map(|k| format!("\"$DIR/shards/$NAME-shard-{k}-of-{}\"", self.shards))
+            .collect();
+        let _ = write!(
+            s,
+            r#"# Written by `quantdepth slurm`: merges the shards into one results folder.
+set -euo pipefail
+DIR={qdir}
+NAME={name}
+exec {exe} merge "$DIR/merged" \
+  {shards}
+"#,
+            qdir = shell_quote(dir),
+            name = shell_quote(&self.name),
+            shards = shards.join(" \\\n  "),
+        );
+        Ok(s)
+    }
+}
+
+/// The job name: the experiment name with anything but letters, digits,
+/// `_`, `-` and `.` replaced by `_` (it is written into an #SBATCH line).
+fn job_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn check_sbatch_value(flag: &str, v: &str, allowed: &str) -> Result<()> {
+    let ok = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || allowed.contains(c));
+    if !ok {
+        bail!(
+            "{flag} {v:?}: only letters, digits and {allowed:?} are accepted (it is written into an #SBATCH line)"
+        );
+    }
+    Ok(())
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect()
+}
+
+/// Runs `sbatch --parsable ARGS…` and returns the job id it prints.
+fn sbatch(args: &[&str]) -> Result<String> {
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "sbatch was not found on PATH: Slurm is not installed on this machine. \
+                     The scripts are written; submit them from a cluster's login node"
+                )
+            } else {
+                anyhow::anyhow!("sbatch could not be started: {e}")
+            }
+        })?;
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // --parsable prints "jobid" or "jobid;cluster".
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch printed {:?}, not a job id", text.trim());
+    }
+    Ok(id)
+}
+
+fn which(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}
+
+pub fn slurm(args: SlurmArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read the config {}", args.config.display()))?;
+    let cfg = Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let costs: Vec<u128> = if cfg.kind == Kind::Optimal {
+        // Theory only: a point is one N, its cost grows with N (the quadrature over N levels).
+        cfg.optimal_states()?.iter().map(|&n| n as u128).collect()
+    } else {
+        let targets = cfg
+            .backward
+            .as_ref()
+            .map_or(0, |b| b.m.as_ref().map_or(1, |m| m.len()));
+        cfg.points()?
+            .iter()
+            .map(|p| point_cost(p, targets))
+            .collect()
+    };
+    let m = args.shards;
+    Shard::new(0, m, "--shards")?;
+    if m > costs.len() {
+        bail!(
+            "--shards {m}: the sweep has only {} point(s); give --shards {} or fewer (a shard without points would be an idle job)",
+            costs.len(),
+            costs.len()
+        );
+    }
+    if let Some(p) = &args.partition {
+        check_sbatch_value("--partition", p, "_-.,")?;
+    }
+    if let Some(t) = &args.time {
+        check_sbatch_value("--time", t, ":-")?;
+    }
+    if args.gpus_per_task == Some(0) {
+        bail!("--gpus-per-task 0: leave the flag out for CPU-only tasks, or give at least 1");
+    }
+    let cpus = args.cpus_per_task.unwrap_or(1);
+    if cpus == 0 {
+        bail!("--cpus-per-task 0: a task needs at least 1 core");
+    }
+    let dir =
+        args.out.clone().unwrap_or_else(|| {
+            PathBuf::from(cfg.outputs.dir.clone().unwrap_or_else(|| "results".into()))
+                .join(format!("{}-slurm-{}", cfg.name, timestamp()))
+        });
+    if dir
+        .join("shards")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+    {
+        bail!(
+            "{} already holds shards of an earlier submission: give a new --out DIR (or resubmit one shard with sbatch --array=K {}/array.sbatch)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    for sub in ["logs", "shards"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    if path_str(&dir)?
+        .chars()
+        .any(|c| c.is_whitespace() || c == '%')
+    {
+        bail!(
+            "the submission folder {:?} contains whitespace or '%': #SBATCH --output cannot name it; give --out a path without them",
+            dir.display()
+        );
+    }
+    let exe = std::env::current_exe()
+        .and_then(|e| e.canonicalize())
+        .context("cannot find the path of the quantdepth binary")?;
+    let plan = Plan {
+        exe,
+        dir: dir.clone(),
+        name: cfg.name.clone(),
+        shards: m,
+        partition: args.partition.clone(),
+        time: args.time.clone(),
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: cpus,
+    };
+    std::fs::write(dir.join("config.toml"), &text)
+        .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
+    let array = dir.join("array.sbatch");
+    let merge = dir.join("merge.sbatch");
+    std::fs::write(&array, plan.array_script()?)
+        .with_context(|| format!("cannot write {}", array.display()))?;
+    std::fs::write(&merge, plan.merge_script()?)
+        .with_context(|| format!("cannot write {}", merge.display()))?;
+
+    let assignment = assign(&costs, m);
+    let total: u128 = costs.iter().sum::<u128>().max(1);
+    outln!(
+        "# {} point(s) in {m} shard(s), balanced by estimated cost:",
+        costs.len()
+    );
+    for k in 0..m {
+        let pts: Vec<usize> = (0..costs.len()).filter(|&i| assignment[i] == k).collect();
+        let load: u128 = pts.iter().map(|&i| costs[i]).sum();
+        outln!(
+            "#   shard {k}/{m}: {} point(s), {:.1} % of the cost: {:?}",
+            pts.len(),
+            100.0 * load as f64 / total as f64,
+            pts
+        );
+    }
+    outln!("wrote {}", array.display());
+    outln!("wrote {}", merge.display());
+    let (array_s, merge_s) = (path_str(&array)?, path_str(&merge)?);
+    if !args.submit {
+        if !which("sbatch") {
+            outln!("# Slurm is not installed on this machine (no sbatch on PATH): copy {} to a cluster and submit there:", dir.display());
+        } else {
+            outln!("# submit with (or run this command again with --submit):");
+        }
+        outln!("ARRAY=$(sbatch --parsable {array_s})");
+        outln!("sbatch --dependency=afterok:$ARRAY --kill-on-invalid-dep=yes {merge_s}");
+        return Ok(());
+    }
+    let array_id = sbatch(&[array_s])?;
+    let dep = format!("--dependency=afterok:{array_id}");
+    let merge_id = sbatch(&[&dep, "--kill-on-invalid-dep=yes", merge_s])?;
+    outln!("array job {array_id} ({m} tasks), merge job {merge_id}");
+    outln!(
+        "logs: {}/logs, merged results: {}/merged",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            exe: "/opt/q d/quantdepth".into(),
+            dir: "/scratch/it's/run".into(),
+            name: "sweep".into(),
+            shards: 3,
+            partition: Some("gpu".into()),
+            time: Some("1:00:00".into()),
+            gpus_per_task: Some(1),
+            cpus_per_task: 4,
+        }
+    }
+
+    #[test]
+    fn array_script_has_one_task_per_shard_and_logs_per_task() {
+        let s = plan().array_script().unwrap();
+        for line in [
+            "#SBATCH --array=0-2",
+            "#SBATCH --output=/scratch/it's/run/logs/shard-%a-job%A.out",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=1:00:00",
+            "#SBATCH --gpus-per-task=1",
+            r#"DIR='/scratch/it'\''s/run'"#,
+            "NAME='sweep'",
+            r#"SHARD="$DIR/shards/$NAME-shard-$K-of-3""#,
+            r#"exec '/opt/q d/quantdepth' run "$DIR/config.toml" --shard "$K/3" --out "$DIR/shards""#,
+            r#"exec '/opt/q d/quantdepth' run --resume "$SHARD""#,
+        ] {
+            assert!(
+                s.lines().any(|l| l.trim() == line),
+                "missing {line:?} in\n{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn merge_script_lists_every_shard_folder() {
+        let s = plan().merge_script().unwrap();
+        assert!(s.contains(r#"merge "$DIR/merged""#), "{s}");
+        for k in 0..3 {
+            assert!(
+                s.contains(&format!("\"$DIR/shards/$NAME-shard-{k}-of-3\"")),
+                "{s}"
+            );
+        }
+        assert!(!s.contains("shard-3-of-3"));
+        assert!(!s.contains("--array"));
+    }
+
+    #[test]
+    fn shell_quote_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

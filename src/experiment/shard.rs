@@ -1,0 +1,283 @@
+//! Shards of a sweep: which points shard K of M runs.
+//!
+//! A sweep is split across M processes (Slurm array tasks, or machines by
+//! hand) by assigning every point to exactly one shard. The assignment is a
+//! pure function of the points' estimated costs, so every shard computes the
+//! same split from the same config without talking to the others; each
+//! point's seed and results depend only on the config and the point (see
+//! [`crate::experiment::runner`]), so a sharded run computes exactly what an
+//! unsharded run does.
+//!
+//! Balancing is the longest-processing-time-first rule (Graham 1969): points
+//! in decreasing cost, each to the shard with the least cost so far. Its
+//! largest shard is at most 4/3 of the best possible split, and never more
+//! than the mean load plus one point's cost.
+
+use crate::error::{Error, Result};
+use crate::experiment::config::{InputChoice, RunPoint};
+use serde::{Deserialize, Serialize};
+
+/// Shard `index` of `count` (0-based: shard 0 of 3 is the first of three,
+/// matching Slurm's `--array=0-2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// K, in 0..count.
+    pub index: usize,
+    /// M ≥ 1.
+    pub count: usize,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// A checked shard: `count ≥ 1`, `index < count`; `what` names the flag
+    /// or variable in errors.
+    pub fn new(index: usize, count: usize, what: &str) -> Result<Self> {
+        if count == 0 {
+            return Err(Error::invalid(
+                what,
+                format!("{index}/{count}"),
+                "the shard count M must be at least 1",
+            ));
+        }
+        if index >= count {
+            return Err(Error::invalid(
+                what,
+                format!("{index}/{count}"),
+                &format!(
+                    "shards are numbered from 0: K must lie in 0..{} (0 to {}) for M = {count}",
+                    count,
+                    count - 1
+                ),
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Parses `K/M` (e.g. `0/3`), or `slurm`: K from `SLURM_ARRAY_TASK_ID`
+    /// and M from `SLURM_ARRAY_TASK_COUNT` (an array submitted as
+    /// `--array=0-(M-1)`), read through `env`.
+    pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let spec = spec.trim();
+        if spec == "slurm" {
+            let var = |name: &str| -> Result<usize> {
+                let v = env(name).ok_or_else(|| {
+                    Error::invalid(
+                        "--shard",
+                        "slurm",
+                        &format!(
+                            "{name} is not set: `--shard slurm` works inside a Slurm array task \
+                             (sbatch --array=0-M); elsewhere give --shard K/M"
+                        ),
+                    )
+                })?;
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| Error::invalid(name, format!("\"{v}\""), "a non-negative integer"))
+            };
+            let (k, m) = (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_COUNT")?);
+            if let Some(min) = env("SLURM_ARRAY_TASK_MIN") {
+                if min.trim() != "0" {
+                    return Err(Error::invalid(
+                        "SLURM_ARRAY_TASK_MIN",
+                        min.trim(),
+                        "`--shard slurm` needs an array numbered from 0 (--array=0-(M-1)); \
+                         to run one shard alone give --shard K/M",
+                    ));
+                }
+            }
+            return Shard::new(k, m, "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT");
+        }
+        let bad = || {
+            Error::invalid(
+                "--shard",
+                format!("\"{spec}\""),
+                "K/M with 0 ≤ K < M (e.g. 0/3), or \"slurm\"",
+            )
+        };
+        let (k, m) = spec.split_once('/').ok_or_else(bad)?;
+        let k = k.trim().parse::<usize>().map_err(|_| bad())?;
+        let m = m.trim().parse::<usize>().map_err(|_| bad())?;
+        Shard::new(k, m, "--shard")
+    }
+
+    /// The folder name of this shard's results, `<name>-shard-K-of-M`.
+    pub fn folder_name(&self, name: &str) -> String {
+        format!("{name}-shard-{}-of-{}", self.index, self.count)
+    }
+}
+
+/// Estimated cost of a point in multiply-adds: samples × depth × width² ×
+/// vectors per network (2·pairs·|c⁰|, or the circle's points), times
+/// 1 + 2·|M| when backward passes are asked for (each one a transposed
+/// product and a second forward pass). With `depth_per_xi` the depth cap is
+/// used: the estimate is a bound, computed without any theory.
+///
+/// Saturates instead of overflowing; the estimate only orders points.
+pub fn point_cost(p: &RunPoint, backward_targets: usize) -> u128 {
+    let batch = match &p.inputs {
+        InputChoice::Pairs { c0, pairs } => 2 * (*pairs as u128) * (c0.len() as u128),
+        InputChoice::Circle { points } => *points as u128,
+    };
+    let w = p.width as u128;
+    let forward = (p.samples as u128)
+        .saturating_mul(p.depth as u128)
+        .saturating_mul(w.saturating_mul(w))
+        .saturating_mul(batch.max(1));
+    forward.saturating_mul(1 + 2 * backward_targets as u128)
+}
+
+/// Assigns each of `costs.len()` points to one of `count` shards: entry i is
+/// the shard of point i. Longest processing time first; ties broken by the
+/// lower point index, then the lower shard index, so the result depends
+/// only on the costs.
+pub fn assign(costs: &[u128], count: usize) -> Vec<usize> {
+    assert!(count >= 1, "assign: at least one shard");
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].cmp(&costs[a]).then(a.cmp(&b)));
+    let mut load = vec![0u128; count];
+    let mut out = vec![0usize; costs.len()];
+    for i in order {
+        let (k, _) = load
+            .iter()
+            .enumerate()
+            .min_by(|(ka, la), (kb, lb)| la.cmp(lb).then(ka.cmp(kb)))
+            .expect("count >= 1");
+        out[i] = k;
+        load[k] = load[k].saturating_add(costs[i]);
+    }
+    out
+}
+
+/// The point indices shard `shard` runs, in sweep order.
+pub fn shard_points(costs: &[u128], shard: Shard) -> Vec<usize> {
+    assign(costs, shard.count)
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, k)| k == shard.index)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_k_of_m_and_refuses_out_of_range() {
+        assert_eq!(
+            Shard::parse("2/3", no_env).unwrap(),
+            Shard { index: 2, count: 3 }
+        );
+        assert_eq!(
+            Shard::parse(" 0 / 1 ", no_env).unwrap(),
+            Shard { index: 0, count: 1 }
+        );
+        for bad in ["3/3", "0/0", "1", "a/3", "-1/3", "1/3/4", ""] {
+            let e = Shard::parse(bad, no_env).unwrap_err().to_string();
+            assert!(e.contains("shard") || e.contains("K"), "{bad}: {e}");
+        }
+        let e = Shard::parse("3/3", no_env).unwrap_err().to_string();
+        assert!(e.contains("0..3"), "{e}");
+    }
+
+    #[test]
+    fn slurm_reads_the_array_variables() {
+        let env = |k: &str| match k {
+            "SLURM_ARRAY_TASK_ID" => Some("1".to_string()),
+            "SLURM_ARRAY_TASK_COUNT" => Some("4".to_string()),
+            "SLURM_ARRAY_TASK_MIN" => Some("0".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            Shard::parse("slurm", env).unwrap(),
+            Shard { index: 1, count: 4 }
+        );
+        let e = Shard::parse("slurm", no_env).unwrap_err().to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_ID is not set"), "{e}");
+        let one_based = |k: &str| match k {
+            "SLURM_ARRAY_TASK_ID" => Some("3".to_string()),
+            "SLURM_ARRAY_TASK_COUNT" => Some("3".to_string()),
+            "SLURM_ARRAY_TASK_MIN" => Some("1".to_string()),
+            _ => None,
+        };
+        let e = Shard::parse("slurm", one_based).unwrap_err().to_string();
+        assert!(e.contains("numbered from 0"), "{e}");
+    }
+
+    #[test]
+    fn every_point_lands_in_exactly_one_shard() {
+        let costs: Vec<u128> = (0..17).map(|i| (i * 7919 % 23) as u128 + 1).collect();
+        for m in 1..=6 {
+            let mut seen = vec![0; costs.len()];
+            for k in 0..m {
+                for i in shard_points(&costs, Shard { index: k, count: m }) {
+                    seen[i] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&s| s == 1), "M = {m}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn equal_costs_split_into_counts_differing_by_at_most_one() {
+        let costs = vec![5u128; 10];
+        let a = assign(&costs, 3);
+        let counts: Vec<usize> = (0..3)
+            .map(|k| a.iter().filter(|&&s| s == k).count())
+            .collect();
+        // 10 = 4 + 3 + 3; the first shards take the extra point.
+        assert_eq!(counts, vec![4, 3, 3]);
+    }
+
+    #[test]
+    fn loads_are_balanced_within_the_greedy_bound() {
+        // Graham's list-scheduling bound: max load ≤ total/M + (1 − 1/M)·max cost.
+        let costs: Vec<u128> = (0..40).map(|i| ((i * i * 37) % 101 + 1) as u128).collect();
+        for m in [2usize, 3, 5, 8] {
+            let a = assign(&costs, m);
+            let mut load = vec![0u128; m];
+            for (i, &k) in a.iter().enumerate() {
+                load[k] += costs[i];
+            }
+            let total: u128 = costs.iter().sum();
+            let max_cost = *costs.iter().max().unwrap();
+            let max_load = *load.iter().max().unwrap() as f64;
+            let bound = total as f64 / m as f64 + (1.0 - 1.0 / m as f64) * max_cost as f64;
+            assert!(max_load <= bound, "M = {m}: {load:?}, bound {bound}");
+        }
+    }
+
+    #[test]
+    fn assignment_is_a_pure_function_of_the_costs() {
+        // Known answer: costs 8, 7, 6, 5, 4 on 2 shards → LPT gives
+        // 8→0, 7→1, 6→1 (7 < 8), 5→0 (8 < 13), 4→0 (13 = 13, lower shard).
+        let costs = [8u128, 7, 6, 5, 4];
+        assert_eq!(assign(&costs, 2), vec![0, 1, 1, 0, 0]);
+        assert_eq!(assign(&costs, 2), assign(&costs.to_vec(), 2));
+        // More shards than points: the extra shards are empty.
+        assert_eq!(assign(&[3, 1], 4), vec![0, 1]);
+    }
+
+    #[test]
+    fn cost_grows_with_width_squared_and_backward() {
+        use crate::experiment::config::Config;
+        let cfg = Config::from_toml(
+            "name = \"t\"\n[network]\ndepth = 10\nsamples = 2\nstates = 4\n[sweep]\nwidth = [32, 64]\n[inputs]\nc0 = [0.5, 0.9]\npairs = 3\n",
+        )
+        .unwrap();
+        let p = cfg.points().unwrap();
+        // 2 samples × 10 layers × 32² × (2·3·2 = 12 vectors).
+        assert_eq!(point_cost(&p[0], 0), 2 * 10 * 32 * 32 * 12);
+        assert_eq!(point_cost(&p[1], 0), 4 * point_cost(&p[0], 0));
+        assert_eq!(point_cost(&p[0], 2), 5 * point_cost(&p[0], 0));
+    }
+}
