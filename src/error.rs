@@ -26,6 +26,13 @@ pub enum Error {
     /// A problem with the GPU device or adapter.
     #[error("GPU: {0}")]
     Gpu(String),
+    /// A run or computation that would need more memory, disk or points than
+    /// allowed; the message gives both numbers.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A results folder that cannot be written, read or resumed.
+    #[error("{0}")]
+    Folder(String),
     /// The run was interrupted (Ctrl-C); finished work was kept.
     #[error("interrupted")]
     Interrupted,
@@ -44,3 +51,35 @@ impl Error {
 
 /// Result with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A number as a user would write it: the shortest form that reads back to
+/// the same value, in scientific notation when that is shorter (so 1e300
+/// is not printed with 300 digits), and `inf`/`-inf`/`NaN` spelled out.
+pub fn fmt_value(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let plain = format!("{x}");
+    let sci = format!("{x:e}");
+    if sci.len() < plain.len() {
+        sci
+    } else {
+        plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_value;
+
+    #[test]
+    fn values_print_short_and_exact() {
+        assert_eq!(fmt_value(1e308), "1e308");
+        assert_eq!(fmt_value(1e-300), "1e-300");
+        assert_eq!(fmt_value(0.5), "0.5");
+        assert_eq!(fmt_value(f64::INFINITY), "inf");
+        for x in [1e308, 1e-300, 0.1, 123456.789, 5e-324] {
+            assert_eq!(fmt_value(x).parse::<f64>().unwrap(), x);
+        }
+    }
+}

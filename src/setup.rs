@@ -3,7 +3,7 @@
 //! list syntax shared by the CLI and configs.
 
 use crate::activation::{Activation, Quantizer};
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
 use crate::theory::maps::Network;
 use crate::theory::optimal::{optimal_sigma_w, optimal_spacing};
 
@@ -89,6 +89,7 @@ impl NetworkChoice {
     /// matter); σ_w = σ_w^opt for that spacing and amplitude; σ_b = 0;
     /// q⁰ = q*. Continuous activations and custom quantizers need σ_w.
     pub fn resolve(&self) -> Result<ResolvedNetwork> {
+        self.check_inputs()?;
         let mut defaulted = Vec::new();
         let mut take =
             |name: &str, v: Option<f64>, default: &dyn Fn() -> Result<f64>| -> Result<f64> {
@@ -117,7 +118,22 @@ impl NetworkChoice {
                 })?;
                 let quant = Quantizer::uniform(n, spacing, amplitude)?;
                 let sigma_w = take("sigma_w", self.sigma_w, &|| {
-                    Ok(optimal_sigma_w(n, spacing, amplitude)?.0)
+                    let sw = optimal_sigma_w(n, spacing, amplitude)?.0;
+                    let sw2 = sw * sw;
+                    if !(sw2.is_finite() && sw2.is_normal()) {
+                        return Err(Error::invalid(
+                            "amplitude",
+                            fmt_value(amplitude),
+                            &format!(
+                                "the optimal sigma_w for this amplitude and spacing Δ = {} would be {}, \
+                                 whose square is not a normal double: give an amplitude nearer 1 \
+                                 (or give sigma_w)",
+                                fmt_value(spacing),
+                                fmt_value(sw)
+                            ),
+                        ));
+                    }
+                    Ok(sw)
                 })?;
                 (
                     Activation::Quantized(quant),
@@ -187,6 +203,95 @@ impl NetworkChoice {
     }
 }
 
+/// Largest N accepted for the uniform quantizer (its theory costs O(N) per
+/// evaluation; N = 2^20 takes seconds).
+pub const MAX_STATES: usize = 1 << 20;
+
+/// Most values one list or range may expand to.
+pub const MAX_LIST_VALUES: usize = 1_000_000;
+
+impl NetworkChoice {
+    /// Checks every given value for finiteness and range before any use,
+    /// naming the parameter as the user set it.
+    pub fn check_inputs(&self) -> Result<()> {
+        if let ActivationChoice::Uniform(n) = self.activation {
+            if n < 2 {
+                return Err(Error::invalid(
+                    "states N",
+                    n,
+                    "a quantizer needs N >= 2 states",
+                ));
+            }
+            if n > MAX_STATES {
+                return Err(Error::invalid(
+                    "states N",
+                    n,
+                    &format!("at most {MAX_STATES} states (2^20)"),
+                ));
+            }
+        }
+        if let ActivationChoice::Custom { levels, thresholds } = &self.activation {
+            if levels.len() > MAX_STATES {
+                return Err(Error::invalid(
+                    "levels",
+                    format!("({} values)", levels.len()),
+                    &format!("at most {MAX_STATES} levels"),
+                ));
+            }
+            for (name, v) in [("levels", levels), ("thresholds", thresholds)] {
+                if let Some(x) = v.iter().find(|x| !x.is_finite() || x.abs() > 1e150) {
+                    return Err(Error::invalid(
+                        name,
+                        fmt_value(*x),
+                        "every value must be finite with magnitude at most 1e150 (its square must be representable)",
+                    ));
+                }
+            }
+        }
+        for (name, v) in [
+            ("spacing", self.spacing),
+            ("amplitude", self.amplitude),
+            ("q0", self.q0),
+        ] {
+            if let Some(x) = v {
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(Error::invalid(
+                        name,
+                        fmt_value(x),
+                        "must be a finite number > 0",
+                    ));
+                }
+                if !(x.is_normal() && x <= 1e150 && x >= 1e-150) {
+                    return Err(Error::invalid(
+                        name,
+                        fmt_value(x),
+                        "must lie between 1e-150 and 1e150 (its square must be a normal double)",
+                    ));
+                }
+            }
+        }
+        if let Some(x) = self.sigma_w {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(Error::invalid(
+                    "sigma_w",
+                    fmt_value(x),
+                    "must be a finite number > 0",
+                ));
+            }
+        }
+        if let Some(x) = self.sigma_b {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(Error::invalid(
+                    "sigma_b",
+                    fmt_value(x),
+                    "must be a finite number >= 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses comma-separated whole numbers and inclusive ranges ("2..8",
 /// "3..64,128", "2..=5"), in the order given; the error says what is wrong.
 pub fn parse_int_spec(spec: &str) -> std::result::Result<Vec<usize>, String> {
@@ -212,12 +317,22 @@ pub fn parse_int_spec(spec: &str) -> std::result::Result<Vec<usize>, String> {
                 if lo > hi {
                     return Err(format!("the range {part} is empty ({lo} > {hi}); write the smaller number first, e.g. {hi}..{lo}"));
                 }
-                if hi - lo > 10_000_000 {
-                    return Err(format!("the range {part} has more than 10^7 values"));
+                let count = (hi - lo).saturating_add(1);
+                if out.len().saturating_add(count) > MAX_LIST_VALUES {
+                    return Err(format!(
+                        "the range {part} has {count} values; a list expands to at most {MAX_LIST_VALUES}"
+                    ));
                 }
                 out.extend(lo..=hi);
             }
-            None => out.push(int(part)?),
+            None => {
+                if out.len() >= MAX_LIST_VALUES {
+                    return Err(format!(
+                        "a list expands to at most {MAX_LIST_VALUES} values"
+                    ));
+                }
+                out.push(int(part)?)
+            }
         }
     }
     Ok(out)
@@ -234,6 +349,13 @@ pub fn parse_states(spec: &str) -> Result<Vec<usize>> {
             "states",
             format!("'{spec}'"),
             &format!("N = {n} is not a quantizer: N must be at least 2"),
+        ));
+    }
+    if let Some(n) = out.iter().find(|n| **n > MAX_STATES) {
+        return Err(Error::invalid(
+            "states",
+            format!("'{spec}'"),
+            &format!("N = {n} is too large: N must be at most {MAX_STATES} (2^20)"),
         ));
     }
     out.sort_unstable();

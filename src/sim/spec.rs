@@ -153,6 +153,33 @@ pub struct SimSpec {
 /// Bytes the aggregated statistics may take; more is refused up front.
 pub const STATS_MEMORY_LIMIT: usize = 2 << 30;
 
+/// Most inputs in one batch.
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// Most measured pairs per layer (circle: M·⌊M/2⌋).
+pub const MAX_MEASURED_PAIRS: usize = 1 << 26;
+
+/// Most layers of a simulation.
+pub const MAX_SIM_DEPTH: usize = 10_000_000;
+
+/// The largest circle whose M·⌊M/2⌋ pairs fit in [`MAX_MEASURED_PAIRS`].
+pub fn max_circle_points() -> usize {
+    let mut m = ((2.0 * MAX_MEASURED_PAIRS as f64).sqrt()) as usize + 2;
+    while m * (m / 2) > MAX_MEASURED_PAIRS {
+        m -= 1;
+    }
+    m
+}
+
+/// Estimated peak memory of a simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryPlan {
+    /// Host (RAM) bytes.
+    pub host_bytes: u64,
+    /// Device (GPU) bytes; 0 on the CPU backend.
+    pub device_bytes: u64,
+}
+
 /// The per-layer statistics to gather: sums of squares for every input and
 /// dot products for these index pairs.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +271,13 @@ impl SimSpec {
                 "the input variance must be a finite number > 0",
             ));
         }
+        if self.depth > MAX_SIM_DEPTH {
+            return Err(Error::invalid(
+                "depth",
+                self.depth,
+                &format!("a simulation has at most {MAX_SIM_DEPTH} layers"),
+            ));
+        }
         match &self.inputs {
             Inputs::Pairs { c0, pairs } => {
                 if c0.is_empty() {
@@ -274,18 +308,12 @@ impl SimSpec {
                 }
             }
         }
-        let m = self.measurements();
-        if m.batch > 1 << 20 {
-            return Err(Error::invalid(
-                "batch",
-                m.batch,
-                "at most 2^20 inputs per batch",
-            ));
-        }
+        // Sizes from the counts alone, before anything is allocated.
+        let (batch, measured) = self.sizes()?;
         // Aggregated statistics: per layer, mean and M2 (f64) for q and c of
         // each group (pairs), or q plus covariance and correlation of each
         // offset (circle); the per-sample buffer holds B + P f64 per layer.
-        let per_layer = 2 * (self.groups() * 2 + self.offsets() * 2 + 1) + m.batch + m.pairs.len();
+        let per_layer = 2 * (self.groups() * 2 + self.offsets() * 2 + 1) + batch + measured;
         let bytes = (self.depth + 1).saturating_mul(per_layer).saturating_mul(8);
         if bytes > STATS_MEMORY_LIMIT {
             return Err(Error::invalid(
@@ -296,16 +324,102 @@ impl SimSpec {
         }
         let act_bytes = 2usize
             .saturating_mul(self.width)
-            .saturating_mul(m.batch)
+            .saturating_mul(batch)
             .saturating_mul(4);
         if act_bytes > 8 << 30 {
             return Err(Error::invalid(
                 "width × batch",
-                format!("{} × {}", self.width, m.batch),
+                format!("{} × {}", self.width, batch),
                 "two layers of activations must fit in 8 GiB",
             ));
         }
         Ok(())
+    }
+
+    /// The batch size B and the number of measured pairs P, computed from
+    /// the counts with overflow checks (nothing is allocated): B = 2·K·|c⁰|
+    /// and P = K·|c⁰| for pairs; B = M and P = M·⌊M/2⌋ on a circle. Errors
+    /// beyond 2^20 inputs or 2^26 measured pairs.
+    pub fn sizes(&self) -> Result<(usize, usize)> {
+        let too_big = |what: &str, v: String, limit: &str| Error::invalid(what, v, limit);
+        match &self.inputs {
+            Inputs::Pairs { c0, pairs } => {
+                let p = c0.len().checked_mul(*pairs).filter(|p| *p <= MAX_BATCH / 2);
+                match p {
+                    Some(p) => Ok((2 * p, p)),
+                    None => Err(too_big(
+                        "pairs",
+                        format!("{pairs} per c0 × {} values of c0", c0.len()),
+                        &format!("a batch holds at most {MAX_BATCH} inputs (2^20): at most {} pairs in all", MAX_BATCH / 2),
+                    )),
+                }
+            }
+            Inputs::Circle { points } => {
+                let m = *points;
+                let p = m.checked_mul(m / 2).filter(|p| *p <= MAX_MEASURED_PAIRS);
+                match p {
+                    Some(p) if m <= MAX_BATCH => Ok((m, p)),
+                    _ => Err(too_big(
+                        "circle points",
+                        m.to_string(),
+                        &format!(
+                            "a circle of M points measures M·⌊M/2⌋ pairs per layer, at most {MAX_MEASURED_PAIRS} (M up to {})",
+                            max_circle_points()
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Estimated peak memory of this simulation, host and device (bytes),
+    /// with overflow-checked arithmetic: inputs (f64 and f32 copies), two
+    /// layers of activations, per-thread weight blocks, the aggregated
+    /// statistics, and for the backward pass every layer's activations.
+    /// `gpu`: the layer passes run on a device, which then holds the
+    /// activations and the statistics read back per layer.
+    pub fn memory_plan(&self, gpu: bool, backward: bool) -> Result<MemoryPlan> {
+        let (batch, measured) = self.sizes()?;
+        let over = || {
+            Error::TooLarge(format!(
+                "the memory of width {} × batch {batch} × depth {} does not fit in 64 bits",
+                self.width, self.depth
+            ))
+        };
+        let mul = |a: u64, b: u64| a.checked_mul(b).ok_or_else(over);
+        let add = |a: u64, b: u64| a.checked_add(b).ok_or_else(over);
+        let (n, b, l1) = (self.width as u64, batch as u64, self.depth as u64 + 1);
+        let nb = mul(n, b)?;
+        let inputs = mul(nb, 12)?; // f64 vectors + f32 feature-major copy
+        let activations = mul(nb, 8)?; // two f32 layers
+        let threads = rayon::current_num_threads() as u64;
+        // Weight row blocks (one per thread), and per block of rows the
+        // partial sums of squares and dot products (two vectors each).
+        let rows = crate::sim::cpu::rows_per_block(self.width, batch) as u64;
+        let blocks = add(
+            mul(threads, mul(n, 4 * rows)?)?,
+            mul(n.div_ceil(rows), add(mul(b + measured as u64, 8)?, 64)?)?,
+        )?;
+        let per_layer =
+            2 * (self.groups() as u64 * 2 + self.offsets() as u64 * 2 + 1) + b + measured as u64;
+        let stats = mul(mul(l1, per_layer)?, 16)?;
+        let stored = if backward { mul(mul(l1, nb)?, 8)? } else { 0 };
+        let (host, device) = if gpu {
+            let device = add(
+                add(activations, mul(nb, 4)?)?,
+                mul(mul(l1, b + measured as u64)?, 8)?,
+            )?;
+            (add(add(inputs, stats)?, stored)?, device)
+        } else {
+            (
+                add(add(add(add(inputs, activations)?, blocks)?, stats)?, stored)?,
+                0,
+            )
+        };
+        Ok(MemoryPlan {
+            host_bytes: host,
+            device_bytes: device,
+        })
     }
 
     /// Number of c⁰ groups (pairs ensemble) or 0.

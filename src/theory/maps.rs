@@ -6,6 +6,14 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::quadrature::brent_root;
 
+/// Smallest σ_w (and σ_b) whose square is a normal double.
+pub const SIGMA_MIN: f64 = 1.5e-154;
+/// Largest σ_w (and σ_b) whose square is finite.
+pub const SIGMA_MAX: f64 = 1.3e154;
+
+/// Longest depth curve computed (layers); each layer is 32 bytes.
+pub const MAX_CURVE_DEPTH: usize = 10_000_000;
+
 /// A random network in the mean-field limit: activation φ, weight scale
 /// σ_w (W_ij ~ N(0, σ_w²/n)) and bias scale σ_b (b_i ~ N(0, σ_b²)).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,20 +41,63 @@ pub struct CurvePoint {
 
 impl Network {
     /// A network after checking σ_w > 0 and σ_b ≥ 0 (finite).
+    ///
+    /// The maps use σ_w² and σ_b², so these must be representable too:
+    /// σ_w² a normal f64 (σ_w in [1.5e-154, 1.3e154]) and σ_b² finite; and
+    /// the largest variance σ_w² max φ² + σ_b² of a bounded φ must be finite.
+    /// Outside these ranges every fixed-point search would meet 0 or ∞.
     pub fn new(activation: Activation, sigma_w: f64, sigma_b: f64) -> Result<Self> {
         if !(sigma_w.is_finite() && sigma_w > 0.0) {
             return Err(Error::invalid(
                 "sigma_w",
-                sigma_w,
+                crate::error::fmt_value(sigma_w),
                 "must be a finite number > 0",
+            ));
+        }
+        let sw2 = sigma_w * sigma_w;
+        if !(sw2.is_finite() && sw2.is_normal()) {
+            return Err(Error::invalid(
+                "sigma_w",
+                crate::error::fmt_value(sigma_w),
+                &format!(
+                    "sigma_w² {} a double: give sigma_w between {:.1e} and {:.1e}",
+                    if sw2.is_finite() {
+                        "underflows"
+                    } else {
+                        "overflows"
+                    },
+                    SIGMA_MIN,
+                    SIGMA_MAX
+                ),
             ));
         }
         if !(sigma_b.is_finite() && sigma_b >= 0.0) {
             return Err(Error::invalid(
                 "sigma_b",
-                sigma_b,
+                crate::error::fmt_value(sigma_b),
                 "must be a finite number >= 0",
             ));
+        }
+        if !(sigma_b * sigma_b).is_finite() || sigma_b > SIGMA_MAX {
+            return Err(Error::invalid(
+                "sigma_b",
+                crate::error::fmt_value(sigma_b),
+                &format!("sigma_b² overflows a double: give sigma_b at most {SIGMA_MAX:.1e}"),
+            ));
+        }
+        if let Some(bound) = activation.bound() {
+            let upper = sw2 * bound * bound + sigma_b * sigma_b;
+            if !upper.is_finite() {
+                return Err(Error::invalid(
+                    "sigma_w",
+                    crate::error::fmt_value(sigma_w),
+                    &format!(
+                        "the largest variance sigma_w²·max φ² + sigma_b² (max |φ| = {}) overflows a double: \
+                         make sigma_w, sigma_b or the levels smaller",
+                        crate::error::fmt_value(bound)
+                    ),
+                ));
+            }
         }
         Ok(Network {
             activation,
@@ -82,15 +133,34 @@ impl Network {
             return Ok(sb2 / (1.0 - sw2));
         };
         let upper = sw2 * bound * bound + sb2;
+        if !(upper.is_finite() && upper.is_normal()) {
+            return Err(Error::Numerical(format!(
+                "the largest variance sigma_w²·max φ² + sigma_b² = {} is not a normal double \
+                 (sigma_w = {}, sigma_b = {}): no fixed point can be represented",
+                crate::error::fmt_value(upper),
+                crate::error::fmt_value(self.sigma_w),
+                crate::error::fmt_value(self.sigma_b)
+            )));
+        }
         let g = |q: f64| self.variance_map(q) - q;
         let mut hi = upper;
-        if g(hi) >= 0.0 {
+        let ghi = g(hi);
+        if !ghi.is_finite() {
+            return Err(Error::Numerical(format!(
+                "the variance map is not finite at q = {} (sigma_w = {}, sigma_b = {})",
+                crate::error::fmt_value(hi),
+                crate::error::fmt_value(self.sigma_w),
+                crate::error::fmt_value(self.sigma_b)
+            )));
+        }
+        if ghi >= 0.0 {
             return Ok(hi); // V is constant at its bound (e.g. sign).
         }
         let mut lo = hi;
-        loop {
+        // lo halves from the upper bound to 1e-12 of it: at most 40 steps.
+        for step in 0.. {
             lo *= 0.5;
-            if lo < upper * 1e-12 {
+            if step >= 64 || lo < upper * 1e-12 || !lo.is_normal() {
                 return Err(Error::NoFixedPoint(format!(
                     "the variance map has no fixed point above {:.3e}: the pre-activation variance collapses to 0 \
                      (sigma_w = {} is too small for {} with sigma_b = {}); raise sigma_w or sigma_b",
@@ -102,8 +172,17 @@ impl Network {
             }
             hi = lo;
         }
-        brent_root(g, lo, hi, 1e-15 * upper)
-            .ok_or_else(|| Error::Numerical("Brent's method failed on the variance map".into()))
+        let q = brent_root(g, lo, hi, 1e-15 * upper)
+            .ok_or_else(|| Error::Numerical("Brent's method failed on the variance map".into()))?;
+        if !q.is_normal() {
+            return Err(Error::Numerical(format!(
+                "q* = {} is not a normal double (sigma_w = {}, sigma_b = {}): correlations cannot be computed",
+                crate::error::fmt_value(q),
+                crate::error::fmt_value(self.sigma_w),
+                crate::error::fmt_value(self.sigma_b)
+            )));
+        }
+        Ok(q)
     }
 
     /// One step of the covariance map: from (q_a, q_b, c) to the next
@@ -118,7 +197,22 @@ impl Network {
         };
         let qab =
             self.sigma_w.powi(2) * self.activation.cross_moment(q_a, q_b, c) + self.sigma_b.powi(2);
-        let mut c1 = (qab / (qa1 * qb1).sqrt()).clamp(-1.0, 1.0);
+        // √(q_a' q_b') as one square root unless the product leaves the
+        // normal range (tiny or huge variances), then as two.
+        let prod = qa1 * qb1;
+        let norm = if prod.is_normal() {
+            prod.sqrt()
+        } else {
+            qa1.sqrt() * qb1.sqrt()
+        };
+        let raw = qab / norm;
+        // A non-finite ratio stays NaN (and is reported by the caller) rather
+        // than being clamped to ±1.
+        let mut c1 = if raw.is_finite() {
+            raw.clamp(-1.0, 1.0)
+        } else {
+            f64::NAN
+        };
         // c = ±1 are fixed points when the map fixes them (c = 1 with q_a = q_b
         // always; c = −1 for odd φ with σ_b = 0), but unstable ones (χ = ∞ for
         // quantizers): keep them exact, or rounding alone walks the curve away.
@@ -211,6 +305,13 @@ impl Network {
                 "a correlation must lie in [-1, 1]",
             ));
         }
+        if depth > MAX_CURVE_DEPTH {
+            return Err(Error::invalid(
+                "depth",
+                depth,
+                &format!("a depth curve has at most {MAX_CURVE_DEPTH} layers"),
+            ));
+        }
         let mut out = Vec::with_capacity(depth + 1);
         let (mut qa, mut qb, mut c) = (q_a0, q_b0, c0);
         out.push(CurvePoint {
@@ -221,7 +322,7 @@ impl Network {
         });
         for layer in 1..=depth {
             (qa, qb, c) = self.step(qa, qb, c);
-            if !(qa.is_finite() && qb.is_finite() && c.is_finite()) || qa <= 0.0 || qb <= 0.0 {
+            if !(qa.is_normal() && qb.is_normal() && c.is_finite()) || qa <= 0.0 || qb <= 0.0 {
                 return Err(Error::Numerical(format!(
                     "the depth curve left the domain at layer {layer} (q_a = {qa}, q_b = {qb}, c = {c})"
                 )));
