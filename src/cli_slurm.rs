@@ -19,8 +19,7 @@
 use crate::outln;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use quantdepth::experiment::config::Kind;
-use quantdepth::experiment::shard::{assign, point_cost, Shard};
+use quantdepth::experiment::shard::{assign, sweep_costs, Shard};
 use quantdepth::experiment::Config;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -242,19 +241,7 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read the config {}", args.config.display()))?;
     let cfg = Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
-    let costs: Vec<u128> = if cfg.kind == Kind::Optimal {
-        // Theory only: a point is one N, its cost grows with N (the quadrature over N levels).
-        cfg.optimal_states()?.iter().map(|&n| n as u128).collect()
-    } else {
-        let targets = cfg
-            .backward
-            .as_ref()
-            .map_or(0, |b| b.m.as_ref().map_or(1, |m| m.len()));
-        cfg.points()?
-            .iter()
-            .map(|p| point_cost(p, targets))
-            .collect()
-    };
+    let costs = sweep_costs(&cfg)?;
     let m = args.shards;
     Shard::new(0, m, "--shards")?;
     if m > costs.len() {

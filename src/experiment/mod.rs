@@ -7,6 +7,7 @@
 //! `summary.json`, `plots/`).
 
 pub mod config;
+pub mod merge;
 pub mod plots;
 pub mod runner;
 pub mod shard;

@@ -14,7 +14,7 @@
 //! than the mean load plus one point's cost.
 
 use crate::error::{Error, Result};
-use crate::experiment::config::{InputChoice, RunPoint};
+use crate::experiment::config::{Config, InputChoice, Kind, RunPoint};
 use serde::{Deserialize, Serialize};
 
 /// Shard `index` of `count` (0-based: shard 0 of 3 is the first of three,
@@ -129,6 +129,24 @@ pub fn point_cost(p: &RunPoint, backward_targets: usize) -> u128 {
         .saturating_mul(w.saturating_mul(w))
         .saturating_mul(batch.max(1));
     forward.saturating_mul(1 + 2 * backward_targets as u128)
+}
+
+/// The estimated cost of every point of a config's sweep, in sweep order.
+/// For `kind = "optimal"` a point is one N, costing N (the quadrature runs
+/// over N levels).
+pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
+    if cfg.kind == Kind::Optimal {
+        return Ok(cfg.optimal_states()?.iter().map(|&n| n as u128).collect());
+    }
+    let targets = cfg
+        .backward
+        .as_ref()
+        .map_or(0, |b| b.m.as_ref().map_or(1, Vec::len));
+    Ok(cfg
+        .points()?
+        .iter()
+        .map(|p| point_cost(p, targets))
+        .collect())
 }
 
 /// Assigns each of `costs.len()` points to one of `count` shards: entry i is

@@ -1,0 +1,433 @@
+//! Merging shard folders into one results folder.
+//!
+//! A shard folder is an ordinary results folder (see
+//! [`crate::experiment::folder`]) that holds the points of one shard, plus
+//! `shard.json` naming the shard (K of M) and the points assigned to it.
+//! [`check`] accepts a set of folders only when they come from one config
+//! and one quantdepth version and hold every point of the sweep exactly
+//! once; otherwise it says what is wrong: the missing points and the shard
+//! that should have them (and how to rerun it), duplicated points, other
+//! configs or versions, no input.
+
+use crate::error::{Error, Result};
+use crate::experiment::config::Config;
+use crate::experiment::shard::{assign, sweep_costs, Shard};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// File naming the shard of a shard folder.
+pub const SHARD_FILE: &str = "shard.json";
+
+/// Contents of `shard.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// Which shard.
+    pub shard: Shard,
+    /// The point indices assigned to it (sweep order).
+    pub points: Vec<usize>,
+}
+
+impl ShardFile {
+    /// Reads `folder/shard.json`; `None` when the folder is not a shard.
+    pub fn read(folder: &Path) -> Result<Option<Self>> {
+        let path = folder.join(SHARD_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Folder(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// What merge reads of one input folder.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The folder.
+    pub path: PathBuf,
+    /// quantdepth version that wrote it (meta.json).
+    pub version: String,
+    /// Its config.toml, as run.
+    pub config_text: String,
+    /// Its status (meta.json).
+    pub status: String,
+    /// The points its commit record names.
+    pub points: Vec<usize>,
+    /// The shard it ran, if it is a shard folder.
+    pub shard: Option<ShardFile>,
+}
+
+impl Input {
+    /// Reads a folder's commit record, config and shard file.
+    pub fn read(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(Error::Folder(format!(
+                "{} is not a folder: give the shard results folders (DIR/shards/<name>-shard-K-of-M)",
+                path.display()
+            )));
+        }
+        let meta_path = path.join("meta.json");
+        let meta: serde_json::Value = std::fs::read_to_string(&meta_path)
+            .map_err(|e| {
+                Error::Folder(format!(
+                    "{} is not a results folder (cannot read meta.json: {e})",
+                    path.display()
+                ))
+            })
+            .and_then(|t| {
+                serde_json::from_str(&t).map_err(|e| {
+                    Error::Folder(format!("{} does not parse: {e}", meta_path.display()))
+                })
+            })?;
+        let field = |k: &str| -> Result<&serde_json::Value> {
+            meta.get(k).ok_or_else(|| {
+                Error::Folder(format!(
+                    "{} has no \"{k}\": it was written by a quantdepth without shard support",
+                    meta_path.display()
+                ))
+            })
+        };
+        let version = field("version")?.as_str().unwrap_or_default().to_string();
+        let status = field("status")?.as_str().unwrap_or_default().to_string();
+        let points = field("points")?
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok()))
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .ok_or_else(|| {
+                Error::Folder(format!(
+                    "{}: \"points\" is not a list of point indices",
+                    meta_path.display()
+                ))
+            })?;
+        let config_path = path.join("config.toml");
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| Error::Folder(format!("cannot read {}: {e}", config_path.display())))?;
+        Ok(Input {
+            path: path.to_path_buf(),
+            version,
+            config_text,
+            status,
+            points,
+            shard: ShardFile::read(path)?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.shard {
+            Some(s) => format!("shard {} ({})", s.shard, self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// The first line where two texts differ, as "line N: `a` vs `b`".
+fn first_difference(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..la.len().max(lb.len()) {
+        let (x, y) = (la.get(i).copied(), lb.get(i).copied());
+        if x != y {
+            return format!(
+                "line {}: `{}` vs `{}`",
+                i + 1,
+                x.unwrap_or("(end of file)"),
+                y.unwrap_or("(end of file)")
+            );
+        }
+    }
+    "the same lines, different line endings".into()
+}
+
+/// A set of folders accepted for merging.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The config they were all run from.
+    pub config: Config,
+    /// Its text (config.toml).
+    pub config_text: String,
+    /// For every point of the sweep, in order, the input that holds it.
+    pub source: Vec<usize>,
+}
+
+/// Checks that `inputs` come from one config and one version (this
+/// quantdepth's) and hold every point of the sweep exactly once.
+pub fn check(inputs: &[Input]) -> Result<Checked> {
+    let Some(first) = inputs.first() else {
+        return Err(Error::Folder(
+            "nothing to merge: give the shard folders, quantdepth merge OUT SHARD_DIR...".into(),
+        ));
+    };
+    let ours = env!("CARGO_PKG_VERSION");
+    for (i, inp) in inputs.iter().enumerate() {
+        if let Some(j) = inputs[..i].iter().position(|o| o.path == inp.path) {
+            return Err(Error::Folder(format!(
+                "{} is given twice (arguments {} and {}): give each shard once",
+                inp.path.display(),
+                j + 1,
+                i + 1
+            )));
+        }
+        if inp.version != first.version {
+            return Err(Error::Folder(format!(
+                "the shards come from different quantdepth versions: {} was written by {}, {} by {}; \
+                 rerun the shards with one version",
+                first.describe(),
+                first.version,
+                inp.describe(),
+                inp.version
+            )));
+        }
+        if inp.config_text != first.config_text {
+            return Err(Error::Folder(format!(
+                "the shards come from different configs: config.toml of {} and of {} differ at {}; \
+                 merge only the shards of one sweep",
+                first.describe(),
+                inp.describe(),
+                first_difference(&first.config_text, &inp.config_text)
+            )));
+        }
+    }
+    if first.version != ours {
+        return Err(Error::Folder(format!(
+            "the shards were written by quantdepth {}, this is quantdepth {ours}: merge them with {}",
+            first.version, first.version
+        )));
+    }
+    let counts: Vec<(usize, &Input)> = inputs
+        .iter()
+        .filter_map(|i| i.shard.as_ref().map(|s| (s.shard.count, i)))
+        .collect();
+    if let Some((m, other)) = counts.iter().find(|(m, _)| *m != counts[0].0) {
+        return Err(Error::Folder(format!(
+            "the shards split the sweep differently: {} is one of {}, {} one of {m}; \
+             merge the shards of one submission",
+            counts[0].1.describe(),
+            counts[0].0,
+            other.describe()
+        )));
+    }
+    let config = Config::from_toml(&first.config_text).map_err(|e| {
+        Error::Folder(format!(
+            "{}/config.toml does not parse: {e}",
+            first.path.display()
+        ))
+    })?;
+    let costs = sweep_costs(&config)?;
+    let total = costs.len();
+    let mut source: Vec<Option<usize>> = vec![None; total];
+    for (i, inp) in inputs.iter().enumerate() {
+        for &p in &inp.points {
+            if p >= total {
+                return Err(Error::Folder(format!(
+                    "{} holds point {p}, but the sweep of its config has {total} points (0..{})",
+                    inp.describe(),
+                    total.saturating_sub(1)
+                )));
+            }
+            if let Some(j) = source[p] {
+                return Err(Error::Folder(format!(
+                    "point {p} is held twice, by {} and by {}: give each point once",
+                    inputs[j].describe(),
+                    inp.describe()
+                )));
+            }
+            source[p] = Some(i);
+        }
+    }
+    let missing: Vec<usize> = (0..total).filter(|&p| source[p].is_none()).collect();
+    if !missing.is_empty() {
+        return Err(Error::Folder(missing_message(
+            inputs, &config, &costs, &missing, total,
+        )));
+    }
+    Ok(Checked {
+        config,
+        config_text: first.config_text.clone(),
+        source: source
+            .into_iter()
+            .map(|s| s.expect("none missing"))
+            .collect(),
+    })
+}
+
+/// "missing N of T points: …", one line per shard that should have them.
+fn missing_message(
+    inputs: &[Input],
+    config: &Config,
+    costs: &[u128],
+    missing: &[usize],
+    total: usize,
+) -> String {
+    let held = total - missing.len();
+    let mut msg = format!(
+        "{} of the sweep's {total} points are missing{}:",
+        missing.len(),
+        if held == 0 {
+            " (the folders hold no finished point)"
+        } else {
+            ""
+        }
+    );
+    let m = inputs
+        .iter()
+        .find_map(|i| i.shard.as_ref().map(|s| s.shard.count));
+    let Some(m) = m else {
+        msg += &format!(
+            "\n  points {}: none of the folders given is a shard folder holding them",
+            list(missing)
+        );
+        return msg;
+    };
+    let assignment = assign(costs, m);
+    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &p in missing {
+        by_shard.entry(assignment[p]).or_default().push(p);
+    }
+    for (k, pts) in by_shard {
+        let shard = Shard { index: k, count: m };
+        let folder = inputs
+            .iter()
+            .find(|i| i.shard.as_ref().is_some_and(|s| s.shard == shard));
+        let how = match folder {
+            Some(f) => {
+                let assigned = f.shard.as_ref().map_or(0, |s| s.points.len());
+                format!(
+                    "{} is {}, holds {} of its {assigned} points; rerun it alone with \
+                     `quantdepth run --resume {}` (or sbatch --array={k} on the submission's array.sbatch)",
+                    f.path.display(),
+                    f.status,
+                    f.points.len(),
+                    f.path.display()
+                )
+            }
+            None => format!(
+                "no folder of it was given; run it with `quantdepth run CONFIG --shard {shard}` \
+                 (folder {})",
+                shard.folder_name(&config.name)
+            ),
+        };
+        msg += &format!(
+            "\n  points {} (shard {shard} should have them): {how}",
+            list(&pts)
+        );
+    }
+    msg
+}
+
+fn list(points: &[usize]) -> String {
+    let s: Vec<String> = points.iter().map(usize::to_string).collect();
+    s.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str =
+        "name = \"m\"\n[network]\nwidth = 8\ndepth = 2\n[sweep]\nstates = [2, 3, 4, 5]\n";
+
+    fn input(shard: Option<(usize, usize)>, points: &[usize]) -> Input {
+        let name = shard.map_or("plain".to_string(), |(k, m)| format!("m-shard-{k}-of-{m}"));
+        Input {
+            path: PathBuf::from(format!("/r/{name}")),
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_text: CFG.into(),
+            status: "complete".into(),
+            points: points.to_vec(),
+            shard: shard.map(|(k, m)| {
+                let costs = sweep_costs(&Config::from_toml(CFG).unwrap()).unwrap();
+                let shard = Shard { index: k, count: m };
+                ShardFile {
+                    shard,
+                    points: crate::experiment::shard::shard_points(&costs, shard),
+                }
+            }),
+        }
+    }
+
+    /// Four equal-cost points on two shards: 0, 2 → shard 0; 1, 3 → shard 1.
+    fn two_shards() -> Vec<Input> {
+        vec![input(Some((0, 2)), &[0, 2]), input(Some((1, 2)), &[1, 3])]
+    }
+
+    #[test]
+    fn complete_shards_are_accepted_in_any_order() {
+        let mut inputs = two_shards();
+        assert_eq!(check(&inputs).unwrap().source, vec![0, 1, 0, 1]);
+        inputs.reverse();
+        assert_eq!(check(&inputs).unwrap().source, vec![1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn empty_input_is_refused() {
+        let e = check(&[]).unwrap_err().to_string();
+        assert!(e.contains("nothing to merge"), "{e}");
+    }
+
+    #[test]
+    fn missing_points_are_named_with_the_shard_that_should_have_them() {
+        let mut inputs = two_shards();
+        inputs[1].points = vec![1];
+        inputs[1].status = "interrupted".into();
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(e.contains("1 of the sweep's 4 points are missing"), "{e}");
+        assert!(e.contains("points 3 (shard 1/2 should have them)"), "{e}");
+        assert!(e.contains("is interrupted, holds 1 of its 2 points"), "{e}");
+        assert!(
+            e.contains("quantdepth run --resume /r/m-shard-1-of-2"),
+            "{e}"
+        );
+        // A shard not given at all.
+        let e = check(&inputs[..1]).unwrap_err().to_string();
+        assert!(
+            e.contains("points 1, 3 (shard 1/2 should have them): no folder of it was given"),
+            "{e}"
+        );
+        assert!(e.contains("--shard 1/2"), "{e}");
+    }
+
+    #[test]
+    fn duplicated_points_are_refused() {
+        let mut inputs = two_shards();
+        inputs.push(input(None, &[0, 1, 2, 3]));
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(
+            e.contains("point 0 is held twice, by shard 0/2 (/r/m-shard-0-of-2) and by /r/plain"),
+            "{e}"
+        );
+        let mut twice = two_shards();
+        twice.push(twice[0].clone());
+        let e = check(&twice).unwrap_err().to_string();
+        assert!(e.contains("is given twice (arguments 1 and 3)"), "{e}");
+    }
+
+    #[test]
+    fn other_configs_and_versions_are_refused() {
+        let mut inputs = two_shards();
+        inputs[1].config_text = CFG.replace("width = 8", "width = 16");
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(e.contains("different configs"), "{e}");
+        assert!(e.contains("line 3: `width = 8` vs `width = 16`"), "{e}");
+        let mut inputs = two_shards();
+        inputs[0].version = "0.0.1".into();
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(e.contains("different quantdepth versions"), "{e}");
+        let mut inputs = two_shards();
+        for i in &mut inputs {
+            i.version = "9.9.9".into();
+        }
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(e.contains("written by quantdepth 9.9.9"), "{e}");
+        let mut inputs = two_shards();
+        inputs[1] = input(Some((1, 3)), &[1, 3]);
+        let e = check(&inputs).unwrap_err().to_string();
+        assert!(e.contains("split the sweep differently"), "{e}");
+    }
+}
