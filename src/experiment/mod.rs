@@ -7,8 +7,10 @@
 //! `summary.json`, `plots/`).
 
 pub mod config;
+pub mod folder;
+pub mod plan;
 pub mod plots;
 pub mod runner;
 
 pub use config::Config;
-pub use runner::{run_experiment, Hooks, RunReport};
+pub use runner::{resume_experiment, run_experiment, Hooks, RunReport};
