@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// A fitted empirical depth scale.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DepthScaleFit {
     /// ξ_emp = −1/slope of ln|ĉ^l − c*| against l.
     pub xi: f64,
@@ -115,7 +115,7 @@ pub fn fit_depth_scale(curve: &[CurveSample], c_star: f64) -> Result<DepthScaleF
 /// Agreement between an empirical curve and the theory: the largest and
 /// the root-mean-square |empirical − theory|/SE over the layers with a
 /// standard error.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Agreement {
     /// max over layers of |mean − theory|/SE.
     pub max_z: f64,

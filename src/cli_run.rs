@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use quantdepth::experiment::config::Kind;
-use quantdepth::experiment::{run_experiment, Config, Hooks};
+use quantdepth::experiment::{plan, resume_experiment, run_experiment, Config, Hooks};
 use quantdepth::sim;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,12 @@ use std::sync::Arc;
 #[derive(Args)]
 pub struct RunArgs {
     /// The experiment config (TOML); see configs/ for documented examples.
-    pub config: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue an unfinished results folder (interrupted, failed or killed):
+    /// runs only its missing points, with the config stored in it.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "out", "backend", "seed", "max_points"])]
+    pub resume: Option<PathBuf>,
     /// Parent folder of the results folder [default: the config's outputs.dir, else "results"].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -25,32 +30,85 @@ pub struct RunArgs {
     /// Override the config's seed.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// Most sweep points allowed [default: the config's max_points, else 10000].
+    #[arg(long = "max-points", value_name = "N")]
+    pub max_points: Option<usize>,
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read the config {}", args.config.display()))?;
-    let mut cfg =
-        Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
-    if let Some(b) = args.backend {
-        cfg.backend = Some(b);
+/// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file of at most 1 MiB as UTF-8.
+fn read_config(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        anyhow::bail!("the config {} is a folder, not a TOML file", path.display());
     }
-    cfg.seed = Some(args.seed.or(cfg.seed).unwrap_or(0));
-    let out_root = args
-        .out
-        .or_else(|| cfg.outputs.dir.clone().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("results"));
-    let (mut backend, note): (Box<dyn sim::Backend>, String) = if cfg.kind == Kind::Optimal {
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        anyhow::bail!(
+            "the config {} is larger than 1 MiB: is it a config file?",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("the config {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+}
+
+/// The backend a config names, with the note saying which was taken.
+fn open_backend(cfg: &Config) -> Result<(Box<dyn sim::Backend>, String)> {
+    Ok(if cfg.kind == Kind::Optimal {
         (Box::new(sim::cpu::CpuBackend), "theory only".into())
     } else {
         sim::open_backend(cfg.backend())?
+    })
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let resume = args.resume.clone();
+    let (cfg, mut backend, note) = if let Some(dir) = &resume {
+        let (cfg, commit) = quantdepth::experiment::runner::read_folder(dir)?;
+        if commit.is_stale() {
+            eprintln!("{}: {}", dir.display(), commit.effective_status());
+        }
+        let (b, note) = open_backend(&cfg)?;
+        (cfg, b, note)
+    } else {
+        let path = args.config.clone().context("give a config or --resume DIR")?;
+        let text = read_config(&path)?;
+        let mut cfg = Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+        if let Some(b) = args.backend.clone() {
+            cfg.backend = Some(b);
+        }
+        if let Some(m) = args.max_points {
+            cfg.max_points = Some(m);
+        }
+        cfg.seed = Some(args.seed.or(cfg.seed).unwrap_or(0));
+        // Checks the sweep (point limit, sizes) before opening any device.
+        cfg.points().with_context(|| format!("in {}", path.display()))?;
+        let (b, note) = open_backend(&cfg)?;
+        cfg.backend = Some(cfg.backend().to_string());
+        (cfg, b, note)
     };
-    cfg.backend = Some(cfg.backend().to_string());
     if cfg.kind != Kind::Optimal {
         eprintln!("{note}");
+        let gpu = backend.info().backend == "gpu";
+        eprintln!("{}", plan::plan_run(&cfg, gpu)?.describe());
     }
+    let out_root = args
+        .out
+        .clone()
+        .or_else(|| cfg.outputs.dir.clone().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("results"));
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
+    // SIGINT, SIGTERM and SIGHUP (the "termination" feature): finish the
+    // folder with the points done; a second signal quits at once.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -86,10 +144,26 @@ pub fn run(args: RunArgs) -> Result<()> {
         point_finished: &finished,
         cancel: &cancel,
     };
-    let report = run_experiment(&cfg, &out_root, backend.as_mut(), &note, &hooks)?;
+    let result = match &resume {
+        Some(dir) => resume_experiment(dir, backend.as_mut(), &note, &hooks),
+        None => run_experiment(&cfg, &out_root, backend.as_mut(), &note, &hooks),
+    };
     current.finish_and_clear();
     overall.finish_and_clear();
+    let report = result?;
     outln!("{}", report.table.trim_end());
+    let flagged: Vec<String> = report
+        .points
+        .iter()
+        .filter(|p| !p.non_finite.is_empty())
+        .map(|p| format!("{} ({})", p.index, p.non_finite[0]))
+        .collect();
+    if !flagged.is_empty() {
+        outln!(
+            "warning: non-finite results (NaN or inf, null in the JSON files) at point(s) {}; see non_finite in summary.json",
+            flagged.join(", ")
+        );
+    }
     outln!(
         "results: {}{}",
         report.folder.display(),

@@ -104,6 +104,15 @@ pub fn run_quiet(backend: &mut dyn Backend, spec: &SimSpec) -> Result<sim::SimOu
     )?)
 }
 
+/// Validates a simulation and refuses it beyond this machine's memory,
+/// before any device is opened or buffer allocated.
+fn check_plan(spec: &SimSpec, backend: &str, backward: bool) -> Result<()> {
+    spec.validate()?;
+    let plan = spec.memory_plan(backend == "gpu", backward)?;
+    quantdepth::experiment::plan::check_host_memory(plan.host_bytes, "this simulation")?;
+    Ok(())
+}
+
 fn fmt_se(se: Option<f64>) -> String {
     se.map_or("-".into(), |s| format!("{s:.2e}"))
 }
@@ -119,7 +128,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         pairs: args.pairs,
     };
     let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
-    spec.validate()?;
+    check_plan(&spec, &args.backend, false)?;
     let mut backend = pick_backend(&args.backend)?;
     let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;
     let theory: Vec<_> = c0
@@ -127,6 +136,14 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         .map(|&c| r.network.depth_curve(r.q0, r.q0, c, args.depth))
         .collect::<quantdepth::Result<_>>()?;
     if let Some(why) = &out.stopped {
+        if why != "interrupted" {
+            // A failure, not an interruption: the partial results are not printed.
+            anyhow::bail!(
+                "the simulation failed at sample {} of {}: {why}",
+                out.stats.samples,
+                spec.samples
+            );
+        }
         eprintln!(
             "stopped early ({why}): results cover {} of {} samples",
             out.stats.samples, spec.samples
@@ -227,6 +244,7 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
         pairs: args.pairs,
     };
     let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
+    check_plan(&spec, &args.backend, true)?;
     let s = match args.ste_slope {
         Some(s) => s,
         None => unit_slope(&r.network, r.q_star, args.ste_threshold)?,

@@ -46,10 +46,11 @@ pub struct NetworkChoice {
 
 /// A fully specified network with its fixed point and the names of the
 /// parameters that took their defaults.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedNetwork {
-    /// The mean-field network.
-    #[serde(skip)]
+    /// The mean-field network (not stored: resolve the choice again to get it;
+    /// a record read back holds a placeholder until then).
+    #[serde(skip, default = "placeholder_network")]
     pub network: Network,
     /// Human-readable activation.
     pub activation: String,
@@ -69,6 +70,14 @@ pub struct ResolvedNetwork {
     pub q0: f64,
     /// Parameters that were not given and took their defaults.
     pub defaulted: Vec<String>,
+}
+
+fn placeholder_network() -> Network {
+    Network {
+        activation: Activation::Linear,
+        sigma_w: 1.0,
+        sigma_b: 0.0,
+    }
 }
 
 impl NetworkChoice {

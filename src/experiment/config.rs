@@ -39,7 +39,8 @@
 //! `kind = "optimal"` runs the theory alone: the optimal initialization for
 //! every N of `sweep.states`, with the scaling fits.
 
-use crate::error::{Error, Result};
+use crate::error::{fmt_value, Error, Result};
+use crate::experiment::plan::DEFAULT_MAX_POINTS;
 use crate::setup::parse_int_spec;
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +244,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// κ for L_max (optimal scans).
     pub kappa: Option<f64>,
+    /// Most sweep points allowed (default 10,000; `--max-points` overrides).
+    pub max_points: Option<usize>,
     /// The network.
     #[serde(default)]
     pub network: NetworkConfig,
@@ -345,13 +348,7 @@ impl Config {
 
     /// Checks values serde cannot (ranges, names, options that go together).
     pub fn validate(&self) -> Result<()> {
-        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            return Err(Error::invalid(
-                "name",
-                format!("\"{}\"", self.name),
-                "a non-empty name without slashes (it names the results folder)",
-            ));
-        }
+        crate::experiment::folder::check_name(&self.name)?;
         if !matches!(self.backend(), "auto" | "cpu" | "gpu") {
             return Err(Error::invalid(
                 "backend",
@@ -360,17 +357,21 @@ impl Config {
             ));
         }
         if let Some(k) = self.kappa {
-            if !(k.is_finite() && k > 0.0) {
-                return Err(Error::invalid("kappa", k, "a number > 0"));
+            if !(k.is_finite() && k > 0.0 && k <= 1e6) {
+                return Err(Error::invalid(
+                    "kappa",
+                    fmt_value(k),
+                    "a number > 0 and at most 1e6 (L_max = kappa·xi_max; about 6 is usual)",
+                ));
             }
         }
         if let Some(b) = &self.backward {
             if let Some(t) = b.ste_threshold {
-                if !(t.is_finite() && t > 0.0) {
+                if !(t.is_finite() && t > 0.0 && t <= 1e6) {
                     return Err(Error::invalid(
                         "backward.ste_threshold",
-                        t,
-                        "a finite number > 0",
+                        fmt_value(t),
+                        "a number > 0 and at most 1e6",
                     ));
                 }
             }
@@ -382,11 +383,11 @@ impl Config {
                         "give at least one target backward factor",
                     ));
                 }
-                if let Some(m) = ms.iter().find(|m| !(m.is_finite() && **m > 0.0)) {
+                if let Some(m) = ms.iter().find(|m| !(m.is_finite() && **m >= 1e-6 && **m <= 1e6)) {
                     return Err(Error::invalid(
                         "backward.m",
-                        m,
-                        "a backward factor must be a number > 0",
+                        fmt_value(*m),
+                        "a backward factor between 1e-6 and 1e6 (1 keeps gradient norms constant)",
                     ));
                 }
             }
@@ -409,7 +410,7 @@ impl Config {
             }
             return Ok(());
         }
-        self.points().map(|_| ())
+        self.expand(false).map(|_| ())
     }
 
     fn states_axis(&self) -> Result<Vec<usize>> {
@@ -436,6 +437,18 @@ impl Config {
                 "N must be at least 2 (a quantizer has at least 2 levels)",
             ));
         }
+        if let Some(n) = ns.iter().find(|n| **n > crate::setup::MAX_STATES) {
+            let key = if self.sweep.states.is_some() {
+                "sweep.states"
+            } else {
+                "network.states"
+            };
+            return Err(Error::invalid(
+                key,
+                n,
+                &format!("N must be at most {} (2^20)", crate::setup::MAX_STATES),
+            ));
+        }
         Ok(ns)
     }
 
@@ -449,7 +462,16 @@ impl Config {
 
     /// Expands the sweep into run points (Cartesian product, in the order
     /// states, σ_w, σ_b, width, depth).
+    ///
+    /// Refused beyond `max_points` (default [`DEFAULT_MAX_POINTS`]), counted
+    /// before anything is expanded.
     pub fn points(&self) -> Result<Vec<RunPoint>> {
+        self.expand(true)
+    }
+
+    /// Checks every axis and value; expands the sweep only when `expand`
+    /// (then also against the point limit).
+    fn expand(&self, expand: bool) -> Result<Vec<RunPoint>> {
         let net = &self.network;
         let activation = net.activation.clone().unwrap_or_else(|| "uniform".into());
         if !matches!(
@@ -472,11 +494,15 @@ impl Config {
             Some(NumOrStr::Str(s)) if s.trim() == "opt" => None,
             Some(NumOrStr::Num(x)) if x.is_finite() && *x > 0.0 => Some(*x),
             Some(v) => {
+                let shown = match v {
+                    NumOrStr::Num(x) => fmt_value(*x),
+                    NumOrStr::Str(t) => format!("\"{t}\""),
+                };
                 return Err(Error::invalid(
                     "network.spacing",
-                    format!("{v:?}"),
-                    "a number > 0 or \"opt\"",
-                ))
+                    shown,
+                    "a finite number > 0 or \"opt\"",
+                ));
             }
         };
         let sigma_ws: Vec<SigmaW> = match (&self.sweep.sigma_w, &net.sigma_w) {
@@ -507,6 +533,13 @@ impl Config {
             .sigma_b
             .clone()
             .unwrap_or_else(|| vec![net.sigma_b.unwrap_or(0.0)]);
+        if sigma_bs.is_empty() {
+            return Err(Error::invalid(
+                "sweep.sigma_b",
+                "[]",
+                "an empty list: give at least one value",
+            ));
+        }
         let widths = match (&self.sweep.width, net.width) {
             (Some(a), _) => a.values("sweep.width")?,
             (None, Some(w)) => vec![w],
@@ -543,24 +576,38 @@ impl Config {
         }
         if let Some(x) = net.depth_per_xi {
             if !(x.is_finite() && x > 0.0) {
-                return Err(Error::invalid("network.depth_per_xi", x, "a number > 0"));
+                return Err(Error::invalid(
+                    "network.depth_per_xi",
+                    fmt_value(x),
+                    "a finite number > 0",
+                ));
             }
         }
         for (key, v) in [("network.amplitude", net.amplitude), ("network.q0", net.q0)] {
             if let Some(x) = v {
                 if !(x.is_finite() && x > 0.0) {
-                    return Err(Error::invalid(key, x, "a number > 0"));
+                    return Err(Error::invalid(key, fmt_value(x), "a finite number > 0"));
                 }
             }
         }
+        let sb_key = if self.sweep.sigma_b.is_some() {
+            "sweep.sigma_b"
+        } else {
+            "network.sigma_b"
+        };
+        let sw_key = if self.sweep.sigma_w.is_some() {
+            "sweep.sigma_w"
+        } else {
+            "network.sigma_w"
+        };
         if let Some(b) = sigma_bs.iter().find(|b| !(b.is_finite() && **b >= 0.0)) {
-            return Err(Error::invalid("sigma_b", b, "a number >= 0"));
+            return Err(Error::invalid(sb_key, fmt_value(*b), "a finite number >= 0"));
         }
         if let Some(SigmaW::Value(v)) = sigma_ws
             .iter()
             .find(|s| matches!(s, SigmaW::Value(v) if !(v.is_finite() && *v > 0.0)))
         {
-            return Err(Error::invalid("sigma_w", v, "a number > 0"));
+            return Err(Error::invalid(sw_key, fmt_value(*v), "a finite number > 0"));
         }
         let samples = net.samples.unwrap_or(8);
         if samples == 0 {
@@ -583,7 +630,7 @@ impl Config {
                 if let Some(c) = c0.iter().find(|c| !(-1.0..=1.0).contains(*c)) {
                     return Err(Error::invalid(
                         "inputs.c0",
-                        c,
+                        fmt_value(*c),
                         "a correlation must lie in [-1, 1]",
                     ));
                 }
@@ -612,6 +659,35 @@ impl Config {
                 ))
             }
         };
+        if !expand {
+            return Ok(Vec::new());
+        }
+        let limit = self.max_points.unwrap_or(DEFAULT_MAX_POINTS);
+        let count = [
+            states.len(),
+            sigma_ws.len(),
+            sigma_bs.len(),
+            widths.len(),
+            depths.len(),
+        ]
+        .iter()
+        .try_fold(1usize, |acc, &k| acc.checked_mul(k));
+        match count {
+            Some(c) if c <= limit => {}
+            _ => {
+                return Err(Error::TooLarge(format!(
+                    "the sweep has {} points ({} states × {} sigma_w × {} sigma_b × {} widths × {} depths), \
+                     more than the limit of {limit}: shorten the sweep, or raise the limit with \
+                     max_points in the config or --max-points",
+                    count.map_or("more than 2^64".to_string(), |c| c.to_string()),
+                    states.len(),
+                    sigma_ws.len(),
+                    sigma_bs.len(),
+                    widths.len(),
+                    depths.len()
+                )))
+            }
+        }
         let mut out = Vec::new();
         for &n in &states {
             for &sw in &sigma_ws {

@@ -7,10 +7,12 @@
 //! `summary.json`, `plots/`).
 
 pub mod config;
+pub mod folder;
 pub mod merge;
+pub mod plan;
 pub mod plots;
 pub mod runner;
 pub mod shard;
 
 pub use config::Config;
-pub use runner::{run_experiment, Hooks, RunReport};
+pub use runner::{resume_experiment, run_experiment, Hooks, RunReport};

@@ -5,12 +5,13 @@
 use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthScaleFit};
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
+use crate::experiment::folder::{self, Commit};
 use crate::experiment::plots::{self, CurvePlot, LogSeries};
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
 use crate::sim::{self, Backend, Control, Inputs, SimSpec};
 use crate::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
 use crate::theory::scaling::{linear_fit, scaling, LinearFit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -29,7 +30,7 @@ pub struct Hooks<'a> {
 }
 
 /// One row of a curve: empirical mean and SE beside the theory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CurveRow {
     /// Layer l.
     pub layer: usize,
@@ -54,7 +55,7 @@ pub struct CurveRow {
 }
 
 /// One curve of a point: a value of c⁰, or an angle offset on the circle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Curve {
     /// "pairs" or "circle".
     pub input: String,
@@ -67,7 +68,7 @@ pub struct Curve {
 }
 
 /// The empirical depth scale fitted from one c⁰ curve.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct XiFit {
     /// c⁰ of the curve.
     pub c0: f64,
@@ -78,7 +79,7 @@ pub struct XiFit {
 }
 
 /// Everything summarized about one point.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PointSummary {
     /// Index in the sweep.
     pub index: usize,
@@ -114,13 +115,17 @@ pub struct PointSummary {
     pub wall_seconds: f64,
     /// Backward passes (when the config asks for them).
     pub backward: Vec<BackwardResult>,
+    /// Results that are NaN or ∞ (JSON writes them as null): what and where.
+    /// Empty when every number is finite.
+    #[serde(default)]
+    pub non_finite: Vec<String>,
     /// Curves (also in curves.csv / curves.json).
     #[serde(skip)]
     pub curves: Vec<Curve>,
 }
 
 /// The backward pass of a point for one target backward factor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackwardResult {
     /// Target M.
     pub m_target: f64,
@@ -176,19 +181,7 @@ pub struct RunReport {
 
 /// Writes `bytes` to `path` atomically (temporary file, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let io = |e: std::io::Error| {
-        Error::invalid(
-            "output file",
-            path.display(),
-            &format!("cannot be written: {e}"),
-        )
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    folder::write_atomic(path, bytes)
 }
 
 fn timestamp() -> String {
@@ -197,38 +190,7 @@ fn timestamp() -> String {
 
 /// A new results folder `<root>/<name>-<UTC timestamp>` (suffixed if taken).
 pub fn results_folder(root: &Path, name: &str) -> Result<PathBuf> {
-    let ts: String = timestamp()
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .collect();
-    let io = |p: &Path, e: std::io::Error| {
-        Error::invalid(
-            "results folder",
-            p.display(),
-            &format!("cannot be created: {e}"),
-        )
-    };
-    std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
-    for k in 0..1000 {
-        let dir = if k == 0 {
-            root.join(format!("{name}-{ts}"))
-        } else {
-            root.join(format!("{name}-{ts}-{k}"))
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::create_dir_all(dir.join("plots")).map_err(|e| io(&dir, e))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&dir, e)),
-        }
-    }
-    Err(Error::invalid(
-        "results folder",
-        root.display(),
-        "could not find a free folder name",
-    ))
+    folder::create(root, name)
 }
 
 /// Resolves a point's network: σ_w^opt (+ offset) for uniform quantizers.
@@ -384,7 +346,19 @@ fn run_point(
         },
     )?;
     if !out.complete {
-        return Ok(None);
+        let interrupted = hooks.cancel.load(std::sync::atomic::Ordering::Relaxed)
+            || out.stopped.as_deref().is_none_or(|w| w == "interrupted");
+        if interrupted {
+            return Ok(None);
+        }
+        // A failure inside the point after some samples finished is a
+        // failure, not an interruption: the point's results are incomplete.
+        return Err(Error::Numerical(format!(
+            "sample {} of {}: {}",
+            out.stats.samples,
+            p.samples,
+            out.stopped.unwrap_or_default()
+        )));
     }
     let curves = curves_for(p, &r, depth, &out.stats)?;
     let mut xi_fits = Vec::new();
@@ -464,8 +438,8 @@ fn run_point(
                 ste,
                 m_theory,
                 ntk,
-                agreement_ratio: agreement(&er, &tr),
-                agreement_corr: agreement(&ec, &tc),
+                agreement_ratio: checked_agreement(&er, &tr),
+                agreement_corr: checked_agreement(&ec, &tc),
                 curves: pairs_out,
             });
         }
@@ -484,12 +458,114 @@ fn run_point(
         xi_theory: xi,
         xi_fits,
         xi_emp,
-        agreement_q: agreement(&eq, &tq),
-        agreement_c: agreement(&ec, &tc),
+        agreement_q: checked_agreement(&eq, &tq),
+        agreement_c: checked_agreement(&ec, &tc),
         wall_seconds: out.wall_seconds,
         backward,
+        non_finite: Vec::new(),
         curves,
+    })
+    .map(|mut s| {
+        s.non_finite = non_finite(&s);
+        s
     }))
+}
+
+/// Agreement scores that cannot read as perfect: when any mean, SE or
+/// theory value is NaN or ∞, every score is NaN (null in JSON) and the
+/// point is flagged in `non_finite`.
+fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
+    let finite = emp
+        .iter()
+        .all(|(m, se)| m.is_finite() && se.is_none_or(f64::is_finite))
+        && theory.iter().all(|t| t.is_finite());
+    if finite {
+        agreement(emp, theory)
+    } else {
+        Agreement {
+            max_z: f64::NAN,
+            rms_z: f64::NAN,
+            max_abs: f64::NAN,
+        }
+    }
+}
+
+/// Every NaN or ∞ in a point's results, as "what = value (where)"; at most
+/// 20 entries, then a count of the rest.
+pub fn non_finite(p: &PointSummary) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut more = 0usize;
+    let mut check = |what: String, v: f64| {
+        if !v.is_finite() {
+            if out.len() < 20 {
+                out.push(format!("{what} = {v}"));
+            } else {
+                more += 1;
+            }
+        }
+    };
+    check("c_star".into(), p.c_star);
+    check("chi_c_star".into(), p.chi_c_star);
+    check("xi_theory".into(), p.xi_theory);
+    for (name, a) in [("agreement_q", &p.agreement_q), ("agreement_c", &p.agreement_c)] {
+        check(format!("{name}.max_z"), a.max_z);
+        check(format!("{name}.rms_z"), a.rms_z);
+        check(format!("{name}.max_abs"), a.max_abs);
+    }
+    for c in &p.curves {
+        for l in &c.layers {
+            let at = format!("{} c0 = {} layer {}", c.input, c.c0, l.layer);
+            for (name, v) in [
+                ("q_mean", Some(l.q_mean)),
+                ("q_se", l.q_se),
+                ("q_theory", Some(l.q_theory)),
+                ("c_mean", Some(l.c_mean)),
+                ("c_se", l.c_se),
+                ("c_theory", Some(l.c_theory)),
+                ("cov_mean", l.cov_mean),
+                ("cov_se", l.cov_se),
+                ("cov_theory", l.cov_theory),
+            ] {
+                if let Some(v) = v {
+                    check(format!("{name} ({at})"), v);
+                }
+            }
+        }
+    }
+    for b in &p.backward {
+        let at = format!("backward M = {}", b.m_target);
+        check(format!("m_theory ({at})"), b.m_theory);
+        for (name, a) in [
+            ("agreement_ratio", &b.agreement_ratio),
+            ("agreement_corr", &b.agreement_corr),
+        ] {
+            check(format!("{name}.max_z ({at})"), a.max_z);
+            check(format!("{name}.rms_z ({at})"), a.rms_z);
+        }
+        for (cv, th) in &b.curves {
+            for e in &cv.layers {
+                let at = format!("{at} c0 = {} layer {}", cv.c0, e.layer);
+                check(
+                    format!("norm_cumulative ({at})"),
+                    e.norm_cumulative.mean,
+                );
+                check(format!("grad_corr ({at})"), e.grad_corr.mean);
+                if let Some(x) = e.norm_ratio {
+                    check(format!("norm_ratio ({at})"), x.mean);
+                }
+            }
+            for t in th {
+                check(format!("grad_norm_ratio theory ({at} layer {})", t.layer), t.grad_norm_ratio);
+                check(format!("grad_corr theory ({at} layer {})", t.layer), t.grad_corr);
+            }
+            check(format!("ntk_aa ({at} c0 = {})", cv.c0), cv.ntk_aa.mean);
+            check(format!("ntk_ab ({at} c0 = {})", cv.c0), cv.ntk_ab.mean);
+        }
+    }
+    if more > 0 {
+        out.push(format!("… and {more} more"));
+    }
+    out
 }
 
 fn opt(x: Option<f64>) -> String {
@@ -532,119 +608,76 @@ fn curves_csv(points: &[PointSummary]) -> String {
     s
 }
 
-fn backward_csv(points: &[PointSummary]) -> String {
-    let mut s = String::from(
-        "point,m_target,ste_slope,ste_threshold,c0,layer,norm_cumulative_mean,norm_cumulative_se,norm_cumulative_theory,\
-         norm_ratio_mean,norm_ratio_se,norm_ratio_theory,grad_corr_mean,grad_corr_se,grad_corr_theory\n",
-    );
-    for p in points {
-        for b in &p.backward {
-            for (cv, th) in &b.curves {
-                for (e, t) in cv.layers.iter().zip(th) {
-                    let next = th
-                        .get(e.layer + 1)
-                        .map(|n| t.grad_norm_ratio / n.grad_norm_ratio);
-                    let _ = writeln!(
-                        s,
-                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                        p.index,
-                        b.m_target,
-                        b.ste.slope,
-                        b.ste.threshold,
-                        cv.c0,
-                        e.layer,
-                        e.norm_cumulative.mean,
-                        opt(e.norm_cumulative.se),
-                        t.grad_norm_ratio,
-                        opt(e.norm_ratio.map(|x| x.mean)),
-                        opt(e.norm_ratio.and_then(|x| x.se)),
-                        opt(next),
-                        e.grad_corr.mean,
-                        opt(e.grad_corr.se),
-                        t.grad_corr
-                    );
-                }
+const BACKWARD_CSV_HEADER: &str = "point,m_target,ste_slope,ste_threshold,c0,layer,norm_cumulative_mean,norm_cumulative_se,norm_cumulative_theory,\
+     norm_ratio_mean,norm_ratio_se,norm_ratio_theory,grad_corr_mean,grad_corr_se,grad_corr_theory\n";
+
+/// The backward.csv rows of one point (its backward curves are not kept in
+/// the point's record, so the rows are rendered once, when it finishes).
+fn backward_rows(p: &PointSummary) -> String {
+    let mut s = String::new();
+    for b in &p.backward {
+        for (cv, th) in &b.curves {
+            for (e, t) in cv.layers.iter().zip(th) {
+                let next = th
+                    .get(e.layer + 1)
+                    .map(|n| t.grad_norm_ratio / n.grad_norm_ratio);
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    p.index,
+                    b.m_target,
+                    b.ste.slope,
+                    b.ste.threshold,
+                    cv.c0,
+                    e.layer,
+                    e.norm_cumulative.mean,
+                    opt(e.norm_cumulative.se),
+                    t.grad_norm_ratio,
+                    opt(e.norm_ratio.map(|x| x.mean)),
+                    opt(e.norm_ratio.and_then(|x| x.se)),
+                    opt(next),
+                    e.grad_corr.mean,
+                    opt(e.grad_corr.se),
+                    t.grad_corr
+                );
             }
         }
     }
     s
 }
 
-struct Writer<'a> {
-    folder: PathBuf,
-    cfg: &'a Config,
-    backend: String,
-    adapter: String,
-    note: String,
-    started: String,
-    clock: Instant,
-    total: usize,
+/// A finished point as stored in `points/pointNNN.cbor`: everything the
+/// aggregates, the summary table and the scaling fits need, bit for bit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointRecord {
+    /// Folder format.
+    pub format: u32,
+    /// Hash of the config as run (a record from another config is refused).
+    pub config_hash: String,
+    /// The point's summary (its curves are in `curves`).
+    pub summary: PointSummary,
+    /// Its curves.
+    pub curves: Vec<Curve>,
+    /// Its backward.csv rows.
+    pub backward_rows: String,
 }
 
-impl Writer<'_> {
-    fn meta(&self, status: &str, done: usize) -> Result<()> {
-        let meta = serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "name": self.cfg.name,
-            "kind": self.cfg.kind,
-            "backend": self.backend,
-            "adapter": self.adapter,
-            "backend_note": self.note,
-            "seed": self.cfg.seed(),
-            "started": self.started,
-            "updated": timestamp(),
-            "wall_seconds": self.clock.elapsed().as_secs_f64(),
-            "status": status,
-            "complete": status == "complete",
-            "points_done": done,
-            "points_total": self.total,
-        });
-        write_atomic(
-            &self.folder.join("meta.json"),
-            serde_json::to_string_pretty(&meta)
-                .unwrap_or_default()
-                .as_bytes(),
-        )
-    }
-
-    fn config(&self) -> Result<()> {
-        let text = toml::to_string_pretty(self.cfg)
-            .map_err(|e| Error::Numerical(format!("config cannot be written back: {e}")))?;
-        write_atomic(
-            &self.folder.join("config.toml"),
-            format!("# The config as run (defaults of the seed and backend filled in).\n{text}")
-                .as_bytes(),
-        )
-    }
-
-    fn results(&self, points: &[PointSummary], scaling: &[XiScaling]) -> Result<()> {
-        write_atomic(
-            &self.folder.join("curves.csv"),
-            curves_csv(points).as_bytes(),
-        )?;
-        let curves: Vec<_> = points
-            .iter()
-            .map(|p| serde_json::json!({"point": p.index, "label": p.label, "curves": p.curves}))
-            .collect();
-        write_atomic(
-            &self.folder.join("curves.json"),
-            serde_json::to_string_pretty(&curves)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        if points.iter().any(|p| !p.backward.is_empty()) {
-            write_atomic(
-                &self.folder.join("backward.csv"),
-                backward_csv(points).as_bytes(),
-            )?;
+impl PointRecord {
+    fn of(summary: &PointSummary, config_hash: &str) -> Self {
+        PointRecord {
+            format: folder::FORMAT,
+            config_hash: config_hash.to_string(),
+            summary: summary.clone(),
+            curves: summary.curves.clone(),
+            backward_rows: backward_rows(summary),
         }
-        let summary = serde_json::json!({"points": points, "xi_scaling": scaling});
-        write_atomic(
-            &self.folder.join("summary.json"),
-            serde_json::to_string_pretty(&summary)
-                .unwrap_or_default()
-                .as_bytes(),
-        )
+    }
+
+    /// The summary with its curves.
+    pub fn point(&self) -> PointSummary {
+        let mut p = self.summary.clone();
+        p.curves = self.curves.clone();
+        p
     }
 }
 
@@ -907,7 +940,258 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
     t
 }
 
+/// One session on a results folder: the commit record, the finished
+/// points' records, and the writes in the order that keeps every file
+/// consistent with `meta.json` (see [`folder`]).
+struct Session<'a> {
+    folder: PathBuf,
+    cfg: &'a Config,
+    commit: Commit,
+    records: std::collections::BTreeMap<usize, PointRecord>,
+    clock: Instant,
+    wall_before: f64,
+    png: bool,
+    plots: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(folder: PathBuf, cfg: &'a Config, commit: Commit) -> Self {
+        Session {
+            png: cfg.outputs.png.unwrap_or(true),
+            plots: cfg.outputs.plots.unwrap_or(true),
+            wall_before: commit.wall_seconds,
+            folder,
+            cfg,
+            commit,
+            records: Default::default(),
+            clock: Instant::now(),
+        }
+    }
+
+    /// Writes the commit record with `status`, naming the points held.
+    fn commit(&mut self, status: &str) -> Result<()> {
+        let c = &mut self.commit;
+        c.status = status.to_string();
+        c.complete = status == "complete";
+        c.points = self.records.keys().copied().collect();
+        c.points_done = c.points.len();
+        c.non_finite_points = self
+            .records
+            .values()
+            .filter(|r| !r.summary.non_finite.is_empty())
+            .map(|r| r.summary.index)
+            .collect();
+        c.updated = timestamp();
+        c.wall_seconds = self.wall_before + self.clock.elapsed().as_secs_f64();
+        c.pid = std::process::id();
+        c.host = folder::host_name();
+        c.write(&self.folder)
+    }
+
+    /// A finished point: plots (staged, renamed), its record, then the
+    /// commit record that names it.
+    fn add(&mut self, s: &PointSummary) -> Result<()> {
+        if self.plots {
+            let png = self.png;
+            folder::write_plots(&self.folder, |stage| point_plots(stage, png, s))?;
+        }
+        let rec = PointRecord::of(s, &self.commit.config_hash);
+        folder::write_record(&self.folder, s.index, &rec)?;
+        self.records.insert(s.index, rec);
+        self.commit("running")
+    }
+
+    fn points(&self) -> Vec<PointSummary> {
+        self.records.values().map(PointRecord::point).collect()
+    }
+
+    /// The aggregates of exactly the held points, then the commit record
+    /// with the final status.
+    fn finish(&mut self, status: &str) -> Result<(Vec<PointSummary>, Vec<XiScaling>)> {
+        let points = self.points();
+        let sc = xi_scaling(&points);
+        let f = &self.folder;
+        write_atomic(&f.join("curves.csv"), curves_csv(&points).as_bytes())?;
+        let curves: Vec<_> = points
+            .iter()
+            .map(|p| serde_json::json!({"point": p.index, "label": p.label, "curves": p.curves}))
+            .collect();
+        write_atomic(
+            &f.join("curves.json"),
+            serde_json::to_string_pretty(&curves)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        if points.iter().any(|p| !p.backward.is_empty()) {
+            let mut csv = BACKWARD_CSV_HEADER.to_string();
+            for r in self.records.values() {
+                csv.push_str(&r.backward_rows);
+            }
+            write_atomic(&f.join("backward.csv"), csv.as_bytes())?;
+        }
+        let summary = serde_json::json!({"points": points, "xi_scaling": sc});
+        write_atomic(
+            &f.join("summary.json"),
+            serde_json::to_string_pretty(&summary)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        if self.plots {
+            let png = self.png;
+            folder::write_plots(f, |stage| scaling_plots(stage, png, &sc, &points))?;
+        }
+        self.commit(status)?;
+        Ok((points, sc))
+    }
+
+    /// Marks the folder failed at `point` with `e`, keeping the finished
+    /// points (best effort: the original error is what the caller reports).
+    fn fail(&mut self, point: Option<usize>, e: &Error) {
+        self.commit.error = Some(e.to_string());
+        self.commit.failed_point = point;
+        if self.finish("failed").is_err() {
+            let _ = self.commit("failed");
+        }
+    }
+}
+
+/// A panic inside a point, as an error (the folder is then marked failed).
+fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Numerical(format!("internal error (panic): {msg}")))
+        }
+    }
+}
+
+/// Runs the points not yet held, then finishes the folder.
+fn execute(
+    mut session: Session<'_>,
+    points: &[RunPoint],
+    backend: &mut dyn Backend,
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    let mut complete = true;
+    let todo: Vec<&RunPoint> = points
+        .iter()
+        .filter(|p| !session.records.contains_key(&p.index))
+        .collect();
+    for p in todo {
+        if hooks.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            complete = false;
+            break;
+        }
+        let outcome = catch_panic(|| run_point(p, session.cfg, backend, hooks, points.len()))
+            .and_then(|o| match o {
+                Some(s) => session.add(&s).map(|()| Some(s)),
+                None => Ok(None),
+            });
+        match outcome {
+            Ok(Some(s)) => (hooks.point_finished)(&s),
+            Ok(None) => {
+                complete = false;
+                break;
+            }
+            Err(e) => {
+                let e = match e {
+                    Error::Folder(_) | Error::TooLarge(_) => e,
+                    other => Error::Numerical(format!(
+                        "point {} ({}): {other}",
+                        p.index,
+                        p.label()
+                    )),
+                };
+                session.fail(Some(p.index), &e);
+                return Err(e);
+            }
+        }
+    }
+    let complete = complete && session.records.len() == points.len();
+    let status = if complete { "complete" } else { "interrupted" };
+    let (done, sc) = match session.finish(status) {
+        Ok(x) => x,
+        Err(e) => {
+            session.fail(None, &e);
+            return Err(e);
+        }
+    };
+    let table = summary_table(&done, &sc);
+    Ok(RunReport {
+        folder: session.folder,
+        complete,
+        points: done,
+        scaling: sc,
+        table,
+    })
+}
+
+/// The text written to config.toml.
+fn config_text(cfg: &Config) -> Result<String> {
+    let text = toml::to_string_pretty(cfg)
+        .map_err(|e| Error::Folder(format!("config cannot be written back: {e}")))?;
+    Ok(format!(
+        "# The config as run (defaults of the seed and backend filled in).\n{text}"
+    ))
+}
+
+/// A new folder with config.toml and a first commit record (no points).
+fn new_session<'a>(
+    cfg: &'a Config,
+    out_root: &Path,
+    backend: &str,
+    adapter: &str,
+    note: &str,
+    total: usize,
+) -> Result<Session<'a>> {
+    let text = config_text(cfg)?;
+    let dir = folder::create(out_root, &cfg.name)?;
+    write_atomic(&dir.join("config.toml"), text.as_bytes())?;
+    let commit = Commit {
+        format: folder::FORMAT,
+        version: env!("CARGO_PKG_VERSION").into(),
+        config_hash: folder::config_hash(&text),
+        name: cfg.name.clone(),
+        kind: match cfg.kind {
+            Kind::Simulation => "simulation".into(),
+            Kind::Optimal => "optimal".into(),
+        },
+        backend: backend.into(),
+        adapter: adapter.into(),
+        backend_note: note.into(),
+        seed: cfg.seed(),
+        started: timestamp(),
+        updated: timestamp(),
+        wall_seconds: 0.0,
+        status: "running".into(),
+        complete: false,
+        points_done: 0,
+        points_total: total,
+        points: Vec::new(),
+        non_finite_points: Vec::new(),
+        pid: std::process::id(),
+        host: folder::host_name(),
+        sessions: 1,
+        error: None,
+        failed_point: None,
+    };
+    let mut s = Session::new(dir, cfg, commit);
+    s.commit("running")?;
+    Ok(s)
+}
+
 /// Runs a simulation experiment into a new results folder under `out_root`.
+///
+/// The sweep is planned first (point limit, sizes, this machine's memory);
+/// nothing is created when the plan is refused. Each finished point is
+/// committed to the folder; Ctrl-C (or SIGTERM/SIGHUP in the CLI) keeps the
+/// finished points and marks the folder `interrupted`; a failure marks it
+/// `failed` with the error and the point, and is returned.
 pub fn run_experiment(
     cfg: &Config,
     out_root: &Path,
@@ -918,94 +1202,169 @@ pub fn run_experiment(
     if cfg.kind == Kind::Optimal {
         return run_optimal(cfg, out_root);
     }
-    let points = cfg.points()?;
-    let folder = results_folder(out_root, &cfg.name)?;
     let info = backend.info();
-    let w = Writer {
-        folder: folder.clone(),
+    crate::experiment::plan::plan_run(cfg, info.backend == "gpu")?;
+    let points = cfg.points()?;
+    let session = new_session(
         cfg,
-        backend: info.backend,
-        adapter: info.adapter,
-        note: backend_note.to_string(),
-        started: timestamp(),
-        clock: Instant::now(),
-        total: points.len(),
-    };
-    let png = cfg.outputs.png.unwrap_or(true);
-    let want_plots = cfg.outputs.plots.unwrap_or(true);
-    w.config()?;
-    w.meta("running", 0)?;
-    w.results(&[], &[])?;
-    let mut done: Vec<PointSummary> = Vec::new();
-    let mut complete = true;
-    for p in &points {
-        match run_point(p, cfg, backend, hooks, points.len()) {
-            Ok(Some(s)) => {
-                if want_plots {
-                    point_plots(&folder, png, &s)?;
-                }
-                done.push(s);
-                let sc = xi_scaling(&done);
-                w.results(&done, &sc)?;
-                w.meta("running", done.len())?;
-                (hooks.point_finished)(done.last().expect("just pushed"));
-            }
-            Ok(None) => {
-                complete = false;
-                break;
-            }
-            Err(e) => {
-                w.meta(&format!("failed at point {}: {e}", p.index), done.len())?;
-                return Err(e);
-            }
-        }
-        if hooks.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            complete = done.len() == points.len();
-            if !complete {
-                break;
-            }
-        }
-    }
-    let sc = xi_scaling(&done);
-    w.results(&done, &sc)?;
-    if want_plots {
-        scaling_plots(&folder, png, &sc, &done)?;
-    }
-    w.meta(
-        if complete { "complete" } else { "interrupted" },
-        done.len(),
+        out_root,
+        &info.backend,
+        &info.adapter,
+        backend_note,
+        points.len(),
     )?;
-    let table = summary_table(&done, &sc);
-    Ok(RunReport {
-        folder,
-        complete,
-        points: done,
-        scaling: sc,
-        table,
-    })
+    execute(session, &points, backend, hooks)
+}
+
+/// Reads a results folder's config and commit record, for [`resume_experiment`].
+pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
+    let commit = Commit::read(dir)?;
+    if commit.format != folder::FORMAT {
+        return Err(Error::Folder(format!(
+            "{} has folder format {}, this quantdepth writes format {}: it cannot be resumed",
+            dir.display(),
+            commit.format,
+            folder::FORMAT
+        )));
+    }
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Folder(format!("cannot read {}: {e}", path.display()))
+    })?;
+    if folder::config_hash(&text) != commit.config_hash {
+        return Err(Error::Folder(format!(
+            "{} was changed after the run started (its hash is not the one in meta.json): \
+             a resumed run must use the config its points were run with",
+            path.display()
+        )));
+    }
+    let cfg = Config::from_toml(&text)?;
+    Ok((cfg, commit))
+}
+
+/// Continues an unfinished results folder (interrupted, failed, or killed
+/// while running): removes what its commit record does not name, runs only
+/// the missing points, and rebuilds the aggregates. The files end identical
+/// (apart from timings) to those of an uninterrupted run. `backend` must be
+/// the kind named in the folder's config.
+pub fn resume_experiment(
+    dir: &Path,
+    backend: &mut dyn Backend,
+    backend_note: &str,
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    let (cfg, mut commit) = read_folder(dir)?;
+    if commit.status == "running" && !commit.is_stale() {
+        return Err(Error::Folder(format!(
+            "{} is being run by process {} on {}: wait for it, or stop it first",
+            dir.display(),
+            commit.pid,
+            if commit.host.is_empty() { "this machine" } else { &commit.host }
+        )));
+    }
+    let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
+    folder::clean_leftovers(dir, &held)?;
+    commit.sessions += 1;
+    commit.error = None;
+    commit.failed_point = None;
+    if cfg.kind == Kind::Optimal {
+        let mut s = Session::new(dir.to_path_buf(), &cfg, commit);
+        s.commit("running")?;
+        return optimal_into(s, &cfg);
+    }
+    let info = backend.info();
+    if info.backend != commit.backend {
+        return Err(Error::Folder(format!(
+            "{} was run on the {} backend; resuming on {} would not give the same numbers: \
+             resume with backend {}",
+            dir.display(),
+            commit.backend,
+            info.backend,
+            commit.backend
+        )));
+    }
+    commit.backend_note = backend_note.to_string();
+    crate::experiment::plan::plan_run(&cfg, info.backend == "gpu")?;
+    let points = cfg.points()?;
+    let mut session = Session::new(dir.to_path_buf(), &cfg, commit);
+    for &i in &held {
+        let Some(p) = points.get(i) else {
+            return Err(Error::Folder(format!(
+                "meta.json names point {i}, but the sweep has {} points",
+                points.len()
+            )));
+        };
+        let mut rec: PointRecord = folder::read_record(dir, i)?;
+        if rec.config_hash != session.commit.config_hash || rec.summary.index != i {
+            return Err(Error::Folder(format!(
+                "{} belongs to another run",
+                folder::record_path(dir, i).display()
+            )));
+        }
+        rec.summary.network.network = resolve_point(p)?.network;
+        session.records.insert(i, rec);
+    }
+    session.commit("running")?;
+    execute(session, &points, backend, hooks)
 }
 
 /// Runs an optimal-initialization scan (theory only).
 pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
     let ns = cfg.optimal_states()?;
+    let s = new_session(cfg, out_root, "theory", "-", "theory only", ns.len())?;
+    optimal_into(s, cfg)
+}
+
+fn optimal_into(mut s: Session<'_>, cfg: &Config) -> Result<RunReport> {
+    match catch_panic(|| optimal_files(&s.folder, cfg)) {
+        Ok(table) => {
+            let ns = cfg.optimal_states()?;
+            s.commit.points_done = ns.len();
+            let c = &mut s.commit;
+            c.status = "complete".into();
+            c.complete = true;
+            c.points = (0..ns.len()).collect();
+            c.points_done = ns.len();
+            c.updated = timestamp();
+            c.wall_seconds = s.wall_before + s.clock.elapsed().as_secs_f64();
+            c.write(&s.folder)?;
+            Ok(RunReport {
+                folder: s.folder,
+                complete: true,
+                points: Vec::new(),
+                scaling: Vec::new(),
+                table,
+            })
+        }
+        Err(e) => {
+            s.commit.error = Some(e.to_string());
+            let _ = s.commit("failed");
+            Err(e)
+        }
+    }
+}
+
+/// The files of an optimal scan; returns the terminal summary.
+fn optimal_files(folder: &Path, cfg: &Config) -> Result<String> {
+    let ns = cfg.optimal_states()?;
     let kappa = cfg.kappa.unwrap_or(DEFAULT_KAPPA);
-    let folder = results_folder(out_root, &cfg.name)?;
-    let w = Writer {
-        folder: folder.clone(),
-        cfg,
-        backend: "theory".into(),
-        adapter: "-".into(),
-        note: "theory only".into(),
-        started: timestamp(),
-        clock: Instant::now(),
-        total: ns.len(),
-    };
-    w.config()?;
-    w.meta("running", 0)?;
     let optima = ns
         .iter()
-        .map(|&n| uniform_optimum(n, kappa))
+        .map(|&n| uniform_optimum(n, kappa).map_err(|e| Error::Numerical(format!("N = {n}: {e}"))))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(o) = optima
+        .iter()
+        .find(|o| !(o.chi_max.is_finite() && o.xi_max.is_finite() && o.l_max.is_finite()))
+    {
+        return Err(Error::Numerical(format!(
+            "N = {}: chi_max = {}, xi_max = {}, L_max = {} are not all finite (kappa = {})",
+            o.states,
+            o.chi_max,
+            o.xi_max,
+            o.l_max,
+            crate::error::fmt_value(kappa)
+        )));
+    }
     let sc = scaling(&optima)?;
     let mut csv = String::from("states,d_opt,chi_max,one_minus_chi_max,xi_max,l_max\n");
     for o in &optima {
@@ -1038,31 +1397,32 @@ pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
         let pts = |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64, f64)> {
             optima.iter().filter_map(|o| f(o).map(|v| ((o.states + 1) as f64, v, v, v))).collect()
         };
-        plots::loglog(
-            &folder.join("plots/one-minus-chi-max"),
-            png,
-            "1 − χ_max against N + 1 (Figure 2)",
-            "1 − χ_max",
-            &[LogSeries {
-                label: "1 − χ_max".into(),
-                points: pts(&|o| Some(o.one_minus_chi_max)),
-                fit: Some((sc.one_minus_chi_max.slope, sc.one_minus_chi_max.intercept)),
-            }],
-        )?;
-        plots::loglog(
-            &folder.join("plots/d-opt"),
-            png,
-            "optimal spacing D̃_opt against N + 1 (Figure 2)",
-            "D̃_opt",
-            &[LogSeries {
-                label: "D̃_opt".into(),
-                points: pts(&|o| o.d_opt),
-                fit: Some((sc.d_opt.slope, sc.d_opt.intercept)),
-            }],
-        )?;
+        folder::write_plots(folder, |stage| {
+            plots::loglog(
+                &stage.join("plots/one-minus-chi-max"),
+                png,
+                "1 − χ_max against N + 1 (Figure 2)",
+                "1 − χ_max",
+                &[LogSeries {
+                    label: "1 − χ_max".into(),
+                    points: pts(&|o| Some(o.one_minus_chi_max)),
+                    fit: Some((sc.one_minus_chi_max.slope, sc.one_minus_chi_max.intercept)),
+                }],
+            )?;
+            plots::loglog(
+                &stage.join("plots/d-opt"),
+                png,
+                "optimal spacing D̃_opt against N + 1 (Figure 2)",
+                "D̃_opt",
+                &[LogSeries {
+                    label: "D̃_opt".into(),
+                    points: pts(&|o| o.d_opt),
+                    fit: Some((sc.d_opt.slope, sc.d_opt.intercept)),
+                }],
+            )
+        })?;
     }
-    w.meta("complete", ns.len())?;
-    let table = format!(
+    Ok(format!(
         "optimal scan over {} values of N ({}..{}): ln(1 − χ_max) slope {:.4} ± {:.4}, intercept {:.3}; ln ξ_max slope {:.4} ± {:.4}; ln D̃_opt slope {:.4} ± {:.4}\n",
         ns.len(),
         ns[0],
@@ -1074,12 +1434,5 @@ pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
         sc.xi_max.stderr,
         sc.d_opt.slope,
         sc.d_opt.stderr
-    );
-    Ok(RunReport {
-        folder,
-        complete: true,
-        points: Vec::new(),
-        scaling: Vec::new(),
-        table,
-    })
+    ))
 }

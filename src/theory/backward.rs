@@ -12,7 +12,7 @@ use crate::gauss::cdf2;
 use crate::theory::maps::Network;
 
 /// The STE surrogate s·1{|x| ≤ t}.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ste {
     /// Slope s.
     pub slope: f64,

@@ -1,0 +1,412 @@
+//! The results folder on disk: atomic writes (data and plots), one commit
+//! record (`meta.json`, written last) that names the points the folder
+//! holds, per-point records that can be combined, stale-`running`
+//! detection, and the clean-up of leftovers before a resume.
+//!
+//! Layout (format 2):
+//!
+//! ```text
+//! config.toml          the config as run (its hash is in meta.json)
+//! meta.json            the commit record: status, points held, config hash, pid, host
+//! points/pointNNN.cbor one record per finished point (lossless: every f64 bit for bit)
+//! plots/pointNNN-*.svg per-point plots (temp file + rename)
+//! curves.csv, curves.json, backward.csv, summary.json, plots/xi-scaling-*
+//!                      aggregates of exactly the committed points, rebuilt from
+//!                      the records whenever the run ends (complete, interrupted, failed)
+//! ```
+//!
+//! Every file is written to a temporary name and renamed, so a kill leaves
+//! either the old or the new version. Point records and per-point plots are
+//! written before the commit record that names them; aggregates are written
+//! only when the run stops, and removed before a resume runs more points. So
+//! after any kill, every aggregate present covers exactly the points that
+//! `meta.json` lists, and anything not named by it is a leftover that
+//! [`clean_leftovers`] removes.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Version of the folder layout and record format.
+pub const FORMAT: u32 = 2;
+
+/// Files rebuilt from the point records when a run stops.
+pub const AGGREGATES: [&str; 6] = [
+    "curves.csv",
+    "curves.json",
+    "backward.csv",
+    "summary.json",
+    "optimal.csv",
+    "optimal.json",
+];
+
+/// Suffix of temporary files (`.<name>.<pid>.tmp`).
+const TMP_SUFFIX: &str = ".tmp";
+
+/// Staging folder for plots, renamed file by file into `plots/`.
+const STAGING: &str = ".staging";
+
+fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(28) => " (the disk is full: free space, then `quantdepth run --resume` the folder)",
+        Some(17) => " (a file of that name exists)",
+        Some(20) => " (a path component is a file, not a folder)",
+        Some(13) => " (permission denied)",
+        _ => "",
+    };
+    let msg = e.to_string();
+    let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+    Error::Folder(format!("cannot {what} {}: {msg}{hint}", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over `path`. On failure the temporary file
+/// is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error("write", path, &e)
+    })
+}
+
+/// Checks a results-folder name: printable, no slashes, no leading `-` or
+/// `.`, no control or bidirectional-override characters, at most 100 chars.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::invalid(
+            "name",
+            format!("{name:?}"),
+            &format!("{why}; use letters, digits, '-', '_' and '.' (it names the results folder)"),
+        )
+    };
+    if name.trim().is_empty() {
+        return Err(bad("an empty name"));
+    }
+    if name.chars().count() > 100 {
+        return Err(bad("longer than 100 characters"));
+    }
+    if name.starts_with('-') {
+        return Err(bad("a leading '-' reads as an option"));
+    }
+    if name.starts_with('.') {
+        return Err(bad("a leading '.' makes a hidden folder ('.' and '..' are not names)"));
+    }
+    if name.trim() != name {
+        return Err(bad("leading or trailing spaces"));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        c.is_control()
+            || matches!(c, '/' | '\\' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    }) {
+        return Err(bad(&format!("the character {c:?} is not allowed")));
+    }
+    Ok(())
+}
+
+/// A new results folder `<root>/<name>-<UTC timestamp>` (suffixed if
+/// taken), with `plots/` and `points/`.
+pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    let ts: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    if root.exists() && !root.is_dir() {
+        return Err(Error::Folder(format!(
+            "--out {} is a file, not a folder: give a folder for results folders",
+            root.display()
+        )));
+    }
+    std::fs::create_dir_all(root).map_err(|e| io_error("create the folder", root, &e))?;
+    for k in 0..1000 {
+        let dir = if k == 0 {
+            root.join(format!("{name}-{ts}"))
+        } else {
+            root.join(format!("{name}-{ts}-{k}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                for sub in ["plots", "points"] {
+                    std::fs::create_dir_all(dir.join(sub))
+                        .map_err(|e| io_error("create the folder", &dir.join(sub), &e))?;
+                }
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error("create the results folder", &dir, &e)),
+        }
+    }
+    Err(Error::Folder(format!(
+        "could not find a free folder name under {}",
+        root.display()
+    )))
+}
+
+/// A stable 64-bit FNV-1a hash of the config as run, as 16 hex digits.
+pub fn config_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The commit record, `meta.json`: what the folder holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Folder format ([`FORMAT`]).
+    pub format: u32,
+    /// quantdepth version that wrote it.
+    pub version: String,
+    /// [`config_hash`] of config.toml.
+    pub config_hash: String,
+    /// Experiment name.
+    pub name: String,
+    /// simulation | optimal.
+    pub kind: String,
+    /// Backend that ran the points.
+    pub backend: String,
+    /// Its adapter.
+    pub adapter: String,
+    /// Why that backend.
+    pub backend_note: String,
+    /// The seed.
+    pub seed: u64,
+    /// When the folder was created.
+    pub started: String,
+    /// When this record was written.
+    pub updated: String,
+    /// Wall time of the sessions so far (s).
+    pub wall_seconds: f64,
+    /// running | complete | interrupted | failed.
+    pub status: String,
+    /// status == "complete".
+    pub complete: bool,
+    /// Number of points held.
+    pub points_done: usize,
+    /// Points in the sweep.
+    pub points_total: usize,
+    /// Indices of the points held (records in points/, rows in the aggregates).
+    pub points: Vec<usize>,
+    /// Points whose results contain NaN or ∞ (see `non_finite` in summary.json).
+    pub non_finite_points: Vec<usize>,
+    /// Process that wrote the record (while running: the one running it).
+    pub pid: u32,
+    /// Host it ran on.
+    pub host: String,
+    /// Sessions (the first run and each resume).
+    pub sessions: u32,
+    /// Why the run failed (status failed).
+    pub error: Option<String>,
+    /// The point it failed at.
+    pub failed_point: Option<usize>,
+}
+
+/// This machine's host name (for stale-run detection).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether process `pid` exists on this machine.
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let stat = Path::new("/proc").join(pid.to_string()).join("stat");
+    match std::fs::read_to_string(stat) {
+        // A zombie (state Z) has exited.
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+impl Commit {
+    /// Writes the record (atomically); call after everything it names is on disk.
+    pub fn write(&self, folder: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Folder(format!("meta.json cannot be encoded: {e}")))?;
+        write_atomic(&folder.join("meta.json"), text.as_bytes())
+    }
+
+    /// Reads a folder's record.
+    pub fn read(folder: &Path) -> Result<Self> {
+        let path = folder.join("meta.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| io_error("read", &path, &e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Folder(format!(
+                "{} is not a results folder of format {FORMAT} ({e})",
+                folder.display()
+            ))
+        })
+    }
+
+    /// A `running` record whose process is gone: killed, crashed, or the
+    /// machine restarted. (On another host the process cannot be checked:
+    /// not stale.)
+    pub fn is_stale(&self) -> bool {
+        self.status == "running" && self.host == host_name() && !process_alive(self.pid)
+    }
+
+    /// The status as a reader should take it: `running (stale: …)` when stale.
+    pub fn effective_status(&self) -> String {
+        if self.is_stale() {
+            format!(
+                "running (stale: process {} on {} is gone; `quantdepth run --resume` continues it)",
+                self.pid, self.host
+            )
+        } else {
+            self.status.clone()
+        }
+    }
+}
+
+/// Path of point `index`'s record.
+pub fn record_path(folder: &Path, index: usize) -> PathBuf {
+    folder.join("points").join(format!("point{index:03}.cbor"))
+}
+
+/// Writes a record losslessly (CBOR keeps every f64, NaN and ∞ included).
+pub fn write_record<T: Serialize>(folder: &Path, index: usize, record: &T) -> Result<()> {
+    let mut bytes = Vec::new();
+    ciborium::into_writer(record, &mut bytes)
+        .map_err(|e| Error::Folder(format!("point {index} cannot be encoded: {e}")))?;
+    write_atomic(&record_path(folder, index), &bytes)
+}
+
+/// Reads point `index`'s record.
+pub fn read_record<T: serde::de::DeserializeOwned>(folder: &Path, index: usize) -> Result<T> {
+    let path = record_path(folder, index);
+    let f = std::fs::File::open(&path).map_err(|e| io_error("read", &path, &e))?;
+    ciborium::from_reader(std::io::BufReader::new(f))
+        .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display())))
+}
+
+/// Runs `draw(stage)` with a staging folder that has a `plots/` inside, then
+/// renames every file it wrote into `folder/plots/`: a plot is never seen
+/// half written.
+pub fn write_plots(folder: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let stage = folder.join(STAGING);
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(stage.join("plots"))
+        .map_err(|e| io_error("create the folder", &stage, &e))?;
+    let drawn = draw(&stage);
+    let moved = drawn.and_then(|()| {
+        let entries = std::fs::read_dir(stage.join("plots"))
+            .map_err(|e| io_error("read", &stage, &e))?;
+        for e in entries {
+            let e = e.map_err(|e| io_error("read", &stage, &e))?;
+            let to = folder.join("plots").join(e.file_name());
+            std::fs::rename(e.path(), &to).map_err(|err| io_error("write", &to, &err))?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&stage);
+    moved
+}
+
+/// The point index of a per-point file name (`point007.cbor`,
+/// `point007-correlation.svg`).
+fn point_of(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("point")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Removes everything the commit record does not name: temporary files,
+/// the plot staging folder, records and plots of uncommitted points, and the
+/// aggregates (rebuilt when the run stops). Returns the names removed.
+pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let mut remove = |p: &Path| -> Result<()> {
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        r.map_err(|e| io_error("remove", p, &e))?;
+        removed.push(
+            p.strip_prefix(folder)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned(),
+        );
+        Ok(())
+    };
+    for sub in ["", "plots", "points"] {
+        let dir = folder.join(sub);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let leftover = name.ends_with(TMP_SUFFIX)
+                || (sub.is_empty() && (name == STAGING || AGGREGATES.contains(&name.as_str())))
+                || (sub == "plots" && point_of(&name).is_none())
+                || (!sub.is_empty() && point_of(&name).is_some_and(|i| !committed.contains(&i)));
+            if leftover {
+                remove(&p)?;
+            }
+        }
+    }
+    for sub in ["plots", "points"] {
+        std::fs::create_dir_all(folder.join(sub))
+            .map_err(|e| io_error("create the folder", &folder.join(sub), &e))?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_hide_or_mislead_are_refused() {
+        for bad in [
+            "", " ", ".", "..", ".hidden", "-x", "a/b", "a\\b", "a\nb", "a\tb", "x\u{202e}y", " a",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["quickstart", "N4_sweep-2", "ξ-scan", "a.b"] {
+            check_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn point_numbers_are_read_from_file_names() {
+        assert_eq!(point_of("point007.cbor"), Some(7));
+        assert_eq!(point_of("point1234-correlation.svg"), Some(1234));
+        assert_eq!(point_of("xi-scaling-0.svg"), None);
+    }
+
+    #[test]
+    fn config_hash_is_stable() {
+        // FNV-1a 64 of the empty string is its offset basis.
+        assert_eq!(config_hash(""), "cbf29ce484222325");
+        assert_ne!(config_hash("a"), config_hash("b"));
+    }
+}
