@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// Most sweep points allowed [default: the config's max_points, else 10000].
     #[arg(long = "max-points", value_name = "N")]
     pub max_points: Option<usize>,
+    /// Run only shard K of M of the sweep (0 ≤ K < M), into DIR/<name>-shard-K-of-M;
+    /// "slurm" reads K and M from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT.
+    /// `quantdepth merge` combines the shard folders.
+    #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
+    pub shard: Option<String>,
 }
 
 /// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
@@ -56,8 +61,13 @@ fn read_config(path: &std::path::Path) -> Result<String> {
             path.display()
         );
     }
-    String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("the config {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the config {} is not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The backend a config names, with the note saying which was taken.
@@ -71,6 +81,11 @@ fn open_backend(cfg: &Config) -> Result<(Box<dyn sim::Backend>, String)> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let resume = args.resume.clone();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|spec| quantdepth::experiment::shard::Shard::parse(spec, |k| std::env::var(k).ok()))
+        .transpose()?;
     let (cfg, mut backend, note) = if let Some(dir) = &resume {
         let (cfg, commit) = quantdepth::experiment::runner::read_folder(dir)?;
         if commit.is_stale() {
@@ -79,7 +94,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let (b, note) = open_backend(&cfg)?;
         (cfg, b, note)
     } else {
-        let path = args.config.clone().context("give a config or --resume DIR")?;
+        let path = args
+            .config
+            .clone()
+            .context("give a config or --resume DIR")?;
         let text = read_config(&path)?;
         let mut cfg = Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
         if let Some(b) = args.backend.clone() {
@@ -90,7 +108,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         cfg.seed = Some(args.seed.or(cfg.seed).unwrap_or(0));
         // Checks the sweep (point limit, sizes) before opening any device.
-        cfg.points().with_context(|| format!("in {}", path.display()))?;
+        cfg.points()
+            .with_context(|| format!("in {}", path.display()))?;
         let (b, note) = open_backend(&cfg)?;
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)
@@ -146,7 +165,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let result = match &resume {
         Some(dir) => resume_experiment(dir, backend.as_mut(), &note, &hooks),
-        None => run_experiment(&cfg, &out_root, backend.as_mut(), &note, &hooks),
+        None => match shard {
+            Some(shard) => quantdepth::experiment::runner::run_shard(
+                &cfg,
+                &out_root,
+                shard,
+                backend.as_mut(),
+                &note,
+                &hooks,
+            ),
+            None => run_experiment(&cfg, &out_root, backend.as_mut(), &note, &hooks),
+        },
     };
     current.finish_and_clear();
     overall.finish_and_clear();

@@ -10,6 +10,7 @@ use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
 mod cli_bench;
+mod cli_merge;
 mod cli_run;
 mod cli_sim;
 mod cli_slurm;
@@ -62,6 +63,13 @@ enum Command {
     /// it (--dependency=afterok) and writes one ordinary results folder.
     /// --submit calls sbatch and prints the job ids.
     Slurm(cli_slurm::SlurmArgs),
+    /// Merge shard folders (`run --shard K/M`) into one results folder.
+    ///
+    /// Checks that the shards come from one config and one quantdepth
+    /// version and hold every point exactly once (naming missing points and
+    /// the shard that should have them), then writes curves, summary, the
+    /// cross-point analysis and plots as an unsharded run would.
+    Merge(cli_merge::MergeArgs),
 }
 
 #[derive(Subcommand)]
@@ -309,6 +317,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => cli_sim::simulate(args),
         Command::Bench(args) => cli_bench::bench(args),
         Command::Slurm(args) => cli_slurm::slurm(args),
+        Command::Merge(args) => cli_merge::merge(args),
     }
 }
 

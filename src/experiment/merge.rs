@@ -11,39 +11,12 @@
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
-use crate::experiment::shard::{assign, sweep_costs, Shard};
+use crate::experiment::folder::{self, Commit};
+use crate::experiment::runner::{finish_folder, RunReport};
+use crate::experiment::shard::{assign, sweep_costs, Shard, ShardFile};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// File naming the shard of a shard folder.
-pub const SHARD_FILE: &str = "shard.json";
-
-/// Contents of `shard.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardFile {
-    /// Which shard.
-    pub shard: Shard,
-    /// The point indices assigned to it (sweep order).
-    pub points: Vec<usize>,
-}
-
-impl ShardFile {
-    /// Reads `folder/shard.json`; `None` when the folder is not a shard.
-    pub fn read(folder: &Path) -> Result<Option<Self>> {
-        let path = folder.join(SHARD_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Folder(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
-        }
-    }
-}
 
 /// What merge reads of one input folder.
 #[derive(Debug, Clone)]
@@ -324,6 +297,159 @@ fn missing_message(
 fn list(points: &[usize]) -> String {
     let s: Vec<String> = points.iter().map(usize::to_string).collect();
     s.join(", ")
+}
+
+/// One shard as the merged folder's `shards.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// Its folder.
+    pub folder: String,
+    /// Which shard (absent for a folder that is not a shard).
+    pub shard: Option<Shard>,
+    /// The points taken from it.
+    pub points: Vec<usize>,
+    /// Backend and adapter it ran on.
+    pub backend: String,
+    /// Adapter.
+    pub adapter: String,
+    /// Host it ran on.
+    pub host: String,
+    /// When it started.
+    pub started: String,
+    /// Its wall time (s).
+    pub wall_seconds: f64,
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
+    Error::Folder(format!("cannot {what} {}: {e}", p.display()))
+}
+
+/// Merges shard folders into a new results folder `out`: checks them
+/// ([`check`]), copies every point's record and plots, then rebuilds the
+/// aggregates (curves, summary, ξ scaling, plots) from the records exactly
+/// as an unsharded run writes them. The folder is built under a temporary
+/// name beside `out` and renamed at the end, so `out` never exists half
+/// written. `shards.json` in it records where each point came from.
+pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
+    let inputs = dirs
+        .iter()
+        .map(|d| Input::read(d))
+        .collect::<Result<Vec<_>>>()?;
+    let checked = check(&inputs)?;
+    if out.exists() {
+        return Err(Error::Folder(format!(
+            "{} exists: give a new folder for the merged results (merge never overwrites a folder)",
+            out.display()
+        )));
+    }
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Folder(format!("{} is not a folder name", out.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io("create", &parent, e))?;
+    let tmp = parent.join(format!(".{name}.merging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = build(&tmp, &inputs, &checked).and_then(|report| {
+        std::fs::rename(&tmp, out).map_err(|e| io("rename the merged folder to", out, e))?;
+        Ok(RunReport {
+            folder: out.to_path_buf(),
+            ..report
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn build(dir: &Path, inputs: &[Input], checked: &Checked) -> Result<RunReport> {
+    for sub in ["", "plots", "points"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| io("create", &dir.join(sub), e))?;
+    }
+    folder::write_atomic(&dir.join("config.toml"), checked.config_text.as_bytes())?;
+    let plot_names: Vec<Vec<String>> = inputs
+        .iter()
+        .map(|i| {
+            std::fs::read_dir(i.path.join("plots"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    for (p, &src) in checked.source.iter().enumerate() {
+        let from = &inputs[src].path;
+        let rec = folder::record_path(from, p);
+        std::fs::copy(&rec, folder::record_path(dir, p)).map_err(|e| io("copy", &rec, e))?;
+        let prefix = format!("point{p:03}-");
+        for n in plot_names[src].iter().filter(|n| n.starts_with(&prefix)) {
+            let f = from.join("plots").join(n);
+            std::fs::copy(&f, dir.join("plots").join(n)).map_err(|e| io("copy", &f, e))?;
+        }
+    }
+    let commits = inputs
+        .iter()
+        .map(|i| Commit::read(&i.path))
+        .collect::<Result<Vec<_>>>()?;
+    let records: Vec<ShardRecord> = inputs
+        .iter()
+        .zip(&commits)
+        .enumerate()
+        .map(|(k, (i, c))| ShardRecord {
+            folder: i.path.display().to_string(),
+            shard: i.shard.as_ref().map(|s| s.shard),
+            points: (0..checked.source.len())
+                .filter(|&p| checked.source[p] == k)
+                .collect(),
+            backend: c.backend.clone(),
+            adapter: c.adapter.clone(),
+            host: c.host.clone(),
+            started: c.started.clone(),
+            wall_seconds: c.wall_seconds,
+        })
+        .collect();
+    folder::write_atomic(
+        &dir.join("shards.json"),
+        serde_json::to_string_pretty(&records)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let mut commit = commits[0].clone();
+    let mut backends: Vec<&str> = commits.iter().map(|c| c.backend.as_str()).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    commit.backend = backends.join("+");
+    let mut adapters: Vec<&str> = commits.iter().map(|c| c.adapter.as_str()).collect();
+    adapters.sort_unstable();
+    adapters.dedup();
+    commit.adapter = adapters.join("; ");
+    commit.backend_note = format!(
+        "merged from {} shard folder(s), see shards.json",
+        inputs.len()
+    );
+    commit.started = commits
+        .iter()
+        .map(|c| c.started.clone())
+        .min()
+        .unwrap_or_default();
+    commit.wall_seconds = commits.iter().map(|c| c.wall_seconds).sum();
+    commit.sessions = commits.iter().map(|c| c.sessions).sum();
+    commit.points_total = checked.source.len();
+    commit.points = (0..checked.source.len()).collect();
+    commit.points_done = commit.points.len();
+    commit.status = "merging".into();
+    commit.complete = false;
+    commit.error = None;
+    commit.failed_point = None;
+    commit.write(dir)?;
+    finish_folder(dir)
 }
 
 #[cfg(test)]

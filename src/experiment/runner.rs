@@ -507,7 +507,10 @@ pub fn non_finite(p: &PointSummary) -> Vec<String> {
     check("c_star".into(), p.c_star);
     check("chi_c_star".into(), p.chi_c_star);
     check("xi_theory".into(), p.xi_theory);
-    for (name, a) in [("agreement_q", &p.agreement_q), ("agreement_c", &p.agreement_c)] {
+    for (name, a) in [
+        ("agreement_q", &p.agreement_q),
+        ("agreement_c", &p.agreement_c),
+    ] {
         check(format!("{name}.max_z"), a.max_z);
         check(format!("{name}.rms_z"), a.rms_z);
         check(format!("{name}.max_abs"), a.max_abs);
@@ -545,18 +548,21 @@ pub fn non_finite(p: &PointSummary) -> Vec<String> {
         for (cv, th) in &b.curves {
             for e in &cv.layers {
                 let at = format!("{at} c0 = {} layer {}", cv.c0, e.layer);
-                check(
-                    format!("norm_cumulative ({at})"),
-                    e.norm_cumulative.mean,
-                );
+                check(format!("norm_cumulative ({at})"), e.norm_cumulative.mean);
                 check(format!("grad_corr ({at})"), e.grad_corr.mean);
                 if let Some(x) = e.norm_ratio {
                     check(format!("norm_ratio ({at})"), x.mean);
                 }
             }
             for t in th {
-                check(format!("grad_norm_ratio theory ({at} layer {})", t.layer), t.grad_norm_ratio);
-                check(format!("grad_corr theory ({at} layer {})", t.layer), t.grad_corr);
+                check(
+                    format!("grad_norm_ratio theory ({at} layer {})", t.layer),
+                    t.grad_norm_ratio,
+                );
+                check(
+                    format!("grad_corr theory ({at} layer {})", t.layer),
+                    t.grad_corr,
+                );
             }
             check(format!("ntk_aa ({at} c0 = {})", cv.c0), cv.ntk_aa.mean);
             check(format!("ntk_ab ({at} c0 = {})", cv.c0), cv.ntk_ab.mean);
@@ -1101,11 +1107,9 @@ fn execute(
             Err(e) => {
                 let e = match e {
                     Error::Folder(_) | Error::TooLarge(_) => e,
-                    other => Error::Numerical(format!(
-                        "point {} ({}): {other}",
-                        p.index,
-                        p.label()
-                    )),
+                    other => {
+                        Error::Numerical(format!("point {} ({}): {other}", p.index, p.label()))
+                    }
                 };
                 session.fail(Some(p.index), &e);
                 return Err(e);
@@ -1149,8 +1153,21 @@ fn new_session<'a>(
     note: &str,
     total: usize,
 ) -> Result<Session<'a>> {
-    let text = config_text(cfg)?;
     let dir = folder::create(out_root, &cfg.name)?;
+    new_session_in(cfg, dir, backend, adapter, note, total)
+}
+
+/// A session in the new, empty folder `dir`: config.toml and a first
+/// commit record (no points).
+fn new_session_in<'a>(
+    cfg: &'a Config,
+    dir: PathBuf,
+    backend: &str,
+    adapter: &str,
+    note: &str,
+    total: usize,
+) -> Result<Session<'a>> {
+    let text = config_text(cfg)?;
     write_atomic(&dir.join("config.toml"), text.as_bytes())?;
     let commit = Commit {
         format: folder::FORMAT,
@@ -1228,9 +1245,8 @@ pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
         )));
     }
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Folder(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Folder(format!("cannot read {}: {e}", path.display())))?;
     if folder::config_hash(&text) != commit.config_hash {
         return Err(Error::Folder(format!(
             "{} was changed after the run started (its hash is not the one in meta.json): \
@@ -1259,7 +1275,11 @@ pub fn resume_experiment(
             "{} is being run by process {} on {}: wait for it, or stop it first",
             dir.display(),
             commit.pid,
-            if commit.host.is_empty() { "this machine" } else { &commit.host }
+            if commit.host.is_empty() {
+                "this machine"
+            } else {
+                &commit.host
+            }
         )));
     }
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
@@ -1287,23 +1307,9 @@ pub fn resume_experiment(
     crate::experiment::plan::plan_run(&cfg, info.backend == "gpu")?;
     let points = cfg.points()?;
     let mut session = Session::new(dir.to_path_buf(), &cfg, commit);
-    for &i in &held {
-        let Some(p) = points.get(i) else {
-            return Err(Error::Folder(format!(
-                "meta.json names point {i}, but the sweep has {} points",
-                points.len()
-            )));
-        };
-        let mut rec: PointRecord = folder::read_record(dir, i)?;
-        if rec.config_hash != session.commit.config_hash || rec.summary.index != i {
-            return Err(Error::Folder(format!(
-                "{} belongs to another run",
-                folder::record_path(dir, i).display()
-            )));
-        }
-        rec.summary.network.network = resolve_point(p)?.network;
-        session.records.insert(i, rec);
-    }
+    load_records(&mut session, &points, &held)?;
+    // A shard folder runs only its shard's points.
+    let points = crate::experiment::shard::restrict(dir, &cfg, points)?;
     session.commit("running")?;
     execute(session, &points, backend, hooks)
 }
@@ -1435,4 +1441,101 @@ fn optimal_files(folder: &Path, cfg: &Config) -> Result<String> {
         sc.d_opt.slope,
         sc.d_opt.stderr
     ))
+}
+
+/// Loads the records of the `held` points into `session` (resume, merge).
+fn load_records(
+    session: &mut Session<'_>,
+    points: &[RunPoint],
+    held: &std::collections::BTreeSet<usize>,
+) -> Result<()> {
+    let dir = session.folder.clone();
+    let dir = dir.as_path();
+    for &i in held {
+        let Some(p) = points.get(i) else {
+            return Err(Error::Folder(format!(
+                "meta.json names point {i}, but the sweep has {} points",
+                points.len()
+            )));
+        };
+        let mut rec: PointRecord = folder::read_record(dir, i)?;
+        if rec.config_hash != session.commit.config_hash || rec.summary.index != i {
+            return Err(Error::Folder(format!(
+                "{} belongs to another run",
+                folder::record_path(dir, i).display()
+            )));
+        }
+        rec.summary.network.network = resolve_point(p)?.network;
+        session.records.insert(i, rec);
+    }
+    Ok(())
+}
+
+/// Runs shard `shard` of a simulation sweep into the shard folder
+/// `<out_root>/<name>-shard-K-of-M` (see [`crate::experiment::shard`]):
+/// only the points assigned to it, each exactly as an unsharded run
+/// computes it. `quantdepth merge` combines the shard folders.
+pub fn run_shard(
+    cfg: &Config,
+    out_root: &Path,
+    shard: crate::experiment::shard::Shard,
+    backend: &mut dyn Backend,
+    backend_note: &str,
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    use crate::experiment::shard::{create_folder, shard_points, sweep_costs};
+    if cfg.kind == Kind::Optimal {
+        return Err(Error::invalid(
+            "--shard",
+            shard,
+            "kind = \"optimal\" is theory only (seconds for thousands of N): run it unsharded",
+        ));
+    }
+    let info = backend.info();
+    crate::experiment::plan::plan_run(cfg, info.backend == "gpu")?;
+    let points = cfg.points()?;
+    let mine = shard_points(&sweep_costs(cfg)?, shard);
+    let dir = create_folder(out_root, &cfg.name, shard, mine.clone())?;
+    let mine: std::collections::BTreeSet<usize> = mine.into_iter().collect();
+    let points: Vec<RunPoint> = points
+        .into_iter()
+        .filter(|p| mine.contains(&p.index))
+        .collect();
+    let session = new_session_in(
+        cfg,
+        dir,
+        &info.backend,
+        &info.adapter,
+        backend_note,
+        points.len(),
+    )?;
+    execute(session, &points, backend, hooks)
+}
+
+/// Finishes a folder whose commit record names every point of its sweep
+/// (a merged folder): rebuilds the aggregates, the ξ scaling and its plots
+/// from the point records, and marks it complete.
+pub fn finish_folder(dir: &Path) -> Result<RunReport> {
+    let (cfg, commit) = read_folder(dir)?;
+    let points = cfg.points()?;
+    let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
+    if held.len() != points.len() {
+        return Err(Error::Folder(format!(
+            "{} holds {} of its {} points: it cannot be finished",
+            dir.display(),
+            held.len(),
+            points.len()
+        )));
+    }
+    let mut session = Session::new(dir.to_path_buf(), &cfg, commit);
+    load_records(&mut session, &points, &held)?;
+    let (done, sc) = session.finish("complete")?;
+    let table = summary_table(&done, &sc);
+    Ok(RunReport {
+        folder: dir.to_path_buf(),
+        complete: true,
+        points: done,
+        scaling: sc,
+        table,
+    })
 }

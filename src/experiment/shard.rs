@@ -16,6 +16,7 @@
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// Shard `index` of `count` (0-based: shard 0 of 3 is the first of three,
 /// matching Slurm's `--array=0-2`).
@@ -179,6 +180,109 @@ pub fn shard_points(costs: &[u128], shard: Shard) -> Vec<usize> {
         .filter(|&(_, k)| k == shard.index)
         .map(|(i, _)| i)
         .collect()
+}
+
+/// File naming the shard of a shard folder.
+pub const SHARD_FILE: &str = "shard.json";
+
+/// Contents of `shard.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// Which shard.
+    pub shard: Shard,
+    /// The point indices assigned to it (sweep order).
+    pub points: Vec<usize>,
+}
+
+impl ShardFile {
+    /// Reads `folder/shard.json`; `None` when the folder is not a shard.
+    pub fn read(folder: &Path) -> Result<Option<Self>> {
+        let path = folder.join(SHARD_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Folder(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+impl ShardFile {
+    /// Writes `folder/shard.json` (atomically).
+    pub fn write(&self, folder: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Folder(format!("shard.json cannot be encoded: {e}")))?;
+        crate::experiment::folder::write_atomic(&folder.join(SHARD_FILE), text.as_bytes())
+    }
+}
+
+/// Creates the shard folder `<root>/<name>-shard-K-of-M` (with `plots/`,
+/// `points/` and `shard.json`). Its name carries no timestamp, so an array
+/// script, `merge` and a rerun all find it; when it exists already the
+/// shard has run before, and `quantdepth run --resume` continues it.
+pub fn create_folder(root: &Path, name: &str, shard: Shard, points: Vec<usize>) -> Result<PathBuf> {
+    crate::experiment::folder::check_name(name)?;
+    if root.exists() && !root.is_dir() {
+        return Err(Error::Folder(format!(
+            "--out {} is a file, not a folder: give a folder for shard folders",
+            root.display()
+        )));
+    }
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::Folder(format!("cannot create {}: {e}", root.display())))?;
+    let dir = root.join(shard.folder_name(name));
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Folder(format!(
+                "{} exists: shard {shard} has run there before; continue it with \
+                 `quantdepth run --resume {}`, or remove it to start the shard again",
+                dir.display(),
+                dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Folder(format!(
+                "cannot create {}: {e}",
+                dir.display()
+            )))
+        }
+    }
+    for sub in ["plots", "points"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+            Error::Folder(format!("cannot create {}: {e}", dir.join(sub).display()))
+        })?;
+    }
+    ShardFile { shard, points }.write(&dir)?;
+    Ok(dir)
+}
+
+/// The points a folder runs: for a shard folder (with `shard.json`) the
+/// points of its shard, otherwise all of `points`. The shard's points are
+/// recomputed from the config and must agree with the file.
+pub fn restrict(folder: &Path, cfg: &Config, points: Vec<RunPoint>) -> Result<Vec<RunPoint>> {
+    let Some(sf) = ShardFile::read(folder)? else {
+        return Ok(points);
+    };
+    let expected = shard_points(&sweep_costs(cfg)?, sf.shard);
+    if expected != sf.points {
+        return Err(Error::Folder(format!(
+            "{}/{SHARD_FILE} lists points {:?} for shard {}, but its config assigns {:?}: \
+             the folder was written by another version of the shard split",
+            folder.display(),
+            sf.points,
+            sf.shard,
+            expected
+        )));
+    }
+    Ok(points
+        .into_iter()
+        .filter(|p| sf.points.contains(&p.index))
+        .collect())
 }
 
 #[cfg(test)]
