@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantdepth");
 
-/// Six points (N = 2, 3, 4 × widths 24, 32), small enough for ~0.2–1 s each.
+/// Six points (N = 2, 4, 6 × widths 64, 96), about 0.2–0.7 s each on two
+/// cores: long enough that a task can be cancelled between its two points.
+/// (Even N: no zero level, so no network's signal can vanish at this width.)
 const SWEEP: &str = r#"
 name = "slurmtest"
 seed = 11
@@ -25,8 +27,8 @@ backend = "cpu"
 [network]
 activation = "uniform"
 sigma_w = "opt"
-depth = 12
-samples = 24
+depth = 16
+samples = 300
 
 [inputs]
 kind = "pairs"
@@ -34,8 +36,8 @@ c0 = [0.3, 0.9]
 pairs = 2
 
 [sweep]
-states = [2, 3, 4]
-width = [24, 32]
+states = [2, 4, 6]
+width = [64, 96]
 
 [outputs]
 png = false

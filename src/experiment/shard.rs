@@ -72,7 +72,7 @@ impl Shard {
                         "slurm",
                         &format!(
                             "{name} is not set: `--shard slurm` works inside a Slurm array task \
-                             (sbatch --array=0-M); elsewhere give --shard K/M"
+                             (sbatch --array=0-(M-1)); elsewhere give --shard K/M"
                         ),
                     )
                 })?;
