@@ -1,0 +1,245 @@
+//! Sharded runs and `merge` without a scheduler: shards run one after the
+//! other through the library, merged, and compared with an unsharded run
+//! file by file; and every refusal of `merge` (other config, other version,
+//! a point twice, nothing given, points missing) through the CLI, with its
+//! message. The same path on a real Slurm is tests/slurm.rs.
+
+use quantdepth::experiment::merge::merge;
+use quantdepth::experiment::runner::{resume_experiment, run_shard};
+use quantdepth::experiment::shard::Shard;
+use quantdepth::experiment::{run_experiment, Config, Hooks};
+use quantdepth::sim::cpu::CpuBackend;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Five points (N = 2..6: enough for a ξ_emp(N) fit), with backward passes so backward.csv
+/// and the gradient plots are merged too.
+const SWEEP: &str = r#"
+name = "shards"
+seed = 5
+backend = "cpu"
+
+[network]
+activation = "uniform"
+sigma_w = "opt"
+width = 128
+depth = 24
+samples = 8
+
+[inputs]
+kind = "pairs"
+c0 = [0.5, 0.9]
+pairs = 2
+
+[sweep]
+states = [2, 3, 4, 5, 6]
+
+[backward]
+m = [1.0]
+
+[outputs]
+png = false
+"#;
+
+fn temp_root(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quantdepth-shard-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn hooks(cancel: &AtomicBool) -> Hooks<'_> {
+    Hooks {
+        point_started: &|_, _, _, _| {},
+        layers: &|_| {},
+        point_finished: &|_| {},
+        cancel,
+    }
+}
+
+/// Files that must be byte-equal, and summary.json without its timings.
+fn assert_same_results(merged: &Path, plain: &Path) {
+    for f in ["config.toml", "curves.csv", "curves.json", "backward.csv"] {
+        assert!(
+            std::fs::read(merged.join(f)).unwrap() == std::fs::read(plain.join(f)).unwrap(),
+            "{f} of the merged folder differs from the unsharded run's"
+        );
+    }
+    let strip = |p: &Path| {
+        let text = std::fs::read_to_string(p.join("summary.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for p in v["points"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("wall_seconds");
+        }
+        v
+    };
+    assert_eq!(
+        strip(merged),
+        strip(plain),
+        "summary.json differs beyond timings"
+    );
+    let list = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(p.join("plots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let plots = list(plain);
+    for want in ["xi-scaling-0.svg", "point004-gradient-norm.svg"] {
+        assert!(plots.iter().any(|p| p == want), "no {want} in {plots:?}");
+    }
+    assert_eq!(list(merged), plots);
+    for p in &plots {
+        assert!(
+            std::fs::read(merged.join("plots").join(p)).unwrap()
+                == std::fs::read(plain.join("plots").join(p)).unwrap(),
+            "plots/{p} differs"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    assert_eq!(meta["points"], serde_json::json!([0, 1, 2, 3, 4]));
+}
+
+fn quantdepth(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
+    let root = temp_root("merge");
+    let cfg = Config::from_toml(SWEEP).unwrap();
+    let cancel = AtomicBool::new(false);
+    let plain = run_experiment(
+        &cfg,
+        &root.join("plain"),
+        &mut CpuBackend,
+        "cpu",
+        &hooks(&cancel),
+    )
+    .unwrap()
+    .folder;
+
+    // Shard 1 of 2 is interrupted after its first point, then resumed: it
+    // runs only its own missing points.
+    let shards = root.join("shards");
+    let s0 = run_shard(
+        &cfg,
+        &shards,
+        Shard::new(0, 2, "t").unwrap(),
+        &mut CpuBackend,
+        "cpu",
+        &hooks(&cancel),
+    )
+    .unwrap();
+    assert!(s0.complete);
+    let stop = AtomicBool::new(false);
+    let stop_after_one = Hooks {
+        point_started: &|_, _, _, _| {},
+        layers: &|_| {},
+        point_finished: &|_| stop.store(true, Ordering::SeqCst),
+        cancel: &stop,
+    };
+    let s1 = run_shard(
+        &cfg,
+        &shards,
+        Shard::new(1, 2, "t").unwrap(),
+        &mut CpuBackend,
+        "cpu",
+        &stop_after_one,
+    )
+    .unwrap();
+    assert!(!s1.complete);
+    assert_eq!(s1.points.len(), 1);
+    let s0_points: Vec<usize> = s0.points.iter().map(|p| p.index).collect();
+    // Equal costs, longest first: points 0, 2, 4 → shard 0; 1, 3 → shard 1.
+    assert_eq!(s0_points, vec![0, 2, 4]);
+
+    let (a, b) = (s0.folder.clone(), s1.folder.clone());
+    let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = root.join("merged");
+    let so = out.to_str().unwrap();
+    let (ok, err) = quantdepth(&["merge", so, sa, sb]);
+    assert!(!ok);
+    assert!(
+        err.contains("1 of the sweep's 5 points are missing")
+            && err.contains("points 3 (shard 1/2 should have them)")
+            && err.contains("is interrupted, holds 1 of its 2 points")
+            && err.contains(&format!("quantdepth run --resume {sb}")),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused merge left {so}");
+    let resumed = resume_experiment(&b, &mut CpuBackend, "cpu", &hooks(&cancel)).unwrap();
+    assert!(resumed.complete);
+    let idx: Vec<usize> = resumed.points.iter().map(|p| p.index).collect();
+    assert_eq!(
+        idx,
+        vec![1, 3],
+        "the resumed shard ran points outside its shard"
+    );
+
+    // Refusals, each with its message.
+    let (ok, err) = quantdepth(&["merge", so]);
+    assert!(!ok && err.contains("nothing to merge"), "{err}");
+    let (ok, err) = quantdepth(&["merge", so, sa, sb, plain.to_str().unwrap()]);
+    assert!(!ok && err.contains("point 0 is held twice"), "{err}");
+    let (ok, err) = quantdepth(&["merge", so, sa, sa, sb]);
+    assert!(!ok && err.contains("is given twice"), "{err}");
+    let other = root.join("other");
+    let mut cfg2 = cfg.clone();
+    cfg2.seed = Some(6);
+    let o1 = run_shard(
+        &cfg2,
+        &other,
+        Shard::new(1, 2, "t").unwrap(),
+        &mut CpuBackend,
+        "cpu",
+        &hooks(&cancel),
+    )
+    .unwrap();
+    let (ok, err) = quantdepth(&["merge", so, sa, o1.folder.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("different configs") && err.contains("`seed = 5` vs `seed = 6`"),
+        "{err}"
+    );
+    // A shard written by another version: its meta.json says so.
+    let old = root.join("old");
+    Command::new("cp")
+        .arg("-r")
+        .arg(&b)
+        .arg(&old)
+        .status()
+        .unwrap();
+    let meta = std::fs::read_to_string(old.join("meta.json")).unwrap();
+    let version = format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(meta.contains(&version), "{meta}");
+    std::fs::write(
+        old.join("meta.json"),
+        meta.replace(&version, "\"version\": \"0.0.9\""),
+    )
+    .unwrap();
+    let (ok, err) = quantdepth(&["merge", so, sa, old.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("different quantdepth versions"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // The good set, in any order, gives the unsharded folder.
+    let report = merge(&out, &[b.clone(), a.clone()]).unwrap();
+    assert!(report.complete);
+    assert_same_results(&out, &plain);
+    let (ok, err) = quantdepth(&["merge", so, sa, sb]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
