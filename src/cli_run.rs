@@ -56,8 +56,13 @@ fn read_config(path: &std::path::Path) -> Result<String> {
             path.display()
         );
     }
-    String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("the config {} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the config {} is not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The backend a config names, with the note saying which was taken.
@@ -79,7 +84,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let (b, note) = open_backend(&cfg)?;
         (cfg, b, note)
     } else {
-        let path = args.config.clone().context("give a config or --resume DIR")?;
+        let path = args
+            .config
+            .clone()
+            .context("give a config or --resume DIR")?;
         let text = read_config(&path)?;
         let mut cfg = Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
         if let Some(b) = args.backend.clone() {
@@ -90,7 +98,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         cfg.seed = Some(args.seed.or(cfg.seed).unwrap_or(0));
         // Checks the sweep (point limit, sizes) before opening any device.
-        cfg.points().with_context(|| format!("in {}", path.display()))?;
+        cfg.points()
+            .with_context(|| format!("in {}", path.display()))?;
         let (b, note) = open_backend(&cfg)?;
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)

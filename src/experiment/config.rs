@@ -383,7 +383,10 @@ impl Config {
                         "give at least one target backward factor",
                     ));
                 }
-                if let Some(m) = ms.iter().find(|m| !(m.is_finite() && **m >= 1e-6 && **m <= 1e6)) {
+                if let Some(m) = ms
+                    .iter()
+                    .find(|m| !(m.is_finite() && **m >= 1e-6 && **m <= 1e6))
+                {
                     return Err(Error::invalid(
                         "backward.m",
                         fmt_value(*m),
@@ -601,7 +604,11 @@ impl Config {
             "network.sigma_w"
         };
         if let Some(b) = sigma_bs.iter().find(|b| !(b.is_finite() && **b >= 0.0)) {
-            return Err(Error::invalid(sb_key, fmt_value(*b), "a finite number >= 0"));
+            return Err(Error::invalid(
+                sb_key,
+                fmt_value(*b),
+                "a finite number >= 0",
+            ));
         }
         if let Some(SigmaW::Value(v)) = sigma_ws
             .iter()

@@ -102,7 +102,9 @@ pub fn check_name(name: &str) -> Result<()> {
         return Err(bad("a leading '-' reads as an option"));
     }
     if name.starts_with('.') {
-        return Err(bad("a leading '.' makes a hidden folder ('.' and '..' are not names)"));
+        return Err(bad(
+            "a leading '.' makes a hidden folder ('.' and '..' are not names)",
+        ));
     }
     if name.trim() != name {
         return Err(bad("leading or trailing spaces"));
@@ -311,8 +313,8 @@ pub fn write_plots(folder: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Res
         .map_err(|e| io_error("create the folder", &stage, &e))?;
     let drawn = draw(&stage);
     let moved = drawn.and_then(|()| {
-        let entries = std::fs::read_dir(stage.join("plots"))
-            .map_err(|e| io_error("read", &stage, &e))?;
+        let entries =
+            std::fs::read_dir(stage.join("plots")).map_err(|e| io_error("read", &stage, &e))?;
         for e in entries {
             let e = e.map_err(|e| io_error("read", &stage, &e))?;
             let to = folder.join("plots").join(e.file_name());
@@ -387,7 +389,18 @@ mod tests {
     #[test]
     fn names_that_hide_or_mislead_are_refused() {
         for bad in [
-            "", " ", ".", "..", ".hidden", "-x", "a/b", "a\\b", "a\nb", "a\tb", "x\u{202e}y", " a",
+            "",
+            " ",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            "a\tb",
+            "x\u{202e}y",
+            " a",
         ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }

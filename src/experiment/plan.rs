@@ -87,8 +87,10 @@ impl RunPlan {
             } else {
                 String::new()
             },
-            self.available_bytes
-                .map_or(String::new(), |a| format!(" (of {} available)", fmt_bytes(a)))
+            self.available_bytes.map_or(String::new(), |a| format!(
+                " (of {} available)",
+                fmt_bytes(a)
+            ))
         )
     }
 }

@@ -474,7 +474,7 @@ fn run_point(
 /// Agreement scores that cannot read as perfect: when any mean, SE or
 /// theory value is NaN or ∞, every score is NaN (null in JSON) and the
 /// point is flagged in `non_finite`.
-fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
+pub fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
     let finite = emp
         .iter()
         .all(|(m, se)| m.is_finite() && se.is_none_or(f64::is_finite))
@@ -507,7 +507,10 @@ pub fn non_finite(p: &PointSummary) -> Vec<String> {
     check("c_star".into(), p.c_star);
     check("chi_c_star".into(), p.chi_c_star);
     check("xi_theory".into(), p.xi_theory);
-    for (name, a) in [("agreement_q", &p.agreement_q), ("agreement_c", &p.agreement_c)] {
+    for (name, a) in [
+        ("agreement_q", &p.agreement_q),
+        ("agreement_c", &p.agreement_c),
+    ] {
         check(format!("{name}.max_z"), a.max_z);
         check(format!("{name}.rms_z"), a.rms_z);
         check(format!("{name}.max_abs"), a.max_abs);
@@ -545,18 +548,21 @@ pub fn non_finite(p: &PointSummary) -> Vec<String> {
         for (cv, th) in &b.curves {
             for e in &cv.layers {
                 let at = format!("{at} c0 = {} layer {}", cv.c0, e.layer);
-                check(
-                    format!("norm_cumulative ({at})"),
-                    e.norm_cumulative.mean,
-                );
+                check(format!("norm_cumulative ({at})"), e.norm_cumulative.mean);
                 check(format!("grad_corr ({at})"), e.grad_corr.mean);
                 if let Some(x) = e.norm_ratio {
                     check(format!("norm_ratio ({at})"), x.mean);
                 }
             }
             for t in th {
-                check(format!("grad_norm_ratio theory ({at} layer {})", t.layer), t.grad_norm_ratio);
-                check(format!("grad_corr theory ({at} layer {})", t.layer), t.grad_corr);
+                check(
+                    format!("grad_norm_ratio theory ({at} layer {})", t.layer),
+                    t.grad_norm_ratio,
+                );
+                check(
+                    format!("grad_corr theory ({at} layer {})", t.layer),
+                    t.grad_corr,
+                );
             }
             check(format!("ntk_aa ({at} c0 = {})", cv.c0), cv.ntk_aa.mean);
             check(format!("ntk_ab ({at} c0 = {})", cv.c0), cv.ntk_ab.mean);
@@ -1101,11 +1107,9 @@ fn execute(
             Err(e) => {
                 let e = match e {
                     Error::Folder(_) | Error::TooLarge(_) => e,
-                    other => Error::Numerical(format!(
-                        "point {} ({}): {other}",
-                        p.index,
-                        p.label()
-                    )),
+                    other => {
+                        Error::Numerical(format!("point {} ({}): {other}", p.index, p.label()))
+                    }
                 };
                 session.fail(Some(p.index), &e);
                 return Err(e);
@@ -1228,9 +1232,8 @@ pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
         )));
     }
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Folder(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Folder(format!("cannot read {}: {e}", path.display())))?;
     if folder::config_hash(&text) != commit.config_hash {
         return Err(Error::Folder(format!(
             "{} was changed after the run started (its hash is not the one in meta.json): \
@@ -1259,7 +1262,11 @@ pub fn resume_experiment(
             "{} is being run by process {} on {}: wait for it, or stop it first",
             dir.display(),
             commit.pid,
-            if commit.host.is_empty() { "this machine" } else { &commit.host }
+            if commit.host.is_empty() {
+                "this machine"
+            } else {
+                &commit.host
+            }
         )));
     }
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
