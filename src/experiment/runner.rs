@@ -474,7 +474,7 @@ fn run_point(
 /// Agreement scores that cannot read as perfect: when any mean, SE or
 /// theory value is NaN or ∞, every score is NaN (null in JSON) and the
 /// point is flagged in `non_finite`.
-fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
+pub fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
     let finite = emp
         .iter()
         .all(|(m, se)| m.is_finite() && se.is_none_or(f64::is_finite))

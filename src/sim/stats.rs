@@ -159,6 +159,18 @@ impl Aggregator {
                 }
             }
         }
+        if let Some(k) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Numerical(format!(
+                "layer {layer}: a measured {} is {} (a dot product overflowed or is NaN); \
+                 check sigma_w, sigma_b and the levels",
+                if k == 0 || matches!(self.spec_inputs, Inputs::Pairs { .. }) && k % 2 == 0 {
+                    "variance"
+                } else {
+                    "correlation or covariance"
+                },
+                out[k]
+            )));
+        }
         Ok(())
     }
 
