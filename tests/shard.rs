@@ -172,8 +172,8 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
     let (ok, err) = quantdepth(&["merge", so, sa, sb]);
     assert!(!ok);
     assert!(
-        err.contains("1 of the sweep's 5 points are missing")
-            && err.contains("points 3 (shard 1/2 should have them)")
+        err.contains("1 of the sweep's 5 points is missing")
+            && err.contains("point 3 (shard 1/2 should have them)")
             && err.contains("is interrupted, holds 1 of its 2 points")
             && err.contains(&format!("quantdepth run --resume {sb}")),
         "{err}"

@@ -240,8 +240,9 @@ fn missing_message(
 ) -> String {
     let held = total - missing.len();
     let mut msg = format!(
-        "{} of the sweep's {total} points are missing{}:",
+        "{} of the sweep's {total} points {} missing{}:",
         missing.len(),
+        if missing.len() == 1 { "is" } else { "are" },
         if held == 0 {
             " (the folders hold no finished point)"
         } else {
@@ -253,7 +254,7 @@ fn missing_message(
         .find_map(|i| i.shard.as_ref().map(|s| s.shard.count));
     let Some(m) = m else {
         msg += &format!(
-            "\n  points {}: none of the folders given is a shard folder holding them",
+            "\n  {}: none of the folders given is a shard folder holding them",
             list(missing)
         );
         return msg;
@@ -294,9 +295,14 @@ fn missing_message(
     msg
 }
 
+/// "point 3" or "points 1, 3".
 fn list(points: &[usize]) -> String {
     let s: Vec<String> = points.iter().map(usize::to_string).collect();
-    s.join(", ")
+    format!(
+        "point{} {}",
+        if points.len() == 1 { "" } else { "s" },
+        s.join(", ")
+    )
 }
 
 /// One shard as the merged folder's `shards.json` records it.
@@ -503,8 +509,8 @@ mod tests {
         inputs[1].points = vec![1];
         inputs[1].status = "interrupted".into();
         let e = check(&inputs).unwrap_err().to_string();
-        assert!(e.contains("1 of the sweep's 4 points are missing"), "{e}");
-        assert!(e.contains("points 3 (shard 1/2 should have them)"), "{e}");
+        assert!(e.contains("1 of the sweep's 4 points is missing"), "{e}");
+        assert!(e.contains("point 3 (shard 1/2 should have them)"), "{e}");
         assert!(e.contains("is interrupted, holds 1 of its 2 points"), "{e}");
         assert!(
             e.contains("quantdepth run --resume /r/m-shard-1-of-2"),

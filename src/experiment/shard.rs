@@ -384,7 +384,7 @@ mod tests {
         // 8→0, 7→1, 6→1 (7 < 8), 5→0 (8 < 13), 4→0 (13 = 13, lower shard).
         let costs = [8u128, 7, 6, 5, 4];
         assert_eq!(assign(&costs, 2), vec![0, 1, 1, 0, 0]);
-        assert_eq!(assign(&costs, 2), assign(&costs.to_vec(), 2));
+        assert_eq!(assign(&costs, 2), assign(&costs, 2));
         // More shards than points: the extra shards are empty.
         assert_eq!(assign(&[3, 1], 4), vec![0, 1]);
     }
