@@ -10,6 +10,7 @@ use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
 mod cli_bench;
+mod cli_init;
 mod cli_run;
 mod cli_sim;
 
@@ -54,6 +55,13 @@ enum Command {
     /// and the ratios against numpy's SGEMM and a plain numpy layer loop
     /// measured in the same run (needs python3 with numpy).
     Bench(cli_bench::BenchArgs),
+    /// The initialization to type into a model with N-state quantized activations.
+    ///
+    /// Weight std σ_w/√fan_in, bias std, the quantizer's levels and thresholds
+    /// at the given amplitude (thresholds in units of the pre-activation std,
+    /// q* = 1), the input scale that gives q^0 = q*, the straight-through slope
+    /// that keeps gradient norms constant (M = 1), χ(c*), ξ and L_max.
+    Init(cli_init::InitArgs),
 }
 
 #[derive(Subcommand)]
@@ -300,6 +308,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Theory(t) => theory(t),
         Command::Simulate(args) => cli_sim::simulate(args),
         Command::Bench(args) => cli_bench::bench(args),
+        Command::Init(args) => cli_init::init(args),
     }
 }
 
