@@ -5,6 +5,7 @@
 use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthScaleFit};
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
+#[cfg(feature = "plots")]
 use crate::experiment::plots::{self, CurvePlot, LogSeries};
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
 use crate::sim::{self, Backend, Control, Inputs, SimSpec};
@@ -648,6 +649,7 @@ impl Writer<'_> {
     }
 }
 
+#[cfg(feature = "plots")]
 fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
     let pairs: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "pairs").collect();
     if !pairs.is_empty() {
@@ -792,6 +794,7 @@ fn xi_scaling(points: &[PointSummary]) -> Vec<XiScaling> {
         .collect()
 }
 
+#[cfg(feature = "plots")]
 fn scaling_plots(
     folder: &Path,
     png: bool,
@@ -931,7 +934,9 @@ pub fn run_experiment(
         clock: Instant::now(),
         total: points.len(),
     };
+    #[cfg(feature = "plots")]
     let png = cfg.outputs.png.unwrap_or(true);
+    #[cfg(feature = "plots")]
     let want_plots = cfg.outputs.plots.unwrap_or(true);
     w.config()?;
     w.meta("running", 0)?;
@@ -941,6 +946,7 @@ pub fn run_experiment(
     for p in &points {
         match run_point(p, cfg, backend, hooks, points.len()) {
             Ok(Some(s)) => {
+                #[cfg(feature = "plots")]
                 if want_plots {
                     point_plots(&folder, png, &s)?;
                 }
@@ -968,6 +974,7 @@ pub fn run_experiment(
     }
     let sc = xi_scaling(&done);
     w.results(&done, &sc)?;
+    #[cfg(feature = "plots")]
     if want_plots {
         scaling_plots(&folder, png, &sc, &done)?;
     }
@@ -1033,6 +1040,7 @@ pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
             .unwrap_or_default()
             .as_bytes(),
     )?;
+    #[cfg(feature = "plots")]
     if cfg.outputs.plots.unwrap_or(true) {
         let png = cfg.outputs.png.unwrap_or(true);
         let pts = |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64, f64)> {
