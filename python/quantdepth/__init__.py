@@ -177,7 +177,8 @@ def optimal(n_states: StatesSpec, kappa: float = 6.0) -> Dict[str, np.ndarray]:
     """The optimum of the uniform quantizer for each N (``quantdepth theory optimal``).
 
     ``n_states``: an int, a sequence of ints, or a spec string such as
-    ``"2..1025"`` or ``"3..64,128"`` (sorted, without duplicates, as the CLI).
+    ``"2..1025"`` or ``"3..64,128"`` (sorted, without duplicates, as the CLI;
+    a sequence keeps its order).
     Returns a dict of arrays, one entry per N: ``n_states`` (int64), ``d_opt``
     (D_opt = Delta/sqrt(q*); NaN for N = 2), ``chi_max``, ``one_minus_chi_max``
     (computed without cancellation), ``xi_max``, ``L_max`` = kappa * xi_max.

@@ -18,7 +18,7 @@ use quantdepth::experiment::{run_experiment, Config, Hooks};
 use quantdepth::setup::{parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork};
 use quantdepth::sim::{self, Control, Inputs, SimSpec};
 use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
-use quantdepth::theory::init::recommend;
+use quantdepth::theory::init::{recommend, MAX_STATES};
 use quantdepth::theory::optimal::uniform_optimum;
 use quantdepth::theory::scaling::{scaling as fit_scaling, LinearFit};
 use std::path::PathBuf;
@@ -185,7 +185,14 @@ fn optimal_init(
     kappa: f64,
     ste_threshold: f64,
 ) -> PyResult<Bound<'_, PyDict>> {
-    let r = recommend(states(n_states)?, amplitude, b_std, kappa, ste_threshold).map_err(py_err)?;
+    // N's range is checked by `recommend`; here only what a usize cannot hold.
+    let n = count(
+        "states N",
+        n_states,
+        0,
+        &format!("a quantizer needs N from 2 to {MAX_STATES} (2^20) states"),
+    )?;
+    let r = recommend(n, amplitude, b_std, kappa, ste_threshold).map_err(py_err)?;
     let d = PyDict::new(py);
     d.set_item("W_std", r.sigma_w)?;
     d.set_item("b_std", r.sigma_b)?;
@@ -400,15 +407,22 @@ fn simulate<'py>(
     backend: String,
 ) -> PyResult<Bound<'py, PyDict>> {
     let r = net.resolve()?;
-    let width = count("width", width, 2, "the width must be at least 2")?;
-    let depth = depth_arg(depth)?;
+    // Zero and the upper limits are checked by SimSpec::validate, with the
+    // CLI's messages; here only what a usize cannot hold.
+    let width = count(
+        "width",
+        width,
+        0,
+        "the width must be at least 2 (inputs are built from two orthogonal directions)",
+    )?;
+    let depth = count("depth", depth, 0, "the depth must be at least 1 layer")?;
     let samples = count(
         "samples",
         samples,
-        1,
-        "at least 1 network sample (2 for standard errors)",
+        0,
+        "at least 1 network sample is needed (2 or more for standard errors)",
     )?;
-    let pairs = count("pairs", pairs, 1, "at least 1 pair per value of c0")?;
+    let pairs = count("pairs", pairs, 0, "at least 1 pair per value of c0")?;
     let spec = SimSpec::of_network(
         &r,
         width,
