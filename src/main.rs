@@ -11,6 +11,7 @@ use serde_json::json;
 
 mod cli_bench;
 mod cli_merge;
+mod cli_init;
 mod cli_run;
 mod cli_sim;
 mod cli_slurm;
@@ -70,6 +71,13 @@ enum Command {
     /// the shard that should have them), then writes curves, summary, the
     /// cross-point analysis and plots as an unsharded run would.
     Merge(cli_merge::MergeArgs),
+    /// The initialization to type into a model with N-state quantized activations.
+    ///
+    /// Weight std σ_w/√fan_in, bias std, the quantizer's levels and thresholds
+    /// at the given amplitude (thresholds in units of the pre-activation std,
+    /// q* = 1), the input scale that gives q^0 = q*, the straight-through slope
+    /// that keeps gradient norms constant (M = 1), χ(c*), ξ and L_max.
+    Init(cli_init::InitArgs),
 }
 
 #[derive(Subcommand)]
@@ -318,6 +326,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => cli_bench::bench(args),
         Command::Slurm(args) => cli_slurm::slurm(args),
         Command::Merge(args) => cli_merge::merge(args),
+        Command::Init(args) => cli_init::init(args),
     }
 }
 

@@ -4,12 +4,13 @@
 //! Data flow: config (TOML) → [`config::Config::points`] → for each point,
 //! theory and simulation side by side → analysis (ξ_emp, agreement) →
 //! results folder (`config.toml`, `meta.json`, `curves.csv`, `curves.json`,
-//! `summary.json`, `plots/`).
+//! `summary.json`, `plots/` — drawn with the `plots` feature, on by default).
 
 pub mod config;
 pub mod folder;
 pub mod merge;
 pub mod plan;
+#[cfg(feature = "plots")]
 pub mod plots;
 pub mod runner;
 pub mod shard;

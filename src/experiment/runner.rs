@@ -6,6 +6,7 @@ use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthS
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
 use crate::experiment::folder::{self, Commit};
+#[cfg(feature = "plots")]
 use crate::experiment::plots::{self, CurvePlot, LogSeries};
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
 use crate::sim::{self, Backend, Control, Inputs, SimSpec};
@@ -687,6 +688,7 @@ impl PointRecord {
     }
 }
 
+#[cfg(feature = "plots")]
 fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
     let pairs: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "pairs").collect();
     if !pairs.is_empty() {
@@ -831,6 +833,7 @@ fn xi_scaling(points: &[PointSummary]) -> Vec<XiScaling> {
         .collect()
 }
 
+#[cfg(feature = "plots")]
 fn scaling_plots(
     folder: &Path,
     png: bool,
@@ -956,7 +959,10 @@ struct Session<'a> {
     records: std::collections::BTreeMap<usize, PointRecord>,
     clock: Instant,
     wall_before: f64,
+    // Read only where plots are drawn (the `plots` feature).
+    #[cfg_attr(not(feature = "plots"), allow(dead_code))]
     png: bool,
+    #[cfg_attr(not(feature = "plots"), allow(dead_code))]
     plots: bool,
 }
 
@@ -997,6 +1003,7 @@ impl<'a> Session<'a> {
     /// A finished point: plots (staged, renamed), its record, then the
     /// commit record that names it.
     fn add(&mut self, s: &PointSummary) -> Result<()> {
+        #[cfg(feature = "plots")]
         if self.plots {
             let png = self.png;
             folder::write_plots(&self.folder, |stage| point_plots(stage, png, s))?;
@@ -1042,6 +1049,7 @@ impl<'a> Session<'a> {
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
+        #[cfg(feature = "plots")]
         if self.plots {
             let png = self.png;
             folder::write_plots(f, |stage| scaling_plots(stage, png, &sc, &points))?;
@@ -1398,6 +1406,7 @@ fn optimal_files(folder: &Path, cfg: &Config) -> Result<String> {
             .unwrap_or_default()
             .as_bytes(),
     )?;
+    #[cfg(feature = "plots")]
     if cfg.outputs.plots.unwrap_or(true) {
         let png = cfg.outputs.png.unwrap_or(true);
         let pts = |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64, f64)> {

@@ -4,9 +4,11 @@
 //! * [`optimal`]: the optimal spacing D̃_opt(N), χ_max, ξ_max, σ_w^opt, L_max;
 //! * [`scaling`]: log-log fits and local exponents of the trade-off;
 //! * [`backward`]: straight-through gradients and the NTK;
-//! * [`nonuniform`]: optimal symmetric quantizers with free thresholds.
+//! * [`nonuniform`]: optimal symmetric quantizers with free thresholds;
+//! * [`init`]: the initialization a user types into a model (σ_w, levels, thresholds, STE slope).
 
 pub mod backward;
+pub mod init;
 pub mod maps;
 pub mod nonuniform;
 pub mod optimal;

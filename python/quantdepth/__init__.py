@@ -1,0 +1,329 @@
+"""quantdepth: mean-field theory and simulation of deep networks with
+N-level quantized activations (Blumenfeld, Gilboa & Soudry, NeurIPS 2019).
+
+The same library as the ``quantdepth`` command line, from Python::
+
+    import quantdepth as qd
+    init = qd.optimal_init(16)                # 4-bit activations
+    init["W_std"]                             # 2.5286408548...: weight std = W_std / sqrt(fan_in)
+    q, c = qd.curve(16, depth=50, c0=0.5)     # mean-field depth curves (numpy arrays)
+    sim = qd.simulate(16, c0=[0.5], width=512, depth=20, samples=8, backend="cpu")
+
+Names follow neural-tangents: ``W_std`` is sigma_w (weights ~ N(0, W_std**2 / fan_in)),
+``b_std`` is sigma_b. Every function validates its inputs and raises ``ValueError``
+with the command line's message; ``simulate`` and ``run`` release the GIL and stop
+on Ctrl-C (``KeyboardInterrupt``).
+
+Helpers for models: :mod:`quantdepth.nn` (``quantize``; with torch, an STE
+quantizer and ``init_``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _quantdepth
+
+__version__: str = _quantdepth.__version__
+#: Whether this build draws plots in ``run``'s results folders (the wheel is
+#: built without plotting by default; the ``quantdepth`` CLI draws them).
+PLOTS: bool = _quantdepth.PLOTS
+
+__all__ = [
+    "optimal_init",
+    "curve",
+    "optimal",
+    "scaling",
+    "backward",
+    "simulate",
+    "run",
+    "PLOTS",
+    "__version__",
+]
+
+StatesSpec = Union[int, str, Sequence[int]]
+
+
+def _net(
+    n_states: Optional[int],
+    W_std: Optional[float],
+    b_std: Optional[float],
+    q0: Optional[float],
+    spacing: Optional[float],
+    amplitude: Optional[float],
+    activation: Optional[str],
+    levels: Optional[Sequence[float]],
+    thresholds: Optional[Sequence[float]],
+) -> Dict[str, Any]:
+    def num(x: Optional[float]) -> Optional[float]:
+        return None if x is None else float(x)
+
+    def vec(x: Optional[Sequence[float]]) -> Optional[list]:
+        return None if x is None else [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
+
+    return {
+        "n_states": None if n_states is None else int(n_states),
+        "W_std": num(W_std),
+        "b_std": num(b_std),
+        "q0": num(q0),
+        "spacing": num(spacing),
+        "amplitude": num(amplitude),
+        "activation": activation,
+        "levels": vec(levels),
+        "thresholds": vec(thresholds),
+    }
+
+
+def _c0_list(c0: Union[float, Sequence[float]]) -> Tuple[list, bool]:
+    arr = np.asarray(c0, dtype=np.float64)
+    if arr.ndim > 1:
+        raise ValueError(f"invalid c0 with shape {arr.shape}: a number or a 1-D sequence of correlations")
+    if arr.size == 0:
+        raise ValueError("invalid c0 = []: give at least one correlation in [-1, 1]")
+    return [float(v) for v in arr.ravel()], arr.ndim == 0
+
+
+def _arrays(d: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+    for k in keys:
+        d[k] = np.asarray(d[k], dtype=np.float64)
+    return d
+
+
+def optimal_init(
+    n_states: int,
+    amplitude: float = 1.0,
+    b_std: float = 0.0,
+    kappa: float = 6.0,
+    *,
+    ste_threshold: float = 1.0,
+) -> Dict[str, Any]:
+    """The initialization that maximizes the depth scale of an N-state network.
+
+    The uniform symmetric quantizer with ``n_states`` levels from ``-amplitude``
+    to ``amplitude``; pre-activations are measured in their own std at the
+    fixed point (q* = 1), so the thresholds are in those units. Same numbers
+    as ``quantdepth init --states N --json``.
+
+    Returns a dict with
+
+    - ``W_std``: sigma_w; initialize weights with std ``W_std / sqrt(fan_in)``
+      (2.5286408548... for N = 16, amplitude 1);
+    - ``b_std``: bias std (with ``b_std > 0``, W_std is lowered so q* stays 1);
+    - ``spacing``: threshold spacing Delta (None for N = 2, sign);
+    - ``levels`` (N,) and ``thresholds`` (N - 1,): float64 arrays; phi(x) is
+      ``levels[#{thresholds <= x}]`` (see :func:`quantdepth.nn.quantize`);
+    - ``q_star``: pre-activation variance at the fixed point; ``input_scale``
+      = sqrt(q*): multiply standardized inputs by it so q^0 = q*;
+    - ``chi``, ``one_minus_chi``: slope of the correlation map at c*
+      (``c_star``); ``xi`` = -1/ln chi, the depth scale; ``L_max`` = kappa * xi;
+    - ``ste_slope``: the straight-through slope s for the surrogate
+      s * 1{|x| <= ste_threshold} that keeps gradient norms constant (M = 1);
+    - ``n_states``, ``bits``, ``amplitude``, ``d_opt``, ``kappa``, ``ste_threshold``.
+
+    Raises ``ValueError`` for N outside 2..2**20, a non-positive amplitude or
+    kappa, b_std outside [0, 1), or a non-positive ste_threshold.
+    """
+    d = _quantdepth.optimal_init(
+        int(n_states), float(amplitude), float(b_std), float(kappa), float(ste_threshold)
+    )
+    return _arrays(d, ["levels", "thresholds"])
+
+
+def curve(
+    n_states: Optional[int],
+    depth: int,
+    c0: Union[float, Sequence[float]] = 0.5,
+    W_std: Optional[float] = None,
+    b_std: float = 0.0,
+    q0: Optional[float] = None,
+    *,
+    spacing: Optional[float] = None,
+    amplitude: Optional[float] = None,
+    activation: Optional[str] = None,
+    levels: Optional[Sequence[float]] = None,
+    thresholds: Optional[Sequence[float]] = None,
+    full: bool = False,
+) -> Any:
+    """Mean-field depth curves q^l, c^l of pairs of inputs, l = 0..depth.
+
+    ``c0`` a number gives arrays of shape (depth + 1,); a sequence of K
+    correlations gives shape (K, depth + 1). Defaults as the theory
+    prescribes (as ``quantdepth theory curve``): amplitude 1, spacing
+    D_opt(N) (so q* = 1), ``W_std`` = sigma_w^opt for them, ``q0`` = q*.
+    Instead of ``n_states``: ``activation`` ('tanh', 'hard-tanh', 'linear')
+    or ``levels`` and ``thresholds`` of any quantizer (both need ``W_std``;
+    pass ``n_states=None``).
+
+    Returns ``(q, c)``; with ``full=True`` a dict with ``q``, ``c``,
+    ``c_star``, ``chi`` (at c*), ``xi`` and ``network`` (the resolved
+    W_std, b_std, q_star, q0, spacing, amplitude).
+    """
+    c0s, scalar = _c0_list(c0)
+    d = _quantdepth.curve(
+        _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
+        int(depth),
+        c0s,
+    )
+    _arrays(d, ["q", "c"])
+    if scalar:
+        d["q"], d["c"] = d["q"][0], d["c"][0]
+    return d if full else (d["q"], d["c"])
+
+
+def optimal(n_states: StatesSpec, kappa: float = 6.0) -> Dict[str, np.ndarray]:
+    """The optimum of the uniform quantizer for each N (``quantdepth theory optimal``).
+
+    ``n_states``: an int, a sequence of ints, or a spec string such as
+    ``"2..1025"`` or ``"3..64,128"`` (sorted, without duplicates, as the CLI;
+    a sequence keeps its order).
+    Returns a dict of arrays, one entry per N: ``n_states`` (int64), ``d_opt``
+    (D_opt = Delta/sqrt(q*); NaN for N = 2), ``chi_max``, ``one_minus_chi_max``
+    (computed without cancellation), ``xi_max``, ``L_max`` = kappa * xi_max.
+    """
+    if isinstance(n_states, (int, np.integer)):
+        n_states = [int(n_states)]
+    elif not isinstance(n_states, str):
+        n_states = [int(n) for n in n_states]
+    d = _quantdepth.optimal(n_states, float(kappa))
+    d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
+    return _arrays(d, ["d_opt", "chi_max", "one_minus_chi_max", "xi_max", "L_max"])
+
+
+def scaling(n_states: StatesSpec) -> Dict[str, Any]:
+    """Least-squares fits of ln(1 - chi_max), ln xi_max and ln D_opt against
+    ln(N + 1) (``quantdepth theory scaling``), over at least 3 values of N.
+
+    Returns a dict: ``n_states`` (array), ``one_minus_chi_max``, ``xi_max``,
+    ``d_opt`` (each a dict with ``slope``, ``stderr``, ``intercept``,
+    ``intercept_stderr``, ``r2``, ``points``) and ``local_exponents`` (a dict
+    of arrays ``n_lo``, ``n_hi``, ``exponent`` = d ln xi_max / d ln(N + 1)).
+    The slope of ln xi_max is the exponent of L_max ~ N^slope (1.82 in the paper).
+    """
+    if not isinstance(n_states, str):
+        n_states = [int(n) for n in n_states]
+    d = _quantdepth.scaling(n_states)
+    d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
+    le = d["local_exponents"]
+    le["n_lo"] = np.asarray(le["n_lo"], dtype=np.int64)
+    le["n_hi"] = np.asarray(le["n_hi"], dtype=np.int64)
+    le["exponent"] = np.asarray(le["exponent"], dtype=np.float64)
+    return d
+
+
+def backward(
+    n_states: Optional[int],
+    depth: int,
+    c0: float = 0.5,
+    W_std: Optional[float] = None,
+    b_std: float = 0.0,
+    q0: Optional[float] = None,
+    *,
+    ste_threshold: float = 1.0,
+    ste_slope: Optional[float] = None,
+    grad_c_out: float = 1.0,
+    spacing: Optional[float] = None,
+    amplitude: Optional[float] = None,
+    activation: Optional[str] = None,
+    levels: Optional[Sequence[float]] = None,
+    thresholds: Optional[Sequence[float]] = None,
+) -> Dict[str, Any]:
+    """Straight-through gradients and the NTK of a pair of inputs, per layer
+    (``quantdepth theory backward``).
+
+    The surrogate phi'(x) = s * 1{|x| <= t} (t = ``ste_threshold``, inf for the
+    identity) multiplies the squared gradient norm per layer by
+    M = W_std**2 s**2 erf(t / sqrt(2 q*)); ``ste_slope=None`` takes the s with M = 1.
+    Returns a dict of arrays of shape (depth + 1,): ``layer`` (int64), ``c``
+    (forward correlation), ``grad_norm_ratio`` (|delta^l|^2 / |delta^L|^2),
+    ``grad_corr``, ``ntk_aa``, ``ntk_ab``, ``ntk_corr`` (NaN at layer 0); and
+    ``backward_factor`` (M), ``ste_slope``, ``ste_threshold``, ``network``.
+    """
+    d = _quantdepth.backward(
+        _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
+        int(depth),
+        float(c0),
+        float(ste_threshold),
+        None if ste_slope is None else float(ste_slope),
+        float(grad_c_out),
+    )
+    d["layer"] = np.asarray(d["layer"], dtype=np.int64)
+    return _arrays(d, ["c", "grad_norm_ratio", "grad_corr", "ntk_aa", "ntk_ab", "ntk_corr"])
+
+
+def simulate(
+    n_states: Optional[int],
+    c0: Union[float, Sequence[float]],
+    width: int,
+    depth: int,
+    samples: int,
+    *,
+    pairs: int = 1,
+    seed: int = 0,
+    backend: str = "auto",
+    W_std: Optional[float] = None,
+    b_std: float = 0.0,
+    q0: Optional[float] = None,
+    spacing: Optional[float] = None,
+    amplitude: Optional[float] = None,
+    activation: Optional[str] = None,
+    levels: Optional[Sequence[float]] = None,
+    thresholds: Optional[Sequence[float]] = None,
+) -> Dict[str, Any]:
+    """Simulate ``samples`` random networks of width n and depth L at finite
+    width (``quantdepth simulate``), beside the mean-field theory.
+
+    Each network (weights ~ N(0, W_std**2/n), biases ~ N(0, b_std**2), all
+    generated from ``seed``) propagates ``pairs`` pairs of inputs for each
+    correlation in ``c0``. ``backend``: 'cpu', 'gpu' (a hardware GPU, else the
+    software adapter) or 'auto' (a hardware GPU if there is one, else the CPU).
+    Network defaults as :func:`curve`. Runs with the GIL released; Ctrl-C
+    raises ``KeyboardInterrupt``.
+
+    Returns a dict with float64 arrays of shape (len(c0), depth + 1):
+    ``q_mean``, ``q_se`` (q-hat: mean squared pre-activation), ``c_mean``,
+    ``c_se`` (c-hat: correlation of each pair), means and standard errors over
+    the networks (SE is NaN with one sample), and ``q_theory``, ``c_theory``;
+    plus ``c0`` (array), ``samples``, ``backend``, ``adapter``,
+    ``backend_note``, ``wall_seconds`` and ``network``.
+    """
+    c0s, _ = _c0_list(c0)
+    d = _quantdepth.simulate(
+        _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
+        c0s,
+        int(width),
+        int(depth),
+        int(samples),
+        int(pairs),
+        int(seed),
+        str(backend),
+    )
+    return _arrays(d, ["c0", "q_mean", "q_se", "c_mean", "c_se", "q_theory", "c_theory"])
+
+
+def run(
+    config_path: Union[str, "pathlib.Path"],
+    out: Optional[Union[str, "pathlib.Path"]] = None,
+    *,
+    backend: Optional[str] = None,
+    seed: Optional[int] = None,
+) -> pathlib.Path:
+    """Run an experiment from a config (``quantdepth run CONFIG``) and return
+    the results folder.
+
+    The folder (under ``out``, else the config's ``outputs.dir``, else
+    ``results``) holds config.toml, meta.json, curves.csv/json and
+    summary.json; plots/ is drawn only where :data:`PLOTS` is true (the CLI
+    always draws them). ``backend`` and ``seed`` override the config's.
+    Runs with the GIL released; on Ctrl-C the finished points are kept, the
+    folder is marked incomplete and ``KeyboardInterrupt`` names it.
+    """
+    folder, _complete, _table = _quantdepth.run(
+        str(config_path),
+        None if out is None else str(out),
+        None if backend is None else str(backend),
+        None if seed is None else int(seed),
+    )
+    return pathlib.Path(folder)
