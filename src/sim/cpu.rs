@@ -11,7 +11,7 @@
 
 use crate::error::Result;
 use crate::rng::{Stream, BIAS_ROW};
-use crate::sim::spec::{Measurements, SimActivation, SimSpec};
+use crate::sim::spec::{Measurements, SimActivation, SimSpec, Weights};
 use crate::sim::{Backend, BackendInfo, LayerSink};
 use rayon::prelude::*;
 
@@ -70,6 +70,73 @@ pub fn layer_with_stats(
     out: &mut [f32],
     meas: Option<&Measurements>,
 ) -> Option<(Vec<f64>, Vec<f64>)> {
+    dense_layer_with_stats(
+        Stream::fill_row,
+        act,
+        n,
+        batch,
+        stream,
+        layer,
+        sigma_w,
+        sigma_b,
+        out,
+        meas,
+    )
+}
+
+/// One layer of the weight ensemble `weights` (see [`Weights`]), with the
+/// statistics of the result when `meas` is given: the Gaussian layer
+/// ([`layer_with_stats`]), the Rademacher layer (signs unpacked per block
+/// of rows into the same blocked product), or the Hadamard layer
+/// ([`crate::sim::hadamard::layer_with_stats`]).
+pub fn ensemble_layer_with_stats(
+    weights: Weights,
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    match weights {
+        Weights::Gaussian => {
+            layer_with_stats(act, n, batch, stream, layer, sigma_w, sigma_b, out, meas)
+        }
+        Weights::Rademacher => dense_layer_with_stats(
+            Stream::fill_row_signs,
+            act,
+            n,
+            batch,
+            stream,
+            layer,
+            sigma_w,
+            sigma_b,
+            out,
+            meas,
+        ),
+        Weights::Hadamard => crate::sim::hadamard::layer_with_stats(
+            act, n, batch, stream, layer, sigma_w, sigma_b, out, meas,
+        ),
+    }
+}
+
+/// A dense layer whose standardized weights row `row` of `layer` are
+/// written by `fill(stream, layer, row, out)`.
+fn dense_layer_with_stats(
+    fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let rows = rows_per_block(n, batch);
     let ws = weight_scale(sigma_w, n);
     let bs = sigma_b as f32;
@@ -82,7 +149,7 @@ pub fn layer_with_stats(
                 let r0 = blk * rows;
                 let r = out_blk.len() / batch;
                 for i in 0..r {
-                    stream.fill_row(layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+                    fill(stream, layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
                 }
                 // out_blk (r × B) = W_blk (r × n) · act (n × B)
                 unsafe {
@@ -189,7 +256,8 @@ impl Backend for CpuBackend {
                         *y = act_fn.eval(x);
                     }
                 });
-            let (s, d) = layer_with_stats(
+            let (s, d) = ensemble_layer_with_stats(
+                spec.weights,
                 &a,
                 n,
                 batch,
