@@ -251,11 +251,7 @@ impl Backend for CpuBackend {
         for l in 1..=spec.depth {
             a.par_chunks_mut(4096)
                 .zip(h.par_chunks(4096))
-                .for_each(|(a, h)| {
-                    for (y, &x) in a.iter_mut().zip(h) {
-                        *y = act_fn.eval(x);
-                    }
-                });
+                .for_each(|(a, h)| act_fn.apply(h, a));
             let (s, d) = ensemble_layer_with_stats(
                 spec.weights,
                 &a,

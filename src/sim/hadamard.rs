@@ -38,15 +38,116 @@ fn butterfly(a: &mut [f32], b: &mut [f32]) {
     }
 }
 
-/// Butterfly stages h = 1, 2, …, m/2 over m contiguous rows of `row` floats.
-fn stages_contiguous(x: &mut [f32], row: usize, m: usize) {
+/// Two stages at once on quarters (a, b, c, d): stage h pairs (a, b) and
+/// (c, d), stage 2h pairs the results (a, c) and (b, d). The same
+/// additions in the same order as two radix-2 passes, with half the
+/// memory traffic.
+#[inline(always)]
+fn butterfly4(a: &mut [f32], b: &mut [f32], c: &mut [f32], d: &mut [f32]) {
+    for (((w, x), y), z) in a
+        .iter_mut()
+        .zip(b.iter_mut())
+        .zip(c.iter_mut())
+        .zip(d.iter_mut())
+    {
+        let (p, q) = (*w + *x, *w - *x);
+        let (r, s) = (*y + *z, *y - *z);
+        *w = p + r;
+        *y = p - r;
+        *x = q + s;
+        *z = q - s;
+    }
+}
+
+/// Butterfly stages h = 1, 2, …, m/2 over m contiguous rows of `row`
+/// floats (stages paired into radix-4 passes; a last odd stage alone).
+#[inline(always)]
+fn stages_contiguous_body(x: &mut [f32], row: usize, m: usize) {
     let mut h = 1;
-    while h < m {
+    while 4 * h <= m {
+        for quad in x.chunks_exact_mut(4 * h * row) {
+            let (ab, cd) = quad.split_at_mut(2 * h * row);
+            let (a, b) = ab.split_at_mut(h * row);
+            let (c, d) = cd.split_at_mut(h * row);
+            butterfly4(a, b, c, d);
+        }
+        h *= 4;
+    }
+    if 2 * h == m {
         for pair in x.chunks_exact_mut(2 * h * row) {
             let (a, b) = pair.split_at_mut(h * row);
             butterfly(a, b);
         }
-        h *= 2;
+    }
+}
+
+/// The same stages over m separate runs of equal length (run k is row k).
+#[inline(always)]
+fn stages_runs_body(runs: &mut [&mut [f32]]) {
+    let m = runs.len();
+    let mut h = 1;
+    while 4 * h <= m {
+        for base in (0..m).step_by(4 * h) {
+            for k in base..base + h {
+                let (lo, hi) = runs.split_at_mut(k + h);
+                let (b, hi) = hi.split_at_mut(h);
+                let (c, d) = hi.split_at_mut(h);
+                butterfly4(lo[k], b[0], c[0], d[0]);
+            }
+        }
+        h *= 4;
+    }
+    if 2 * h == m {
+        for k in 0..h {
+            let (lo, hi) = runs.split_at_mut(k + h);
+            butterfly(lo[k], hi[0]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stages_contiguous_avx2(x: &mut [f32], row: usize, m: usize) {
+    stages_contiguous_body(x, row, m)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stages_runs_avx2(runs: &mut [&mut [f32]]) {
+    stages_runs_body(runs)
+}
+
+/// [`stages_contiguous_body`], with AVX2 where the CPU has it (additions
+/// are IEEE in any width, so the bits are the same).
+fn stages_contiguous(x: &mut [f32], row: usize, m: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        unsafe { stages_contiguous_avx2(x, row, m) };
+        return;
+    }
+    stages_contiguous_body(x, row, m)
+}
+
+fn stages_runs(runs: &mut [&mut [f32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        unsafe { stages_runs_avx2(runs) };
+        return;
+    }
+    stages_runs_body(runs)
+}
+
+/// Negates rows `first..` of the block `x` (rows of `batch` floats) whose
+/// sign bit in `signs` is set.
+#[inline(always)]
+fn negate_rows(x: &mut [f32], batch: usize, first: usize, signs: &[u32]) {
+    for (k, row) in x.chunks_exact_mut(batch).enumerate() {
+        let i = first + k;
+        if (signs[i / 32] >> (i % 32)) & 1 == 1 {
+            row.iter_mut().for_each(|v| *v = -*v);
+        }
     }
 }
 
@@ -57,24 +158,34 @@ fn pow2_floor(x: usize) -> usize {
 
 /// y ← H y in place for the n × B feature-major matrix `x` (each of its B
 /// columns transformed), n a power of two; unnormalized (H² = n·I).
-///
-/// Stages h < R (R rows fit a cache block) run block by block; the stages
-/// h ≥ R only mix rows with the same index mod R, so they run on groups of
-/// residues, each gathered as n/R runs of g·B contiguous floats. Threads
-/// take blocks, then groups; the order of operations on every element is
-/// that of the plain loop over h = 1, 2, …, n/2.
 pub fn fwht(x: &mut [f32], n: usize, batch: usize) {
-    assert!(
-        n.is_power_of_two(),
-        "the Walsh–Hadamard transform needs n = 2^k, got {n}"
-    );
+    signed_fwht(x, n, batch, None)
+}
+
+/// y ← H D y, D the sign diagonal packed in `signs` (bit i set: row i
+/// negated), or y ← H y without signs.
+///
+/// Stages h < R (R rows fit a cache block) run block by block, after the
+/// block's signs; the stages h ≥ R only mix rows with the same index mod
+/// R, so they run on groups of residues, each gathered as n/R runs of g·B
+/// contiguous floats. Threads take blocks, then groups; the operations on
+/// every element are those of the plain loop over h = 1, 2, …, n/2, in
+/// that order.
+pub fn signed_fwht(x: &mut [f32], n: usize, batch: usize, signs: Option<&[u32]>) {
+    assert!(n.is_power_of_two(), "the Walsh–Hadamard transform needs n = 2^k, got {n}");
     assert_eq!(x.len(), n * batch, "fwht: x must be n × B");
-    if n == 1 || batch == 0 {
+    if batch == 0 {
         return;
     }
     let r = pow2_floor(BLOCK_BYTES / 4 / batch).clamp(1, n);
     x.par_chunks_mut(r * batch)
-        .for_each(|blk| stages_contiguous(blk, batch, r));
+        .enumerate()
+        .for_each(|(k, blk)| {
+            if let Some(s) = signs {
+                negate_rows(blk, batch, k * r, s);
+            }
+            stages_contiguous(blk, batch, r);
+        });
     if r == n {
         return;
     }
@@ -85,18 +196,7 @@ pub fn fwht(x: &mut [f32], n: usize, batch: usize) {
     for (idx, run) in x.chunks_mut(g * batch).enumerate() {
         groups[idx % (r / g)].push(run);
     }
-    groups.par_iter_mut().for_each(|runs| {
-        let mut h = 1;
-        while h < m {
-            for base in (0..m).step_by(2 * h) {
-                for k in base..base + h {
-                    let (lo, hi) = runs.split_at_mut(k + h);
-                    butterfly(lo[k], hi[0]);
-                }
-            }
-            h *= 2;
-        }
-    });
+    groups.par_iter_mut().for_each(|runs| stages_runs(runs));
 }
 
 /// The packed signs of D_{round+1} for `layer`: bit i mod 32 of word i/32,
@@ -109,14 +209,7 @@ pub fn diagonal(stream: &Stream, layer: u32, round: u32, n: usize) -> Vec<u32> {
 pub fn apply_signs(x: &mut [f32], batch: usize, signs: &[u32]) {
     x.par_chunks_mut(batch.max(1) * 1024)
         .enumerate()
-        .for_each(|(c, blk)| {
-            for (k, row) in blk.chunks_exact_mut(batch).enumerate() {
-                let i = c * 1024 + k;
-                if (signs[i / 32] >> (i % 32)) & 1 == 1 {
-                    row.iter_mut().for_each(|v| *v = -*v);
-                }
-            }
-        });
+        .for_each(|(c, blk)| negate_rows(blk, batch, c * 1024, signs));
 }
 
 /// The f32 scale σ_w·n^{-3/2} both backends apply after the third transform.
@@ -129,8 +222,7 @@ pub fn hadamard_scale(sigma_w: f64, n: usize) -> f32 {
 /// which scale afterwards).
 pub fn apply_unscaled(x: &mut [f32], n: usize, batch: usize, stream: &Stream, layer: u32) {
     for round in 0..ROUNDS {
-        apply_signs(x, batch, &diagonal(stream, layer, round, n));
-        fwht(x, n, batch);
+        signed_fwht(x, n, batch, Some(&diagonal(stream, layer, round, n)));
     }
 }
 
@@ -251,7 +343,14 @@ mod tests {
             s.fill_row(1, i as u32, row);
         }
         let mut plain = x.clone();
-        stages_contiguous(&mut plain, batch, n);
+        let mut h = 1;
+        while h < n {
+            for pair in plain.chunks_exact_mut(2 * h * batch) {
+                let (a, b) = pair.split_at_mut(h * batch);
+                butterfly(a, b);
+            }
+            h *= 2;
+        }
         fwht(&mut x, n, batch);
         assert!(
             x.iter()
