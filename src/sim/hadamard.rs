@@ -172,7 +172,10 @@ pub fn fwht(x: &mut [f32], n: usize, batch: usize) {
 /// every element are those of the plain loop over h = 1, 2, …, n/2, in
 /// that order.
 pub fn signed_fwht(x: &mut [f32], n: usize, batch: usize, signs: Option<&[u32]>) {
-    assert!(n.is_power_of_two(), "the Walsh–Hadamard transform needs n = 2^k, got {n}");
+    assert!(
+        n.is_power_of_two(),
+        "the Walsh–Hadamard transform needs n = 2^k, got {n}"
+    );
     assert_eq!(x.len(), n * batch, "fwht: x must be n × B");
     if batch == 0 {
         return;
