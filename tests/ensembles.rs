@@ -231,6 +231,18 @@ fn hadamard_needs_a_power_of_two_width() {
 /// `rademacher_lattice_bias_is_order_one_over_root_n`). A Gaussian bias
 /// (σ_b > 0) smooths the lattice and N = 2 has one threshold at 0 where
 /// φ² does not jump, so those cases are in the test.
+/// The second measured exception: antipodal points (c⁰ = −1) of a sign
+/// network (N = 2) without biases under the discrete ensembles. c = −1 is a
+/// fixed point of the sign network's c-map with infinite slope. Gaussian
+/// weights keep h(−x) = −h(x) exactly (h = 0 has probability zero), so the
+/// pair stays at −1; with ±1 weights or S (integer sums of ±1 levels) a unit
+/// hits h = 0 exactly with probability O(1/√n), where sign(0) = +1 for both
+/// points, and the infinite slope carries that split on (ĉ ≈ −0.95 at layer
+/// 2 and −0.11 at layer 8 for Rademacher, n = 1024; Hadamard from layer 5).
+fn antipodes_split(weights: Weights, states: usize, sigma_b: f64) -> bool {
+    weights != Weights::Gaussian && states == 2 && sigma_b == 0.0
+}
+
 #[test]
 fn every_ensemble_follows_the_mean_field_curves() {
     let width = 1024;
@@ -282,6 +294,9 @@ fn every_ensemble_follows_the_mean_field_curves() {
                 let out = run(&mut CpuBackend, &s);
                 let circle = out.stats.circle.unwrap();
                 for (d, &angle) in circle.angles.iter().enumerate().skip(1) {
+                    if antipodes_split(weights, states, sigma_b) && 2 * d == 8 {
+                        continue;
+                    }
                     let theory = r
                         .network
                         .depth_curve(r.q0, r.q0, angle.cos(), depth)
