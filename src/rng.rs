@@ -257,8 +257,18 @@ impl Stream {
     pub fn fill_row_signs(&self, layer: u32, row: u32, out: &mut [f32]) {
         for (blk, chunk) in out.chunks_mut(128).enumerate() {
             let w = self.sign_bits(layer, row, blk as u32);
-            for (k, o) in chunk.iter_mut().enumerate() {
-                *o = sign_of_bit(w[k / 32], (k % 32) as u32);
+            for (word, run) in w.iter().zip(chunk.chunks_mut(32)) {
+                if run.len() == 32 {
+                    // A fixed-length loop the compiler unrolls and vectorizes.
+                    let run: &mut [f32; 32] = run.try_into().expect("32 signs");
+                    for (bit, o) in run.iter_mut().enumerate() {
+                        *o = sign_of_bit(*word, bit as u32);
+                    }
+                } else {
+                    for (bit, o) in run.iter_mut().enumerate() {
+                        *o = sign_of_bit(*word, bit as u32);
+                    }
+                }
             }
         }
     }
