@@ -8,6 +8,8 @@
 //! multiplies them into the batch with `matrixmultiply::sgemm`.
 //! Statistics are summed per block in f64 and combined in block order, so a
 //! seed gives bitwise the same result whatever the thread count.
+//! Rademacher weights take the same path with rows of ±1 unpacked from the
+//! sign bits; the Hadamard ensemble is [`crate::sim::hadamard`].
 
 use crate::error::Result;
 use crate::rng::{Stream, BIAS_ROW};
