@@ -1,6 +1,6 @@
 // The per-layer parameters shared by layer.wgsl and stats.wgsl, one
 // 256-byte-aligned entry per layer in a uniform buffer bound with a dynamic
-// offset. Mirrors `GpuParams` in src/sim/gpu.rs field for field.
+// offset. `weights`: 0 gaussian, 1 rademacher, 2 hadamard. Mirrors `GpuParams` in src/sim/gpu.rs field for field.
 
 struct Params {
     layer: u32,
@@ -21,6 +21,6 @@ struct Params {
     rows_per_group: u32,
     ste_slope: f32,
     ste_threshold: f32,
-    pad0: u32,
+    weights: u32,
     pad1: u32,
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use quantdepth::setup::NetworkChoice;
 use quantdepth::sim::cpu::CpuBackend;
 use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
-use quantdepth::sim::{Backend, Inputs, SimSpec};
+use quantdepth::sim::{Backend, Inputs, SimSpec, Weights};
 use serde_json::json;
 use std::process::Command;
 
@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Layers per measurement (after one warm-up layer; best of three runs).
     #[arg(long, default_value_t = 4)]
     pub layers: usize,
+    /// Weight ensembles, comma-separated: gaussian, rademacher, hadamard
+    /// (hadamard rows only at power-of-two widths).
+    #[arg(long, default_value = "gaussian,rademacher,hadamard")]
+    pub weights: String,
     /// Skip the numpy yardsticks (SGEMM and a plain numpy layer loop).
     #[arg(long)]
     pub no_baseline: bool,
@@ -78,6 +82,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if let Some(b) = batches.iter().find(|b| **b < 2 || **b % 2 == 1) {
         anyhow::bail!("--batches: {b} is not an even number >= 2 (inputs come in pairs)");
     }
+    let ensembles: Vec<Weights> = args
+        .weights
+        .split(',')
+        .map(|w| Weights::parse("--weights", w))
+        .collect::<quantdepth::Result<_>>()?;
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     if args.backend != "gpu" {
         backends.push(Box::new(CpuBackend));
@@ -101,69 +110,82 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let r = NetworkChoice::uniform(4).resolve()?;
     if !args.json {
         outln!(
-            "{:>5} {:>6} {:>5} {:>12} {:>12} {:>11} {:>11} {:>10} {:>10}  adapter",
+            "{:>5} {:>10} {:>8} {:>5} {:>12} {:>12} {:>11} {:>11} {:>10} {:>10}  adapter",
             "back",
+            "weights",
             "n",
             "B",
             "s/layer",
             "GPU s/layer",
             "MAC/s",
-            "normals/s",
+            "weights/s",
             "vs SGEMM",
             "vs numpy"
         );
     }
     for b in backends.iter_mut() {
         let info = b.info();
-        for &n in &widths {
-            for &batch in &batches {
-                let spec = |depth| SimSpec {
-                    activation: r.network.activation.clone(),
-                    sigma_w: r.sigma_w,
-                    sigma_b: 0.1,
-                    width: n,
-                    depth,
-                    samples: 1,
-                    seed: 1,
-                    q0: r.q0,
-                    inputs: Inputs::Pairs {
-                        c0: vec![0.5],
-                        pairs: batch / 2,
-                    },
-                };
-                run_quiet(b.as_mut(), &spec(1))?; // warm-up: pipelines, allocation
-                                                  // Best of three, as the numpy yardstick is measured.
-                let mut t = f64::INFINITY;
-                let mut device: Option<f64> = None;
-                let _ = b.device_seconds();
-                for _ in 0..3 {
-                    let out = run_quiet(b.as_mut(), &spec(args.layers))?;
-                    t = t.min(out.wall_seconds / args.layers as f64);
-                    if let Some(d) = b.device_seconds() {
-                        let d = d / args.layers as f64;
-                        device = Some(device.map_or(d, |x: f64| x.min(d)));
-                    }
+        for &weights in &ensembles {
+            for &n in &widths {
+                if weights.check_width("--widths", n).is_err() {
+                    eprintln!("bench: skipping {weights} at n = {n} (not a power of two)");
+                    continue;
                 }
-                let macs = (n * n * batch) as f64 / t;
-                let normals = (n * n) as f64 / t;
-                let yard = base.iter().find(|v| v["width"] == n && v["batch"] == batch);
-                let sgemm = yard.and_then(|v| v["sgemm_madds_per_s"].as_f64());
-                let loop_rate = yard.and_then(|v| v["numpy_layer_madds_per_s"].as_f64());
-                if args.json {
-                    outln!(
-                        "{}",
-                        json!({"backend": info.backend, "adapter": info.adapter, "width": n, "batch": batch,
+                for &batch in &batches {
+                    let spec = |depth| SimSpec {
+                        activation: r.network.activation.clone(),
+                        sigma_w: r.sigma_w,
+                        sigma_b: 0.1,
+                        width: n,
+                        depth,
+                        samples: 1,
+                        seed: 1,
+                        q0: r.q0,
+                        inputs: Inputs::Pairs {
+                            c0: vec![0.5],
+                            pairs: batch / 2,
+                        },
+                        weights,
+                    };
+                    run_quiet(b.as_mut(), &spec(1))?; // warm-up: pipelines, allocation
+                                                      // Best of three, as the numpy yardstick is measured.
+                    let mut t = f64::INFINITY;
+                    let mut device: Option<f64> = None;
+                    let _ = b.device_seconds();
+                    for _ in 0..3 {
+                        let out = run_quiet(b.as_mut(), &spec(args.layers))?;
+                        t = t.min(out.wall_seconds / args.layers as f64);
+                        if let Some(d) = b.device_seconds() {
+                            let d = d / args.layers as f64;
+                            device = Some(device.map_or(d, |x: f64| x.min(d)));
+                        }
+                    }
+                    let macs = (n * n * batch) as f64 / t;
+                    // Weights drawn per layer: n² normals or signs; 3n signs (hadamard).
+                    let normals = match weights {
+                        Weights::Hadamard => (3 * n) as f64 / t,
+                        _ => (n * n) as f64 / t,
+                    };
+                    let yard = base.iter().find(|v| v["width"] == n && v["batch"] == batch);
+                    let sgemm = yard.and_then(|v| v["sgemm_madds_per_s"].as_f64());
+                    let loop_rate = yard.and_then(|v| v["numpy_layer_madds_per_s"].as_f64());
+                    if args.json {
+                        outln!(
+                            "{}",
+                            json!({"backend": info.backend, "adapter": info.adapter, "weights": weights.name(), "width": n, "batch": batch,
                                "seconds_per_layer": t, "device_seconds_per_layer": device,
                                "device_madds_per_s": device.map(|d| (n * n * batch) as f64 / d),
-                               "madds_per_s": macs, "normals_per_s": normals,
+                               "madds_per_s": macs, "weights_per_s": normals,
                                "numpy_sgemm_madds_per_s": sgemm, "numpy_loop_madds_per_s": loop_rate})
-                    );
-                } else {
-                    let ratio =
-                        |d: Option<f64>| d.map_or("-".to_string(), |d| format!("{:.2}x", macs / d));
-                    outln!(
-                        "{:>5} {:>6} {:>5} {:>12.4e} {:>12} {:>11.3e} {:>11.3e} {:>10} {:>10}  {}",
+                        );
+                    } else {
+                        let ratio = |d: Option<f64>| {
+                            d.map_or("-".to_string(), |d| format!("{:.2}x", macs / d))
+                        };
+                        outln!(
+                        "{:>5} {:>10} {:>8} {:>5} {:>12.4e} {:>12} {:>11.3e} {:>11.3e} {:>10} {:>10}  {}",
                         info.backend,
+                        weights.name(),
                         n,
                         batch,
                         t,
@@ -174,12 +196,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                         ratio(loop_rate),
                         info.adapter
                     );
+                    }
                 }
             }
         }
     }
     if !args.json {
-        outln!("# MAC/s counts n²·B multiply-adds per layer; normals/s counts the n² weights drawn per layer;");
+        outln!("# MAC/s counts n²·B multiply-adds per layer (for hadamard: the dense layer it stands for, n²·B per");
+        outln!("# time of the O(n log n) transform); weights/s counts the n² normals or signs drawn per layer (3n for hadamard);");
         outln!(
             "# s/layer: wall time per layer including weight generation, statistics and read-back;"
         );

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quantdepth::setup::parse_list;
-use quantdepth::sim::{self, Backend, Control, Inputs, SimSpec};
+use quantdepth::sim::{self, Backend, Control, Inputs, SimSpec, Weights};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +37,11 @@ pub struct SimulateArgs {
     /// Seed of every weight, bias and input direction.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    /// Weight ensemble: gaussian (i.i.d. normal), rademacher (i.i.d. ±1) or
+    /// hadamard (structured orthogonal n^{-3/2} H D₃ H D₂ H D₁, O(n log n);
+    /// power-of-two widths). The mean-field theory is the same for all three.
+    #[arg(long, value_name = "ENSEMBLE", default_value = "gaussian", value_parser = ["gaussian", "rademacher", "hadamard"])]
+    pub weights: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -127,7 +132,8 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         c0: c0.clone(),
         pairs: args.pairs,
     };
-    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
+    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs)
+        .with_weights(Weights::parse("--weights", &args.weights)?);
     check_plan(&spec, &args.backend, false)?;
     let mut backend = pick_backend(&args.backend)?;
     let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;
@@ -243,7 +249,8 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
         c0: c0.clone(),
         pairs: args.pairs,
     };
-    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs);
+    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs)
+        .with_weights(Weights::parse("--weights", &args.weights)?);
     check_plan(&spec, &args.backend, true)?;
     let s = match args.ste_slope {
         Some(s) => s,

@@ -10,6 +10,13 @@
 //! * counter = (column / 4, row, layer, sample): one call yields the four
 //!   weights W[row][4j..4j+4]. Biases use the reserved row [`BIAS_ROW`].
 //!
+//! Signs (Rademacher weights, the Hadamard ensemble's diagonals) take one
+//! bit each: 32 per word, 128 per call. Sign k of a stream row comes from
+//! bit k mod 32 of word (k/32) mod 4 of the call with counter
+//! (k/128, row, layer, sample); a set bit is −1. Rademacher weights use
+//! row = the weight's row; the Hadamard diagonals D₁, D₂, D₃ use
+//! row = round 0, 1, 2 (see [`crate::sim::Weights`]).
+//!
 //! Normals come from Box–Muller in f32 on 24-bit uniforms (exact in f32):
 //! u₁ = (x₀ ≫ 8 + 1)·2⁻²⁴ ∈ (0, 1], θ = 2π·(x₁ ≫ 8)·2⁻²⁴; z₀ = r cos θ,
 //! z₁ = r sin θ with r = √(−2 ln u₁), and likewise for (x₂, x₃). The largest
@@ -230,6 +237,55 @@ impl Stream {
     }
 }
 
+/// ±1.0 for bit `bit` of `word`: +1 when clear, −1 when set (the bit
+/// becomes the f32 sign bit, so the value is exact).
+#[inline(always)]
+pub fn sign_of_bit(word: u32, bit: u32) -> f32 {
+    f32::from_bits(0x3F80_0000 | (((word >> bit) & 1) << 31))
+}
+
+impl Stream {
+    /// The 128 sign bits of counter (block, row, layer): sign k of the row
+    /// is bit k mod 32 of word (k/32) mod 4 of block k/128.
+    #[inline(always)]
+    pub fn sign_bits(&self, layer: u32, row: u32, block: u32) -> [u32; 4] {
+        self.words(layer, row, block)
+    }
+
+    /// Fills `out` with the ±1 signs 0..out.len() of `row` of `layer`:
+    /// Rademacher weights W[row][·] (before the σ_w/√n scale).
+    pub fn fill_row_signs(&self, layer: u32, row: u32, out: &mut [f32]) {
+        for (blk, chunk) in out.chunks_mut(128).enumerate() {
+            let w = self.sign_bits(layer, row, blk as u32);
+            for (word, run) in w.iter().zip(chunk.chunks_mut(32)) {
+                if run.len() == 32 {
+                    // A fixed-length loop the compiler unrolls and vectorizes.
+                    let run: &mut [f32; 32] = run.try_into().expect("32 signs");
+                    for (bit, o) in run.iter_mut().enumerate() {
+                        *o = sign_of_bit(*word, bit as u32);
+                    }
+                } else {
+                    for (bit, o) in run.iter_mut().enumerate() {
+                        *o = sign_of_bit(*word, bit as u32);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed sign bits 0..n of `row` of `layer`, one u32 per 32 signs
+    /// (word k/32 holds sign k in bit k mod 32; set = −1).
+    pub fn sign_words(&self, layer: u32, row: u32, n: usize) -> Vec<u32> {
+        let words = n.div_ceil(32);
+        let mut out = Vec::with_capacity(words.div_ceil(4) * 4);
+        for blk in 0..words.div_ceil(4) {
+            out.extend_from_slice(&self.sign_bits(layer, row, blk as u32));
+        }
+        out.truncate(words);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +363,30 @@ mod tests {
         s.fill_row(2, 5, &mut a);
         s.fill_row(2, 5, &mut b);
         assert_eq!(a[..], b[..10]);
+    }
+
+    #[test]
+    fn signs_come_from_the_bits_of_one_call_per_128() {
+        let s = Stream::new(0x1234_5678_9ABC, 5);
+        let mut row = vec![0.0; 300];
+        s.fill_row_signs(7, 3, &mut row);
+        let words = s.sign_words(7, 3, 300);
+        assert_eq!(words.len(), 10);
+        for (k, &v) in row.iter().enumerate() {
+            let w = s.words(7, 3, (k / 128) as u32)[(k / 32) % 4];
+            let want = if (w >> (k % 32)) & 1 == 1 { -1.0 } else { 1.0 };
+            assert_eq!(v, want, "sign {k}");
+            assert_eq!(
+                (words[k / 32] >> (k % 32)) & 1 == 1,
+                want < 0.0,
+                "packed sign {k}"
+            );
+        }
+        // About half of 300 fair signs are negative (binomial SD ≈ 8.7; 5 SD).
+        let neg = row.iter().filter(|v| **v < 0.0).count() as f64;
+        assert!(
+            (neg - 150.0).abs() < 5.0 * 8.67,
+            "{neg} negative signs of 300"
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! depth = 40                  # layers (with depth_per_xi: the cap)
 //! depth_per_xi = 6.0          # optional: depth = ⌈6·ξ_c⌉ of each point, capped by depth
 //! samples = 16                # independent networks
+//! weights = "gaussian"        # gaussian | rademacher | hadamard (power-of-two widths)
 //!
 //! [inputs]
 //! kind = "pairs"              # pairs | circle
@@ -173,6 +174,9 @@ pub struct NetworkConfig {
     pub depth_per_xi: Option<f64>,
     /// Network samples E.
     pub samples: Option<usize>,
+    /// Weight ensemble: "gaussian" (default), "rademacher" or "hadamard"
+    /// (power-of-two widths).
+    pub weights: Option<String>,
 }
 
 /// `[inputs]`.
@@ -402,6 +406,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_weights()?;
         if self.kind == Kind::Optimal {
             let ns = self.states_axis()?;
             if ns.len() < 3 {
@@ -453,6 +458,32 @@ impl Config {
             ));
         }
         Ok(ns)
+    }
+
+    /// The weight ensemble of every simulated network (default Gaussian).
+    pub fn weights(&self) -> Result<crate::sim::Weights> {
+        match &self.network.weights {
+            None => Ok(crate::sim::Weights::Gaussian),
+            Some(s) => crate::sim::Weights::parse("network.weights", s),
+        }
+    }
+
+    /// `network.weights` names an ensemble, and every width has it
+    /// (hadamard: powers of two).
+    fn validate_weights(&self) -> Result<()> {
+        let w = self.weights()?;
+        if w == crate::sim::Weights::Gaussian || self.kind == Kind::Optimal {
+            return Ok(());
+        }
+        let key = if self.sweep.width.is_some() {
+            "sweep.width"
+        } else {
+            "network.width"
+        };
+        for p in self.points()? {
+            w.check_width(key, p.width)?;
+        }
+        Ok(())
     }
 
     /// The N values of an optimal scan.

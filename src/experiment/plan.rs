@@ -107,6 +107,8 @@ fn sizing_spec(p: &RunPoint) -> SimSpec {
         samples: p.samples,
         seed: 0,
         q0: 1.0,
+        // The ensemble changes the work per layer, not the buffers sized here.
+        weights: crate::sim::Weights::Gaussian,
         inputs: match &p.inputs {
             InputChoice::Pairs { c0, pairs } => Inputs::Pairs {
                 c0: c0.clone(),

@@ -333,7 +333,8 @@ fn run_point(
         },
         InputChoice::Circle { points } => Inputs::Circle { points: *points },
     };
-    let spec = SimSpec::of_network(&r, p.width, depth, p.samples, cfg.seed(), inputs);
+    let spec = SimSpec::of_network(&r, p.width, depth, p.samples, cfg.seed(), inputs)
+        .with_weights(cfg.weights()?);
     spec.validate()?;
     let mut point = p.clone();
     point.depth = depth;

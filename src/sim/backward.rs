@@ -1,6 +1,7 @@
 //! Backward pass with a straight-through estimator, on the CPU: gradients
 //! δ^l = φ'_STE(h^l) ⊙ (W^{l+1})ᵀ δ^{l+1} through the same generated
-//! weights as the forward pass, with per-layer gradient-norm ratios and
+//! weights as the forward pass (every weight ensemble; the GPU backward
+//! kernel covers Gaussian weights), with per-layer gradient-norm ratios and
 //! gradient correlations aggregated over networks.
 //!
 //! The two inputs of a pair receive the same output gradient (a fresh
@@ -10,8 +11,9 @@
 
 use crate::error::{Error, Result};
 use crate::rng::Stream;
-use crate::sim::cpu::{block_stats, feature_major, layer, weight_scale};
-use crate::sim::spec::{Inputs, SimActivation, SimSpec};
+use crate::sim::cpu::{block_stats, ensemble_layer_with_stats, feature_major, weight_scale};
+use crate::sim::hadamard;
+use crate::sim::spec::{Inputs, SimActivation, SimSpec, Weights};
 use crate::sim::stats::Estimate;
 use crate::theory::backward::Ste;
 use rayon::prelude::*;
@@ -62,6 +64,63 @@ pub fn transposed_layer(
     sigma_w: f64,
     out: &mut [f32],
 ) {
+    dense_transposed(
+        Stream::fill_row,
+        delta,
+        n,
+        batch,
+        stream,
+        layer,
+        sigma_w,
+        out,
+    );
+}
+
+/// The transposed product with the weights of `layer` in the ensemble
+/// `weights`: Gaussian or Rademacher Wᵀδ through the generated rows, or
+/// Sᵀδ = n^{-3/2} D₁ H D₂ H D₃ H δ for the Hadamard ensemble (S is
+/// orthogonal, so this is also S⁻¹δ).
+pub fn ensemble_transposed_layer(
+    weights: Weights,
+    delta: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    out: &mut [f32],
+) {
+    match weights {
+        Weights::Gaussian => transposed_layer(delta, n, batch, stream, layer, sigma_w, out),
+        Weights::Rademacher => dense_transposed(
+            Stream::fill_row_signs,
+            delta,
+            n,
+            batch,
+            stream,
+            layer,
+            sigma_w,
+            out,
+        ),
+        Weights::Hadamard => {
+            out.copy_from_slice(delta);
+            hadamard::apply_transposed_unscaled(out, n, batch, stream, layer);
+            let ws = hadamard::hadamard_scale(sigma_w, n);
+            out.par_iter_mut().for_each(|v| *v *= ws);
+        }
+    }
+}
+
+fn dense_transposed(
+    fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
+    delta: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    out: &mut [f32],
+) {
     const RANGES: usize = 8;
     let rows_per = n.div_ceil(RANGES);
     let partials: Vec<Vec<f32>> = (0..RANGES)
@@ -78,7 +137,7 @@ pub fn transposed_layer(
             while i0 < r1 {
                 let r = BLOCK.min(r1 - i0);
                 for i in 0..r {
-                    stream.fill_row(layer, (i0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+                    fill(stream, layer, (i0 + i) as u32, &mut w[i * n..(i + 1) * n]);
                 }
                 // acc (n × B) += W_blkᵀ (n × r) · δ_blk (r × B)
                 unsafe {
@@ -151,7 +210,8 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
     for l in 1..depth {
         let a: Vec<f32> = hs[l - 1].iter().map(|&x| act.eval(x)).collect();
         let mut h = vec![0f32; n * batch];
-        layer(
+        ensemble_layer_with_stats(
+            spec.weights,
             &a,
             n,
             batch,
@@ -160,6 +220,7 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
             spec.sigma_w,
             spec.sigma_b,
             &mut h,
+            None,
         );
         hs.push(h);
     }
@@ -169,7 +230,8 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
     let (t, s) = (ste.threshold as f32, ste.slope as f32);
     for l in (0..depth).rev() {
         let mut back = vec![0f32; n * batch];
-        transposed_layer(
+        ensemble_transposed_layer(
+            spec.weights,
             &delta,
             n,
             batch,
@@ -219,6 +281,13 @@ pub fn simulate_backward(
             "depth × width × batch",
             format!("{} GiB of stored pre-activations", stored >> 30),
             &format!("the backward pass stores every layer: at most {} GiB; reduce depth, width or pairs", STORED_ACTIVATIONS_LIMIT >> 30),
+        ));
+    }
+    if gpu.is_some() && spec.weights != Weights::Gaussian {
+        return Err(Error::invalid(
+            "weights",
+            spec.weights,
+            "the GPU backward pass supports gaussian weights; run the backward pass of this ensemble on the CPU backend (--backend cpu)",
         ));
     }
     let act = SimActivation::from_activation(&spec.activation);

@@ -8,10 +8,12 @@
 //! multiplies them into the batch with `matrixmultiply::sgemm`.
 //! Statistics are summed per block in f64 and combined in block order, so a
 //! seed gives bitwise the same result whatever the thread count.
+//! Rademacher weights take the same path with rows of ±1 unpacked from the
+//! sign bits; the Hadamard ensemble is [`crate::sim::hadamard`].
 
 use crate::error::Result;
 use crate::rng::{Stream, BIAS_ROW};
-use crate::sim::spec::{Measurements, SimActivation, SimSpec};
+use crate::sim::spec::{Measurements, SimActivation, SimSpec, Weights};
 use crate::sim::{Backend, BackendInfo, LayerSink};
 use rayon::prelude::*;
 
@@ -70,6 +72,73 @@ pub fn layer_with_stats(
     out: &mut [f32],
     meas: Option<&Measurements>,
 ) -> Option<(Vec<f64>, Vec<f64>)> {
+    dense_layer_with_stats(
+        Stream::fill_row,
+        act,
+        n,
+        batch,
+        stream,
+        layer,
+        sigma_w,
+        sigma_b,
+        out,
+        meas,
+    )
+}
+
+/// One layer of the weight ensemble `weights` (see [`Weights`]), with the
+/// statistics of the result when `meas` is given: the Gaussian layer
+/// ([`layer_with_stats`]), the Rademacher layer (signs unpacked per block
+/// of rows into the same blocked product), or the Hadamard layer
+/// ([`crate::sim::hadamard::layer_with_stats`]).
+pub fn ensemble_layer_with_stats(
+    weights: Weights,
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    match weights {
+        Weights::Gaussian => {
+            layer_with_stats(act, n, batch, stream, layer, sigma_w, sigma_b, out, meas)
+        }
+        Weights::Rademacher => dense_layer_with_stats(
+            Stream::fill_row_signs,
+            act,
+            n,
+            batch,
+            stream,
+            layer,
+            sigma_w,
+            sigma_b,
+            out,
+            meas,
+        ),
+        Weights::Hadamard => crate::sim::hadamard::layer_with_stats(
+            act, n, batch, stream, layer, sigma_w, sigma_b, out, meas,
+        ),
+    }
+}
+
+/// A dense layer whose standardized weights row `row` of `layer` are
+/// written by `fill(stream, layer, row, out)`.
+fn dense_layer_with_stats(
+    fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let rows = rows_per_block(n, batch);
     let ws = weight_scale(sigma_w, n);
     let bs = sigma_b as f32;
@@ -82,7 +151,7 @@ pub fn layer_with_stats(
                 let r0 = blk * rows;
                 let r = out_blk.len() / batch;
                 for i in 0..r {
-                    stream.fill_row(layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+                    fill(stream, layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
                 }
                 // out_blk (r × B) = W_blk (r × n) · act (n × B)
                 unsafe {
@@ -184,12 +253,9 @@ impl Backend for CpuBackend {
         for l in 1..=spec.depth {
             a.par_chunks_mut(4096)
                 .zip(h.par_chunks(4096))
-                .for_each(|(a, h)| {
-                    for (y, &x) in a.iter_mut().zip(h) {
-                        *y = act_fn.eval(x);
-                    }
-                });
-            let (s, d) = layer_with_stats(
+                .for_each(|(a, h)| act_fn.apply(h, a));
+            let (s, d) = ensemble_layer_with_stats(
+                spec.weights,
                 &a,
                 n,
                 batch,

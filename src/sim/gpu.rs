@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::rng::key_for;
 use crate::sim::cpu::{block_stats, feature_major, weight_scale};
-use crate::sim::spec::{Inputs, Measurements, SimActivation, SimSpec};
+use crate::sim::spec::{Inputs, Measurements, SimActivation, SimSpec, Weights};
 use crate::sim::{Backend, BackendInfo, LayerSink};
 use std::borrow::Cow;
 use std::sync::{mpsc, Arc, Mutex};
@@ -38,6 +38,13 @@ pub mod shaders {
     pub const RNG_CHECK: &str = include_str!("../../shaders/rng_check.wgsl");
     /// The backward (transposed, STE-masked) kernel.
     pub const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
+    /// The Hadamard-ensemble layer (tile stages, global stages, finish).
+    pub const HADAMARD: &str = include_str!("../../shaders/hadamard.wgsl");
+
+    /// hadamard.wgsl with the generator and the parameters.
+    pub fn hadamard() -> String {
+        format!("{RNG}\n{PARAMS}\n{HADAMARD}")
+    }
 
     /// backward.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
     pub fn backward(tb: u32) -> String {
@@ -127,10 +134,72 @@ pub struct GpuParams {
     pub ste_slope: f32,
     /// STE threshold t (backward pass).
     pub ste_threshold: f32,
-    /// Padding to a multiple of 16 bytes.
-    pub pad0: u32,
+    /// Weight ensemble: 0 gaussian, 1 rademacher, 2 hadamard.
+    pub weights: u32,
     /// Padding.
     pub pad1: u32,
+}
+
+/// One dispatch of the Hadamard layer, field for field `Step` in
+/// `shaders/hadamard.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct HadamardStep {
+    /// Sign round r (D_{r+1}).
+    pub round: u32,
+    /// Tile pass: 0 reads the previous layer and applies φ; 1 works in place.
+    pub mode: u32,
+    /// Butterfly pass: the stage's half-span h.
+    pub h: u32,
+    /// Rows per tile T.
+    pub tile: u32,
+}
+
+/// Rows per workgroup tile of the Hadamard transform (shaders/hadamard.wgsl `MAX_T`).
+pub const HADAMARD_TILE: usize = 512;
+
+/// The dispatches of one Hadamard layer at width n: per round, the tile
+/// pass, then one pass per stage h ≥ T; then the finish pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum HadamardPass {
+    Tile(usize),
+    Stage(usize),
+    Finish,
+}
+
+fn hadamard_plan(n: usize) -> (Vec<HadamardStep>, Vec<HadamardPass>) {
+    let t = n.min(HADAMARD_TILE);
+    let mut steps = Vec::new();
+    let mut passes = Vec::new();
+    for round in 0..crate::sim::hadamard::ROUNDS {
+        passes.push(HadamardPass::Tile(steps.len()));
+        steps.push(HadamardStep {
+            round,
+            mode: u32::from(round > 0),
+            h: 0,
+            tile: t as u32,
+        });
+        let mut h = t;
+        while h < n {
+            passes.push(HadamardPass::Stage(steps.len()));
+            steps.push(HadamardStep {
+                round,
+                mode: 1,
+                h: h as u32,
+                tile: t as u32,
+            });
+            h *= 2;
+        }
+    }
+    passes.push(HadamardPass::Finish);
+    (steps, passes)
+}
+
+/// Workgroups (x, y) covering `threads` threads of 256 under the per-dimension limit.
+fn spread(threads: usize, max_dim: u32) -> (u32, u32) {
+    let groups = threads.div_ceil(256) as u64;
+    let x = groups.min(u64::from(max_dim)).max(1);
+    (x as u32, groups.div_ceil(x) as u32)
 }
 
 /// Which adapters a backend may take.
@@ -429,7 +498,10 @@ impl SharedBuffers {
             states: states as u32,
             inv_spacing,
             half_states,
-            w_scale: weight_scale(spec.sigma_w, n),
+            w_scale: match spec.weights {
+                Weights::Hadamard => crate::sim::hadamard::hadamard_scale(spec.sigma_w, n),
+                _ => weight_scale(spec.sigma_w, n),
+            },
             b_scale: spec.sigma_b as f32,
             slot: 0,
             quantities: (meas.batch + meas.pairs.len()) as u32,
@@ -443,7 +515,11 @@ impl SharedBuffers {
                     f32::MAX
                 }
             }),
-            pad0: 0,
+            weights: match spec.weights {
+                Weights::Gaussian => 0,
+                Weights::Rademacher => 1,
+                Weights::Hadamard => 2,
+            },
             pad1: 0,
         };
         let mut params = vec![0u8; (spec.depth + 1) * PARAM_STRIDE as usize];
@@ -510,6 +586,9 @@ impl SharedBuffers {
 struct Kernels {
     layer_layout: wgpu::BindGroupLayout,
     stats_layout: wgpu::BindGroupLayout,
+    hadamard_layout: wgpu::BindGroupLayout,
+    /// hadamard.wgsl's tile_stages, butterfly_stage and finish.
+    hadamard: [wgpu::ComputePipeline; 3],
     layer: Vec<(u32, wgpu::ComputePipeline)>,
     backward: Vec<(u32, wgpu::ComputePipeline)>,
     stats: wgpu::ComputePipeline,
@@ -536,9 +615,27 @@ impl Kernels {
                 storage_entry(3, false),
             ],
         });
-        let pipeline = |label: &str,
-                        layout: &wgpu::BindGroupLayout,
-                        module: &wgpu::ShaderModule|
+        let mut step_entry = params_entry();
+        step_entry.binding = 4;
+        step_entry.ty = wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<HadamardStep>() as u64),
+        };
+        let hadamard_layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("hadamard bind group layout"),
+            entries: &[
+                params_entry(),
+                storage_entry(1, true),
+                storage_entry(2, false),
+                storage_entry(3, true),
+                step_entry,
+            ],
+        });
+        let pipeline_at = |label: &str,
+                           layout: &wgpu::BindGroupLayout,
+                           module: &wgpu::ShaderModule,
+                           entry_point: &str|
          -> Result<wgpu::ComputePipeline> {
             let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
             let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -550,7 +647,7 @@ impl Kernels {
                 label: Some(label),
                 layout: Some(&pl),
                 module,
-                entry_point: Some("main"),
+                entry_point: Some(entry_point),
                 compilation_options: Default::default(),
                 cache: None,
             });
@@ -559,6 +656,21 @@ impl Kernels {
             }
             Ok(p)
         };
+        let pipeline =
+            |label: &str, layout: &wgpu::BindGroupLayout, module: &wgpu::ShaderModule| {
+                pipeline_at(label, layout, module, "main")
+            };
+        let hm = ctx.shader("hadamard.wgsl", shaders::hadamard())?;
+        let hadamard = [
+            pipeline_at("hadamard tile stages", &hadamard_layout, &hm, "tile_stages")?,
+            pipeline_at(
+                "hadamard butterfly stage",
+                &hadamard_layout,
+                &hm,
+                "butterfly_stage",
+            )?,
+            pipeline_at("hadamard finish", &hadamard_layout, &hm, "finish")?,
+        ];
         let mut layer = Vec::new();
         for tb in [16, 32, 64] {
             let m = ctx.shader(&format!("layer.wgsl TB={tb}"), shaders::layer(tb))?;
@@ -578,6 +690,8 @@ impl Kernels {
         Ok(Kernels {
             layer_layout,
             stats_layout,
+            hadamard_layout,
+            hadamard,
             layer,
             backward,
             stats,
@@ -727,6 +841,50 @@ impl GpuBackend {
                 })
             })
             .collect();
+        // The Hadamard layer's dispatch parameters, one 256-byte entry each.
+        let (steps, passes) = hadamard_plan(n);
+        let hadamard_bg: Vec<wgpu::BindGroup> = if spec.weights == Weights::Hadamard {
+            let mut bytes = vec![0u8; steps.len() * PARAM_STRIDE as usize];
+            for (k, st) in steps.iter().enumerate() {
+                let off = k * PARAM_STRIDE as usize;
+                bytes[off..off + std::mem::size_of::<HadamardStep>()]
+                    .copy_from_slice(bytemuck::bytes_of(st));
+            }
+            let step_buf = ctx.buffer(
+                "hadamard steps",
+                bytes.len() as u64,
+                U::UNIFORM | U::COPY_DST,
+            )?;
+            ctx.queue.write_buffer(&step_buf, 0, &bytes);
+            (0..2)
+                .map(|k| {
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("hadamard bind group"),
+                        layout: &self.kernels.hadamard_layout,
+                        entries: &[
+                            params_binding.clone(),
+                            entry(1, &h[k]),
+                            entry(2, &h[1 - k]),
+                            entry(3, &shared.table),
+                            wgpu::BindGroupEntry {
+                                binding: 4,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: &step_buf,
+                                    offset: 0,
+                                    size: wgpu::BufferSize::new(
+                                        std::mem::size_of::<HadamardStep>() as u64,
+                                    ),
+                                }),
+                            },
+                        ],
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let tile = n.min(HADAMARD_TILE);
         ctx.check()?;
         let layer_pipe = self.kernels.layer_for(batch);
         let tb = tile_columns(batch) as usize;
@@ -758,9 +916,35 @@ impl GpuBackend {
                 });
                 for l in next..next + count {
                     let offset = SharedBuffers::offset(l);
-                    pass.set_pipeline(layer_pipe);
-                    pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
-                    pass.dispatch_workgroups(wg.0, wg.1, 1);
+                    if spec.weights == Weights::Hadamard {
+                        let bg = &hadamard_bg[(l - 1) % 2];
+                        for pass_kind in &passes {
+                            let (pipe, k, groups) = match *pass_kind {
+                                HadamardPass::Tile(k) => (
+                                    &self.kernels.hadamard[0],
+                                    k,
+                                    (batch.div_ceil(4) as u32, (n / tile) as u32),
+                                ),
+                                HadamardPass::Stage(k) => {
+                                    (&self.kernels.hadamard[1], k, spread(n / 2 * batch, max_dim))
+                                }
+                                HadamardPass::Finish => {
+                                    (&self.kernels.hadamard[2], 0, spread(n * batch, max_dim))
+                                }
+                            };
+                            pass.set_pipeline(pipe);
+                            pass.set_bind_group(
+                                0,
+                                bg,
+                                &[offset[0], (k as u64 * PARAM_STRIDE) as u32],
+                            );
+                            pass.dispatch_workgroups(groups.0, groups.1, 1);
+                        }
+                    } else {
+                        pass.set_pipeline(layer_pipe);
+                        pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
+                        pass.dispatch_workgroups(wg.0, wg.1, 1);
+                    }
                     pass.set_pipeline(&self.kernels.stats);
                     pass.set_bind_group(0, &stats_bg[l % 2], &offset);
                     pass.dispatch_workgroups(q as u32, groups, 1);
@@ -832,6 +1016,12 @@ impl GpuBackend {
     ) -> Result<(Vec<(Vec<f64>, Vec<f64>)>, Vec<Vec<f32>>)> {
         let ctx = &self.ctx;
         let (n, depth) = (spec.width, spec.depth);
+        if spec.weights != Weights::Gaussian {
+            return Err(Error::Gpu(format!(
+                "the GPU backward kernel generates gaussian weights; {} weights run backward on the CPU backend",
+                spec.weights
+            )));
+        }
         let meas = spec.measurements();
         let batch = meas.batch;
         if batch > self.max_batch(n) {

@@ -5,6 +5,7 @@
 pub mod backward;
 pub mod cpu;
 pub mod gpu;
+pub mod hadamard;
 pub mod spec;
 pub mod stats;
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-pub use spec::{Inputs, SimActivation, SimSpec};
+pub use spec::{Inputs, SimActivation, SimSpec, Weights};
 pub use stats::{Estimate, SimStats};
 
 /// Which backend ran a simulation, and on what.

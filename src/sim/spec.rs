@@ -127,6 +127,89 @@ pub enum Inputs {
     },
 }
 
+/// The random-matrix ensemble of every layer's weights.
+///
+/// For forward signal propagation the three give the same mean-field maps
+/// (q-map, c-map, χ, ξ): a pre-activation hᵢ = Σⱼ Wᵢⱼ φⱼ + bᵢ enters the
+/// theory only through its first two moments given the previous layer,
+/// E hᵢ = 0 and E hᵢ hᵢ' = δᵢᵢ' σ_w² φ·φ'/n + σ_b², which holds for i.i.d.
+/// weights of any law with variance σ_w²/n (and a finite fourth moment, for
+/// the central limit over j), and for a Haar-like orthogonal S, which
+/// preserves norms and inner products exactly (Saxe, McClelland & Ganguli
+/// 2014; Pennington, Schoenholz & Ganguli 2017). What differs is the
+/// finite-width correction and the Jacobian spectrum (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weights {
+    /// i.i.d. Gaussian W ~ N(0, σ_w²/n): n² generated normals per layer
+    /// (four per Philox call, counter (column/4, row, layer, sample)).
+    #[default]
+    Gaussian,
+    /// i.i.d. ±σ_w/√n (Rademacher): bit `column mod 32` of word
+    /// `(column/32) mod 4` of Philox counter (column/128, row, layer,
+    /// sample), set = −1: 128 weights per call, unpacked inside the product.
+    Rademacher,
+    /// Structured orthogonal S = n^{-3/2} H D₃ H D₂ H D₁ (Yu et al. 2016,
+    /// "Orthogonal Random Features"; Choromanski et al. 2017): H the ±1
+    /// Walsh–Hadamard matrix, applied by the fast transform in O(n log n);
+    /// D_r random sign diagonals, sign i of round r from bit `i mod 32` of
+    /// word `(i/32) mod 4` of Philox counter (i/128, r, layer, sample),
+    /// r = 0, 1, 2 for D₁, D₂, D₃. The width must be a power of two.
+    Hadamard,
+}
+
+impl Weights {
+    /// The name used on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Weights::Gaussian => "gaussian",
+            Weights::Rademacher => "rademacher",
+            Weights::Hadamard => "hadamard",
+        }
+    }
+
+    /// Parses a name (`key` names the flag or config key in the error).
+    pub fn parse(key: &str, s: &str) -> Result<Self> {
+        match s.trim() {
+            "gaussian" => Ok(Weights::Gaussian),
+            "rademacher" => Ok(Weights::Rademacher),
+            "hadamard" => Ok(Weights::Hadamard),
+            other => Err(Error::invalid(
+                key,
+                format!("\"{other}\""),
+                "one of \"gaussian\", \"rademacher\", \"hadamard\"",
+            )),
+        }
+    }
+
+    /// Checks that this ensemble exists at width n (hadamard: n a power of two).
+    pub fn check_width(self, key: &str, n: usize) -> Result<()> {
+        if self == Weights::Hadamard && !n.is_power_of_two() {
+            let below = if n > 1 {
+                1usize << (usize::BITS - 1 - n.leading_zeros())
+            } else {
+                2
+            };
+            return Err(Error::invalid(
+                key,
+                n,
+                &format!(
+                    "hadamard weights need a power-of-two width (the fast Walsh–Hadamard transform), e.g. {} or {}",
+                    below,
+                    n.checked_next_power_of_two().unwrap_or(below)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A simulation: E independent networks, each applied to the same batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSpec {
@@ -148,6 +231,8 @@ pub struct SimSpec {
     pub q0: f64,
     /// The input ensemble.
     pub inputs: Inputs,
+    /// The weight ensemble (default Gaussian).
+    pub weights: Weights,
 }
 
 /// Bytes the aggregated statistics may take; more is refused up front.
@@ -210,7 +295,13 @@ impl SimSpec {
             seed,
             q0: r.q0,
             inputs,
+            weights: Weights::Gaussian,
         }
+    }
+
+    /// The same simulation with weights from `weights`.
+    pub fn with_weights(self, weights: Weights) -> Self {
+        SimSpec { weights, ..self }
     }
 
     /// Checks every field, with a message naming what is wrong and what would be right.
@@ -229,6 +320,7 @@ impl SimSpec {
                 "the width must be below 2^32 - 1",
             ));
         }
+        self.weights.check_width("width", self.width)?;
         if self.depth == 0 {
             return Err(Error::invalid(
                 "depth",
