@@ -9,4 +9,6 @@
 //!
 //! * [`data`]: IDX files (MNIST, Fashion-MNIST), normalization, shuffling.
 
+pub mod cpu;
 pub mod data;
+pub mod model;
