@@ -40,13 +40,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         .out
         .or_else(|| cfg.outputs.dir.clone().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("results"));
-    let (mut backend, note): (Box<dyn sim::Backend>, String) = if cfg.kind == Kind::Optimal {
-        (Box::new(sim::cpu::CpuBackend), "theory only".into())
-    } else {
-        sim::open_backend(cfg.backend())?
-    };
+    let (mut backend, note): (Box<dyn sim::Backend>, String) =
+        if matches!(cfg.kind, Kind::Optimal | Kind::Training) {
+            (Box::new(sim::cpu::CpuBackend), "theory only".into())
+        } else {
+            sim::open_backend(cfg.backend())?
+        };
     cfg.backend = Some(cfg.backend().to_string());
-    if cfg.kind != Kind::Optimal {
+    if cfg.kind == Kind::Simulation {
         eprintln!("{note}");
     }
     let cancel = Arc::new(AtomicBool::new(false));

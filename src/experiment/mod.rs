@@ -9,6 +9,8 @@
 pub mod config;
 pub mod plots;
 pub mod runner;
+pub mod training;
+pub mod training_plots;
 
 pub use config::Config;
 pub use runner::{run_experiment, Hooks, RunReport};

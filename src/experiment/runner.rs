@@ -191,7 +191,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -570,19 +570,19 @@ fn backward_csv(points: &[PointSummary]) -> String {
     s
 }
 
-struct Writer<'a> {
-    folder: PathBuf,
-    cfg: &'a Config,
-    backend: String,
-    adapter: String,
-    note: String,
-    started: String,
-    clock: Instant,
-    total: usize,
+pub(crate) struct Writer<'a> {
+    pub(crate) folder: PathBuf,
+    pub(crate) cfg: &'a Config,
+    pub(crate) backend: String,
+    pub(crate) adapter: String,
+    pub(crate) note: String,
+    pub(crate) started: String,
+    pub(crate) clock: Instant,
+    pub(crate) total: usize,
 }
 
 impl Writer<'_> {
-    fn meta(&self, status: &str, done: usize) -> Result<()> {
+    pub(crate) fn meta(&self, status: &str, done: usize) -> Result<()> {
         let meta = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "name": self.cfg.name,
@@ -607,7 +607,7 @@ impl Writer<'_> {
         )
     }
 
-    fn config(&self) -> Result<()> {
+    pub(crate) fn config(&self) -> Result<()> {
         let text = toml::to_string_pretty(self.cfg)
             .map_err(|e| Error::Numerical(format!("config cannot be written back: {e}")))?;
         write_atomic(
@@ -917,6 +917,9 @@ pub fn run_experiment(
 ) -> Result<RunReport> {
     if cfg.kind == Kind::Optimal {
         return run_optimal(cfg, out_root);
+    }
+    if cfg.kind == Kind::Training {
+        return crate::experiment::training::run_training(cfg, out_root, hooks);
     }
     let points = cfg.points()?;
     let folder = results_folder(out_root, &cfg.name)?;
