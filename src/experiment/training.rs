@@ -573,11 +573,37 @@ impl Plan {
     }
 }
 
-/// Opens the training backend a user named (as the simulator's `open_backend`).
+/// Opens the training backend a user named, as the simulator's
+/// `open_backend`: "cpu"; "gpu" (a hardware GPU, else the software adapter);
+/// "auto" (a hardware GPU, else the CPU). Returns it with a note saying which.
 pub fn open_train_backend(name: &str) -> Result<(Box<dyn TrainBackend>, String)> {
+    use crate::sim::gpu::AdapterPolicy;
+    use crate::train::gpu::GpuTrainBackend;
     match name {
-        "cpu" | "auto" => Ok((Box::new(CpuTrainBackend::default()), "backend cpu".into())),
-        other => Err(Error::invalid("backend", other, "one of auto, cpu")),
+        "cpu" => Ok((Box::new(CpuTrainBackend::default()), "backend cpu".into())),
+        "gpu" => {
+            let b = GpuTrainBackend::new(AdapterPolicy::PreferHardware)?;
+            let note = if b.context().is_software() {
+                format!(
+                    "backend gpu: no hardware GPU; using the software adapter {} (correct but slow)",
+                    b.context().describe()
+                )
+            } else {
+                format!("backend gpu: {}", b.context().describe())
+            };
+            Ok((Box::new(b), note))
+        }
+        "auto" => match GpuTrainBackend::new(AdapterPolicy::HardwareOnly) {
+            Ok(b) => {
+                let note = format!("backend auto: took the GPU {}", b.context().describe());
+                Ok((Box::new(b), note))
+            }
+            Err(e) => Ok((
+                Box::new(CpuTrainBackend::default()),
+                format!("backend auto: no hardware GPU ({e}); took the CPU backend"),
+            )),
+        },
+        other => Err(Error::invalid("backend", other, "one of auto, cpu, gpu")),
     }
 }
 

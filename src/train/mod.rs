@@ -11,6 +11,7 @@
 
 pub mod cpu;
 pub mod data;
+pub mod gpu;
 pub mod model;
 
 use crate::error::{Error, Result};
