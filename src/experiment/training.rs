@@ -573,6 +573,9 @@ impl Plan {
     }
 }
 
+/// (x, mean, standard error).
+type Point3 = (f64, f64, f64);
+
 /// Opens the training backend a user named, as the simulator's
 /// `open_backend`: "cpu"; "gpu" (a hardware GPU, else the software adapter);
 /// "auto" (a hardware GPU, else the CPU). Returns it with a note saying which.
@@ -675,7 +678,7 @@ fn t975(df: usize) -> f64 {
 /// None when it never does, or when the shallowest network is not above chance.
 pub fn halfway_depth(depths: &[usize], acc: &[f64], chance: f64) -> Option<f64> {
     let shallow = *acc.first()?;
-    if !(shallow > chance) {
+    if shallow.is_nan() || shallow <= chance {
         return None;
     }
     let half = 0.5 * (shallow + chance);
@@ -977,7 +980,7 @@ fn plots(
     ratios.sort_by(f64::total_cmp);
     ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
     if ratios.len() > 2 {
-        let mut series: BTreeMap<(usize, usize), Vec<(f64, f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<(usize, usize), Vec<Point3>> = BTreeMap::new();
         let last = points
             .iter()
             .flat_map(|p| p.reports.last())

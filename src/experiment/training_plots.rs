@@ -27,6 +27,9 @@ pub struct Collapse {
     pub points: Vec<(f64, f64, f64)>,
 }
 
+/// Title, cells, ξ per N, and the κ of the κξ lines.
+type HeatmapArgs<'a> = (&'a str, &'a [Cell], &'a [(usize, f64)], &'a [f64]);
+
 /// Viridis-like map from 0..1 (dark blue → green → yellow).
 fn cmap(t: f64) -> RGBColor {
     const STOPS: [(f64, (f64, f64, f64)); 5] = [
@@ -81,7 +84,7 @@ pub fn heatmap(
 
 fn draw_heatmap<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    (title, cells, xi, kappas): (&str, &[Cell], &[(usize, f64)], &[f64]),
+    (title, cells, xi, kappas): HeatmapArgs<'_>,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,

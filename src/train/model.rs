@@ -193,7 +193,10 @@ impl ModelSpec {
             amplitude,
         } = self.phi
         {
-            if states < 2 || !(spacing > 0.0 && spacing.is_finite()) || !(amplitude > 0.0) {
+            if states < 2
+                || !(spacing.is_finite() && spacing > 0.0)
+                || !(amplitude.is_finite() && amplitude > 0.0)
+            {
                 return Err(Error::invalid(
                     "training quantizer",
                     format!("N = {states}, Δ = {spacing}, A = {amplitude}"),
