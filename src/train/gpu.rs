@@ -94,7 +94,10 @@ pub struct TrainParams {
     pub pad: [u32; 3],
 }
 
+/// Bytes between parameter slots (WebGPU's largest uniform offset alignment).
 const STRIDE: u64 = 256;
+/// Inputs per step or evaluation batch the buffers hold.
+const MAX_BATCH: usize = 1024;
 
 struct Layer {
     w: wgpu::Buffer,
@@ -453,9 +456,11 @@ impl TrainBackend for GpuTrainBackend {
     }
 
     fn load(&mut self, spec: &ModelSpec, params: &Params<f32>) -> Result<()> {
-        spec.validate()?;
-        let cap = 1024usize.max(spec.classes);
-        self.load_with_capacity(spec, params, cap)
+        self.load_with_capacity(spec, params, MAX_BATCH)
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
     }
 
     fn step(&mut self, x: &[f32], labels: &[u8], lr: f32, momentum: f32) -> Result<()> {

@@ -37,6 +37,11 @@ pub trait TrainBackend {
     fn evaluate(&mut self, x: &[f32], labels: &[u8]) -> Result<cpu::BatchLoss>;
     /// The current weights and biases.
     fn params(&mut self) -> Result<Params<f32>>;
+    /// The largest batch a step or an evaluation takes (the GPU's buffers
+    /// hold a fixed number of inputs).
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// The CPU backend: [`cpu::Trainer`] in f32.
@@ -157,7 +162,7 @@ fn evaluate_split(
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let (mut loss, mut correct) = (0.0, 0usize);
     let idx: Vec<u32> = (0..n as u32).collect();
-    for chunk in idx.chunks(eval_batch.max(1)) {
+    for chunk in idx.chunks(eval_batch.clamp(1, backend.max_batch())) {
         gather(split, chunk, &mut x, &mut y);
         let r = backend.evaluate(&x, &y)?;
         loss += r.loss_sum;
@@ -191,6 +196,17 @@ pub fn train(
             "training.batch",
             proto.batch,
             &format!("between 1 and the {} training images", data.train.len()),
+        ));
+    }
+    if proto.batch > backend.max_batch() {
+        return Err(Error::invalid(
+            "training.batch",
+            proto.batch,
+            &format!(
+                "at most {} on this backend ({})",
+                backend.max_batch(),
+                backend.describe()
+            ),
         ));
     }
     backend.load(spec, params)?;
