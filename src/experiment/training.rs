@@ -759,8 +759,11 @@ pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Train
             l_emp_per_seed.push(halfway_depth(&ds, &acc, chance));
         }
         let (mut l_emp, mut l_emp_ci, mut note) = (None, None, None);
-        if depths.len() < 2 {
-            note = Some("one depth: no trainable depth to interpolate".into());
+        if depths.len() < 3 {
+            note = Some(format!(
+                "{} depths: a trainable depth needs at least 3 (a shallow reference and a crossing)",
+                depths.len()
+            ));
         } else if test_acc[0] <= chance + 0.02 {
             note = Some(format!(
                 "the shallowest network (depth {}) does not train above chance (test accuracy {:.3})",
