@@ -486,6 +486,9 @@ pub struct TrainedPoint {
     pub eval_seconds: f64,
     /// Training throughput, multiply-adds per second (forward + backward + weight gradient).
     pub train_mac_per_s: f64,
+    /// True when a reported loss is not finite (training diverged; the
+    /// accuracies are still what the network scores).
+    pub diverged: bool,
 }
 
 impl Plan {
@@ -1173,12 +1176,26 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             },
             train_seconds: out.train_seconds,
             eval_seconds: out.eval_seconds,
+            diverged: out
+                .reports
+                .iter()
+                .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite())),
         });
         write_results(&folder, &plan, &lengths, &done, &desc)?;
         w.meta("running", done.len())?;
     }
     let (tds, ex) = write_results(&folder, &plan, &lengths, &done, &desc)?;
-    let note = w.note.clone();
+    let mut note = w.note.clone();
+    let diverged: Vec<usize> = done
+        .iter()
+        .filter(|p| p.diverged)
+        .map(|p| p.point.index)
+        .collect();
+    if !diverged.is_empty() {
+        note.push_str(&format!(
+            "\nwarning: training diverged (non-finite loss) at points {diverged:?}: their loss is NaN or inf in training.csv; a lower training.lr avoids it"
+        ));
+    }
     if cfg.outputs.plots.unwrap_or(true) {
         plots(&folder, cfg.outputs.png.unwrap_or(true), &plan, &tds, &done)?;
     }
