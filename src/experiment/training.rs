@@ -1162,6 +1162,10 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             complete = false;
             break;
         }
+        let diverged = out
+            .reports
+            .iter()
+            .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite()));
         done.push(TrainedPoint {
             point: p.clone(),
             depth,
@@ -1176,10 +1180,7 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             },
             train_seconds: out.train_seconds,
             eval_seconds: out.eval_seconds,
-            diverged: out
-                .reports
-                .iter()
-                .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite())),
+            diverged,
         });
         write_results(&folder, &plan, &lengths, &done, &desc)?;
         w.meta("running", done.len())?;
