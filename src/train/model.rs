@@ -264,7 +264,8 @@ impl ModelSpec {
             .sum()
     }
 
-    /// φ in f32, exactly as the kernels evaluate it.
+    /// φ (in f64; the kernels evaluate the same formula in f32, which can
+    /// differ only for an input within rounding of a threshold).
     #[inline(always)]
     pub fn phi_f64(&self, x: f64) -> f64 {
         match self.phi {
