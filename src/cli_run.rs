@@ -72,7 +72,8 @@ fn read_config(path: &std::path::Path) -> Result<String> {
 
 /// The backend a config names, with the note saying which was taken.
 fn open_backend(cfg: &Config) -> Result<(Box<dyn sim::Backend>, String)> {
-    Ok(if cfg.kind == Kind::Optimal {
+    Ok(if matches!(cfg.kind, Kind::Optimal | Kind::Training) {
+        // Training opens its own device (its config's backend); optimal is theory only.
         (Box::new(sim::cpu::CpuBackend), "theory only".into())
     } else {
         sim::open_backend(cfg.backend())?
@@ -114,7 +115,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)
     };
-    if cfg.kind != Kind::Optimal {
+    if cfg.kind == Kind::Simulation {
         eprintln!("{note}");
         let gpu = backend.info().backend == "gpu";
         eprintln!("{}", plan::plan_run(&cfg, gpu)?.describe());

@@ -25,3 +25,4 @@ pub mod experiment;
 pub mod rng;
 pub mod setup;
 pub mod sim;
+pub mod train;

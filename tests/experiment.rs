@@ -283,6 +283,12 @@ fn every_shipped_config_parses_and_expands() {
             quantdepth::experiment::config::Kind::Optimal => {
                 assert!(cfg.optimal_states().unwrap().len() >= 3)
             }
+            quantdepth::experiment::config::Kind::Training => {
+                assert!(!quantdepth::experiment::training::plan(&cfg)
+                    .unwrap()
+                    .points
+                    .is_empty())
+            }
             _ => assert!(!cfg.points().unwrap().is_empty()),
         }
         seen += 1;

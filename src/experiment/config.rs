@@ -54,6 +54,8 @@ pub enum Kind {
     Simulation,
     /// The optimal initialization scan over N (theory only).
     Optimal,
+    /// Training on images: trainable depth against ξ (`[training]`).
+    Training,
 }
 
 /// A number or a string in a config (σ_w, spacing, ranges).
@@ -264,6 +266,8 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// Optional backward pass.
     pub backward: Option<BackwardConfig>,
+    /// Training runs (`kind = "training"`).
+    pub training: Option<crate::experiment::training::TrainingConfig>,
 }
 
 /// The input ensemble of every point.
@@ -407,6 +411,9 @@ impl Config {
             }
         }
         self.validate_weights()?;
+        if self.kind == Kind::Training || self.training.is_some() {
+            return crate::experiment::training::validate(self);
+        }
         if self.kind == Kind::Optimal {
             let ns = self.states_axis()?;
             if ns.len() < 3 {

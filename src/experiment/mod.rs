@@ -14,6 +14,9 @@ pub mod plan;
 pub mod plots;
 pub mod runner;
 pub mod shard;
+pub mod training;
+#[cfg(feature = "plots")]
+pub mod training_plots;
 
 pub use config::Config;
 pub use runner::{resume_experiment, run_experiment, Hooks, RunReport};

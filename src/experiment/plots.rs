@@ -10,7 +10,7 @@ use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-fn register() {
+pub(crate) fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is bundled and valid; a failure would only lose the text.
@@ -18,7 +18,7 @@ fn register() {
     });
 }
 
-fn perr(e: impl std::fmt::Display) -> Error {
+pub(crate) fn perr(e: impl std::fmt::Display) -> Error {
     Error::Numerical(format!("plotting failed: {e}"))
 }
 
@@ -56,7 +56,7 @@ pub struct CurvePlot {
 }
 
 /// A colour per series.
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     const C: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),

@@ -185,7 +185,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     folder::write_atomic(path, bytes)
 }
 
-fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -1186,6 +1186,7 @@ fn new_session_in<'a>(
         kind: match cfg.kind {
             Kind::Simulation => "simulation".into(),
             Kind::Optimal => "optimal".into(),
+            Kind::Training => "training".into(),
         },
         backend: backend.into(),
         adapter: adapter.into(),
@@ -1211,6 +1212,21 @@ fn new_session_in<'a>(
     Ok(s)
 }
 
+/// A new results folder under `out_root` holding config.toml and a first
+/// commit record (status running, no points), for run kinds that keep their
+/// own per-point results (training).
+pub(crate) fn start_folder(
+    cfg: &Config,
+    out_root: &Path,
+    backend: &str,
+    adapter: &str,
+    note: &str,
+    total: usize,
+) -> Result<(PathBuf, Commit)> {
+    let s = new_session(cfg, out_root, backend, adapter, note, total)?;
+    Ok((s.folder, s.commit))
+}
+
 /// Runs a simulation experiment into a new results folder under `out_root`.
 ///
 /// The sweep is planned first (point limit, sizes, this machine's memory);
@@ -1227,6 +1243,9 @@ pub fn run_experiment(
 ) -> Result<RunReport> {
     if cfg.kind == Kind::Optimal {
         return run_optimal(cfg, out_root);
+    }
+    if cfg.kind == Kind::Training {
+        return crate::experiment::training::run_training(cfg, out_root, hooks);
     }
     let info = backend.info();
     crate::experiment::plan::plan_run(cfg, info.backend == "gpu")?;
@@ -1289,6 +1308,12 @@ pub fn resume_experiment(
             } else {
                 &commit.host
             }
+        )));
+    }
+    if cfg.kind == Kind::Training {
+        return Err(Error::Folder(format!(
+            "{} is a training run: training runs cannot be resumed yet; run its config.toml again",
+            dir.display()
         )));
     }
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
@@ -1499,6 +1524,14 @@ pub fn run_shard(
             "--shard",
             shard,
             "kind = \"optimal\" is theory only (seconds for thousands of N): run it unsharded",
+        ));
+    }
+    if cfg.kind == Kind::Training {
+        return Err(Error::invalid(
+            "--shard",
+            shard,
+            "kind = \"training\" runs are not sharded yet: run the config unsharded, or split its \
+             sweep into several configs",
         ));
     }
     let info = backend.info();

@@ -1,0 +1,711 @@
+//! The GPU training backend: stored weights and the kernels of
+//! `shaders/train_*.wgsl` (forward with φ fused, transposed backward with the
+//! STE mask fused, weight gradient with the momentum update fused, softmax
+//! cross-entropy), on the device plumbing of the simulator
+//! ([`crate::sim::gpu::GpuContext`]).
+//!
+//! Per step the batch goes up (inputs and labels), then one submission
+//! records every layer's forward pass, the loss, and per layer from the top:
+//! the backward product (which reads W before its update), then the fused
+//! weight-gradient-and-update of that layer. Nothing comes back until a
+//! report asks for the accumulated loss (per-input sums, no float atomics).
+//! Layouts are the CPU twin's (src/train/cpu.rs): feature-major activations,
+//! fan_out × fan_in weights.
+
+use crate::error::{Error, Result};
+use crate::sim::gpu::{AdapterPolicy, GpuContext};
+use crate::train::cpu::BatchLoss;
+use crate::train::model::{ModelSpec, Params, Phi};
+use crate::train::TrainBackend;
+
+/// The WGSL sources, composed as the kernels use them.
+pub mod shaders {
+    /// The dispatch parameters.
+    pub const PARAMS: &str = include_str!("../../shaders/train_params.wgsl");
+    /// The tiled product (a fragment).
+    pub const GEMM: &str = include_str!("../../shaders/train_gemm.wgsl");
+    /// Forward with φ.
+    pub const FORWARD: &str = include_str!("../../shaders/train_forward.wgsl");
+    /// Backward with the STE mask.
+    pub const BACKWARD: &str = include_str!("../../shaders/train_backward.wgsl");
+    /// Weight gradient and update.
+    pub const UPDATE: &str = include_str!("../../shaders/train_update.wgsl");
+    /// Softmax cross-entropy.
+    pub const LOSS: &str = include_str!("../../shaders/train_loss.wgsl");
+
+    /// A product kernel with the parameters and the tile product prepended.
+    pub fn product(kernel: &str) -> String {
+        format!("{PARAMS}\n{kernel}\n{GEMM}")
+    }
+
+    /// The loss kernel with its parameters.
+    pub fn loss() -> String {
+        format!("{PARAMS}\n{LOSS}")
+    }
+}
+
+/// The parameters of one dispatch, field for field as in `shaders/train_params.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TrainParams {
+    /// Rows of C.
+    pub m: u32,
+    /// Columns of C.
+    pub n: u32,
+    /// Inner dimension.
+    pub k: u32,
+    /// Row stride of A.
+    pub rsa: u32,
+    /// Column stride of A.
+    pub csa: u32,
+    /// Row stride of B.
+    pub rsb: u32,
+    /// Column stride of B.
+    pub csb: u32,
+    /// Apply φ (forward) or the STE mask (loss with quantized logits).
+    pub apply_phi: u32,
+    /// N.
+    pub states: u32,
+    /// Classes.
+    pub classes: u32,
+    /// Batch.
+    pub batch: u32,
+    /// Add the loss to the running sums.
+    pub accumulate: u32,
+    /// 1/Δ.
+    pub inv_spacing: f32,
+    /// N/2.
+    pub half_states: f32,
+    /// A.
+    pub amplitude: f32,
+    /// 2A/(N − 1).
+    pub level_step: f32,
+    /// STE slope.
+    pub ste_slope: f32,
+    /// STE threshold.
+    pub ste_threshold: f32,
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum.
+    pub momentum: f32,
+    /// 1/B.
+    pub inv_batch: f32,
+    /// Padding.
+    pub pad: [u32; 3],
+}
+
+/// Bytes between parameter slots (WebGPU's largest uniform offset alignment).
+const STRIDE: u64 = 256;
+/// Inputs per step or evaluation batch the buffers hold.
+const MAX_BATCH: usize = 1024;
+
+struct Layer {
+    w: wgpu::Buffer,
+    b: wgpu::Buffer,
+    h: wgpu::Buffer,
+    a: wgpu::Buffer,
+}
+
+struct Net {
+    spec: ModelSpec,
+    cap: usize,
+    layers: Vec<Layer>,
+    x: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    losses: wgpu::Buffer,
+    correct: wgpu::Buffer,
+    loss_acc: wgpu::Buffer,
+    params: wgpu::Buffer,
+    forward: Vec<wgpu::BindGroup>,
+    backward: Vec<Option<wgpu::BindGroup>>,
+    update: Vec<wgpu::BindGroup>,
+    loss: wgpu::BindGroup,
+    /// (batch, lr bits, momentum bits) the step slots were written for.
+    step_slots: Option<(usize, u32, u32)>,
+    /// The batch the evaluation slots were written for.
+    eval_slots: Option<usize>,
+    loss_inputs: usize,
+}
+
+struct Pipelines {
+    forward: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
+    update: wgpu::ComputePipeline,
+    update_bias: wgpu::ComputePipeline,
+    loss: wgpu::ComputePipeline,
+    forward_layout: wgpu::BindGroupLayout,
+    backward_layout: wgpu::BindGroupLayout,
+    update_layout: wgpu::BindGroupLayout,
+    loss_layout: wgpu::BindGroupLayout,
+}
+
+fn layout(ctx: &GpuContext, label: &str, read: &[bool]) -> wgpu::BindGroupLayout {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
+        },
+        count: None,
+    }];
+    for (i, &read_only) in read.iter().enumerate() {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    ctx.device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &entries,
+        })
+}
+
+impl Pipelines {
+    fn new(ctx: &GpuContext) -> Result<Self> {
+        let forward_layout = layout(ctx, "train forward", &[true, true, true, false, false]);
+        let backward_layout = layout(ctx, "train backward", &[true, true, true, false]);
+        let update_layout = layout(
+            ctx,
+            "train update",
+            &[true, true, false, false, false, false],
+        );
+        let loss_layout = layout(
+            ctx,
+            "train loss",
+            &[true, true, true, false, false, false, false],
+        );
+        let pipe = |label: &str,
+                    src: String,
+                    entry: &str,
+                    bgl: &wgpu::BindGroupLayout|
+         -> Result<wgpu::ComputePipeline> {
+            let module = ctx.shader(label, src)?;
+            let pl = ctx
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(label),
+                    bind_group_layouts: &[Some(bgl)],
+                    immediate_size: 0,
+                });
+            Ok(ctx
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                }))
+        };
+        let p = Pipelines {
+            forward: pipe(
+                "train_forward.wgsl",
+                shaders::product(shaders::FORWARD),
+                "main",
+                &forward_layout,
+            )?,
+            backward: pipe(
+                "train_backward.wgsl",
+                shaders::product(shaders::BACKWARD),
+                "main",
+                &backward_layout,
+            )?,
+            update: pipe(
+                "train_update.wgsl",
+                shaders::product(shaders::UPDATE),
+                "main",
+                &update_layout,
+            )?,
+            update_bias: pipe(
+                "train_update.wgsl bias",
+                shaders::product(shaders::UPDATE),
+                "bias",
+                &update_layout,
+            )?,
+            loss: pipe("train_loss.wgsl", shaders::loss(), "main", &loss_layout)?,
+            forward_layout,
+            backward_layout,
+            update_layout,
+            loss_layout,
+        };
+        ctx.check()?;
+        Ok(p)
+    }
+}
+
+/// Trains on a GPU.
+pub struct GpuTrainBackend {
+    ctx: GpuContext,
+    pipes: Pipelines,
+    net: Option<Net>,
+}
+
+fn bytes_f32(n: usize) -> Result<u64> {
+    n.checked_mul(4)
+        .map(|b| b as u64)
+        .ok_or_else(|| Error::Gpu(format!("a buffer of {n} floats overflows")))
+}
+
+impl GpuTrainBackend {
+    /// Opens a device under `policy` and builds the pipelines.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        let ctx = GpuContext::new(policy)?;
+        let pipes = Pipelines::new(&ctx)?;
+        Ok(GpuTrainBackend {
+            ctx,
+            pipes,
+            net: None,
+        })
+    }
+
+    /// The device.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    fn net(&mut self) -> Result<&mut Net> {
+        self.net
+            .as_mut()
+            .ok_or_else(|| Error::Gpu("no network loaded".into()))
+    }
+
+    /// Slots: role 0 (step) at 0..3L+1, role 1 (evaluation) after it.
+    fn slot(spec: &ModelSpec, role: usize, k: usize) -> u32 {
+        ((role * (3 * spec.depth + 1) + k) as u64 * STRIDE) as u32
+    }
+
+    fn base(spec: &ModelSpec) -> TrainParams {
+        let (states, inv_spacing, half_states, amplitude, level_step) = match spec.phi {
+            Phi::Uniform {
+                states,
+                spacing,
+                amplitude,
+            } => (
+                states,
+                (1.0 / spacing) as f32,
+                states as f32 / 2.0,
+                amplitude as f32,
+                (2.0 * amplitude / (states as f64 - 1.0)) as f32,
+            ),
+            Phi::Surrogate => (2, 1.0, 1.0, 1.0, 2.0),
+        };
+        TrainParams {
+            states,
+            inv_spacing,
+            half_states,
+            amplitude,
+            level_step,
+            classes: spec.classes as u32,
+            ste_slope: spec.ste_slope as f32,
+            ste_threshold: spec.ste_threshold as f32,
+            ..Default::default()
+        }
+    }
+
+    /// Writes the parameter slots of a role for batch `b`.
+    fn write_slots(&self, role: usize, b: usize, lr: f32, momentum: f32) -> Result<()> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        let spec = &net.spec;
+        let depth = spec.depth;
+        let base = Self::base(spec);
+        let mut bytes = vec![0u8; ((3 * depth + 1) as u64 * STRIDE) as usize];
+        let mut put = |k: usize, p: TrainParams| {
+            let o = k * STRIDE as usize;
+            bytes[o..o + std::mem::size_of::<TrainParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+        };
+        for l in 0..depth {
+            let (fi, fo) = spec.layer_shape(l);
+            // forward: H (fo × B) = W (fo × fi) · A (fi × B)
+            put(
+                l,
+                TrainParams {
+                    m: fo as u32,
+                    n: b as u32,
+                    k: fi as u32,
+                    rsa: fi as u32,
+                    csa: 1,
+                    rsb: b as u32,
+                    csb: 1,
+                    apply_phi: (l + 1 < depth || spec.quantize_logits) as u32,
+                    ..base
+                },
+            );
+            // backward: G_prev (fi × B) = Wᵀ (fi × fo) · G (fo × B)
+            put(
+                depth + l,
+                TrainParams {
+                    m: fi as u32,
+                    n: b as u32,
+                    k: fo as u32,
+                    rsa: 1,
+                    csa: fi as u32,
+                    rsb: b as u32,
+                    csb: 1,
+                    ..base
+                },
+            );
+            // update: ΔW (fo × fi) = G (fo × B) · Aᵀ (B × fi)
+            put(
+                2 * depth + l,
+                TrainParams {
+                    m: fo as u32,
+                    n: fi as u32,
+                    k: b as u32,
+                    rsa: b as u32,
+                    csa: 1,
+                    rsb: 1,
+                    csb: b as u32,
+                    lr,
+                    momentum,
+                    ..base
+                },
+            );
+        }
+        put(
+            3 * depth,
+            TrainParams {
+                batch: b as u32,
+                apply_phi: spec.quantize_logits as u32,
+                accumulate: (role == 0) as u32,
+                inv_batch: 1.0 / b as f32,
+                ..base
+            },
+        );
+        self.ctx
+            .queue
+            .write_buffer(&net.params, Self::slot(spec, role, 0) as u64, &bytes);
+        Ok(())
+    }
+
+    fn upload(&mut self, x: &[f32], labels: &[u8]) -> Result<usize> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        let b = labels.len();
+        if b == 0 || b > net.cap || x.len() != b * net.spec.input_dim {
+            return Err(Error::invalid(
+                "batch",
+                b,
+                &format!(
+                    "between 1 and {} inputs of {} values each",
+                    net.cap, net.spec.input_dim
+                ),
+            ));
+        }
+        self.ctx
+            .queue
+            .write_buffer(&net.x, 0, bytemuck::cast_slice(x));
+        let y: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+        self.ctx
+            .queue
+            .write_buffer(&net.labels, 0, bytemuck::cast_slice(&y));
+        Ok(b)
+    }
+
+    /// Records the forward pass and the loss (role 0 step, 1 evaluation).
+    fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>, role: usize, b: usize) {
+        let net = self.net.as_ref().expect("loaded");
+        let spec = &net.spec;
+        pass.set_pipeline(&self.pipes.forward);
+        for l in 0..spec.depth {
+            let (_, fo) = spec.layer_shape(l);
+            pass.set_bind_group(0, &net.forward[l], &[Self::slot(spec, role, l)]);
+            pass.dispatch_workgroups(b.div_ceil(16) as u32, fo.div_ceil(16) as u32, 1);
+        }
+        pass.set_pipeline(&self.pipes.loss);
+        pass.set_bind_group(0, &net.loss, &[Self::slot(spec, role, 3 * spec.depth)]);
+        pass.dispatch_workgroups(b.div_ceil(64) as u32, 1, 1);
+    }
+
+    fn read(&self, src: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
+        let size = bytes_f32(floats)?;
+        let staging = self.ctx.buffer(
+            "train readback",
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train readback"),
+            });
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        self.ctx.submit_and_read(enc, &staging, size)
+    }
+}
+
+impl TrainBackend for GpuTrainBackend {
+    fn describe(&self) -> String {
+        format!("gpu {}", self.ctx.describe())
+    }
+
+    fn load(&mut self, spec: &ModelSpec, params: &Params<f32>) -> Result<()> {
+        self.load_with_capacity(spec, params, MAX_BATCH)
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn step(&mut self, x: &[f32], labels: &[u8], lr: f32, momentum: f32) -> Result<()> {
+        let b = self.upload(x, labels)?;
+        let want = (b, lr.to_bits(), momentum.to_bits());
+        if self.net()?.step_slots != Some(want) {
+            self.write_slots(0, b, lr, momentum)?;
+            self.net()?.step_slots = Some(want);
+        }
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: None,
+            });
+            self.record_forward(&mut pass, 0, b);
+            let net = self.net.as_ref().expect("loaded");
+            let spec = &net.spec;
+            for l in (0..spec.depth).rev() {
+                let (fi, fo) = spec.layer_shape(l);
+                if let Some(bg) = &net.backward[l] {
+                    pass.set_pipeline(&self.pipes.backward);
+                    pass.set_bind_group(0, bg, &[Self::slot(spec, 0, spec.depth + l)]);
+                    pass.dispatch_workgroups(b.div_ceil(16) as u32, fi.div_ceil(16) as u32, 1);
+                }
+                let slot = Self::slot(spec, 0, 2 * spec.depth + l);
+                pass.set_pipeline(&self.pipes.update);
+                pass.set_bind_group(0, &net.update[l], &[slot]);
+                pass.dispatch_workgroups(fi.div_ceil(16) as u32, fo.div_ceil(16) as u32, 1);
+                pass.set_pipeline(&self.pipes.update_bias);
+                pass.dispatch_workgroups(fo.div_ceil(64) as u32, 1, 1);
+            }
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        self.net()?.loss_inputs += b;
+        Ok(())
+    }
+
+    fn take_loss(&mut self) -> Result<(f64, usize)> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        let v = self.read(&net.loss_acc, net.cap)?;
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train loss reset"),
+            });
+        enc.clear_buffer(&net.loss_acc, 0, None);
+        self.ctx.queue.submit([enc.finish()]);
+        let n = std::mem::take(&mut self.net()?.loss_inputs);
+        Ok((v.iter().map(|&x| x as f64).sum(), n))
+    }
+
+    fn evaluate(&mut self, x: &[f32], labels: &[u8]) -> Result<BatchLoss> {
+        let b = self.upload(x, labels)?;
+        if self.net()?.eval_slots != Some(b) {
+            self.write_slots(1, b, 0.0, 0.0)?;
+            self.net()?.eval_slots = Some(b);
+        }
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train evaluate"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train evaluate"),
+                timestamp_writes: None,
+            });
+            self.record_forward(&mut pass, 1, b);
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        let net = self.net.as_ref().expect("loaded");
+        let losses = self.read(&net.losses, b)?;
+        let correct = self.read(&net.correct, b)?;
+        Ok(BatchLoss {
+            loss_sum: losses.iter().map(|&x| x as f64).sum(),
+            correct: correct.iter().filter(|&&c| c > 0.5).count(),
+        })
+    }
+
+    fn params(&mut self) -> Result<Params<f32>> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        let mut p = Params::zeros(&net.spec);
+        for (l, layer) in net.layers.iter().enumerate() {
+            p.weights[l] = self.read(&layer.w, p.weights[l].len())?;
+            p.biases[l] = self.read(&layer.b, p.biases[l].len())?;
+        }
+        Ok(p)
+    }
+}
+
+impl GpuTrainBackend {
+    /// [`TrainBackend::load`] with room for batches of up to `cap` inputs.
+    pub fn load_with_capacity(
+        &mut self,
+        spec: &ModelSpec,
+        params: &Params<f32>,
+        cap: usize,
+    ) -> Result<()> {
+        use wgpu::BufferUsages as U;
+        spec.validate()?;
+        self.net = None;
+        let ctx = &self.ctx;
+        let store = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+        let init = |label: &str, data: &[f32]| -> Result<wgpu::Buffer> {
+            let buf = ctx.buffer(label, bytes_f32(data.len())?, store)?;
+            ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+            Ok(buf)
+        };
+        let sized = |label: &str, floats: usize| -> Result<wgpu::Buffer> {
+            ctx.buffer(label, bytes_f32(floats)?, store)
+        };
+        let mut layers = Vec::new();
+        let (mut vws, mut vbs) = (Vec::new(), Vec::new());
+        for l in 0..spec.depth {
+            let (fi, fo) = spec.layer_shape(l);
+            if params.weights[l].len() != fi * fo || params.biases[l].len() != fo {
+                return Err(Error::invalid(
+                    "training parameters",
+                    format!("layer {l}"),
+                    "shapes that match the network",
+                ));
+            }
+            let fo_b = fo
+                .checked_mul(cap)
+                .ok_or_else(|| Error::Gpu("activation buffer size overflows".into()))?;
+            layers.push(Layer {
+                w: init(&format!("W{l}"), &params.weights[l])?,
+                b: init(&format!("b{l}"), &params.biases[l])?,
+                h: sized(&format!("H{l}"), fo_b)?,
+                a: sized(&format!("A{l}"), fo_b)?,
+            });
+            vws.push(init(&format!("vW{l}"), &vec![0.0; fi * fo])?);
+            vbs.push(init(&format!("vb{l}"), &vec![0.0; fo])?);
+        }
+        let gmax = spec.width.max(spec.classes) * cap;
+        let g = [sized("G0", gmax)?, sized("G1", gmax)?];
+        let x = sized("X", spec.input_dim * cap)?;
+        let labels = ctx.buffer("labels", 4 * cap as u64, store)?;
+        let losses = sized("losses", cap)?;
+        let correct = sized("correct", cap)?;
+        let loss_acc = init("loss sums", &vec![0.0; cap])?;
+        let params_buf = ctx.buffer(
+            "train params",
+            2 * (3 * spec.depth as u64 + 1) * STRIDE,
+            U::UNIFORM | U::COPY_DST,
+        )?;
+        let pentry = wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &params_buf,
+                offset: 0,
+                size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
+            }),
+        };
+        let group = |label: &str, layout: &wgpu::BindGroupLayout, bufs: &[&wgpu::Buffer]| {
+            let mut entries = vec![pentry.clone()];
+            for (i, b) in bufs.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout,
+                entries: &entries,
+            })
+        };
+        let depth = spec.depth;
+        // G of layer l lives in g[(depth − 1 − l) % 2]; its G_prev in the other.
+        let gi = |l: usize| (depth - 1 - l) % 2;
+        let mut forward = Vec::new();
+        let mut backward = Vec::new();
+        let mut update = Vec::new();
+        for l in 0..depth {
+            let input = if l == 0 { &x } else { &layers[l - 1].a };
+            let ly = &layers[l];
+            forward.push(group(
+                "train forward",
+                &self.pipes.forward_layout,
+                &[&ly.w, input, &ly.b, &ly.h, &ly.a],
+            ));
+            backward.push((l > 0).then(|| {
+                group(
+                    "train backward",
+                    &self.pipes.backward_layout,
+                    &[&ly.w, &g[gi(l)], &layers[l - 1].h, &g[1 - gi(l)]],
+                )
+            }));
+            update.push(group(
+                "train update",
+                &self.pipes.update_layout,
+                &[&g[gi(l)], input, &ly.w, &vws[l], &ly.b, &vbs[l]],
+            ));
+        }
+        let top = &layers[depth - 1];
+        let logits = if spec.quantize_logits { &top.a } else { &top.h };
+        let loss = group(
+            "train loss",
+            &self.pipes.loss_layout,
+            &[
+                logits,
+                &top.h,
+                &labels,
+                &g[gi(depth - 1)],
+                &losses,
+                &correct,
+                &loss_acc,
+            ],
+        );
+        ctx.check()?;
+        // The momentum and gradient buffers stay alive through their bind groups.
+        drop((vws, vbs, g));
+        self.net = Some(Net {
+            spec: spec.clone(),
+            cap,
+            layers,
+            x,
+            labels,
+            losses,
+            correct,
+            loss_acc,
+            params: params_buf,
+            forward,
+            backward,
+            update,
+            loss,
+            step_slots: None,
+            eval_slots: None,
+            loss_inputs: 0,
+        });
+        Ok(())
+    }
+}

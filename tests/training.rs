@@ -1,0 +1,208 @@
+//! Training end to end: a tiny `kind = "training"` config on a synthetic
+//! MNIST-format folder the test writes itself, and config errors.
+
+use quantdepth::experiment::{run_experiment, Config, Hooks};
+use quantdepth::sim::cpu::CpuBackend;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(data);
+    b
+}
+
+/// A learnable 10-class problem of 6×6 images: class k lights up pixels
+/// congruent to k mod 10, with deterministic noise; gzipped IDX files.
+fn write_dataset(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    for (k, count) in [(0usize, train), (2, test)] {
+        let labels: Vec<u8> = (0..count).map(|i| ((i * 7 + k) % 10) as u8).collect();
+        let mut px = Vec::with_capacity(count * 36);
+        for (i, &l) in labels.iter().enumerate() {
+            for p in 0..36usize {
+                let noise = ((i * 131 + p * 17 + k) % 60) as u8;
+                px.push(if p % 10 == l as usize {
+                    180 + noise
+                } else {
+                    noise
+                });
+            }
+        }
+        for (name, bytes) in [
+            (names[k], idx(&[count as u32, 6, 6], &px)),
+            (names[k + 1], idx(&[count as u32], &labels)),
+        ] {
+            let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+            e.write_all(&bytes).unwrap();
+            e.finish().unwrap();
+        }
+    }
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quantdepth-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn hooks_run(cfg: &Config, root: &Path) -> quantdepth::experiment::RunReport {
+    let cancel = AtomicBool::new(false);
+    let hooks = Hooks {
+        point_started: &|_, _, _, _| {},
+        layers: &|_| {},
+        point_finished: &|_| {},
+        cancel: &cancel,
+    };
+    run_experiment(cfg, root, &mut CpuBackend, "backend cpu", &hooks).unwrap()
+}
+
+#[test]
+fn tiny_training_config_writes_training_csv_and_summary() {
+    let base = temp("e2e");
+    let data = base.join("data");
+    write_dataset(&data, 640, 200);
+    let cfg = Config::from_toml(&format!(
+        r#"
+name = "tiny-training"
+kind = "training"
+seed = 3
+backend = "cpu"
+
+[training]
+data = "{}"
+states = [2, 3, 4]
+depth = [2, 3, 6]
+width = 32
+lr = [0.05]
+batch = 16
+steps = [20, 40]
+report_at = [10]
+seeds = 2
+eval_train = 200
+
+[outputs]
+png = true
+"#,
+        data.display()
+    ))
+    .unwrap();
+    let report = hooks_run(&cfg, &base.join("results"));
+    assert!(report.complete);
+    let f = &report.folder;
+    let csv = std::fs::read_to_string(f.join("training.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for col in [
+        "states",
+        "depth",
+        "width",
+        "sigma_w",
+        "seed",
+        "step",
+        "train_acc",
+        "test_acc",
+        "loss",
+        "xi",
+        "depth_over_xi",
+    ] {
+        assert!(
+            header.contains(&col),
+            "training.csv lacks {col}: {header:?}"
+        );
+    }
+    // 3 N × 3 depths × 2 seeds networks, each reported at steps 10, 20, 40.
+    assert_eq!(lines.clone().count(), 3 * 3 * 2 * 3);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for l in lines {
+        let v: Vec<&str> = l.split(',').collect();
+        let acc: f64 = v[col("test_acc")].parse().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{l}");
+        let ratio: f64 = v[col("depth_over_xi")].parse().unwrap();
+        let (d, xi): (f64, f64) = (
+            v[col("depth")].parse().unwrap(),
+            v[col("xi")].parse().unwrap(),
+        );
+        assert!((ratio - d / xi).abs() < 1e-9 * ratio, "{l}");
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.join("summary.json")).unwrap()).unwrap();
+    let tds = s["trainable_depth"].as_array().unwrap();
+    // One entry per N and training length.
+    assert_eq!(tds.len(), 3 * 2);
+    for t in tds {
+        for k in [
+            "states",
+            "steps",
+            "lr",
+            "xi",
+            "l_emp",
+            "l_emp_ci",
+            "l_emp_over_xi",
+            "test_acc",
+        ] {
+            assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
+        }
+    }
+    assert!(s["exponents"].is_array());
+    assert!(s["throughput"]["mac_per_s"].as_f64().unwrap() > 0.0);
+    // The shallow network learns this easy problem: after 40 steps it is far
+    // above chance (0.1) for every N (a broken step stays at ~0.1).
+    for t in tds.iter().filter(|t| t["steps"] == 40) {
+        let acc = t["test_acc"][0].as_f64().unwrap();
+        assert!(
+            acc > 0.5,
+            "N = {}: depth-2 test accuracy {acc}",
+            t["states"]
+        );
+    }
+    for p in ["heatmap-0.svg", "heatmap-0.png", "collapse-0.svg"] {
+        assert!(f.join("plots").join(p).is_file(), "missing plot {p}");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn training_config_errors_name_the_key() {
+    let bad = |body: &str, want: &str| {
+        let text = format!("name = \"t\"\nkind = \"training\"\n{body}");
+        let e = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(e.contains(want), "expected «{want}» in «{e}»");
+    };
+    bad("", "[training]");
+    bad("[training]\nstates = [3]\nwidth = 8\n", "training.depth");
+    bad(
+        "[training]\nstates = [1]\ndepth = [4]\nwidth = 8\n",
+        "training.states",
+    );
+    bad(
+        "[training]\nstates = [3]\ndepth = [1]\nwidth = 8\n",
+        "training.depth",
+    );
+    bad(
+        "[training]\nstates = [3]\ndepth = [4]\nwidth = 8\nlr = [-1.0]\n",
+        "training.lr",
+    );
+    bad(
+        "[training]\nstates = [3]\ndepth = [4]\nwidth = 8\nsteps = [10]\nepochs = [1.0]\n",
+        "training.steps",
+    );
+    bad(
+        "[training]\nstates = [3]\ndepth = [4]\nwidth = 8\nbogus = 1\n",
+        "bogus",
+    );
+}
