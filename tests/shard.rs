@@ -173,7 +173,7 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
     assert!(!ok);
     assert!(
         err.contains("1 of the sweep's 5 points is missing")
-            && err.contains("point 3 (shard 1/2 should have them)")
+            && err.contains(":\n  point 3 (shard 1/2 should have them)")
             && err.contains("is interrupted, holds 1 of its 2 points")
             && err.contains(&format!("quantdepth run --resume {sb}")),
         "{err}"
@@ -241,5 +241,60 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
     assert_same_results(&out, &plain);
     let (ok, err) = quantdepth(&["merge", so, sa, sb]);
     assert!(!ok && err.contains("exists"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// An optimal scan (theory only) splits by N the same way: each shard keeps
+/// the optima of its N, merge fits the scaling over all of them.
+#[test]
+fn optimal_scan_shards_merge_to_the_unsharded_scan() {
+    let root = temp_root("optimal");
+    let cfg = Config::from_toml(
+        "name = \"opt\"\nkind = \"optimal\"\n[sweep]\nstates = \"2..30\"\n[outputs]\npng = false\n",
+    )
+    .unwrap();
+    let cancel = AtomicBool::new(false);
+    let plain = run_experiment(
+        &cfg,
+        &root.join("plain"),
+        &mut CpuBackend,
+        "-",
+        &hooks(&cancel),
+    )
+    .unwrap()
+    .folder;
+    let mut dirs = Vec::new();
+    for k in 0..3 {
+        let shard = Shard::new(k, 3, "t").unwrap();
+        let r = run_shard(
+            &cfg,
+            &root.join("shards"),
+            shard,
+            &mut CpuBackend,
+            "-",
+            &hooks(&cancel),
+        )
+        .unwrap();
+        dirs.push(r.folder);
+    }
+    let e = merge(&root.join("part"), &dirs[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(shard 0/3 should have them)"), "{e}");
+    let out = root.join("merged");
+    merge(&out, &dirs).unwrap();
+    for f in [
+        "config.toml",
+        "optimal.csv",
+        "optimal.json",
+        "summary.json",
+        "plots/one-minus-chi-max.svg",
+        "plots/d-opt.svg",
+    ] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(plain.join(f)).unwrap(),
+            "{f} of the merged scan differs from the unsharded scan's"
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
