@@ -170,17 +170,149 @@ fn overflowing_and_underflowing_scales_are_refused_not_iterated_forever() {
     expect_refusals(
         "hangs",
         &[
-            (&["theory", "curve", "--states", "4", "--depth", "5", "--sigma-w", "1e308"], "sigma_w = 1e308"),
-            (&["theory", "curve", "--states", "4", "--depth", "5", "--sigma-w", "1e155"], "sigma_w = 1e155"),
-            (&["theory", "curve", "--states", "4", "--depth", "5", "--sigma-w", "1e-162"], "sigma_w = 1e-162"),
-            (&["theory", "curve", "--states", "4", "--depth", "5", "--sigma-b", "1e155"], "sigma_b = 1e155"),
-            (&["theory", "curve", "--activation", "tanh", "--depth", "5", "--sigma-w", "1e308"], "sigma_w = 1e308"),
-            (&["theory", "curve", "--activation", "hard-tanh", "--depth", "5", "--sigma-w", "1e-200"], "sigma_w = 1e-200"),
-            (&["theory", "curve", "--levels", "-1e308,1e308", "--thresholds", "0", "--sigma-w", "1", "--depth", "3"], "levels = -1e308"),
-            (&["theory", "backward", "--states", "4", "--sigma-w", "1e308"], "sigma_w = 1e308"),
-            (&["simulate", "--states", "4", "--sigma-w", "1e155", "--c0", "0.5", "--width", "4", "--depth", "2", "--samples", "2", "--backend", "cpu"], "sigma_w = 1e155"),
-            (&["theory", "curve", "--states", "4", "--amplitude", "1e-300", "--depth", "2"], "amplitude = 1e-300"),
-            (&["theory", "curve", "--states", "4", "--spacing", "1e300", "--depth", "2"], "spacing = 1e300"),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--depth",
+                    "5",
+                    "--sigma-w",
+                    "1e308",
+                ],
+                "sigma_w = 1e308",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--depth",
+                    "5",
+                    "--sigma-w",
+                    "1e155",
+                ],
+                "sigma_w = 1e155",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--depth",
+                    "5",
+                    "--sigma-w",
+                    "1e-162",
+                ],
+                "sigma_w = 1e-162",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--depth",
+                    "5",
+                    "--sigma-b",
+                    "1e155",
+                ],
+                "sigma_b = 1e155",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--activation",
+                    "tanh",
+                    "--depth",
+                    "5",
+                    "--sigma-w",
+                    "1e308",
+                ],
+                "sigma_w = 1e308",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--activation",
+                    "hard-tanh",
+                    "--depth",
+                    "5",
+                    "--sigma-w",
+                    "1e-200",
+                ],
+                "sigma_w = 1e-200",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--levels",
+                    "-1e308,1e308",
+                    "--thresholds",
+                    "0",
+                    "--sigma-w",
+                    "1",
+                    "--depth",
+                    "3",
+                ],
+                "levels = -1e308",
+            ),
+            (
+                &["theory", "backward", "--states", "4", "--sigma-w", "1e308"],
+                "sigma_w = 1e308",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--states",
+                    "4",
+                    "--sigma-w",
+                    "1e155",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--depth",
+                    "2",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "sigma_w = 1e155",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--amplitude",
+                    "1e-300",
+                    "--depth",
+                    "2",
+                ],
+                "amplitude = 1e-300",
+            ),
+            (
+                &[
+                    "theory",
+                    "curve",
+                    "--states",
+                    "4",
+                    "--spacing",
+                    "1e300",
+                    "--depth",
+                    "2",
+                ],
+                "spacing = 1e300",
+            ),
         ],
     );
 }
@@ -192,16 +324,120 @@ fn sizes_are_checked_before_anything_is_allocated() {
     expect_refusals(
         "panics and aborts",
         &[
-            (&["simulate", "--depth", "18446744073709551615", "--states", "4", "--c0", "0.5", "--width", "4", "--samples", "2", "--backend", "cpu"], "at most 10000000 layers"),
-            (&["theory", "optimal", "--states", "18446744073709551615"], "at most 1048576"),
-            (&["theory", "optimal", "--states", "2147483648"], "at most 1048576"),
-            (&["theory", "optimal", "--states", "2..4294967296"], "at most 1000000"),
-            (&["theory", "curve", "--states", "4", "--depth", "1000000000"], "at most 10000000 layers"),
-            (&["theory", "curve", "--states", "2147483648", "--depth", "3"], "at most 1048576"),
-            (&["simulate", "--pairs", "1000000000", "--states", "4", "--c0", "0.5", "--width", "4", "--depth", "2", "--samples", "2", "--backend", "cpu"], "at most 524288 pairs"),
-            (&["simulate", "--pairs", "9223372036854775808", "--states", "4", "--c0", "0.5", "--width", "4", "--depth", "2", "--samples", "2", "--backend", "cpu"], "at most 524288 pairs"),
-            (&["simulate", "--width", "5000000000", "--states", "4", "--c0", "0.5", "--depth", "2", "--samples", "2", "--backend", "cpu"], "width"),
-            (&["simulate", "--samples", "99999999999", "--states", "4", "--c0", "0.5", "--width", "4", "--depth", "2", "--backend", "cpu"], "samples"),
+            (
+                &[
+                    "simulate",
+                    "--depth",
+                    "18446744073709551615",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "at most 10000000 layers",
+            ),
+            (
+                &["theory", "optimal", "--states", "18446744073709551615"],
+                "at most 1048576",
+            ),
+            (
+                &["theory", "optimal", "--states", "2147483648"],
+                "at most 1048576",
+            ),
+            (
+                &["theory", "optimal", "--states", "2..4294967296"],
+                "at most 1000000",
+            ),
+            (
+                &["theory", "curve", "--states", "4", "--depth", "1000000000"],
+                "at most 10000000 layers",
+            ),
+            (
+                &["theory", "curve", "--states", "2147483648", "--depth", "3"],
+                "at most 1048576",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--pairs",
+                    "1000000000",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--depth",
+                    "2",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "at most 524288 pairs",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--pairs",
+                    "9223372036854775808",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--depth",
+                    "2",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "at most 524288 pairs",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--width",
+                    "5000000000",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--depth",
+                    "2",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "width",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--samples",
+                    "99999999999",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--depth",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
+                "samples",
+            ),
             (&["run", "/dev/zero"], "larger than 1 MiB"),
             (&["run", "/"], "is a folder"),
         ],
@@ -233,8 +469,19 @@ fn a_width_beyond_this_machines_memory_is_refused_with_both_numbers() {
         .to_string();
     assert!(e.contains("EiB") && e.contains("available"), "{e}");
     let o = cli(&[
-        "simulate", "--width", "500000000", "--states", "4", "--c0", "0.5", "--depth", "2",
-        "--samples", "2", "--backend", "cpu",
+        "simulate",
+        "--width",
+        "500000000",
+        "--states",
+        "4",
+        "--c0",
+        "0.5",
+        "--depth",
+        "2",
+        "--samples",
+        "2",
+        "--backend",
+        "cpu",
     ]);
     let mut census = Census::default();
     census.count(&o);
@@ -262,22 +509,76 @@ fn bad_configs_are_refused_in_the_users_terms_before_a_folder_exists() {
     };
     let cases: Vec<(String, &str)> = vec![
         (base("", "states = [4]\nsigma_b = []"), "sweep.sigma_b = []"),
-        (base("", "states = \"2..10000001\"\nwidth = \"2..10000001\"\ndepth = \"2..10000001\""), "at most 1000000"),
-        (base("", "states = \"2..1001\"\nwidth = \"2..1001\"\ndepth = \"2..101\""), "--max-points"),
-        (base("", "states = [4]\nsigma_w = [\"opt+1e308\"]"), "sigma_w"),
-        (base("", "states = [4]\nsigma_w = [1e308]"), "sigma_w = 1e308"),
-        (base("kappa = 1e308\nkind = \"optimal\"", "states = [2, 3, 4]"), "kappa = 1e308"),
-        (base("[backward]\nm = [1e308]", "states = [4]"), "backward.m = 1e308"),
-        (base("", "states = [4]").replace("[sweep]", "[inputs]\nkind = \"circle\"\npoints = 100000\n[sweep]"), "circle points"),
-        (base("", "states = [4]").replace("width = 8", "width = 8\namplitude = 1e-300"), "amplitude = 1e-300"),
-        (base("", "states = [4]").replace("width = 8", "width = 8\nspacing = 0.0"), "network.spacing = 0"),
+        (
+            base(
+                "",
+                "states = \"2..10000001\"\nwidth = \"2..10000001\"\ndepth = \"2..10000001\"",
+            ),
+            "at most 1000000",
+        ),
+        (
+            base(
+                "",
+                "states = \"2..1001\"\nwidth = \"2..1001\"\ndepth = \"2..101\"",
+            ),
+            "--max-points",
+        ),
+        (
+            base("", "states = [4]\nsigma_w = [\"opt+1e308\"]"),
+            "sigma_w",
+        ),
+        (
+            base("", "states = [4]\nsigma_w = [1e308]"),
+            "sigma_w = 1e308",
+        ),
+        (
+            base("kappa = 1e308\nkind = \"optimal\"", "states = [2, 3, 4]"),
+            "kappa = 1e308",
+        ),
+        (
+            base("[backward]\nm = [1e308]", "states = [4]"),
+            "backward.m = 1e308",
+        ),
+        (
+            base("", "states = [4]").replace(
+                "[sweep]",
+                "[inputs]\nkind = \"circle\"\npoints = 100000\n[sweep]",
+            ),
+            "circle points",
+        ),
+        (
+            base("", "states = [4]").replace("width = 8", "width = 8\namplitude = 1e-300"),
+            "amplitude = 1e-300",
+        ),
+        (
+            base("", "states = [4]").replace("width = 8", "width = 8\nspacing = 0.0"),
+            "network.spacing = 0",
+        ),
         (base("", "states = [4294967296]"), "at most 1048576"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \"a\\nb\""), "name"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \"a\\tb\""), "name"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \"x\\u202Ey\""), "name"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \"-x\""), "leading '-'"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \"..\""), "hidden"),
-        (base("", "states = [4]").replace("name = \"t\"", "name = \".\""), "hidden"),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \"a\\nb\""),
+            "name",
+        ),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \"a\\tb\""),
+            "name",
+        ),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \"x\\u202Ey\""),
+            "name",
+        ),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \"-x\""),
+            "leading '-'",
+        ),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \"..\""),
+            "hidden",
+        ),
+        (
+            base("", "states = [4]").replace("name = \"t\"", "name = \".\""),
+            "hidden",
+        ),
     ];
     let mut census = Census::default();
     for (k, (text, want)) in cases.iter().enumerate() {
@@ -288,15 +589,31 @@ fn bad_configs_are_refused_in_the_users_terms_before_a_folder_exists() {
         let o = cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         census.count(&o);
         assert_eq!(o.code, Some(1), "{text}: {o:?}");
-        assert!(o.stderr.contains(want), "{text}: {:?} lacks {want:?}", o.stderr);
-        assert!(!o.stderr.contains("Num(") && !o.stderr.contains("os error"), "{}", o.stderr);
-        assert!(!out.exists(), "{text}: a folder was created before the refusal");
+        assert!(
+            o.stderr.contains(want),
+            "{text}: {:?} lacks {want:?}",
+            o.stderr
+        );
+        assert!(
+            !o.stderr.contains("Num(") && !o.stderr.contains("os error"),
+            "{}",
+            o.stderr
+        );
+        assert!(
+            !out.exists(),
+            "{text}: a folder was created before the refusal"
+        );
     }
     // --out naming a file: said in words, not "File exists (os error 17)".
     let file = root.join("a-file");
     std::fs::write(&file, "x").unwrap();
     let cfg = write_config(&root, &base("", "states = [4]"));
-    let o = cli(&["run", cfg.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+    let o = cli(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     census.count(&o);
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("is a file"), "{}", o.stderr);
@@ -311,11 +628,22 @@ fn tiny_sigma_w_gives_the_sign_networks_correlations_not_one() {
     // c¹ = 1/3 and c² = (2/π) arcsin(1/3). (It printed c¹ = c² = 1: the
     // product q_a q_b underflowed.)
     let o = cli(&[
-        "theory", "curve", "--states", "4", "--depth", "2", "--sigma-w", "1e-100", "--json",
+        "theory",
+        "curve",
+        "--states",
+        "4",
+        "--depth",
+        "2",
+        "--sigma-w",
+        "1e-100",
+        "--json",
     ]);
     assert_eq!(o.code, Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let curve = v["curve"].as_array().or(v["layers"].as_array()).unwrap_or_else(|| panic!("{v}"));
+    let curve = v["curve"]
+        .as_array()
+        .or(v["layers"].as_array())
+        .unwrap_or_else(|| panic!("{v}"));
     let c = |l: usize| curve[l]["c"].as_f64().unwrap();
     let c1: f64 = 1.0 / 3.0;
     let c2 = 2.0 / std::f64::consts::PI * c1.asin();
@@ -327,7 +655,10 @@ fn tiny_sigma_w_gives_the_sign_networks_correlations_not_one() {
 #[test]
 fn agreement_with_non_finite_values_is_nan_not_zero() {
     let a = checked_agreement(&[(f64::NAN, Some(0.1)), (0.5, Some(0.1))], &[0.5, 0.5]);
-    assert!(a.max_z.is_nan() && a.rms_z.is_nan() && a.max_abs.is_nan(), "{a:?}");
+    assert!(
+        a.max_z.is_nan() && a.rms_z.is_nan() && a.max_abs.is_nan(),
+        "{a:?}"
+    );
     let a = checked_agreement(&[(0.5, Some(0.1))], &[f64::INFINITY]);
     assert!(a.max_abs.is_nan());
     // Finite inputs: |0.6 − 0.5|/0.1 = 1.
@@ -362,18 +693,32 @@ fn non_finite_results_are_flagged_in_summary_meta_and_terminal() {
     let out = root.join("out");
     let o = cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(o.code, Some(0), "{o:?}");
-    assert!(o.stdout.contains("warning: non-finite results"), "{}", o.stdout);
-    let dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    assert!(
+        o.stdout.contains("warning: non-finite results"),
+        "{}",
+        o.stdout
+    );
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     let p = &summary["points"][0];
     let flags = p["non_finite"].as_array().unwrap();
     assert!(
-        flags.iter().any(|f| f.as_str().unwrap().starts_with("agreement_ratio.max_z")),
+        flags
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with("agreement_ratio.max_z")),
         "{flags:?}"
     );
     for key in ["max_z", "rms_z", "max_abs"] {
-        assert!(p["backward"][0]["agreement_ratio"][key].is_null(), "{key}: {p}");
+        assert!(
+            p["backward"][0]["agreement_ratio"][key].is_null(),
+            "{key}: {p}"
+        );
     }
     let meta = Commit::read(&dir).unwrap();
     assert_eq!(meta.non_finite_points, vec![0]);
@@ -484,7 +829,10 @@ fn assert_same_files(a: &Path, b: &Path) {
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&fa), names(&fb));
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
-        assert!(x == y, "{name} differs between the resumed and the uninterrupted run");
+        assert!(
+            x == y,
+            "{name} differs between the resumed and the uninterrupted run"
+        );
     }
 }
 
@@ -508,10 +856,19 @@ fn a_failure_inside_a_point_marks_the_folder_failed_and_resume_completes_it() {
             .to_string();
         assert!(e.contains("point 1"), "{e}");
         assert!(
-            e.contains(if panic { "injected panic" } else { "injected failure" }),
+            e.contains(if panic {
+                "injected panic"
+            } else {
+                "injected failure"
+            }),
             "{e}"
         );
-        let dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+        let dir = std::fs::read_dir(&out)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let meta = Commit::read(&dir).unwrap();
         assert_eq!(meta.status, "failed");
         assert!(!meta.complete);
@@ -539,7 +896,12 @@ fn a_write_error_marks_the_folder_failed() {
         if p.index == 0 {
             // points/ becomes a file: the next point's record cannot be written.
             let out = root.join("out");
-            let dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+            let dir = std::fs::read_dir(&out)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
             std::fs::remove_dir_all(dir.join("points")).unwrap();
             std::fs::write(dir.join("points"), "not a folder").unwrap();
             *folder_of.lock().unwrap() = Some(dir);
@@ -551,9 +913,15 @@ fn a_write_error_marks_the_folder_failed() {
         point_finished: &finished,
         cancel: &cancel,
     };
-    let e = run_experiment(&tiny_cfg(), &root.join("out"), &mut CpuBackend, "cpu", &hooks)
-        .unwrap_err()
-        .to_string();
+    let e = run_experiment(
+        &tiny_cfg(),
+        &root.join("out"),
+        &mut CpuBackend,
+        "cpu",
+        &hooks,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("cannot write") && !e.contains("os error"), "{e}");
     let dir = folder_of.lock().unwrap().clone().unwrap();
     let meta = Commit::read(&dir).unwrap();
@@ -632,7 +1000,10 @@ fn check_folder(dir: &Path) -> Result<(), String> {
     let meta = Commit::read(dir).map_err(|e| e.to_string())?;
     let held: BTreeSet<usize> = meta.points.iter().copied().collect();
     if meta.points_done != held.len() {
-        return Err(format!("points_done {} vs {:?}", meta.points_done, meta.points));
+        return Err(format!(
+            "points_done {} vs {:?}",
+            meta.points_done, meta.points
+        ));
     }
     let text = std::fs::read_to_string(dir.join("config.toml")).map_err(|e| e.to_string())?;
     if folder::config_hash(&text) != meta.config_hash {
@@ -681,7 +1052,9 @@ fn check_folder(dir: &Path) -> Result<(), String> {
         }
     }
     if uncommitted.len() > 1 || uncommitted.iter().any(|i| held.contains(i)) {
-        return Err(format!("uncommitted points {uncommitted:?} beside {held:?}"));
+        return Err(format!(
+            "uncommitted points {uncommitted:?} beside {held:?}"
+        ));
     }
     if let Some(&u) = uncommitted.iter().next() {
         if held.iter().any(|&h| h > u) {
@@ -731,10 +1104,20 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
     let cfg = write_config(&root, KILL);
     // The uninterrupted run, through the CLI, timed to spread the kills.
     let t0 = Instant::now();
-    let o = cli(&["run", cfg.to_str().unwrap(), "--out", root.join("ref").to_str().unwrap()]);
+    let o = cli(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        root.join("ref").to_str().unwrap(),
+    ]);
     let full = t0.elapsed();
     assert_eq!(o.code, Some(0), "{o:?}");
-    let reference = std::fs::read_dir(root.join("ref")).unwrap().next().unwrap().unwrap().path();
+    let reference = std::fs::read_dir(root.join("ref"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut census = Census::default();
     let kills = 24;
     let mut states = BTreeSet::new();
@@ -781,7 +1164,10 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
         assert_same_files(&dir, &reference);
     }
     println!("kill moments reached these commit states: {states:?}");
-    assert!(states.len() >= 3, "the kills did not spread over the run: {states:?}");
+    assert!(
+        states.len() >= 3,
+        "the kills did not spread over the run: {states:?}"
+    );
     census.report("kills");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -865,8 +1251,8 @@ fn float() -> impl Strategy<Value = String> {
     prop_oneof![
         pick(
             [
-                "0.0", "-0.0", "1e-320", "1e-162", "1e-100", "0.5", "1.0", "2.0", "1e155",
-                "1e308", "-1.0", "nan", "inf", "-inf", "0.9", "1.5"
+                "0.0", "-0.0", "1e-320", "1e-162", "1e-100", "0.5", "1.0", "2.0", "1e155", "1e308",
+                "-1.0", "nan", "inf", "-inf", "0.9", "1.5"
             ]
             .iter()
             .map(|s| s.to_string())
@@ -879,9 +1265,26 @@ fn float() -> impl Strategy<Value = String> {
 fn int() -> impl Strategy<Value = String> {
     pick(
         [
-            "0", "1", "2", "3", "4", "7", "16", "-1", "1048576", "1048577", "4294967296",
-            "9223372036854775807", "\"2..5\"", "\"5..2\"", "\"2..10000001\"", "\"\"", "\"x\"",
-            "[]", "[2, 3]", "1.5",
+            "0",
+            "1",
+            "2",
+            "3",
+            "4",
+            "7",
+            "16",
+            "-1",
+            "1048576",
+            "1048577",
+            "4294967296",
+            "9223372036854775807",
+            "\"2..5\"",
+            "\"5..2\"",
+            "\"2..10000001\"",
+            "\"\"",
+            "\"x\"",
+            "[]",
+            "[2, 3]",
+            "1.5",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -893,10 +1296,18 @@ fn sigma_w_value() -> impl Strategy<Value = String> {
     prop_oneof![
         float(),
         pick(
-            ["\"opt\"", "\"opt+0.1\"", "\"opt-0.1\"", "\"opt+1e308\"", "\"opt-1e308\"", "\"opt+nan\"", "\"x\""]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+            [
+                "\"opt\"",
+                "\"opt+0.1\"",
+                "\"opt-0.1\"",
+                "\"opt+1e308\"",
+                "\"opt-1e308\"",
+                "\"opt+nan\"",
+                "\"x\""
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         ),
     ]
 }
@@ -905,10 +1316,20 @@ fn sigma_w_value() -> impl Strategy<Value = String> {
 /// ranges and past them.
 fn config_text() -> impl Strategy<Value = String> {
     let name = pick(
-        ["t", "", ".", "..", "-x", "a/b", "a\\nb", "x\\u202Ey", "ok_name"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        [
+            "t",
+            "",
+            ".",
+            "..",
+            "-x",
+            "a/b",
+            "a\\nb",
+            "x\\u202Ey",
+            "ok_name",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     );
     let activation = pick(
         ["uniform", "tanh", "hard-tanh", "linear", "sign"]
@@ -917,14 +1338,43 @@ fn config_text() -> impl Strategy<Value = String> {
             .collect(),
     );
     (
-        (name, proptest::option::of(activation), proptest::option::of(int()), proptest::option::of(sigma_w_value())),
-        (proptest::option::of(float()), proptest::option::of(float()), proptest::option::of(float())),
-        (proptest::option::of(int()), proptest::option::of(int()), proptest::option::of(int())),
-        (proptest::bool::ANY, proptest::option::of(int()), proptest::option::of(float()), proptest::option::of(int())),
-        (proptest::option::of(int()), proptest::option::of(int()), proptest::option::of(float()), proptest::option::of(float())),
+        (
+            name,
+            proptest::option::of(activation),
+            proptest::option::of(int()),
+            proptest::option::of(sigma_w_value()),
+        ),
+        (
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+        ),
+        (
+            proptest::option::of(int()),
+            proptest::option::of(int()),
+            proptest::option::of(int()),
+        ),
+        (
+            proptest::bool::ANY,
+            proptest::option::of(int()),
+            proptest::option::of(float()),
+            proptest::option::of(int()),
+        ),
+        (
+            proptest::option::of(int()),
+            proptest::option::of(int()),
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+        ),
     )
         .prop_map(
-            |((name, act, states, sw), (sb, amp, spacing), (width, depth, samples), (circle, points, c0, pairs), (sweep_states, sweep_width, kappa, m))| {
+            |(
+                (name, act, states, sw),
+                (sb, amp, spacing),
+                (width, depth, samples),
+                (circle, points, c0, pairs),
+                (sweep_states, sweep_width, kappa, m),
+            )| {
                 let mut t = format!("name = \"{name}\"\nbackend = \"cpu\"\n");
                 if let Some(k) = kappa {
                     t += &format!("kappa = {k}\n");
@@ -945,7 +1395,11 @@ fn config_text() -> impl Strategy<Value = String> {
                 kv("depth", &depth);
                 kv("samples", &samples);
                 t += "[inputs]\n";
-                t += if circle { "kind = \"circle\"\n" } else { "kind = \"pairs\"\n" };
+                t += if circle {
+                    "kind = \"circle\"\n"
+                } else {
+                    "kind = \"pairs\"\n"
+                };
                 if let Some(p) = points {
                     t += &format!("points = {p}\n");
                 }
@@ -1060,8 +1514,18 @@ fn fuzzed_command_lines_never_panic_hang_or_abort() {
         "inf", "-inf", "0.99",
     ];
     let ints = [
-        "0", "1", "2", "3", "4", "16", "-1", "1048577", "4294967296", "18446744073709551615",
-        "18446744073709551616", "x",
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "16",
+        "-1",
+        "1048577",
+        "4294967296",
+        "18446744073709551615",
+        "18446744073709551616",
+        "x",
     ];
     let mut census = Census::default();
     let t0 = Instant::now();
@@ -1073,22 +1537,38 @@ fn fuzzed_command_lines_never_panic_hang_or_abort() {
             2 => vec!["theory".into(), "backward".into()],
             _ => vec!["simulate".into(), "--backend".into(), "cpu".into()],
         };
-        let f = |rng: &mut rand::rngs::StdRng| floats[rng.random_range(0..floats.len())].to_string();
+        let f =
+            |rng: &mut rand::rngs::StdRng| floats[rng.random_range(0..floats.len())].to_string();
         let i = |rng: &mut rand::rngs::StdRng| ints[rng.random_range(0..ints.len())].to_string();
         // Sizes small enough to finish when valid; values at every edge.
-        let small = |rng: &mut rand::rngs::StdRng| ["1", "2", "3", "8"][rng.random_range(0..4)].to_string();
+        let small =
+            |rng: &mut rand::rngs::StdRng| ["1", "2", "3", "8"][rng.random_range(0..4)].to_string();
         let mut push = |k: &str, v: String| {
             args.push(k.into());
             args.push(v);
         };
         if cmd == 1 {
-            push("--states", if rng.random_bool(0.5) { i(&mut rng) } else { small(&mut rng) });
+            push(
+                "--states",
+                if rng.random_bool(0.5) {
+                    i(&mut rng)
+                } else {
+                    small(&mut rng)
+                },
+            );
             if rng.random_bool(0.5) {
                 push("--kappa", f(&mut rng));
             }
         } else {
             if rng.random_bool(0.8) {
-                push("--states", if rng.random_bool(0.3) { i(&mut rng) } else { small(&mut rng) });
+                push(
+                    "--states",
+                    if rng.random_bool(0.3) {
+                        i(&mut rng)
+                    } else {
+                        small(&mut rng)
+                    },
+                );
             } else {
                 push("--activation", "tanh".into());
             }
@@ -1097,11 +1577,32 @@ fn fuzzed_command_lines_never_panic_hang_or_abort() {
                     push(k, f(&mut rng));
                 }
             }
-            push("--depth", if rng.random_bool(0.3) { i(&mut rng) } else { small(&mut rng) });
+            push(
+                "--depth",
+                if rng.random_bool(0.3) {
+                    i(&mut rng)
+                } else {
+                    small(&mut rng)
+                },
+            );
             if cmd == 3 {
                 push("--c0", f(&mut rng));
-                push("--width", if rng.random_bool(0.3) { i(&mut rng) } else { small(&mut rng) });
-                push("--samples", if rng.random_bool(0.3) { i(&mut rng) } else { small(&mut rng) });
+                push(
+                    "--width",
+                    if rng.random_bool(0.3) {
+                        i(&mut rng)
+                    } else {
+                        small(&mut rng)
+                    },
+                );
+                push(
+                    "--samples",
+                    if rng.random_bool(0.3) {
+                        i(&mut rng)
+                    } else {
+                        small(&mut rng)
+                    },
+                );
                 if rng.random_bool(0.3) {
                     push("--pairs", i(&mut rng));
                 }
@@ -1117,6 +1618,9 @@ fn fuzzed_command_lines_never_panic_hang_or_abort() {
             "{args:?}: {o:?}"
         );
     }
-    println!("fuzzed command lines: 300 in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "fuzzed command lines: 300 in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     census.report("fuzzed command lines");
 }

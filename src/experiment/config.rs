@@ -495,7 +495,7 @@ impl Config {
         let spacing = match &net.spacing {
             None => None,
             Some(NumOrStr::Str(s)) if s.trim() == "opt" => None,
-            Some(NumOrStr::Num(x)) if x.is_finite() && *x > 0.0 => Some(*x),
+            Some(NumOrStr::Num(x)) if x.is_finite() && (1e-150..=1e150).contains(x) => Some(*x),
             Some(v) => {
                 let shown = match v {
                     NumOrStr::Num(x) => fmt_value(*x),
@@ -504,7 +504,7 @@ impl Config {
                 return Err(Error::invalid(
                     "network.spacing",
                     shown,
-                    "a finite number > 0 or \"opt\"",
+                    "a number between 1e-150 and 1e150, or \"opt\"",
                 ));
             }
         };
@@ -588,8 +588,12 @@ impl Config {
         }
         for (key, v) in [("network.amplitude", net.amplitude), ("network.q0", net.q0)] {
             if let Some(x) = v {
-                if !(x.is_finite() && x > 0.0) {
-                    return Err(Error::invalid(key, fmt_value(x), "a finite number > 0"));
+                if !(x.is_finite() && (1e-150..=1e150).contains(&x)) {
+                    return Err(Error::invalid(
+                        key,
+                        fmt_value(x),
+                        "a number between 1e-150 and 1e150 (its square must be a normal double)",
+                    ));
                 }
             }
         }
@@ -633,7 +637,11 @@ impl Config {
         {
             return Err(Error::invalid(
                 sw_key,
-                format!("\"opt{}{}\"", if *o >= 0.0 { "+" } else { "" }, fmt_value(*o)),
+                format!(
+                    "\"opt{}{}\"",
+                    if *o >= 0.0 { "+" } else { "" },
+                    fmt_value(*o)
+                ),
                 "an offset from sigma_w^opt of at most 1e6 in size (e.g. \"opt+0.1\")",
             ));
         }
