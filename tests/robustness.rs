@@ -340,6 +340,24 @@ fn sizes_are_checked_before_anything_is_allocated() {
                     "--backend",
                     "cpu",
                 ],
+                "must fit in",
+            ),
+            (
+                &[
+                    "simulate",
+                    "--depth",
+                    "20000000",
+                    "--states",
+                    "4",
+                    "--c0",
+                    "0.5",
+                    "--width",
+                    "4",
+                    "--samples",
+                    "2",
+                    "--backend",
+                    "cpu",
+                ],
                 "at most 10000000 layers",
             ),
             (
@@ -1216,8 +1234,9 @@ fn sigterm_and_sighup_finish_the_folder_like_ctrl_c() {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let ok = Command::new("kill")
-            .args([sig, &child.id().to_string()])
+        // The shell's built-in kill (no procps needed).
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill {sig} {}", child.id())])
             .status()
             .unwrap();
         assert!(ok.success());
