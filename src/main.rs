@@ -282,7 +282,8 @@ macro_rules! outln {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
-            panic!("writing to stdout failed: {e}");
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
         }
     }};
 }
@@ -321,6 +322,37 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Largest N for `theory optimal --nonuniform` (N thresholds optimized jointly).
+const MAX_NONUNIFORM_STATES: usize = 1024;
+
+/// κ in L_max = κ·ξ_max: positive, finite, and small enough that L_max is finite.
+fn check_kappa(kappa: f64) -> Result<()> {
+    if !(kappa.is_finite() && kappa > 0.0 && kappa <= 1e6) {
+        anyhow::bail!(
+            "invalid --kappa {}: a number > 0 and at most 1e6 (L_max = kappa·xi_max; about 6 is usual)",
+            quantdepth::error::fmt_value(kappa)
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for a scan over N (drawn only on a terminal,
+/// and only when the scan is long enough to need one).
+fn scan_bar(ns: &[usize]) -> indicatif::ProgressBar {
+    let work: usize = ns.iter().sum();
+    if work < 200_000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(ns.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "theory [{elapsed_precise}] {bar:30} {pos}/{len} values of N (ETA {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn fmt_opt(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.6}"))
 }
@@ -349,10 +381,16 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             ..
         } => {
             let ns = parse_states(&states)?;
+            check_kappa(kappa)?;
+            let bar = scan_bar(&ns);
             let optima = ns
                 .iter()
-                .map(|&n| uniform_optimum(n, kappa).with_context(|| format!("N = {n}")))
+                .map(|&n| {
+                    bar.inc(1);
+                    uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))
+                })
                 .collect::<Result<Vec<_>>>()?;
+            bar.finish_and_clear();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&optima)?);
             } else {
@@ -387,10 +425,15 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
                     ns.len()
                 );
             }
+            let bar = scan_bar(&ns);
             let optima = ns
                 .iter()
-                .map(|&n| uniform_optimum(n, DEFAULT_KAPPA).with_context(|| format!("N = {n}")))
+                .map(|&n| {
+                    bar.inc(1);
+                    uniform_optimum(n, DEFAULT_KAPPA).with_context(|| format!("N = {n}"))
+                })
                 .collect::<Result<Vec<_>>>()?;
+            bar.finish_and_clear();
             let s = scaling(&optima)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
@@ -483,12 +526,21 @@ fn nonuniform_table(ns: &[usize], kappa: f64, json: bool) -> Result<()> {
         anyhow::bail!("--nonuniform needs N >= 3 (N = 2 has a single threshold, at 0)");
     }
     let mut rows = Vec::new();
+    check_kappa(kappa)?;
+    if let Some(n) = ns.iter().find(|n| **n > MAX_NONUNIFORM_STATES) {
+        anyhow::bail!(
+            "--nonuniform optimizes every threshold: N = {n} is too large (at most {MAX_NONUNIFORM_STATES})"
+        );
+    }
+    let bar = scan_bar(&ns);
     for &n in &ns {
+        bar.inc(1);
         let u = uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))?;
         let e = nonuniform_optimum(n).with_context(|| format!("N = {n}"))?;
         let l = lloyd_max(n).with_context(|| format!("N = {n}"))?;
         rows.push((u, e, l));
     }
+    bar.finish_and_clear();
     if json {
         let out: Vec<_> = rows
             .iter()
