@@ -298,3 +298,36 @@ fn optimal_scan_shards_merge_to_the_unsharded_scan() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Without Slurm, `quantdepth slurm` still writes the scripts, and
+/// `--submit` says that Slurm is not installed.
+#[test]
+fn slurm_without_sbatch_writes_the_scripts_and_says_so() {
+    let root = temp_root("nosbatch");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = root.join("sweep.toml");
+    std::fs::write(&config, SWEEP).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+        .args([
+            "slurm",
+            config.to_str().unwrap(),
+            "--shards",
+            "2",
+            "--submit",
+            "--out",
+        ])
+        .arg(root.join("sub"))
+        .env("PATH", root.join("no-bin"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Slurm is not installed on this machine"),
+        "{err}"
+    );
+    let array = std::fs::read_to_string(root.join("sub/array.sbatch")).unwrap();
+    assert!(array.contains("#SBATCH --array=0-1"), "{array}");
+    assert!(root.join("sub/merge.sbatch").is_file());
+    let _ = std::fs::remove_dir_all(&root);
+}
