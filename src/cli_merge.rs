@@ -19,8 +19,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     let report = quantdepth::experiment::merge::merge(&args.out, &args.shards)?;
     outln!("{}", report.table.trim_end());
     outln!(
-        "merged {} point(s) from {} shard folder(s): {}",
-        report.points.len(),
+        "merged {} shard folder(s): {}",
         args.shards.len(),
         report.folder.display()
     );

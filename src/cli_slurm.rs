@@ -209,7 +209,8 @@ fn sbatch(args: &[&str]) -> Result<String> {
             if e.kind() == std::io::ErrorKind::NotFound {
                 anyhow::anyhow!(
                     "sbatch was not found on PATH: Slurm is not installed on this machine. \
-                     The scripts are written; submit them from a cluster's login node"
+                     Run `quantdepth slurm` on a cluster's login node (the scripts name this \
+                     machine's paths)"
                 )
             } else {
                 anyhow::anyhow!("sbatch could not be started: {e}")
@@ -339,7 +340,7 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
     let (array_s, merge_s) = (path_str(&array)?, path_str(&merge)?);
     if !args.submit {
         if !which("sbatch") {
-            outln!("# Slurm is not installed on this machine (no sbatch on PATH): copy {} to a cluster and submit there:", dir.display());
+            outln!("# Slurm is not installed on this machine (no sbatch on PATH); on a cluster's login node, submit with:");
         } else {
             outln!("# submit with (or run this command again with --submit):");
         }

@@ -290,7 +290,8 @@ macro_rules! outln {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
-            panic!("writing to stdout failed: {e}");
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
         }
     }};
 }
@@ -330,6 +331,78 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The depth curve, in chunks of 100,000 layers with a progress bar on
+/// stderr when it is longer (the map is iterated, so chunks continue
+/// exactly where the last one stopped).
+fn curve_with_progress(
+    r: &ResolvedNetwork,
+    c0: f64,
+    depth: usize,
+) -> Result<Vec<quantdepth::theory::CurvePoint>> {
+    const CHUNK: usize = 100_000;
+    if depth <= CHUNK {
+        return Ok(r.network.depth_curve(r.q0, r.q0, c0, depth)?);
+    }
+    if depth > quantdepth::theory::maps::MAX_CURVE_DEPTH {
+        anyhow::bail!(
+            "invalid --depth {depth}: a depth curve has at most {} layers",
+            quantdepth::theory::maps::MAX_CURVE_DEPTH
+        );
+    }
+    let bar = indicatif::ProgressBar::new(depth as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "theory [{elapsed_precise}] {bar:30} {pos}/{len} layers (ETA {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut out = r.network.depth_curve(r.q0, r.q0, c0, 0)?;
+    while out.len() <= depth {
+        let last = out[out.len() - 1];
+        let n = CHUNK.min(depth + 1 - out.len());
+        let more = r.network.depth_curve(last.q_a, last.q_b, last.c, n)?;
+        out.extend(more.into_iter().skip(1).map(|mut p| {
+            p.layer += last.layer;
+            p
+        }));
+        bar.set_position((out.len() - 1) as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Largest N for `theory optimal --nonuniform` (N thresholds optimized jointly).
+/// (N = 256 takes about 6 s on a loaded 2-core machine; the cost grows as N³.)
+const MAX_NONUNIFORM_STATES: usize = 256;
+
+/// κ in L_max = κ·ξ_max: positive, finite, and small enough that L_max is finite.
+fn check_kappa(kappa: f64) -> Result<()> {
+    if !(kappa.is_finite() && kappa > 0.0 && kappa <= 1e6) {
+        anyhow::bail!(
+            "invalid --kappa {}: a number > 0 and at most 1e6 (L_max = kappa·xi_max; about 6 is usual)",
+            quantdepth::error::fmt_value(kappa)
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for a scan over N (drawn only on a terminal,
+/// and only when the scan is long enough to need one).
+fn scan_bar(ns: &[usize]) -> indicatif::ProgressBar {
+    let work: usize = ns.iter().sum();
+    if work < 200_000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(ns.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "theory [{elapsed_precise}] {bar:30} {pos}/{len} values of N (ETA {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn fmt_opt(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.6}"))
 }
@@ -358,10 +431,16 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             ..
         } => {
             let ns = parse_states(&states)?;
+            check_kappa(kappa)?;
+            let bar = scan_bar(&ns);
             let optima = ns
                 .iter()
-                .map(|&n| uniform_optimum(n, kappa).with_context(|| format!("N = {n}")))
+                .map(|&n| {
+                    bar.inc(1);
+                    uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))
+                })
                 .collect::<Result<Vec<_>>>()?;
+            bar.finish_and_clear();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&optima)?);
             } else {
@@ -396,10 +475,15 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
                     ns.len()
                 );
             }
+            let bar = scan_bar(&ns);
             let optima = ns
                 .iter()
-                .map(|&n| uniform_optimum(n, DEFAULT_KAPPA).with_context(|| format!("N = {n}")))
+                .map(|&n| {
+                    bar.inc(1);
+                    uniform_optimum(n, DEFAULT_KAPPA).with_context(|| format!("N = {n}"))
+                })
                 .collect::<Result<Vec<_>>>()?;
+            bar.finish_and_clear();
             let s = scaling(&optima)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
@@ -457,7 +541,7 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             let c_star = r.network.c_star(r.q_star)?;
             let chi = r.network.chi(r.q_star, c_star);
             let xi = r.network.depth_scale(r.q_star, c_star);
-            let curve = r.network.depth_curve(r.q0, r.q0, c0, depth)?;
+            let curve = curve_with_progress(&r, c0, depth)?;
             if json {
                 let layers: Vec<_> = curve
                     .iter()
@@ -492,12 +576,21 @@ fn nonuniform_table(ns: &[usize], kappa: f64, json: bool) -> Result<()> {
         anyhow::bail!("--nonuniform needs N >= 3 (N = 2 has a single threshold, at 0)");
     }
     let mut rows = Vec::new();
+    check_kappa(kappa)?;
+    if let Some(n) = ns.iter().find(|n| **n > MAX_NONUNIFORM_STATES) {
+        anyhow::bail!(
+            "--nonuniform optimizes every threshold: N = {n} is too large (at most {MAX_NONUNIFORM_STATES})"
+        );
+    }
+    let bar = scan_bar(&ns);
     for &n in &ns {
+        bar.inc(1);
         let u = uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))?;
         let e = nonuniform_optimum(n).with_context(|| format!("N = {n}"))?;
         let l = lloyd_max(n).with_context(|| format!("N = {n}"))?;
         rows.push((u, e, l));
     }
+    bar.finish_and_clear();
     if json {
         let out: Vec<_> = rows
             .iter()

@@ -270,7 +270,7 @@ impl NetworkChoice {
                         "must be a finite number > 0",
                     ));
                 }
-                if !(x.is_normal() && x <= 1e150 && x >= 1e-150) {
+                if !(1e-150..=1e150).contains(&x) {
                     return Err(Error::invalid(
                         name,
                         fmt_value(x),

@@ -173,7 +173,7 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
     assert!(!ok);
     assert!(
         err.contains("1 of the sweep's 5 points is missing")
-            && err.contains("point 3 (shard 1/2 should have them)")
+            && err.contains(":\n  point 3 (shard 1/2 should have them)")
             && err.contains("is interrupted, holds 1 of its 2 points")
             && err.contains(&format!("quantdepth run --resume {sb}")),
         "{err}"
@@ -241,5 +241,93 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
     assert_same_results(&out, &plain);
     let (ok, err) = quantdepth(&["merge", so, sa, sb]);
     assert!(!ok && err.contains("exists"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// An optimal scan (theory only) splits by N the same way: each shard keeps
+/// the optima of its N, merge fits the scaling over all of them.
+#[test]
+fn optimal_scan_shards_merge_to_the_unsharded_scan() {
+    let root = temp_root("optimal");
+    let cfg = Config::from_toml(
+        "name = \"opt\"\nkind = \"optimal\"\n[sweep]\nstates = \"2..30\"\n[outputs]\npng = false\n",
+    )
+    .unwrap();
+    let cancel = AtomicBool::new(false);
+    let plain = run_experiment(
+        &cfg,
+        &root.join("plain"),
+        &mut CpuBackend,
+        "-",
+        &hooks(&cancel),
+    )
+    .unwrap()
+    .folder;
+    let mut dirs = Vec::new();
+    for k in 0..3 {
+        let shard = Shard::new(k, 3, "t").unwrap();
+        let r = run_shard(
+            &cfg,
+            &root.join("shards"),
+            shard,
+            &mut CpuBackend,
+            "-",
+            &hooks(&cancel),
+        )
+        .unwrap();
+        dirs.push(r.folder);
+    }
+    let e = merge(&root.join("part"), &dirs[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(shard 0/3 should have them)"), "{e}");
+    let out = root.join("merged");
+    merge(&out, &dirs).unwrap();
+    for f in [
+        "config.toml",
+        "optimal.csv",
+        "optimal.json",
+        "summary.json",
+        "plots/one-minus-chi-max.svg",
+        "plots/d-opt.svg",
+    ] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(plain.join(f)).unwrap(),
+            "{f} of the merged scan differs from the unsharded scan's"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Without Slurm, `quantdepth slurm` still writes the scripts, and
+/// `--submit` says that Slurm is not installed.
+#[test]
+fn slurm_without_sbatch_writes_the_scripts_and_says_so() {
+    let root = temp_root("nosbatch");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = root.join("sweep.toml");
+    std::fs::write(&config, SWEEP).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+        .args([
+            "slurm",
+            config.to_str().unwrap(),
+            "--shards",
+            "2",
+            "--submit",
+            "--out",
+        ])
+        .arg(root.join("sub"))
+        .env("PATH", root.join("no-bin"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Slurm is not installed on this machine"),
+        "{err}"
+    );
+    let array = std::fs::read_to_string(root.join("sub/array.sbatch")).unwrap();
+    assert!(array.contains("#SBATCH --array=0-1"), "{array}");
+    assert!(root.join("sub/merge.sbatch").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -533,7 +533,7 @@ impl Config {
         let spacing = match &net.spacing {
             None => None,
             Some(NumOrStr::Str(s)) if s.trim() == "opt" => None,
-            Some(NumOrStr::Num(x)) if x.is_finite() && *x > 0.0 => Some(*x),
+            Some(NumOrStr::Num(x)) if x.is_finite() && (1e-150..=1e150).contains(x) => Some(*x),
             Some(v) => {
                 let shown = match v {
                     NumOrStr::Num(x) => fmt_value(*x),
@@ -542,7 +542,7 @@ impl Config {
                 return Err(Error::invalid(
                     "network.spacing",
                     shown,
-                    "a finite number > 0 or \"opt\"",
+                    "a number between 1e-150 and 1e150, or \"opt\"",
                 ));
             }
         };
@@ -626,8 +626,12 @@ impl Config {
         }
         for (key, v) in [("network.amplitude", net.amplitude), ("network.q0", net.q0)] {
             if let Some(x) = v {
-                if !(x.is_finite() && x > 0.0) {
-                    return Err(Error::invalid(key, fmt_value(x), "a finite number > 0"));
+                if !(x.is_finite() && (1e-150..=1e150).contains(&x)) {
+                    return Err(Error::invalid(
+                        key,
+                        fmt_value(x),
+                        "a number between 1e-150 and 1e150 (its square must be a normal double)",
+                    ));
                 }
             }
         }
@@ -648,11 +652,43 @@ impl Config {
                 "a finite number >= 0",
             ));
         }
+        use crate::theory::maps::{SIGMA_MAX, SIGMA_MIN};
         if let Some(SigmaW::Value(v)) = sigma_ws
             .iter()
             .find(|s| matches!(s, SigmaW::Value(v) if !(v.is_finite() && *v > 0.0)))
         {
             return Err(Error::invalid(sw_key, fmt_value(*v), "a finite number > 0"));
+        }
+        if let Some(SigmaW::Value(v)) = sigma_ws
+            .iter()
+            .find(|s| matches!(s, SigmaW::Value(v) if !(SIGMA_MIN..=SIGMA_MAX).contains(v)))
+        {
+            return Err(Error::invalid(
+                sw_key,
+                fmt_value(*v),
+                &format!("sigma_w between {SIGMA_MIN:.1e} and {SIGMA_MAX:.1e} (sigma_w² must be a normal double)"),
+            ));
+        }
+        if let Some(SigmaW::Opt(o)) = sigma_ws
+            .iter()
+            .find(|s| matches!(s, SigmaW::Opt(o) if o.abs() > 1e6))
+        {
+            return Err(Error::invalid(
+                sw_key,
+                format!(
+                    "\"opt{}{}\"",
+                    if *o >= 0.0 { "+" } else { "" },
+                    fmt_value(*o)
+                ),
+                "an offset from sigma_w^opt of at most 1e6 in size (e.g. \"opt+0.1\")",
+            ));
+        }
+        if let Some(b) = sigma_bs.iter().find(|b| **b > SIGMA_MAX) {
+            return Err(Error::invalid(
+                sb_key,
+                fmt_value(*b),
+                &format!("sigma_b at most {SIGMA_MAX:.1e} (sigma_b² must be finite)"),
+            ));
         }
         let samples = net.samples.unwrap_or(8);
         if samples == 0 {

@@ -287,10 +287,7 @@ fn missing_message(
                 shard.folder_name(&config.name)
             ),
         };
-        msg += &format!(
-            "\n  points {} (shard {shard} should have them): {how}",
-            list(&pts)
-        );
+        msg += &format!("\n  {} (shard {shard} should have them): {how}", list(&pts));
     }
     msg
 }
@@ -510,7 +507,10 @@ mod tests {
         inputs[1].status = "interrupted".into();
         let e = check(&inputs).unwrap_err().to_string();
         assert!(e.contains("1 of the sweep's 4 points is missing"), "{e}");
-        assert!(e.contains("point 3 (shard 1/2 should have them)"), "{e}");
+        assert!(
+            e.contains(":\n  point 3 (shard 1/2 should have them)"),
+            "{e}"
+        );
         assert!(e.contains("is interrupted, holds 1 of its 2 points"), "{e}");
         assert!(
             e.contains("quantdepth run --resume /r/m-shard-1-of-2"),

@@ -5,6 +5,11 @@
 //! theory and simulation side by side → analysis (ξ_emp, agreement) →
 //! results folder (`config.toml`, `meta.json`, `curves.csv`, `curves.json`,
 //! `summary.json`, `plots/` — drawn with the `plots` feature, on by default).
+//!
+//! A point is the unit of work: [`shard`] splits a sweep's points across
+//! processes (`run --shard K/M`, Slurm arrays), and [`merge`] combines shard
+//! folders into one folder, rebuilt from the point records exactly as a
+//! resumed or uninterrupted run rebuilds it.
 
 pub mod config;
 pub mod folder;

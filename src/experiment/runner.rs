@@ -1324,6 +1324,9 @@ pub fn resume_experiment(
     if cfg.kind == Kind::Optimal {
         let mut s = Session::new(dir.to_path_buf(), &cfg, commit);
         s.commit("running")?;
+        if let Some(sf) = crate::experiment::shard::ShardFile::read(dir)? {
+            return optimal_shard(s, &cfg, &sf.points);
+        }
         return optimal_into(s, &cfg);
     }
     let info = backend.info();
@@ -1386,7 +1389,12 @@ fn optimal_into(mut s: Session<'_>, cfg: &Config) -> Result<RunReport> {
 
 /// The files of an optimal scan; returns the terminal summary.
 fn optimal_files(folder: &Path, cfg: &Config) -> Result<String> {
-    let ns = cfg.optimal_states()?;
+    let optima = optima_of(cfg, &cfg.optimal_states()?)?;
+    optimal_files_of(folder, cfg, &optima)
+}
+
+/// The optimum of every N in `ns` (κ from the config), each checked finite.
+fn optima_of(cfg: &Config, ns: &[usize]) -> Result<Vec<crate::theory::UniformOptimum>> {
     let kappa = cfg.kappa.unwrap_or(DEFAULT_KAPPA);
     let optima = ns
         .iter()
@@ -1405,9 +1413,21 @@ fn optimal_files(folder: &Path, cfg: &Config) -> Result<String> {
             crate::error::fmt_value(kappa)
         )));
     }
-    let sc = scaling(&optima)?;
+    Ok(optima)
+}
+
+/// The files of an optimal scan from its optima (N ascending); returns the
+/// terminal summary.
+fn optimal_files_of(
+    folder: &Path,
+    cfg: &Config,
+    optima: &[crate::theory::UniformOptimum],
+) -> Result<String> {
+    let kappa = cfg.kappa.unwrap_or(DEFAULT_KAPPA);
+    let ns: Vec<usize> = optima.iter().map(|o| o.states).collect();
+    let sc = scaling(optima)?;
     let mut csv = String::from("states,d_opt,chi_max,one_minus_chi_max,xi_max,l_max\n");
-    for o in &optima {
+    for o in optima {
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{}",
@@ -1520,11 +1540,10 @@ pub fn run_shard(
 ) -> Result<RunReport> {
     use crate::experiment::shard::{create_folder, shard_points, sweep_costs};
     if cfg.kind == Kind::Optimal {
-        return Err(Error::invalid(
-            "--shard",
-            shard,
-            "kind = \"optimal\" is theory only (seconds for thousands of N): run it unsharded",
-        ));
+        let mine = shard_points(&sweep_costs(cfg)?, shard);
+        let dir = create_folder(out_root, &cfg.name, shard, mine.clone())?;
+        let s = new_session_in(cfg, dir, "theory", "-", "theory only", mine.len())?;
+        return optimal_shard(s, cfg, &mine);
     }
     if cfg.kind == Kind::Training {
         return Err(Error::invalid(
@@ -1560,6 +1579,31 @@ pub fn run_shard(
 /// from the point records, and marks it complete.
 pub fn finish_folder(dir: &Path) -> Result<RunReport> {
     let (cfg, commit) = read_folder(dir)?;
+    if cfg.kind == Kind::Optimal {
+        let ns = cfg.optimal_states()?;
+        if commit.points.len() != ns.len() {
+            return Err(Error::Folder(format!(
+                "{} holds {} of its {} values of N: it cannot be finished",
+                dir.display(),
+                commit.points.len(),
+                ns.len()
+            )));
+        }
+        let mut optima = Vec::with_capacity(ns.len());
+        for (i, &n) in ns.iter().enumerate() {
+            let rec: OptimalRecord = folder::read_record(dir, i)?;
+            if rec.config_hash != commit.config_hash || rec.optimum.states != n {
+                return Err(Error::Folder(format!(
+                    "{} belongs to another run",
+                    folder::record_path(dir, i).display()
+                )));
+            }
+            optima.push(rec.optimum);
+        }
+        let table = optimal_files_of(dir, &cfg, &optima)?;
+        let s = Session::new(dir.to_path_buf(), &cfg, commit);
+        return theory_complete(s, (0..ns.len()).collect(), table);
+    }
     let points = cfg.points()?;
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
     if held.len() != points.len() {
@@ -1579,6 +1623,67 @@ pub fn finish_folder(dir: &Path) -> Result<RunReport> {
         complete: true,
         points: done,
         scaling: sc,
+        table,
+    })
+}
+
+/// One N of a sharded optimal scan, as stored in `points/pointNNN.cbor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OptimalRecord {
+    /// Folder format.
+    pub format: u32,
+    /// Hash of the config as run.
+    pub config_hash: String,
+    /// The optimum of this N.
+    pub optimum: crate::theory::UniformOptimum,
+}
+
+/// A shard of an optimal scan: the optima of its values of N, one record
+/// each; the scaling fits need every N and are made by `merge`.
+fn optimal_shard(s: Session<'_>, cfg: &Config, mine: &[usize]) -> Result<RunReport> {
+    let ns = cfg.optimal_states()?;
+    let mut wanted = Vec::with_capacity(mine.len());
+    for &i in mine {
+        wanted.push(*ns.get(i).ok_or_else(|| {
+            Error::Folder(format!(
+                "{}: shard.json names N number {i}, but the scan has {} values of N",
+                s.folder.display(),
+                ns.len()
+            ))
+        })?);
+    }
+    let optima = optima_of(cfg, &wanted)?;
+    for (&i, o) in mine.iter().zip(&optima) {
+        let rec = OptimalRecord {
+            format: folder::FORMAT,
+            config_hash: s.commit.config_hash.clone(),
+            optimum: *o,
+        };
+        folder::write_record(&s.folder, i, &rec)?;
+    }
+    let table = format!(
+        "optimal scan, shard of {} values of N ({:?}); `quantdepth merge` fits the scaling over all shards\n",
+        wanted.len(),
+        wanted
+    );
+    theory_complete(s, mine.to_vec(), table)
+}
+
+/// Marks a theory-only folder complete with `points` held.
+fn theory_complete(mut s: Session<'_>, points: Vec<usize>, table: String) -> Result<RunReport> {
+    let c = &mut s.commit;
+    c.status = "complete".into();
+    c.complete = true;
+    c.points_done = points.len();
+    c.points = points;
+    c.updated = timestamp();
+    c.wall_seconds = s.wall_before + s.clock.elapsed().as_secs_f64();
+    c.write(&s.folder)?;
+    Ok(RunReport {
+        folder: s.folder,
+        complete: true,
+        points: Vec::new(),
+        scaling: Vec::new(),
         table,
     })
 }

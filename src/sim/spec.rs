@@ -363,13 +363,6 @@ impl SimSpec {
                 "the input variance must be a finite number > 0",
             ));
         }
-        if self.depth > MAX_SIM_DEPTH {
-            return Err(Error::invalid(
-                "depth",
-                self.depth,
-                &format!("a simulation has at most {MAX_SIM_DEPTH} layers"),
-            ));
-        }
         match &self.inputs {
             Inputs::Pairs { c0, pairs } => {
                 if c0.is_empty() {
@@ -406,12 +399,20 @@ impl SimSpec {
         // each group (pairs), or q plus covariance and correlation of each
         // offset (circle); the per-sample buffer holds B + P f64 per layer.
         let per_layer = 2 * (self.groups() * 2 + self.offsets() * 2 + 1) + batch + measured;
-        let bytes = (self.depth + 1).saturating_mul(per_layer).saturating_mul(8);
+        let layers = self.depth.saturating_add(1);
+        let bytes = layers.saturating_mul(per_layer).saturating_mul(8);
         if bytes > STATS_MEMORY_LIMIT {
             return Err(Error::invalid(
                 "depth × measured quantities",
-                format!("{} layers × {per_layer} values = {:.1} GiB", self.depth + 1, bytes as f64 / (1u64 << 30) as f64),
+                format!("{layers} layers × {per_layer} values = {:.1} GiB", bytes as f64 / (1u64 << 30) as f64),
                 &format!("the statistics must fit in {} GiB: reduce the depth, the pairs or the circle points", STATS_MEMORY_LIMIT >> 30),
+            ));
+        }
+        if self.depth > MAX_SIM_DEPTH {
+            return Err(Error::invalid(
+                "depth",
+                self.depth,
+                &format!("a simulation has at most {MAX_SIM_DEPTH} layers"),
             ));
         }
         let act_bytes = 2usize

@@ -32,7 +32,7 @@ const D_OPT_FIT_SLOPE: f64 = -0.879;
 pub const DEFAULT_KAPPA: f64 = 6.0;
 
 /// The optimum of the uniform quantizer with N states.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UniformOptimum {
     /// Number of states N.
     pub states: usize,
