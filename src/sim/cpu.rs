@@ -107,6 +107,9 @@ pub fn ensemble_layer_with_stats(
         Weights::Gaussian => {
             layer_with_stats(act, n, batch, stream, layer, sigma_w, sigma_b, out, meas)
         }
+        Weights::Rademacher if batch <= 32 => {
+            sign_layer_with_stats(act, n, batch, stream, layer, sigma_w, sigma_b, out, meas)
+        }
         Weights::Rademacher => dense_layer_with_stats(
             Stream::fill_row_signs,
             act,
@@ -125,6 +128,116 @@ pub fn ensemble_layer_with_stats(
     }
 }
 
+/// The Rademacher layer for small batches (B ≤ 32), straight from the sign
+/// bits: out_i = (σ_w/√n)·Σⱼ ±act_j, the sign applied by flipping the f32
+/// sign bit (exact), accumulated over j in order for 4 rows at a time in
+/// registers. No weight row is materialized and nothing is packed; the
+/// batch is padded with zeros to 8, 16 or 32 columns.
+fn sign_layer_with_stats(
+    act: &[f32],
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let pad = match batch {
+        0..=8 => 8,
+        9..=16 => 16,
+        _ => 32,
+    };
+    let mut padded = vec![0f32; n * pad];
+    for (dst, src) in padded.chunks_exact_mut(pad).zip(act.chunks_exact(batch)) {
+        dst[..batch].copy_from_slice(src);
+    }
+    let product = |_: &mut Vec<f32>, r0: usize, out_blk: &mut [f32]| match pad {
+        8 => sign_rows::<8>(stream, layer, r0, n, batch, &padded, out_blk),
+        16 => sign_rows::<16>(stream, layer, r0, n, batch, &padded, out_blk),
+        _ => sign_rows::<32>(stream, layer, r0, n, batch, &padded, out_blk),
+    };
+    layer_from_product(
+        product, 64, n, batch, stream, layer, sigma_w, sigma_b, out, meas,
+    )
+}
+
+/// out_blk (rows r0.. × B) = S_blk · act for the sign matrix S of `layer`;
+/// `act` is n × P (zero-padded).
+fn sign_rows<const P: usize>(
+    stream: &Stream,
+    layer: u32,
+    r0: usize,
+    n: usize,
+    batch: usize,
+    act: &[f32],
+    out_blk: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        unsafe { sign_rows_avx2::<P>(stream, layer, r0, n, batch, act, out_blk) };
+        return;
+    }
+    sign_rows_body::<P>(stream, layer, r0, n, batch, act, out_blk)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sign_rows_avx2<const P: usize>(
+    stream: &Stream,
+    layer: u32,
+    r0: usize,
+    n: usize,
+    batch: usize,
+    act: &[f32],
+    out_blk: &mut [f32],
+) {
+    sign_rows_body::<P>(stream, layer, r0, n, batch, act, out_blk)
+}
+
+#[inline(always)]
+fn sign_rows_body<const P: usize>(
+    stream: &Stream,
+    layer: u32,
+    r0: usize,
+    n: usize,
+    batch: usize,
+    act: &[f32],
+    out_blk: &mut [f32],
+) {
+    const R: usize = 4;
+    let rows = out_blk.len() / batch;
+    let mut i0 = 0;
+    while i0 < rows {
+        let r = R.min(rows - i0);
+        let bits: Vec<Vec<u32>> = (0..R)
+            .map(|k| {
+                if k < r {
+                    stream.sign_words(layer, (r0 + i0 + k) as u32, n)
+                } else {
+                    vec![0; n.div_ceil(32)]
+                }
+            })
+            .collect();
+        let mut acc = [[0f32; P]; R];
+        for (j, a) in act.chunks_exact(P).enumerate() {
+            let a: &[f32; P] = a.try_into().expect("P columns");
+            for k in 0..R {
+                let m = ((bits[k][j / 32] >> (j % 32)) & 1) << 31;
+                for b in 0..P {
+                    acc[k][b] += f32::from_bits(a[b].to_bits() ^ m);
+                }
+            }
+        }
+        for k in 0..r {
+            out_blk[(i0 + k) * batch..(i0 + k + 1) * batch].copy_from_slice(&acc[k][..batch]);
+        }
+        i0 += R;
+    }
+}
+
 /// A dense layer whose standardized weights row `row` of `layer` are
 /// written by `fill(stream, layer, row, out)`.
 fn dense_layer_with_stats(
@@ -140,52 +253,74 @@ fn dense_layer_with_stats(
     meas: Option<&Measurements>,
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     let rows = rows_per_block(n, batch);
+    let product = |w: &mut Vec<f32>, r0: usize, out_blk: &mut [f32]| {
+        let r = out_blk.len() / batch;
+        w.resize(rows * n, 0.0);
+        for i in 0..r {
+            fill(stream, layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+        }
+        // out_blk (r × B) = W_blk (r × n) · act (n × B)
+        unsafe {
+            matrixmultiply::sgemm(
+                r,
+                n,
+                batch,
+                1.0,
+                w.as_ptr(),
+                n as isize,
+                1,
+                act.as_ptr(),
+                batch as isize,
+                1,
+                0.0,
+                out_blk.as_mut_ptr(),
+                batch as isize,
+                1,
+            );
+        }
+    };
+    layer_from_product(
+        product, rows, n, batch, stream, layer, sigma_w, sigma_b, out, meas,
+    )
+}
+
+/// Blocks of `rows` rows of `out`, each filled by `product(scratch, first
+/// row, block)` with the unscaled product (`scratch` a per-thread buffer), then scaled by σ_w/√n, biased, and
+/// reduced to statistics per block (combined in block order).
+fn layer_from_product(
+    product: impl Fn(&mut Vec<f32>, usize, &mut [f32]) + Sync,
+    rows: usize,
+    n: usize,
+    batch: usize,
+    stream: &Stream,
+    layer: u32,
+    sigma_w: f64,
+    sigma_b: f64,
+    out: &mut [f32],
+    meas: Option<&Measurements>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let ws = weight_scale(sigma_w, n);
     let bs = sigma_b as f32;
     let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = out
         .par_chunks_mut(rows * batch)
         .enumerate()
-        .map_init(
-            || vec![0f32; rows * n],
-            |w, (blk, out_blk)| {
-                let r0 = blk * rows;
-                let r = out_blk.len() / batch;
-                for i in 0..r {
-                    fill(stream, layer, (r0 + i) as u32, &mut w[i * n..(i + 1) * n]);
+        .map_init(Vec::new, |scratch, (blk, out_blk)| {
+            let r0 = blk * rows;
+            let r = out_blk.len() / batch;
+            product(scratch, r0, out_blk);
+            for i in 0..r {
+                let row = (r0 + i) as u32;
+                let bias = if bs != 0.0 {
+                    bs * stream.normals(layer, BIAS_ROW, row / 4)[(row % 4) as usize]
+                } else {
+                    0.0
+                };
+                for v in &mut out_blk[i * batch..(i + 1) * batch] {
+                    *v = ws * *v + bias;
                 }
-                // out_blk (r × B) = W_blk (r × n) · act (n × B)
-                unsafe {
-                    matrixmultiply::sgemm(
-                        r,
-                        n,
-                        batch,
-                        1.0,
-                        w.as_ptr(),
-                        n as isize,
-                        1,
-                        act.as_ptr(),
-                        batch as isize,
-                        1,
-                        0.0,
-                        out_blk.as_mut_ptr(),
-                        batch as isize,
-                        1,
-                    );
-                }
-                for i in 0..r {
-                    let row = (r0 + i) as u32;
-                    let bias = if bs != 0.0 {
-                        bs * stream.normals(layer, BIAS_ROW, row / 4)[(row % 4) as usize]
-                    } else {
-                        0.0
-                    };
-                    for v in &mut out_blk[i * batch..(i + 1) * batch] {
-                        *v = ws * *v + bias;
-                    }
-                }
-                meas.map(|m| block_stats(out_blk, batch, m))
-            },
-        )
+            }
+            meas.map(|m| block_stats(out_blk, batch, m))
+        })
         .collect();
     meas.map(|m| {
         let mut sumsq = vec![0.0; batch];

@@ -147,7 +147,8 @@ pub enum Weights {
     Gaussian,
     /// i.i.d. ±σ_w/√n (Rademacher): bit `column mod 32` of word
     /// `(column/32) mod 4` of Philox counter (column/128, row, layer,
-    /// sample), set = −1: 128 weights per call, unpacked inside the product.
+    /// sample), set = −1: 128 weights per call, applied as sign flips inside
+    /// the product (B ≤ 32 on the CPU) or unpacked per block of rows.
     Rademacher,
     /// Structured orthogonal S = n^{-3/2} H D₃ H D₂ H D₁ (Yu et al. 2016,
     /// "Orthogonal Random Features"; Choromanski et al. 2017): H the ±1
