@@ -2,7 +2,7 @@
 //! side, the analysis, and the results folder, written atomically after
 //! every point so an interrupted run leaves a valid folder marked incomplete.
 
-use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthScaleFit};
+use crate::analysis::{agreement, fit_depth_scale_networks, Agreement, DepthScaleFit};
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
 use crate::experiment::plots::{self, CurvePlot, LogSeries};
@@ -134,6 +134,9 @@ pub struct BackwardResult {
     pub agreement_ratio: Agreement,
     /// Agreement of the gradient correlation with the theory.
     pub agreement_corr: Agreement,
+    /// Agreement of the cumulative norm ‖δ^l‖²/‖δ^L‖² with the theory
+    /// (compounded over layers, where a small per-layer excess shows).
+    pub agreement_cumulative: Agreement,
     /// Curves (written to backward.csv).
     #[serde(skip)]
     pub curves: Vec<(
@@ -388,17 +391,13 @@ fn run_point(
     }
     let curves = curves_for(p, &r, depth, &out.stats)?;
     let mut xi_fits = Vec::new();
-    for c in curves.iter().filter(|c| c.input == "pairs") {
-        let samples: Vec<CurveSample> = c
-            .layers
-            .iter()
-            .map(|l| CurveSample {
-                layer: l.layer,
-                mean: l.c_mean,
-                se: l.c_se,
-            })
-            .collect();
-        match fit_depth_scale(&samples, c_star) {
+    // Pair curves come in the order of `out.stats.pairs`.
+    for (c, pc) in curves
+        .iter()
+        .filter(|c| c.input == "pairs")
+        .zip(&out.stats.pairs)
+    {
+        match fit_depth_scale_networks(&pc.c_per_network, c_star) {
             Ok(f) => xi_fits.push(XiFit {
                 c0: c.c0,
                 fit: Some(f),
@@ -439,6 +438,7 @@ fn run_point(
             let mut pairs_out = Vec::new();
             let (mut er, mut tr, mut ec, mut tc, mut ntk) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut en, mut tn) = (Vec::new(), Vec::new());
             let m_theory = backward_factor(net, r.q_star, &ste);
             for (cv, &c) in curves.into_iter().zip(c0) {
                 let th = backward_curve(net, &ste, r.q0, c, depth, 1.0)?;
@@ -451,12 +451,14 @@ fn run_point(
                         );
                     }
                     if e.layer < depth {
+                        en.push((e.norm_cumulative.mean, e.norm_cumulative.se));
+                        tn.push(t.grad_norm_ratio);
                         ec.push((e.grad_corr.mean, e.grad_corr.se));
                         tc.push(t.grad_corr);
                     }
                 }
                 let top = th[depth];
-                ntk.push(serde_json::json!({"c0": c, "ntk_aa": cv.ntk_aa, "ntk_aa_theory": top.ntk_aa, "ntk_ab": cv.ntk_ab, "ntk_ab_theory": top.ntk_ab}));
+                ntk.push(serde_json::json!({"c0": c, "norm_cumulative": cv.layers[0].norm_cumulative, "norm_cumulative_theory": th[0].grad_norm_ratio, "ntk_aa": cv.ntk_aa, "ntk_aa_theory": top.ntk_aa, "ntk_ab": cv.ntk_ab, "ntk_ab_theory": top.ntk_ab}));
                 pairs_out.push((cv, th));
             }
             backward.push(BackwardResult {
@@ -464,8 +466,9 @@ fn run_point(
                 ste,
                 m_theory,
                 ntk,
-                agreement_ratio: agreement(&er, &tr),
-                agreement_corr: agreement(&ec, &tc),
+                agreement_ratio: agreement(&er, &tr, out.stats.samples),
+                agreement_corr: agreement(&ec, &tc, out.stats.samples),
+                agreement_cumulative: agreement(&en, &tn, out.stats.samples),
                 curves: pairs_out,
             });
         }
@@ -484,8 +487,8 @@ fn run_point(
         xi_theory: xi,
         xi_fits,
         xi_emp,
-        agreement_q: agreement(&eq, &tq),
-        agreement_c: agreement(&ec, &tc),
+        agreement_q: agreement(&eq, &tq, out.stats.samples),
+        agreement_c: agreement(&ec, &tc, out.stats.samples),
         wall_seconds: out.wall_seconds,
         backward,
         curves,
@@ -847,24 +850,56 @@ fn scaling_plots(
 }
 
 fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
+    use crate::analysis::IntervalMethod;
     let mut t = String::new();
+    let mut notes: Vec<String> = Vec::new();
     let _ = writeln!(
         t,
-        "{:>4} {:<36} {:>8} {:>9} {:>10} {:>20} {:>8} {:>8}",
-        "#", "point", "samples", "c*", "xi_theory", "xi_emp [95% CI]", "rms z_c", "max z_c"
+        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>7} {:>7}",
+        "#",
+        "point",
+        "sigma_w",
+        "E",
+        "c*",
+        "xi_theory",
+        "xi_emp ± SE [95% CI]",
+        "rms z_c",
+        "max z_c"
     );
+    let mut methods = Vec::new();
     for p in points {
-        let xe = p.xi_emp.map_or("-".to_string(), |f| {
-            format!("{:.2} [{:.2}, {:.2}]", f.xi, f.ci_low, f.ci_high)
-        });
+        let xe = match p.xi_emp {
+            Some(f) => {
+                if !methods.contains(&f.interval) {
+                    methods.push(f.interval);
+                }
+                format!(
+                    "{} ± {} [{}, {}]",
+                    sig(f.xi, 4),
+                    sig(f.xi_se, 2),
+                    sig(f.ci_low, 4),
+                    sig(f.ci_high, 4)
+                )
+            }
+            None => {
+                let why = p
+                    .xi_fits
+                    .iter()
+                    .find_map(|f| f.error.clone())
+                    .unwrap_or_else(|| "no pair curves (circle inputs)".into());
+                notes.push(format!("point {}: no xi_emp: {why}", p.index));
+                "- (see note)".into()
+            }
+        };
         let _ = writeln!(
             t,
-            "{:>4} {:<36} {:>8} {:>9.4} {:>10.3} {:>20} {:>8.2} {:>8.2}",
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7.2} {:>7.2}",
             p.index,
             p.label,
+            p.network.sigma_w,
             p.samples,
             p.c_star,
-            p.xi_theory,
+            sig(p.xi_theory, 4),
             xe,
             p.agreement_c.rms_z,
             p.agreement_c.max_z
@@ -872,29 +907,40 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
     }
     for p in points {
         for b in &p.backward {
-            let ntk: Vec<String> = b
-                .ntk
-                .iter()
-                .map(|v| {
-                    format!(
-                        "c0={}: Θ(a,b) {:.4} (theory {:.4})",
-                        v["c0"],
-                        v["ntk_ab"]["mean"].as_f64().unwrap_or(f64::NAN),
-                        v["ntk_ab_theory"].as_f64().unwrap_or(f64::NAN)
-                    )
-                })
-                .collect();
             let _ = writeln!(
                 t,
-                "{:>4} backward M = {:.4} (s = {:.4}, t = {}): rms z of |δ|² ratio {:.2}, of gradient correlation {:.2}; {}",
+                "{:>4} backward M = {:.4} (STE s = {:.4}, t = {}): rms z per-layer |δ|² ratio {:.2}, cumulative |δ^l|²/|δ^L|² {:.2} (max {:.2}), gradient correlation {:.2}",
                 p.index,
                 b.m_theory,
                 b.ste.slope,
                 b.ste.threshold,
                 b.agreement_ratio.rms_z,
+                b.agreement_cumulative.rms_z,
+                b.agreement_cumulative.max_z,
                 b.agreement_corr.rms_z,
-                ntk.join("; ")
             );
+            for v in &b.ntk {
+                let est = |k: &str| -> String {
+                    let m = v[k]["mean"].as_f64().unwrap_or(f64::NAN);
+                    match v[k]["se"].as_f64() {
+                        Some(se) => format!("{} ± {}", sig(m, 4), sig(se, 2)),
+                        None => format!("{} (one network: no SE)", sig(m, 4)),
+                    }
+                };
+                let th = |k: &str| sig(v[k].as_f64().unwrap_or(f64::NAN), 4);
+                let _ = writeln!(
+                    t,
+                    "{:>4}   c0 = {}: |δ^0|²/|δ^L|² {} (theory {}); NTK Θ(a,a) {} (theory {}), Θ(a,b) {} (theory {})",
+                    "",
+                    v["c0"],
+                    est("norm_cumulative"),
+                    th("norm_cumulative_theory"),
+                    est("ntk_aa"),
+                    th("ntk_aa_theory"),
+                    est("ntk_ab"),
+                    th("ntk_ab_theory"),
+                );
+            }
         }
     }
     for s in scaling {
@@ -904,7 +950,47 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
             s.group, s.states, s.fit_emp.slope, s.fit_emp.stderr, s.fit_theory.slope, s.fit_theory.stderr
         );
     }
+    for m in methods {
+        let _ = writeln!(
+            t,
+            "{}",
+            match m {
+                IntervalMethod::JackknifeNetworks { networks } => format!(
+                    "95% CI of xi_emp: delete-one-network jackknife over {networks} networks, Student t with {} df",
+                    networks - 1
+                ),
+                IntervalMethod::LayersIndependent =>
+                    "95% CI of xi_emp: the fit's slope error, layers treated as independent (optimistic)".into(),
+            }
+        );
+    }
+    if !points.is_empty() {
+        let _ = writeln!(
+            t,
+            "z scores: (simulation - theory)/SE per layer mapped from Student t (E - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
+        );
+    }
+    for n in notes {
+        let _ = writeln!(t, "note: {n}");
+    }
     t
+}
+
+/// `x` with `digits` significant figures (fixed notation between 1e-3 and
+/// 1e6, scientific outside); "inf" and "nan" as such.
+pub fn sig(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let e = x.abs().log10().floor() as i32;
+    if !(-3..6).contains(&e) {
+        return format!("{:.*e}", digits.saturating_sub(1), x);
+    }
+    let decimals = (digits as i32 - 1 - e).max(0) as usize;
+    format!("{x:.decimals$}")
 }
 
 /// Runs a simulation experiment into a new results folder under `out_root`.
