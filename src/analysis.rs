@@ -73,10 +73,7 @@ pub fn fit_depth_scale(curve: &[CurveSample], c_star: f64) -> Result<DepthScaleF
 }
 
 /// The fit and its window: (layer, weight) of every layer in it.
-fn fit_with_window(
-    curve: &[CurveSample],
-    c_star: f64,
-) -> Result<(DepthScaleFit, Vec<(f64, f64)>)> {
+fn fit_with_window(curve: &[CurveSample], c_star: f64) -> Result<(DepthScaleFit, Vec<(f64, f64)>)> {
     let d0 = curve
         .first()
         .map(|s| (s.mean - c_star).abs())
@@ -117,7 +114,8 @@ fn fit_with_window(
             .map(|s| {
                 let d = d_at(s);
                 let dh = line.map_or(d, |(a, b)| (a + b * s.layer as f64).exp());
-                let w = s.se.map_or(1.0, |se| if se > 0.0 { (dh / se).powi(2) } else { 1.0 });
+                let w =
+                    s.se.map_or(1.0, |se| if se > 0.0 { (dh / se).powi(2) } else { 1.0 });
                 (s.layer as f64, d.ln(), w)
             })
             .collect();
@@ -147,10 +145,7 @@ fn fit_with_window(
     let var_slope = if curve.iter().any(|s| s.se.is_some()) {
         1.0 / sxx
     } else {
-        let rss: f64 = pts
-            .iter()
-            .map(|p| (p.1 - icpt - slope * p.0).powi(2))
-            .sum();
+        let rss: f64 = pts.iter().map(|p| (p.1 - icpt - slope * p.0).powi(2)).sum();
         rss / (pts.len() as f64 - 2.0) / sxx
     };
     let se = var_slope.sqrt();
@@ -239,8 +234,8 @@ fn mean_curve(per_network: &[Vec<f64>], skip: Option<usize>) -> Vec<CurveSample>
 ///
 /// ξ_emp and its window are [`fit_depth_scale`]'s on the mean curve. The
 /// interval: the slope is refitted E times, each time leaving one network
-/// out (same window and weights, so the slope is a fixed linear function of
-/// the log mean curve), and the delete-one jackknife standard error
+/// out (window and weights chosen again, so that their variation is in the
+/// interval too), and the delete-one jackknife standard error
 /// SE_J = √((E − 1)/E · Σᵢ (bᵢ − b̄)²) (Efron & Stein 1981; Efron 1982,
 /// ch. 3) gives slope ± t_{0.975, E−1}·SE_J — Student's t with E − 1
 /// degrees of freedom, since SE_J is itself estimated from E networks.
@@ -270,12 +265,18 @@ pub fn fit_depth_scale_networks(per_network: &[Vec<f64>], c_star: f64) -> Result
         weighted_line(&pts).0
     };
     let slope = slope_of(&full);
+    // Each replicate is refitted from scratch (its own window and weights),
+    // so the interval also carries the variation of the window choice; a
+    // replicate whose refit fails keeps the full fit's window.
     let reps: Vec<f64> = (0..e)
-        .map(|i| slope_of(&mean_curve(per_network, Some(i))))
+        .map(|i| {
+            let loo = mean_curve(per_network, Some(i));
+            fit_with_window(&loo, c_star).map_or_else(|_| slope_of(&loo), |(f, _)| -1.0 / f.xi)
+        })
         .collect();
     let rbar = reps.iter().sum::<f64>() / e as f64;
-    let se = ((e as f64 - 1.0) / e as f64 * reps.iter().map(|b| (b - rbar).powi(2)).sum::<f64>())
-        .sqrt();
+    let se =
+        ((e as f64 - 1.0) / e as f64 * reps.iter().map(|b| (b - rbar).powi(2)).sum::<f64>()).sqrt();
     if !se.is_finite() {
         return Err(Error::Numerical(
             "the jackknife of the log-slope is not finite (a network's curve reaches c*)".into(),

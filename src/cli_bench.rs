@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "16,256")]
     pub batches: String,
     /// Layers per measurement (after one warm-up layer; best of three runs).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub layers: usize,
     /// Skip the numpy yardsticks (SGEMM and a plain numpy layer loop).
     #[arg(long)]

@@ -32,6 +32,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("cannot read the config {}", args.config.display()))?;
     let mut cfg =
         Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    for w in cfg.warnings() {
+        eprintln!("warning: {w}");
+    }
     if let Some(b) = args.backend {
         cfg.backend = Some(b);
     }
