@@ -113,10 +113,22 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "vs numpy"
         );
     }
+    // Progress on stderr: a measurement can take minutes (a software GPU
+    // adapter at n = 4096), and the table only grows when one finishes.
+    let total = backends.len() * widths.len() * batches.len();
+    let mut done = 0usize;
+    let clock = std::time::Instant::now();
     for b in backends.iter_mut() {
         let info = b.info();
         for &n in &widths {
             for &batch in &batches {
+                done += 1;
+                eprintln!(
+                    "bench: [{done}/{total}] {} n = {n}, B = {batch}: warm-up and 3 × {} layers ({:.0} s so far)",
+                    info.backend,
+                    args.layers,
+                    clock.elapsed().as_secs_f64()
+                );
                 let spec = |depth| SimSpec {
                     activation: r.network.activation.clone(),
                     sigma_w: r.sigma_w,

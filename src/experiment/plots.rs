@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-/// Width of the legend column, pixels.
-const LEGEND_W: u32 = 250;
+/// Narrowest legend column, pixels (it widens to its longest label).
+const LEGEND_MIN_W: u32 = 150;
 
 fn register() {
     static ONCE: Once = Once::new();
@@ -431,7 +431,10 @@ where
     };
     let root = root.titled(f.title, ("sans-serif", 18)).map_err(perr)?;
     let (w, _) = root.dim_in_pixel();
-    let (plot, legend) = root.split_horizontally(w.saturating_sub(LEGEND_W));
+    let entries = legend_entries(f.series, f.points_name, f.line_name);
+    let longest = entries.iter().map(|e| e.text.chars().count()).max().unwrap_or(0) as u32;
+    let legend_w = (longest * 8 + 56).clamp(LEGEND_MIN_W, w / 2);
+    let (plot, legend) = root.split_horizontally(w.saturating_sub(legend_w));
     let (x0, x1) = if f.xinteger && !f.xlog {
         (x0.max(0.0).floor(), x1.ceil())
     } else {

@@ -761,8 +761,8 @@ fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
         plots::depth_curves(
             &stem("gradient-norm"),
             png,
-            &format!("gradient norm ‖δ^l‖²/‖δ^L‖² (STE, log scale): {label}"),
-            "‖δ^l‖² / ‖δ^L‖²",
+            &format!("squared gradient norm at layer l over that at L (STE, log scale): {label}"),
+            "‖δ‖² at layer l / ‖δ‖² at L",
             &norm,
             true,
         )?;
@@ -788,7 +788,7 @@ fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
         plots::depth_curves(
             &stem("gradient-correlation"),
             png,
-            &format!("correlation of the two inputs' gradients δ^l (STE): {label}"),
+            &format!("correlation of the two inputs' gradients δ (STE): {label}"),
             "gradient correlation",
             &corr,
             false,
