@@ -388,4 +388,53 @@ mod tests {
                                       // 0.9·e^(−54/7) = 4.01e-4 ≥ 4e-4, 0.9·e^(−55/7) = 3.5e-4 < 4e-4.
         assert_eq!(f.last_layer, 54);
     }
+
+    #[test]
+    fn student_t_quantiles_match_the_tables() {
+        // t_{0.975, ν} from standard tables (Abramowitz & Stegun 26.10).
+        for (df, t) in [
+            (1.0, 12.706204736),
+            (3.0, 3.182446305),
+            (7.0, 2.364624252),
+            (15.0, 2.131449546),
+        ] {
+            let q = student_t_quantile(0.975, df);
+            assert!((q - t).abs() < 1e-6 * t, "t_0.975,{df} = {q}, table {t}");
+        }
+    }
+
+    #[test]
+    fn t_to_z_keeps_the_tail_probability() {
+        // t = t_{0.975, 3} has two-sided tail 0.05, like z = 1.959964.
+        assert!((t_to_z(3.182446305, 3.0) - 1.959963985).abs() < 1e-6);
+        assert!((t_to_z(-3.182446305, 3.0) + 1.959963985).abs() < 1e-6);
+        // Many degrees of freedom: t ≈ z.
+        assert!((t_to_z(1.0, 1e6) - 1.0).abs() < 1e-5);
+        // An extreme t stays finite and large.
+        let z = t_to_z(1e6, 3.0);
+        assert!(z.is_finite() && z > 30.0, "{z}");
+    }
+
+    #[test]
+    fn jackknife_interval_of_identical_networks_is_a_point() {
+        // Every network the same exact exponential (no noise between
+        // networks): the mean curve is that curve, the jackknife replicates
+        // agree, and the interval collapses onto ξ = 7.
+        let net: Vec<f64> = (0..60).map(|l| 0.9 * (-(l as f64) / 7.0).exp()).collect();
+        // A tiny per-network wiggle so that SEs are positive.
+        let nets: Vec<Vec<f64>> = (0..5)
+            .map(|k| {
+                net.iter()
+                    .map(|v| v * (1.0 + 1e-6 * (k as f64 - 2.0)))
+                    .collect()
+            })
+            .collect();
+        let f = fit_depth_scale_networks(&nets, 0.0).unwrap();
+        assert!((f.xi - 7.0).abs() < 1e-6, "ξ = {}", f.xi);
+        assert!(f.ci_high - f.ci_low < 1e-3, "[{}, {}]", f.ci_low, f.ci_high);
+        assert_eq!(
+            f.interval,
+            IntervalMethod::JackknifeNetworks { networks: 5 }
+        );
+    }
 }

@@ -432,7 +432,11 @@ where
     let root = root.titled(f.title, ("sans-serif", 18)).map_err(perr)?;
     let (w, _) = root.dim_in_pixel();
     let entries = legend_entries(f.series, f.points_name, f.line_name);
-    let longest = entries.iter().map(|e| e.text.chars().count()).max().unwrap_or(0) as u32;
+    let longest = entries
+        .iter()
+        .map(|e| e.text.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
     let legend_w = (longest * 8 + 56).clamp(LEGEND_MIN_W, w / 2);
     let (plot, legend) = root.split_horizontally(w.saturating_sub(legend_w));
     let (x0, x1) = if f.xinteger && !f.xlog {
