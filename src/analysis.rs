@@ -121,7 +121,7 @@ fn fit_with_window(curve: &[CurveSample], c_star: f64) -> Result<(DepthScaleFit,
             .collect();
         let (slope, icpt, sxx) = weighted_line(&weights);
         fit = (slope, icpt, sxx, weights);
-        if !(slope < 0.0) {
+        if slope.is_nan() || slope >= 0.0 {
             break;
         }
         line = Some((icpt, slope));

@@ -642,6 +642,21 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Settings that are valid but probably not what was meant, one line
+    /// each, for the command line to print before running.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let (Some(n), Some(_)) = (self.network.states, &self.sweep.states) {
+            w.push(format!(
+                "network.states = {n} is overridden by sweep.states: every point takes its N from the sweep \
+                 (remove one of the two)"
+            ));
+        }
+        w
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,20 +696,5 @@ sigma_w = ["opt", "opt+0.1"]
         assert_eq!(pts.len(), 6);
         assert_eq!(pts[5].states, Some(4));
         assert_eq!(pts[5].sigma_w, SigmaW::Opt(0.1));
-    }
-}
-
-impl Config {
-    /// Settings that are valid but probably not what was meant, one line
-    /// each, for the command line to print before running.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if let (Some(n), Some(_)) = (self.network.states, &self.sweep.states) {
-            w.push(format!(
-                "network.states = {n} is overridden by sweep.states: every point takes its N from the sweep \
-                 (remove one of the two)"
-            ));
-        }
-        w
     }
 }
