@@ -1025,6 +1025,7 @@ fn scaling_plots(
             &format!(
                 "depth scale ξ against N + 1 (log-log), {}",
                 s.group
+                    .replace("σw=opt", "σ_w optimal for each N")
                     .replace("σw=", "σ_w = ")
                     .replace(" σb=", ", σ_b = ")
                     .replace(" n=", ", n = ")
