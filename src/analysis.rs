@@ -239,13 +239,17 @@ fn mean_curve(per_network: &[Vec<f64>], skip: Option<usize>) -> Vec<CurveSample>
 /// SE_J = √((E − 1)/E · Σᵢ (bᵢ − b̄)²) (Efron & Stein 1981; Efron 1982,
 /// ch. 3) gives slope ± t_{0.975, E−1}·SE_J — Student's t with E − 1
 /// degrees of freedom, since SE_J is itself estimated from E networks.
-/// Needs E ≥ 3.
+/// With fewer than 3 networks it falls back to [`fit_depth_scale`]'s
+/// interval, marked [`IntervalMethod::LayersIndependent`].
 pub fn fit_depth_scale_networks(per_network: &[Vec<f64>], c_star: f64) -> Result<DepthScaleFit> {
     let e = per_network.len();
+    if e == 0 {
+        return Err(Error::Numerical("no network finished".into()));
+    }
     if e < 3 {
-        return Err(Error::Numerical(format!(
-            "{e} network(s): an interval from the variation between networks needs at least 3 (raise samples)"
-        )));
+        // Too few networks for a jackknife: the fit's own interval, marked
+        // as treating layers as independent (optimistic).
+        return fit_depth_scale(&mean_curve(per_network, None), c_star);
     }
     let layers = per_network[0].len();
     if per_network.iter().any(|r| r.len() != layers) {
@@ -437,5 +441,19 @@ mod tests {
             f.interval,
             IntervalMethod::JackknifeNetworks { networks: 5 }
         );
+    }
+
+    #[test]
+    fn two_networks_fall_back_to_the_marked_layer_interval() {
+        let nets: Vec<Vec<f64>> = (0..2)
+            .map(|k| {
+                (0..40)
+                    .map(|l| 0.9 * (-(l as f64) / 5.0).exp() * (1.0 + 0.01 * k as f64))
+                    .collect()
+            })
+            .collect();
+        let f = fit_depth_scale_networks(&nets, 0.0).unwrap();
+        assert_eq!(f.interval, IntervalMethod::LayersIndependent);
+        assert!((f.xi - 5.0).abs() < 1e-6, "ξ = {}", f.xi);
     }
 }
