@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "16,256")]
     pub batches: String,
     /// Layers per measurement (after one warm-up layer; best of three runs).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub layers: usize,
     /// Weight ensembles, comma-separated: gaussian, rademacher, hadamard
     /// (hadamard rows only at power-of-two widths).
@@ -123,6 +123,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "vs numpy"
         );
     }
+    // Progress on stderr: a measurement can take minutes (a software GPU
+    // adapter at n = 4096), and the table only grows when one finishes.
+    let total = backends.len() * ensembles.len() * widths.len() * batches.len();
+    let mut done = 0usize;
+    let clock = std::time::Instant::now();
     for b in backends.iter_mut() {
         let info = b.info();
         for &weights in &ensembles {
@@ -132,6 +137,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     continue;
                 }
                 for &batch in &batches {
+                    done += 1;
+                    eprintln!(
+                        "bench: [{done}/{total}] {} {weights} n = {n}, B = {batch}: warm-up and 3 × {} layers ({:.0} s so far)",
+                        info.backend,
+                        args.layers,
+                        clock.elapsed().as_secs_f64()
+                    );
                     let spec = |depth| SimSpec {
                         activation: r.network.activation.clone(),
                         sigma_w: r.sigma_w,

@@ -101,6 +101,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             .context("give a config or --resume DIR")?;
         let text = read_config(&path)?;
         let mut cfg = Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+        for w in cfg.warnings() {
+            eprintln!("warning: {w}");
+        }
         if let Some(b) = args.backend.clone() {
             cfg.backend = Some(b);
         }

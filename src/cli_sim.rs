@@ -23,16 +23,16 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub c0: String,
     /// Pairs of inputs per value of c^0 (K), pushed through every network.
-    #[arg(long, value_name = "K", default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub pairs: usize,
     /// Width n of every layer.
-    #[arg(long, value_name = "n")]
+    #[arg(long, value_name = "n", value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub width: usize,
     /// Depth L: number of layers.
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub depth: usize,
     /// Independent network samples E (standard errors need E ≥ 2).
-    #[arg(long, value_name = "E")]
+    #[arg(long, value_name = "E", value_parser = crate::parse_count, allow_negative_numbers = true)]
     pub samples: usize,
     /// Seed of every weight, bias and input direction.
     #[arg(long, value_name = "S", default_value_t = 0)]

@@ -95,8 +95,26 @@ enum TheoryCommand {
         #[arg(long, value_name = "SPEC")]
         states: String,
         /// κ in L_max = κ·ξ_max (Schoenholz et al. found training works up to about 6ξ).
-        #[arg(long, value_name = "K", default_value_t = DEFAULT_KAPPA)]
+        #[arg(long, value_name = "K", default_value_t = DEFAULT_KAPPA, allow_negative_numbers = true)]
         kappa: f64,
+        /// Spacing Δ of the quantizer for the sigma_w and q* columns: a number, "even"
+        /// (Δ = 2A/(N − 1): levels evenly spaced from −A to A, thresholds midway — the
+        /// paper's Figure 1 quantizer) or "unit" (Δ = D̃_opt, so q* = 1) [default: unit].
+        #[arg(
+            long,
+            value_name = "D|even|unit",
+            default_value = "unit",
+            allow_negative_numbers = true
+        )]
+        spacing: String,
+        /// Amplitude A of the levels for the sigma_w and q* columns.
+        #[arg(
+            long,
+            value_name = "A",
+            default_value_t = 1.0,
+            allow_negative_numbers = true
+        )]
+        amplitude: f64,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -137,7 +155,7 @@ enum TheoryCommand {
         )]
         grad_c_out: f64,
         /// Number of layers L.
-        #[arg(long, value_name = "L", default_value_t = 50)]
+        #[arg(long, value_name = "L", default_value_t = 50, value_parser = parse_count, allow_negative_numbers = true)]
         depth: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -173,7 +191,7 @@ enum TheoryCommand {
         )]
         c0: f64,
         /// Number of layers L (at least 1).
-        #[arg(long, value_name = "L", default_value_t = 100)]
+        #[arg(long, value_name = "L", default_value_t = 100, value_parser = parse_count, allow_negative_numbers = true)]
         depth: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -185,7 +203,7 @@ enum TheoryCommand {
 #[derive(Args, Clone, Debug)]
 pub struct NetArgs {
     /// Number of quantization states N of the uniform symmetric quantizer (N = 2 is sign).
-    #[arg(long, value_name = "N", required_unless_present_any = ["activation", "thresholds"])]
+    #[arg(long, value_name = "N", required_unless_present_any = ["activation", "thresholds"], value_parser = parse_count, allow_negative_numbers = true)]
     pub states: Option<usize>,
     /// Threshold spacing Δ [default: D̃_opt(N), the optimal spacing at unit pre-activation variance].
     #[arg(long, value_name = "D", allow_negative_numbers = true)]
@@ -296,22 +314,51 @@ macro_rules! outln {
     }};
 }
 
+/// A count on the command line (width, depth, samples, pairs, layers): a
+/// whole number ≥ 0, also written in scientific notation (`1e3`, `4.096e3`).
+/// Negative, fractional and non-numeric values are explained, not rejected
+/// with parser jargon.
+pub fn parse_count(s: &str) -> std::result::Result<usize, String> {
+    if let Ok(v) = s.parse::<usize>() {
+        return Ok(v);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v < 0.0 => Err(format!("{s} is negative: give a whole number ≥ 0")),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v <= u32::MAX as f64 => Ok(v as usize),
+        Ok(v) if v.is_finite() && v.fract() != 0.0 => Err(format!(
+            "{s} is not a whole number: give e.g. {}",
+            v.round()
+        )),
+        Ok(_) => Err(format!("{s} is too large")),
+        Err(_) => Err(format!(
+            "{s} is not a number: give a whole number ≥ 0 (e.g. 1024 or 1e3)"
+        )),
+    }
+}
+
+/// The Vulkan and GL drivers' probe loads libwayland-client, which prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." when
+/// that variable is unset or not an absolute path (headless servers, CI),
+/// with the same "error:" prefix as this tool's own errors. An absolute
+/// path without a Wayland socket in it makes the probe fail quietly instead
+/// (the GPU is found through the headless path either way).
+fn quiet_wayland_probe() {
+    let set =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| std::path::Path::new(&v).is_absolute());
+    if !set {
+        // Before any thread starts (edition 2021: set_var is safe here).
+        std::env::set_var(
+            "XDG_RUNTIME_DIR",
+            std::env::temp_dir().join("quantdepth-no-wayland"),
+        );
+    }
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            {
-                e.exit();
-            }
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see --help)");
-            std::process::exit(2);
-        }
-    };
+    quiet_wayland_probe();
+    // clap's own message, whole: it names missing arguments, lists the
+    // allowed values and suggests the nearest subcommand or flag.
+    let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
     if let Err(e) = run(cli) {
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         eprintln!("error: {}", chain.join(": "));
@@ -379,7 +426,8 @@ const MAX_NONUNIFORM_STATES: usize = 256;
 fn check_kappa(kappa: f64) -> Result<()> {
     if !(kappa.is_finite() && kappa > 0.0 && kappa <= 1e6) {
         anyhow::bail!(
-            "invalid --kappa {}: a number > 0 and at most 1e6 (L_max = kappa·xi_max; about 6 is usual)",
+            "--kappa {}: κ in L_max = κ·ξ_max must be a finite number > 0 and at most 1e6 \
+             (6 after Schoenholz et al.)",
             quantdepth::error::fmt_value(kappa)
         );
     }
@@ -403,9 +451,6 @@ fn scan_bar(ns: &[usize]) -> indicatif::ProgressBar {
     bar
 }
 
-fn fmt_opt(x: Option<f64>) -> String {
-    x.map_or("-".into(), |v| format!("{v:.6}"))
-}
 
 fn theory(cmd: TheoryCommand) -> Result<()> {
     match cmd {
@@ -414,7 +459,11 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             kappa,
             json,
             nonuniform,
-        } if nonuniform => nonuniform_table(&parse_states(&states)?, kappa, json)?,
+            ..
+        } if nonuniform => {
+            check_kappa(kappa)?;
+            nonuniform_table(&parse_states(&states)?, kappa, json)?
+        }
         TheoryCommand::Backward {
             net,
             ste_threshold,
@@ -428,45 +477,10 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
             states,
             kappa,
             json,
+            spacing,
+            amplitude,
             ..
-        } => {
-            let ns = parse_states(&states)?;
-            check_kappa(kappa)?;
-            let bar = scan_bar(&ns);
-            let optima = ns
-                .iter()
-                .map(|&n| {
-                    bar.inc(1);
-                    uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            bar.finish_and_clear();
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&optima)?);
-            } else {
-                outln!(
-                    "{:>8} {:>10} {:>12} {:>14} {:>14} {:>14}",
-                    "N",
-                    "D_opt",
-                    "chi_max",
-                    "1-chi_max",
-                    "xi_max",
-                    "L_max"
-                );
-                for o in &optima {
-                    outln!(
-                        "{:>8} {:>10} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e}",
-                        o.states,
-                        fmt_opt(o.d_opt),
-                        o.chi_max,
-                        o.one_minus_chi_max,
-                        o.xi_max,
-                        o.l_max
-                    );
-                }
-                outln!("# L_max = kappa * xi_max with kappa = {kappa}; D_opt = spacing / sqrt(q*); N = 2 has no optimal spacing");
-            }
-        }
+        } => optimal_table(&parse_states(&states)?, kappa, &spacing, amplitude, json)?,
         TheoryCommand::Scaling { states, json } => {
             let ns = parse_states(&states)?;
             if ns.len() < 3 {
@@ -564,6 +578,101 @@ fn theory(cmd: TheoryCommand) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `theory optimal`: D̃_opt, χ_max, ξ_max, L_max, and the initialization
+/// that realizes them: σ_w^opt and q* at the chosen spacing and amplitude.
+fn optimal_table(
+    ns: &[usize],
+    kappa: f64,
+    spacing: &str,
+    amplitude: f64,
+    json: bool,
+) -> Result<()> {
+    use quantdepth::experiment::runner::sig;
+    use quantdepth::theory::optimal::optimal_sigma_w;
+    check_kappa(kappa)?;
+    if !(amplitude.is_finite() && amplitude > 0.0) {
+        anyhow::bail!(
+            "--amplitude {amplitude}: the levels' amplitude A must be a finite number > 0"
+        );
+    }
+    let fixed = match spacing {
+        "unit" | "even" => None,
+        s => match s.parse::<f64>() {
+            Ok(d) if d.is_finite() && d > 0.0 => Some(d),
+            _ => anyhow::bail!(
+                "--spacing {s}: give a threshold spacing Δ > 0, \"even\" (2A/(N − 1)) or \"unit\" (D̃_opt, q* = 1)"
+            ),
+        },
+    };
+    let mut rows = Vec::new();
+    let bar = scan_bar(ns);
+    for &n in ns {
+        bar.inc(1);
+        let o = uniform_optimum(n, kappa).with_context(|| format!("N = {n}"))?;
+        let delta = match (fixed, spacing) {
+            (Some(d), _) => d,
+            (None, "even") => 2.0 * amplitude / (n as f64 - 1.0),
+            _ => o.d_opt.unwrap_or(1.0),
+        };
+        let (sigma_w, q_star) =
+            optimal_sigma_w(n, delta, amplitude).with_context(|| format!("N = {n}"))?;
+        rows.push((o, delta, sigma_w, q_star));
+    }
+    bar.finish_and_clear();
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(o, delta, sw, q)| {
+                let mut v = serde_json::to_value(o).unwrap_or_default();
+                v["spacing"] = json!(delta);
+                v["amplitude"] = json!(amplitude);
+                v["sigma_w"] = json!(sw);
+                v["q_star"] = json!(q);
+                v
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    outln!(
+        "{:>8} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12} {:>12}",
+        "N",
+        "D_opt",
+        "chi_max",
+        "1-chi_max",
+        "xi_max",
+        "L_max",
+        "sigma_w",
+        "q*"
+    );
+    for (o, _, sw, q) in &rows {
+        outln!(
+            "{:>8} {:>12} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e} {:>12.9} {:>12}",
+            o.states,
+            o.d_opt.map_or("-".into(), |d| sig(d, 7)),
+            o.chi_max,
+            o.one_minus_chi_max,
+            o.xi_max,
+            o.l_max,
+            sw,
+            sig(*q, 9)
+        );
+    }
+    let conv = match (fixed, spacing) {
+        (Some(d), _) => format!("spacing Δ = {d}"),
+        (None, "even") => "spacing Δ = 2A/(N - 1) (levels evenly spaced, thresholds midway)".into(),
+        _ => "spacing Δ = D_opt (so q* = 1)".into(),
+    };
+    outln!(
+        "# L_max = kappa * xi_max with kappa = {kappa}; D_opt = spacing / sqrt(q*) at the optimum"
+    );
+    outln!("# sigma_w = sigma_w^opt for amplitude A = {amplitude}, sigma_b = 0 and {conv}: weights W_ij ~ N(0, sigma_w^2/fan_in)");
+    if rows.iter().any(|r| r.0.states == 2) {
+        outln!("# N = 2 (sign): chi does not depend on the spacing, so D_opt is '-' and sigma_w is the one giving q* = 1");
     }
     Ok(())
 }

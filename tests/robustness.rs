@@ -479,6 +479,7 @@ fn a_width_beyond_this_machines_memory_is_refused_with_both_numbers() {
             c0: vec![0.5],
             pairs: 1,
         },
+        weights: quantdepth::sim::Weights::Gaussian,
     };
     let plan = spec.memory_plan(false, false).unwrap();
     assert!(plan.host_bytes >= 12_000_000_000, "{plan:?}");
@@ -678,16 +679,19 @@ fn tiny_sigma_w_gives_the_sign_networks_correlations_not_one() {
 /// The agreement of a curve with a NaN cannot read as perfect.
 #[test]
 fn agreement_with_non_finite_values_is_nan_not_zero() {
-    let a = checked_agreement(&[(f64::NAN, Some(0.1)), (0.5, Some(0.1))], &[0.5, 0.5]);
+    let a = checked_agreement(&[(f64::NAN, Some(0.1)), (0.5, Some(0.1))], &[0.5, 0.5], 8);
     assert!(
         a.max_z.is_nan() && a.rms_z.is_nan() && a.max_abs.is_nan(),
         "{a:?}"
     );
-    let a = checked_agreement(&[(0.5, Some(0.1))], &[f64::INFINITY]);
+    let a = checked_agreement(&[(0.5, Some(0.1))], &[f64::INFINITY], 8);
     assert!(a.max_abs.is_nan());
-    // Finite inputs: |0.6 − 0.5|/0.1 = 1.
-    let a = checked_agreement(&[(0.6, Some(0.1))], &[0.5]);
-    assert!((a.max_z - 1.0).abs() < 1e-12 && (a.max_abs - 0.1).abs() < 1e-12);
+    // Finite inputs: the ordinary scores (t = |0.6 − 0.5|/0.1 = 1 with 7
+    // degrees of freedom, as a normal deviate), |Δ| = 0.1.
+    let a = checked_agreement(&[(0.6, Some(0.1))], &[0.5], 8);
+    let b = quantdepth::analysis::agreement(&[(0.6, Some(0.1))], &[0.5], 8);
+    assert_eq!(a, b);
+    assert!(a.max_z > 0.9 && a.max_z < 1.0 && (a.max_abs - 0.1).abs() < 1e-12);
 }
 
 const HUGE_M: &str = r#"

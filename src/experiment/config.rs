@@ -799,6 +799,21 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Settings that are valid but probably not what was meant, one line
+    /// each, for the command line to print before running.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let (Some(n), Some(_)) = (self.network.states, &self.sweep.states) {
+            w.push(format!(
+                "network.states = {n} is overridden by sweep.states: every point takes its N from the sweep \
+                 (remove one of the two)"
+            ));
+        }
+        w
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,22 @@
 //! Plots of results (plotters): SVG, and PNG beside it. Plotting only reads
 //! result structs. Text uses the bundled DejaVu Sans, so no system font
 //! library is needed.
+//!
+//! Conventions: legends sit outside the data, in a column to the right;
+//! every axis has tick labels at round values (log axes: 1-2-5 or 1..9 per
+//! decade, so a narrow range still gets labels); layers are ticked as
+//! integers; labels use precomposed glyphs (ĉ, ξ, χ), not TeX markup.
 
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+/// Narrowest legend column, pixels (it widens to its longest label).
+const LEGEND_MIN_W: u32 = 150;
 
 pub(crate) fn register() {
     static ONCE: Once = Once::new();
@@ -45,16 +53,6 @@ macro_rules! both {
     }};
 }
 
-/// One empirical curve with its theory line.
-pub struct CurvePlot {
-    /// Legend label.
-    pub label: String,
-    /// (layer, mean, standard error).
-    pub empirical: Vec<(f64, f64, f64)>,
-    /// (layer, theory).
-    pub theory: Vec<(f64, f64)>,
-}
-
 /// A colour per series.
 pub(crate) fn color(i: usize) -> RGBColor {
     const C: [RGBColor; 8] = [
@@ -70,256 +68,534 @@ pub(crate) fn color(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
-fn draw_curves<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    (title, ylabel, curves): (&str, &str, &[CurvePlot]),
-) -> Result<()>
+/// Colour k of n along a perceptually ordered ramp (viridis end points and
+/// middle), for series ordered by depth.
+fn ramp(k: usize, n: usize) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if n <= 1 {
+        0.0
+    } else {
+        k as f64 / (n - 1) as f64
+    } * 0.9;
+    let s = t * (STOPS.len() - 1) as f64;
+    let i = (s.floor() as usize).min(STOPS.len() - 2);
+    let f = s - i as f64;
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    RGBColor(
+        mix(STOPS[i].0, STOPS[i + 1].0),
+        mix(STOPS[i].1, STOPS[i + 1].1),
+        mix(STOPS[i].2, STOPS[i + 1].2),
+    )
+}
+
+/// A linear or logarithmic axis over [lo, hi] (data units).
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+    integer: bool,
+}
+
+impl Axis {
+    fn to(&self, v: f64) -> f64 {
+        if self.log {
+            v.max(f64::MIN_POSITIVE).ln()
+        } else {
+            v
+        }
+    }
+    /// Round tick values inside [lo, hi].
+    fn ticks(&self) -> Vec<f64> {
+        if self.log {
+            let (a, b) = (
+                self.lo.log10().floor() as i32,
+                self.hi.log10().ceil() as i32,
+            );
+            for mantissas in [
+                &[1.0][..],
+                &[1.0, 2.0, 5.0],
+                &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+            ] {
+                let mut t: Vec<f64> = (a..=b)
+                    .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+                    .filter(|v| *v >= self.lo * (1.0 - 1e-9) && *v <= self.hi * (1.0 + 1e-9))
+                    .collect();
+                if t.len() >= 3 || mantissas.len() == 9 {
+                    if t.len() > 12 {
+                        let k = t.len().div_ceil(10);
+                        t = t.into_iter().step_by(k).collect();
+                    }
+                    return t;
+                }
+            }
+            Vec::new()
+        } else {
+            let step = self.step();
+            let first = (self.lo / step).ceil() as i64;
+            let last = (self.hi / step).floor() as i64;
+            (first..=last).map(|k| k as f64 * step).collect()
+        }
+    }
+    fn step(&self) -> f64 {
+        let raw = ((self.hi - self.lo) / 6.0).max(1e-12);
+        let mag = 10f64.powf(raw.log10().floor());
+        let mut step = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
+        if self.integer {
+            step = step.max(1.0).round();
+        }
+        step
+    }
+    fn label(&self, v: f64) -> String {
+        if self.log {
+            return tick_text(v);
+        }
+        let decimals = if self.integer {
+            0
+        } else {
+            (-self.step().log10().floor()).max(0.0) as usize
+        };
+        let s = format!("{v:.decimals$}");
+        if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() {
+            s[1..].to_string()
+        } else {
+            s
+        }
+    }
+}
+
+/// A tick value without trailing zeros: 2, 0.05, 1e-6, 1e5.
+fn tick_text(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        let e = a.log10().floor() as i32;
+        let m = v / 10f64.powi(e);
+        return if (m.round() - m).abs() < 1e-9 {
+            format!("{}e{e}", m.round())
+        } else {
+            format!("{m:.1}e{e}")
+        };
+    }
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A legend entry: a line, a point with error bar, or both.
+#[derive(Clone)]
+struct Entry {
+    text: String,
+    col: RGBColor,
+    line: bool,
+    point: bool,
+}
+
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Entry]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let xmax = curves
-        .iter()
-        .flat_map(|c| c.theory.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for c in curves {
-        for &(_, m, s) in &c.empirical {
-            lo = lo.min(m - s);
-            hi = hi.max(m + s);
-        }
-        for &(_, t) in &c.theory {
-            lo = lo.min(t);
-            hi = hi.max(t);
-        }
-    }
-    if !(lo.is_finite() && hi.is_finite()) {
-        return Ok(());
-    }
-    let pad = 0.05 * (hi - lo).max(1e-3);
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, (lo - pad)..(hi + pad))
-        .map_err(perr)?;
-    chart
-        .configure_mesh()
-        .x_desc("layer l")
-        .y_desc(ylabel)
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(perr)?;
-    for (i, c) in curves.iter().enumerate() {
-        let col = color(i);
-        chart
-            .draw_series(LineSeries::new(
-                c.theory.iter().copied(),
-                col.stroke_width(2),
+    let font =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, e) in entries.iter().enumerate() {
+        let y = 40 + 22 * i as i32;
+        if e.line {
+            area.draw(&PathElement::new(
+                vec![(8, y), (36, y)],
+                e.col.stroke_width(2),
             ))
-            .map_err(perr)?
-            .label(format!("{} (theory)", c.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        chart
-            .draw_series(
-                c.empirical
-                    .iter()
-                    .map(|&(l, m, s)| ErrorBar::new_vertical(l, m - s, m, m + s, col.filled(), 4)),
-            )
             .map_err(perr)?;
-        chart
-            .draw_series(
-                c.empirical
-                    .iter()
-                    .map(|&(l, m, _)| Circle::new((l, m), 3, col.filled())),
-            )
-            .map_err(perr)?
-            .label(format!("{} (simulation ± SE)", c.label))
-            .legend(move |(x, y)| Circle::new((x + 10, y), 3, col.filled()));
+        }
+        if e.point {
+            area.draw(&Circle::new((22, y), 4, e.col.filled()))
+                .map_err(perr)?;
+        }
+        area.draw(&Text::new(e.text.clone(), (44, y), font.clone()))
+            .map_err(perr)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(perr)?;
     Ok(())
 }
 
-/// Depth curves: empirical means with error bars, theory as lines.
+/// One series on a panel: points (x, mean, SE) and/or a line.
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// Simulation: (x, mean, SE); SE 0 draws no bar.
+    pub points: Vec<(f64, f64, f64)>,
+    /// Theory (or a fit): (x, value).
+    pub line: Vec<(f64, f64)>,
+    /// Colour (None: by position).
+    pub color: Option<RGBColor>,
+}
+
+/// A panel: axes, labels and series.
+struct Panel<'a> {
+    caption: &'a str,
+    xlabel: &'a str,
+    ylabel: &'a str,
+    x: Axis,
+    y: Axis,
+    series: &'a [Series],
+}
+
+fn series_color(s: &Series, i: usize) -> RGBColor {
+    s.color.unwrap_or_else(|| color(i))
+}
+
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel<'_>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (x, y) = (p.x, p.y);
+    let mut chart = ChartBuilder::on(area)
+        .caption(p.caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.to(x.lo)..x.to(x.hi), y.to(y.lo)..y.to(y.hi))
+        .map_err(perr)?;
+    // Ticks are drawn here, at round values in data units (plotters' own
+    // key points on a log axis leave a narrow range without labels).
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(0)
+        .y_labels(0)
+        .x_desc(p.xlabel)
+        .y_desc(p.ylabel)
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(perr)?;
+    let grid = RGBColor(220, 220, 220);
+    let (bx, by) = area.get_base_pixel();
+    let (x0, x1, y0, y1) = (x.to(x.lo), x.to(x.hi), y.to(y.lo), y.to(y.hi));
+    let top =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let right =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    for v in x.ticks() {
+        let t = x.to(v);
+        chart
+            .draw_series(LineSeries::new([(t, y0), (t, y1)], grid.stroke_width(1)))
+            .map_err(perr)?;
+        let (px, py) = chart.backend_coord(&(t, y0));
+        area.draw(&PathElement::new(
+            vec![(px - bx, py - by), (px - bx, py - by + 5)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(perr)?;
+        area.draw(&Text::new(x.label(v), (px - bx, py - by + 8), top.clone()))
+            .map_err(perr)?;
+    }
+    for v in y.ticks() {
+        let t = y.to(v);
+        chart
+            .draw_series(LineSeries::new([(x0, t), (x1, t)], grid.stroke_width(1)))
+            .map_err(perr)?;
+        let (px, py) = chart.backend_coord(&(x0, t));
+        area.draw(&PathElement::new(
+            vec![(px - bx - 5, py - by), (px - bx, py - by)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(perr)?;
+        area.draw(&Text::new(
+            y.label(v),
+            (px - bx - 8, py - by),
+            right.clone(),
+        ))
+        .map_err(perr)?;
+    }
+    let ylo = y.to(y.lo);
+    for (i, s) in p.series.iter().enumerate() {
+        let col = series_color(s, i);
+        if !s.line.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    s.line.iter().map(|&(a, b)| (x.to(a), y.to(b))),
+                    col.stroke_width(2),
+                ))
+                .map_err(perr)?;
+        }
+        chart
+            .draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|&(a, m, e)| {
+                let lo = if y.log {
+                    y.to((m - e).max(y.lo))
+                } else {
+                    m - e
+                };
+                ErrorBar::new_vertical(x.to(a), lo.max(ylo), y.to(m), y.to(m + e), col.filled(), 5)
+            }))
+            .map_err(perr)?;
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .map(|&(a, m, _)| Circle::new((x.to(a), y.to(m)), 3, col.filled())),
+            )
+            .map_err(perr)?;
+    }
+    Ok(())
+}
+
+/// The data range of some series, padded (log: by a factor).
+fn range_of(series: &[Series], pick_y: bool, log: bool) -> Option<(f64, f64)> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for s in series {
+        for &(a, m, e) in &s.points {
+            let v = if pick_y { [m - e, m + e] } else { [a, a] };
+            for v in v {
+                if v.is_finite() && (!log || v > 0.0) {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+        for &(a, b) in &s.line {
+            let v = if pick_y { b } else { a };
+            if v.is_finite() && (!log || v > 0.0) {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    Some(if log {
+        let f = (hi / lo).max(1.0001).powf(0.05);
+        (lo / f, hi * f)
+    } else {
+        let pad = 0.05 * (hi - lo).max(1e-3 * hi.abs().max(1e-3));
+        (lo - pad, hi + pad)
+    })
+}
+
+fn legend_entries(series: &[Series], points: &str, line: &str) -> Vec<Entry> {
+    let mut e = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        let col = series_color(s, i);
+        if !s.points.is_empty() && !s.line.is_empty() {
+            e.push(Entry {
+                text: format!("{} ({line})", s.label),
+                col,
+                line: true,
+                point: false,
+            });
+            e.push(Entry {
+                text: format!("{} ({points})", s.label),
+                col,
+                line: false,
+                point: true,
+            });
+        } else {
+            e.push(Entry {
+                text: s.label.clone(),
+                col,
+                line: !s.line.is_empty(),
+                point: !s.points.is_empty(),
+            });
+        }
+    }
+    e
+}
+
+struct Figure<'a> {
+    title: &'a str,
+    xlabel: &'a str,
+    ylabel: &'a str,
+    series: &'a [Series],
+    xlog: bool,
+    ylog: bool,
+    xinteger: bool,
+    points_name: &'a str,
+    line_name: &'a str,
+}
+
+fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Figure<'_>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let Some((x0, x1)) = range_of(f.series, false, f.xlog) else {
+        return Ok(());
+    };
+    let Some((y0, y1)) = range_of(f.series, true, f.ylog) else {
+        return Ok(());
+    };
+    let root = root.titled(f.title, ("sans-serif", 18)).map_err(perr)?;
+    let (w, _) = root.dim_in_pixel();
+    let entries = legend_entries(f.series, f.points_name, f.line_name);
+    let longest = entries
+        .iter()
+        .map(|e| e.text.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    let legend_w = (longest * 8 + 56).clamp(LEGEND_MIN_W, w / 2);
+    let (plot, legend) = root.split_horizontally(w.saturating_sub(legend_w));
+    let (x0, x1) = if f.xinteger && !f.xlog {
+        (x0.max(0.0).floor(), x1.ceil())
+    } else {
+        (x0, x1)
+    };
+    draw_panel(
+        &plot,
+        &Panel {
+            caption: "",
+            xlabel: f.xlabel,
+            ylabel: f.ylabel,
+            x: Axis {
+                lo: x0,
+                hi: x1.max(x0 + 1e-9),
+                log: f.xlog,
+                integer: f.xinteger,
+            },
+            y: Axis {
+                lo: y0,
+                hi: y1.max(y0 + 1e-12),
+                log: f.ylog,
+                integer: false,
+            },
+            series: f.series,
+        },
+    )?;
+    draw_legend(
+        &legend,
+        &legend_entries(f.series, f.points_name, f.line_name),
+    )
+}
+
+/// Curves against the layer: simulation ± SE as points, theory as lines,
+/// legend to the right; `log_y` for quantities that grow or decay
+/// geometrically.
 pub fn depth_curves(
     stem: &Path,
     png: bool,
     title: &str,
     ylabel: &str,
-    curves: &[CurvePlot],
+    series: &[Series],
+    log_y: bool,
 ) -> Result<()> {
-    both!(stem, (900, 600), png, draw_curves, (title, ylabel, curves))
+    let f = Figure {
+        title,
+        xlabel: "layer l",
+        ylabel,
+        series,
+        xlog: false,
+        ylog: log_y,
+        xinteger: true,
+        points_name: "simulation ± SE",
+        line_name: "theory",
+    };
+    both!(stem, (1000, 600), png, draw_figure, &f)
 }
 
-fn draw_heatmap<DB: DrawingBackend>(
+/// Values against N + 1 on log-log axes: points with intervals and fit lines.
+pub fn loglog(stem: &Path, png: bool, title: &str, ylabel: &str, series: &[Series]) -> Result<()> {
+    let f = Figure {
+        title,
+        xlabel: "N + 1",
+        ylabel,
+        series,
+        xlog: true,
+        ylog: true,
+        xinteger: false,
+        points_name: "points",
+        line_name: "fit",
+    };
+    both!(stem, (1000, 600), png, draw_figure, &f)
+}
+
+/// One σ_w of the paper's Figure 1: per shown layer, the normalized
+/// covariance (the correlation ĉ) against Δθ.
+pub struct Figure1Panel {
+    /// Panel caption (with the numbers: N, σ_w, its offset from σ_w^opt, ξ).
+    pub caption: String,
+    /// One series per shown layer: simulation (Δθ, mean, SE) and theory (Δθ, c).
+    pub layers: Vec<Series>,
+}
+
+fn draw_figure1<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    (title, angles, values): (&str, &[f64], &[Vec<f64>]),
+    (title, panels): (&str, &[Figure1Panel]),
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let layers = values.len();
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.iter().flatten() {
-        lo = lo.min(*v);
-        hi = hi.max(*v);
-    }
-    if layers == 0 || angles.len() < 2 || !(lo.is_finite() && hi > lo) {
+    if panels.is_empty() {
         return Ok(());
     }
-    let amax = angles[angles.len() - 1];
-    let da = angles[1] - angles[0];
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..(amax + da), 0.0..layers as f64)
-        .map_err(perr)?;
-    chart
-        .configure_mesh()
-        .x_desc("Δθ (radians)")
-        .y_desc("layer l")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(perr)?;
-    chart
-        .draw_series(values.iter().enumerate().flat_map(|(l, row)| {
-            row.iter().enumerate().map(move |(d, &v)| {
-                let t = (v - lo) / (hi - lo);
-                let c = HSLColor(0.66 * (1.0 - t), 0.8, 0.5);
-                let x0 = angles[d] - 0.5 * da;
-                Rectangle::new(
-                    [(x0.max(0.0), l as f64), (x0 + da, l as f64 + 1.0)],
-                    c.filled(),
-                )
-            })
-        }))
-        .map_err(perr)?;
-    Ok(())
-}
-
-/// The paper's Figure 1: hidden-state covariance against the angle offset
-/// Δθ (x) and the layer (y), colour from blue (low) to red (high).
-pub fn circle_heatmap(
-    stem: &Path,
-    png: bool,
-    title: &str,
-    angles: &[f64],
-    values: &[Vec<f64>],
-) -> Result<()> {
-    both!(stem, (800, 600), png, draw_heatmap, (title, angles, values))
-}
-
-/// A series on log-log axes against N + 1: points (with optional CI) and an optional fit line.
-pub struct LogSeries {
-    /// Legend label.
-    pub label: String,
-    /// (N + 1, value, low, high).
-    pub points: Vec<(f64, f64, f64, f64)>,
-    /// (slope, intercept) of ln value against ln(N + 1).
-    pub fit: Option<(f64, f64)>,
-}
-
-fn draw_loglog<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    (title, ylabel, series): (&str, &str, &[LogSeries]),
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, 0f64, f64::INFINITY, 0f64);
-    for &(x, y, lo, hi) in pts {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(lo.min(y));
-        y1 = y1.max(if hi.is_finite() { hi } else { y }.max(y));
+    let root = root.titled(title, ("sans-serif", 18)).map_err(perr)?;
+    let (w, _) = root.dim_in_pixel();
+    let (plots, legend) = root.split_horizontally(w.saturating_sub(170));
+    let areas = plots.split_evenly((1, panels.len()));
+    // One scale for every panel: the correlation lies in [−1, 1].
+    let x = Axis {
+        lo: 0.0,
+        hi: std::f64::consts::PI,
+        log: false,
+        integer: false,
+    };
+    let y = Axis {
+        lo: -1.05,
+        hi: 1.05,
+        log: false,
+        integer: false,
+    };
+    for (area, p) in areas.iter().zip(panels) {
+        draw_panel(
+            area,
+            &Panel {
+                caption: &p.caption,
+                xlabel: "Δθ (radians)",
+                ylabel: "normalized covariance ĉ",
+                x,
+                y,
+                series: &p.layers,
+            },
+        )?;
     }
-    if !(x0.is_finite() && y0 > 0.0 && x1 > x0) {
-        return Ok(());
-    }
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (x0 * 0.9..x1 * 1.1).log_scale(),
-            (y0 * 0.7..y1 * 1.4).log_scale(),
-        )
-        .map_err(perr)?;
-    chart
-        .configure_mesh()
-        .x_desc("N + 1")
-        .y_desc(ylabel)
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(perr)?;
-    for (i, s) in series.iter().enumerate() {
-        let col = color(i);
-        chart
-            .draw_series(
-                s.points
-                    .iter()
-                    .map(|&(x, y, _, _)| Circle::new((x, y), 4, col.filled())),
-            )
-            .map_err(perr)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| Circle::new((x + 10, y), 4, col.filled()));
-        chart
-            .draw_series(s.points.iter().filter(|p| p.2 < p.1 || p.3 > p.1).map(
-                |&(x, y, lo, hi)| {
-                    ErrorBar::new_vertical(
-                        x,
-                        lo,
-                        y,
-                        if hi.is_finite() { hi } else { y1 * 1.3 },
-                        col.filled(),
-                        4,
-                    )
-                },
-            ))
-            .map_err(perr)?;
-        if let Some((slope, icpt)) = s.fit {
-            let line = (0..=50).map(|k| {
-                let x = x0 * (x1 / x0).powf(k as f64 / 50.0);
-                (x, (icpt + slope * x.ln()).exp())
-            });
-            chart
-                .draw_series(LineSeries::new(line, col.stroke_width(2)))
-                .map_err(perr)?
-                .label(format!("fit: slope {slope:.3}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
-                });
-        }
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(perr)?;
-    Ok(())
+    let mut entries: Vec<Entry> = panels[0]
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Entry {
+            text: s.label.clone(),
+            col: series_color(s, i),
+            line: true,
+            point: true,
+        })
+        .collect();
+    entries.push(Entry {
+        text: "lines: theory".into(),
+        col: BLACK,
+        line: true,
+        point: false,
+    });
+    entries.push(Entry {
+        text: "points: simulation".into(),
+        col: BLACK,
+        line: false,
+        point: true,
+    });
+    draw_legend(&legend, &entries)
 }
 
-/// Values against N + 1 on log-log axes with their fit lines.
-pub fn loglog(
-    stem: &Path,
-    png: bool,
-    title: &str,
-    ylabel: &str,
-    series: &[LogSeries],
-) -> Result<()> {
-    both!(stem, (800, 600), png, draw_loglog, (title, ylabel, series))
+/// The paper's Figure 1: normalized covariance against the angle offset Δθ,
+/// one curve per layer (theory lines, simulation points), one panel per σ_w
+/// on a shared scale.
+pub fn figure1(stem: &Path, png: bool, title: &str, panels: &[Figure1Panel]) -> Result<()> {
+    let w = (380 * panels.len().max(1) + 170) as u32;
+    both!(stem, (w, 480), png, draw_figure1, (title, panels))
+}
+
+/// The colour of layer k of n shown layers (Figure 1).
+pub fn layer_color(k: usize, n: usize) -> RGBColor {
+    ramp(k, n)
 }

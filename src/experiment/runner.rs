@@ -2,12 +2,12 @@
 //! side, the analysis, and the results folder, written atomically after
 //! every point so an interrupted run leaves a valid folder marked incomplete.
 
-use crate::analysis::{agreement, fit_depth_scale, Agreement, CurveSample, DepthScaleFit};
+use crate::analysis::{agreement, fit_depth_scale_networks, Agreement, DepthScaleFit};
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, Kind, RunPoint, SigmaW};
 use crate::experiment::folder::{self, Commit};
 #[cfg(feature = "plots")]
-use crate::experiment::plots::{self, CurvePlot, LogSeries};
+use crate::experiment::plots::{self, Figure1Panel, Series};
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
 use crate::sim::{self, Backend, Control, Inputs, SimSpec};
 use crate::theory::optimal::{uniform_optimum, DEFAULT_KAPPA};
@@ -140,6 +140,9 @@ pub struct BackwardResult {
     pub agreement_ratio: Agreement,
     /// Agreement of the gradient correlation with the theory.
     pub agreement_corr: Agreement,
+    /// Agreement of the cumulative norm ‖δ^l‖²/‖δ^L‖² with the theory
+    /// (compounded over layers, where a small per-layer excess shows).
+    pub agreement_cumulative: Agreement,
     /// Curves (written to backward.csv).
     #[serde(skip)]
     pub curves: Vec<(
@@ -364,17 +367,13 @@ fn run_point(
     }
     let curves = curves_for(p, &r, depth, &out.stats)?;
     let mut xi_fits = Vec::new();
-    for c in curves.iter().filter(|c| c.input == "pairs") {
-        let samples: Vec<CurveSample> = c
-            .layers
-            .iter()
-            .map(|l| CurveSample {
-                layer: l.layer,
-                mean: l.c_mean,
-                se: l.c_se,
-            })
-            .collect();
-        match fit_depth_scale(&samples, c_star) {
+    // Pair curves come in the order of `out.stats.pairs`.
+    for (c, pc) in curves
+        .iter()
+        .filter(|c| c.input == "pairs")
+        .zip(&out.stats.pairs)
+    {
+        match fit_depth_scale_networks(&pc.c_per_network, c_star) {
             Ok(f) => xi_fits.push(XiFit {
                 c0: c.c0,
                 fit: Some(f),
@@ -415,6 +414,7 @@ fn run_point(
             let mut pairs_out = Vec::new();
             let (mut er, mut tr, mut ec, mut tc, mut ntk) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut en, mut tn) = (Vec::new(), Vec::new());
             let m_theory = backward_factor(net, r.q_star, &ste);
             for (cv, &c) in curves.into_iter().zip(c0) {
                 let th = backward_curve(net, &ste, r.q0, c, depth, 1.0)?;
@@ -427,12 +427,14 @@ fn run_point(
                         );
                     }
                     if e.layer < depth {
+                        en.push((e.norm_cumulative.mean, e.norm_cumulative.se));
+                        tn.push(t.grad_norm_ratio);
                         ec.push((e.grad_corr.mean, e.grad_corr.se));
                         tc.push(t.grad_corr);
                     }
                 }
                 let top = th[depth];
-                ntk.push(serde_json::json!({"c0": c, "ntk_aa": cv.ntk_aa, "ntk_aa_theory": top.ntk_aa, "ntk_ab": cv.ntk_ab, "ntk_ab_theory": top.ntk_ab}));
+                ntk.push(serde_json::json!({"c0": c, "norm_cumulative": cv.layers[0].norm_cumulative, "norm_cumulative_theory": th[0].grad_norm_ratio, "ntk_aa": cv.ntk_aa, "ntk_aa_theory": top.ntk_aa, "ntk_ab": cv.ntk_ab, "ntk_ab_theory": top.ntk_ab}));
                 pairs_out.push((cv, th));
             }
             backward.push(BackwardResult {
@@ -440,8 +442,9 @@ fn run_point(
                 ste,
                 m_theory,
                 ntk,
-                agreement_ratio: checked_agreement(&er, &tr),
-                agreement_corr: checked_agreement(&ec, &tc),
+                agreement_ratio: checked_agreement(&er, &tr, out.stats.samples),
+                agreement_corr: checked_agreement(&ec, &tc, out.stats.samples),
+                agreement_cumulative: checked_agreement(&en, &tn, out.stats.samples),
                 curves: pairs_out,
             });
         }
@@ -460,8 +463,8 @@ fn run_point(
         xi_theory: xi,
         xi_fits,
         xi_emp,
-        agreement_q: checked_agreement(&eq, &tq),
-        agreement_c: checked_agreement(&ec, &tc),
+        agreement_q: checked_agreement(&eq, &tq, out.stats.samples),
+        agreement_c: checked_agreement(&ec, &tc, out.stats.samples),
         wall_seconds: out.wall_seconds,
         backward,
         non_finite: Vec::new(),
@@ -476,18 +479,19 @@ fn run_point(
 /// Agreement scores that cannot read as perfect: when any mean, SE or
 /// theory value is NaN or ∞, every score is NaN (null in JSON) and the
 /// point is flagged in `non_finite`.
-pub fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64]) -> Agreement {
+pub fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64], samples: usize) -> Agreement {
     let finite = emp
         .iter()
         .all(|(m, se)| m.is_finite() && se.is_none_or(f64::is_finite))
         && theory.iter().all(|t| t.is_finite());
     if finite {
-        agreement(emp, theory)
+        agreement(emp, theory, samples)
     } else {
         Agreement {
             max_z: f64::NAN,
             rms_z: f64::NAN,
             max_abs: f64::NAN,
+            samples,
         }
     }
 }
@@ -690,62 +694,96 @@ impl PointRecord {
 }
 
 #[cfg(feature = "plots")]
+/// A point described with its numbers, for plot titles: N, σ_w (and its
+/// offset from σ_w^opt), σ_b, width, depth.
+fn plot_label(p: &PointSummary) -> String {
+    let act = match p.network.states {
+        Some(n) => format!("N = {n}"),
+        None => p.network.activation.to_string(),
+    };
+    let spec = match p.sigma_w_spec.as_str() {
+        "opt" => " (optimal)".to_string(),
+        s if s.starts_with("opt") => format!(" (optimal {})", &s[3..]),
+        _ => String::new(),
+    };
+    format!(
+        "{act}, σ_w = {}{spec}, σ_b = {}, n = {}, L = {}",
+        sig(p.network.sigma_w, 5),
+        p.network.sigma_b,
+        p.width,
+        p.depth
+    )
+}
+
 fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
+    let stem = |what: &str| folder.join(format!("plots/point{:03}-{what}", p.index));
+    let label = plot_label(p);
     let pairs: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "pairs").collect();
     if !pairs.is_empty() {
-        let plots: Vec<CurvePlot> = pairs
+        let series: Vec<Series> = pairs
             .iter()
-            .map(|c| CurvePlot {
-                label: format!("c⁰ = {}", c.c0),
-                empirical: c
+            .map(|c| Series {
+                label: format!("c0 = {}", c.c0),
+                points: c
                     .layers
                     .iter()
                     .map(|l| (l.layer as f64, l.c_mean, l.c_se.unwrap_or(0.0)))
                     .collect(),
-                theory: c
+                line: c
                     .layers
                     .iter()
                     .map(|l| (l.layer as f64, l.c_theory))
                     .collect(),
+                color: None,
             })
             .collect();
         plots::depth_curves(
-            &folder.join(format!("plots/point{:03}-correlation", p.index)),
+            &stem("correlation"),
             png,
-            &format!("correlation ĉ^l, {}", p.label),
-            "c^l",
-            &plots,
+            &format!(
+                "correlation ĉ by layer: {label}; ξ = {}",
+                sig(p.xi_theory, 4)
+            ),
+            "correlation ĉ",
+            &series,
+            false,
         )?;
         let q = &pairs[0];
-        let qplot = [CurvePlot {
+        let qplot = [Series {
             label: "q".into(),
-            empirical: q
+            points: q
                 .layers
                 .iter()
                 .map(|l| (l.layer as f64, l.q_mean, l.q_se.unwrap_or(0.0)))
                 .collect(),
-            theory: q
+            line: q
                 .layers
                 .iter()
                 .map(|l| (l.layer as f64, l.q_theory))
                 .collect(),
+            color: None,
         }];
         plots::depth_curves(
-            &folder.join(format!("plots/point{:03}-variance", p.index)),
+            &stem("variance"),
             png,
-            &format!("variance q̂^l, {}", p.label),
-            "q^l",
+            &format!("pre-activation variance q by layer: {label}"),
+            "variance q",
             &qplot,
+            false,
         )?;
     }
     if !p.backward.is_empty() {
-        let plots: Vec<CurvePlot> = p
+        // Per target M, the first c0's curves.
+        let firsts: Vec<_> = p
             .backward
             .iter()
             .filter_map(|b| b.curves.first().map(|c| (b, c)))
-            .map(|(b, (cv, th))| CurvePlot {
-                label: format!("M = {:.3}", b.m_theory),
-                empirical: cv
+            .collect();
+        let norm: Vec<Series> = firsts
+            .iter()
+            .map(|(b, (cv, th))| Series {
+                label: format!("M = {}", sig(b.m_theory, 4)),
+                points: cv
                     .layers
                     .iter()
                     .map(|l| {
@@ -756,41 +794,159 @@ fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
                         )
                     })
                     .collect(),
-                theory: th
+                line: th
                     .iter()
                     .map(|t| (t.layer as f64, t.grad_norm_ratio))
                     .collect(),
+                color: None,
             })
             .collect();
         plots::depth_curves(
-            &folder.join(format!("plots/point{:03}-gradient-norm", p.index)),
+            &stem("gradient-norm"),
             png,
-            &format!("gradient norm ‖δ^l‖²/‖δ^L‖² (STE), {}", p.label),
-            "‖δ^l‖²/‖δ^L‖²",
-            &plots,
+            &format!("squared gradient norm at layer l over that at L (STE, log scale): {label}"),
+            "‖δ‖² at layer l / ‖δ‖² at L",
+            &norm,
+            true,
+        )?;
+        let corr: Vec<Series> = firsts
+            .iter()
+            .map(|(b, (cv, th))| Series {
+                label: format!("M = {}, c0 = {}", sig(b.m_theory, 4), cv.c0),
+                points: cv
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        (
+                            l.layer as f64,
+                            l.grad_corr.mean,
+                            l.grad_corr.se.unwrap_or(0.0),
+                        )
+                    })
+                    .collect(),
+                line: th.iter().map(|t| (t.layer as f64, t.grad_corr)).collect(),
+                color: None,
+            })
+            .collect();
+        plots::depth_curves(
+            &stem("gradient-correlation"),
+            png,
+            &format!("correlation of the two inputs' gradients δ (STE): {label}"),
+            "gradient correlation",
+            &corr,
+            false,
+        )?;
+        // NTK: the theory's recursion Θ^l layer by layer; the simulation
+        // measures the network's NTK at its output layer L.
+        let mut ntk = Vec::new();
+        for (b, (cv, th)) in &firsts {
+            let l = th.last().map_or(0.0, |t| t.layer as f64);
+            for (name, est, line) in [
+                (
+                    "Θ(a,a)",
+                    cv.ntk_aa,
+                    th.iter()
+                        .map(|t| (t.layer as f64, t.ntk_aa))
+                        .collect::<Vec<_>>(),
+                ),
+                (
+                    "Θ(a,b)",
+                    cv.ntk_ab,
+                    th.iter().map(|t| (t.layer as f64, t.ntk_ab)).collect(),
+                ),
+            ] {
+                ntk.push(Series {
+                    label: format!("{name}, M = {}", sig(b.m_theory, 4)),
+                    points: vec![(l, est.mean, est.se.unwrap_or(0.0))],
+                    line,
+                    color: None,
+                });
+            }
+        }
+        plots::depth_curves(
+            &stem("ntk"),
+            png,
+            &format!(
+                "NTK of the pair, c0 = {}: theory by depth, simulation at L: {label}",
+                firsts[0].1 .0.c0
+            ),
+            "NTK Θ",
+            &ntk,
+            false,
         )?;
     }
     let circle: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "circle").collect();
     if !circle.is_empty() {
-        let angles: Vec<f64> = circle.iter().map(|c| c.angle.unwrap_or(0.0)).collect();
-        let layers = circle[0].layers.len();
-        let values: Vec<Vec<f64>> = (0..layers)
-            .map(|l| {
-                circle
-                    .iter()
-                    .map(|c| c.layers[l].cov_mean.unwrap_or(0.0))
-                    .collect()
-            })
-            .collect();
-        plots::circle_heatmap(
-            &folder.join(format!("plots/point{:03}-circle", p.index)),
+        plots::figure1(
+            &stem("circle"),
             png,
-            &format!("covariance vs Δθ, {}", p.label),
-            &angles,
-            &values,
+            &format!("normalized covariance against Δθ by layer: {label}"),
+            &[figure1_panel(p)],
         )?;
     }
     Ok(())
+}
+
+/// Layers shown in Figure 1: 0, 1, 2, 4, 8, … up to L.
+fn figure1_layers(depth: usize) -> Vec<usize> {
+    let mut v = vec![0];
+    let mut l = 1;
+    while l <= depth {
+        v.push(l);
+        l *= 2;
+    }
+    v
+}
+
+/// One Figure 1 panel: per shown layer, ĉ against Δθ (simulation) and the
+/// theory's c^l.
+fn figure1_panel(p: &PointSummary) -> Figure1Panel {
+    let circle: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "circle").collect();
+    let shown = figure1_layers(p.depth);
+    let layers = shown
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| {
+            let row = |c: &&Curve| c.layers.get(l).cloned();
+            // Mirror Δθ ∈ [0, π] is what the circle measures (d ≤ M/2).
+            Series {
+                label: format!("layer {l}"),
+                points: circle
+                    .iter()
+                    .filter_map(|c| {
+                        row(c).map(|r| (c.angle.unwrap_or(0.0), r.c_mean, r.c_se.unwrap_or(0.0)))
+                    })
+                    .collect(),
+                line: {
+                    // The theory on a fine grid of Δθ for smooth lines.
+                    let r = &p.network;
+                    (0..=64)
+                        .filter_map(|i| {
+                            let a = std::f64::consts::PI * i as f64 / 64.0;
+                            r.network
+                                .depth_curve(r.q0, r.q0, a.cos().clamp(-1.0, 1.0), l)
+                                .ok()
+                                .and_then(|t| t.last().map(|t| (a, t.c)))
+                        })
+                        .collect()
+                },
+                color: Some(plots::layer_color(k, shown.len())),
+            }
+        })
+        .collect();
+    let offset = match p.sigma_w_spec.as_str() {
+        "opt" => " (optimal)".to_string(),
+        s if s.starts_with("opt") => format!(" (opt {})", &s[3..]),
+        _ => String::new(),
+    };
+    Figure1Panel {
+        caption: format!(
+            "σ_w = {}{offset}, ξ = {}",
+            sig(p.network.sigma_w, 4),
+            sig(p.xi_theory, 3)
+        ),
+        layers,
+    }
 }
 
 fn xi_scaling(points: &[PointSummary]) -> Vec<XiScaling> {
@@ -842,72 +998,175 @@ fn scaling_plots(
     points: &[PointSummary],
 ) -> Result<()> {
     for (k, s) in scaling.iter().enumerate() {
-        let emp: Vec<(f64, f64, f64, f64)> = s
+        let emp: Vec<(f64, f64, f64)> = s
             .states
             .iter()
-            .map(|&n| {
+            .filter_map(|&n| {
                 let p = points.iter().find(|p| {
                     p.network.states == Some(n)
                         && format!(
                             "σw={} σb={} n={}",
                             p.sigma_w_spec, p.network.sigma_b, p.width
                         ) == s.group
-                });
-                let f = p.and_then(|p| p.xi_emp);
-                let (xi, lo, hi) = f.map_or((f64::NAN, f64::NAN, f64::NAN), |f| {
-                    (f.xi, f.ci_low, f.ci_high)
-                });
-                ((n + 1) as f64, xi, lo, hi)
+                })?;
+                let f = p.xi_emp?;
+                // The bar spans the 95 % interval (drawn as ± its half-width about ξ_emp).
+                let half = if f.ci_high.is_finite() {
+                    0.5 * (f.ci_high - f.ci_low)
+                } else {
+                    f.xi
+                };
+                Some(((n + 1) as f64, f.xi, half))
             })
             .collect();
-        let th: Vec<(f64, f64, f64, f64)> = s
+        let line = |fit: &LinearFit| -> Vec<(f64, f64)> {
+            let (a, b) = (
+                (s.states[0] + 1) as f64,
+                (s.states[s.states.len() - 1] + 1) as f64,
+            );
+            (0..=40)
+                .map(|i| {
+                    let x = a * (b / a).powf(i as f64 / 40.0);
+                    (x, (fit.intercept + fit.slope * x.ln()).exp())
+                })
+                .collect()
+        };
+        let th: Vec<(f64, f64, f64)> = s
             .states
             .iter()
             .zip(&s.xi_theory)
-            .map(|(&n, &x)| ((n + 1) as f64, x, x, x))
+            .map(|(&n, &x)| ((n + 1) as f64, x, 0.0))
             .collect();
         let series = [
-            LogSeries {
-                label: "ξ_emp (simulation, 95 % CI)".into(),
+            Series {
+                label: "ξ_emp ± 95 % CI".into(),
                 points: emp,
-                fit: Some((s.fit_emp.slope, s.fit_emp.intercept)),
+                line: Vec::new(),
+                color: Some(plots::layer_color(0, 2)),
             },
-            LogSeries {
+            Series {
+                label: format!("fit to ξ_emp: slope {:.3}", s.fit_emp.slope),
+                points: Vec::new(),
+                line: line(&s.fit_emp),
+                color: Some(plots::layer_color(0, 2)),
+            },
+            Series {
                 label: "ξ_c (theory)".into(),
                 points: th,
-                fit: Some((s.fit_theory.slope, s.fit_theory.intercept)),
+                line: Vec::new(),
+                color: Some(RED_SERIES),
+            },
+            Series {
+                label: format!("fit to theory: slope {:.3}", s.fit_theory.slope),
+                points: Vec::new(),
+                line: line(&s.fit_theory),
+                color: Some(RED_SERIES),
             },
         ];
         plots::loglog(
             &folder.join(format!("plots/xi-scaling-{k}")),
             png,
-            &format!("depth scale against N + 1, {}", s.group),
-            "ξ",
+            &format!(
+                "depth scale ξ against N + 1 (log-log), {}",
+                s.group
+                    .replace("σw=opt", "σ_w optimal for each N")
+                    .replace("σw=", "σ_w = ")
+                    .replace(" σb=", ", σ_b = ")
+                    .replace(" n=", ", n = ")
+            ),
+            "depth scale ξ",
             &series,
+        )?;
+    }
+    // The paper's Figure 1: every circle point of one N, side by side on one scale.
+    let mut by_n: std::collections::BTreeMap<Option<usize>, Vec<&PointSummary>> =
+        Default::default();
+    for p in points
+        .iter()
+        .filter(|p| p.curves.iter().any(|c| c.input == "circle"))
+    {
+        by_n.entry(p.network.states).or_default().push(p);
+    }
+    for (n, mut ps) in by_n {
+        if ps.len() < 2 {
+            continue;
+        }
+        ps.sort_by(|a, b| a.network.sigma_w.total_cmp(&b.network.sigma_w));
+        let panels: Vec<Figure1Panel> = ps.iter().map(|p| figure1_panel(p)).collect();
+        let p0 = ps[0];
+        plots::figure1(
+            &folder.join(format!("plots/figure1-n{}", n.unwrap_or(0))),
+            png,
+            &format!(
+                "normalized covariance against Δθ, by layer: N = {}, Δ = {}, A = {}, σ_b = {}, n = {}, L = {}",
+                n.map_or("-".into(), |n| n.to_string()),
+                p0.network.spacing.map_or("-".into(), |d| sig(d, 4)),
+                p0.network.amplitude.map_or("-".into(), |a| sig(a, 4)),
+                p0.network.sigma_b,
+                p0.width,
+                p0.depth
+            ),
+            &panels,
         )?;
     }
     Ok(())
 }
 
+/// The theory's colour in scaling plots.
+const RED_SERIES: plotters::style::RGBColor = plotters::style::RGBColor(214, 39, 40);
+
 fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
+    use crate::analysis::IntervalMethod;
     let mut t = String::new();
+    let mut notes: Vec<String> = Vec::new();
     let _ = writeln!(
         t,
-        "{:>4} {:<36} {:>8} {:>9} {:>10} {:>20} {:>8} {:>8}",
-        "#", "point", "samples", "c*", "xi_theory", "xi_emp [95% CI]", "rms z_c", "max z_c"
+        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>7} {:>7}",
+        "#",
+        "point",
+        "sigma_w",
+        "E",
+        "c*",
+        "xi_theory",
+        "xi_emp ± SE [95% CI]",
+        "rms z_c",
+        "max z_c"
     );
+    let mut methods = Vec::new();
     for p in points {
-        let xe = p.xi_emp.map_or("-".to_string(), |f| {
-            format!("{:.2} [{:.2}, {:.2}]", f.xi, f.ci_low, f.ci_high)
-        });
+        let xe = match p.xi_emp {
+            Some(f) => {
+                if !methods.contains(&f.interval) {
+                    methods.push(f.interval);
+                }
+                format!(
+                    "{} ± {} [{}, {}]",
+                    sig(f.xi, 4),
+                    sig(f.xi_se, 2),
+                    sig(f.ci_low, 4),
+                    sig(f.ci_high, 4)
+                )
+            }
+            None if p.xi_fits.is_empty() => "- (circle inputs)".into(),
+            None => {
+                let why = p
+                    .xi_fits
+                    .iter()
+                    .find_map(|f| f.error.clone())
+                    .unwrap_or_default();
+                notes.push(format!("point {}: no xi_emp: {why}", p.index));
+                "- (see note)".into()
+            }
+        };
         let _ = writeln!(
             t,
-            "{:>4} {:<36} {:>8} {:>9.4} {:>10.3} {:>20} {:>8.2} {:>8.2}",
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7.2} {:>7.2}",
             p.index,
             p.label,
+            p.network.sigma_w,
             p.samples,
             p.c_star,
-            p.xi_theory,
+            sig(p.xi_theory, 4),
             xe,
             p.agreement_c.rms_z,
             p.agreement_c.max_z
@@ -915,29 +1174,40 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
     }
     for p in points {
         for b in &p.backward {
-            let ntk: Vec<String> = b
-                .ntk
-                .iter()
-                .map(|v| {
-                    format!(
-                        "c0={}: Θ(a,b) {:.4} (theory {:.4})",
-                        v["c0"],
-                        v["ntk_ab"]["mean"].as_f64().unwrap_or(f64::NAN),
-                        v["ntk_ab_theory"].as_f64().unwrap_or(f64::NAN)
-                    )
-                })
-                .collect();
             let _ = writeln!(
                 t,
-                "{:>4} backward M = {:.4} (s = {:.4}, t = {}): rms z of |δ|² ratio {:.2}, of gradient correlation {:.2}; {}",
+                "{:>4} backward M = {:.4} (STE s = {:.4}, t = {}): rms z per-layer |δ|² ratio {:.2}, cumulative |δ^l|²/|δ^L|² {:.2} (max {:.2}), gradient correlation {:.2}",
                 p.index,
                 b.m_theory,
                 b.ste.slope,
                 b.ste.threshold,
                 b.agreement_ratio.rms_z,
+                b.agreement_cumulative.rms_z,
+                b.agreement_cumulative.max_z,
                 b.agreement_corr.rms_z,
-                ntk.join("; ")
             );
+            for v in &b.ntk {
+                let est = |k: &str| -> String {
+                    let m = v[k]["mean"].as_f64().unwrap_or(f64::NAN);
+                    match v[k]["se"].as_f64() {
+                        Some(se) => format!("{} ± {}", sig(m, 4), sig(se, 2)),
+                        None => format!("{} (one network: no SE)", sig(m, 4)),
+                    }
+                };
+                let th = |k: &str| sig(v[k].as_f64().unwrap_or(f64::NAN), 4);
+                let _ = writeln!(
+                    t,
+                    "{:>4}   c0 = {}: |δ^0|²/|δ^L|² {} (theory {}); NTK Θ(a,a) {} (theory {}), Θ(a,b) {} (theory {})",
+                    "",
+                    v["c0"],
+                    est("norm_cumulative"),
+                    th("norm_cumulative_theory"),
+                    est("ntk_aa"),
+                    th("ntk_aa_theory"),
+                    est("ntk_ab"),
+                    th("ntk_ab_theory"),
+                );
+            }
         }
     }
     for s in scaling {
@@ -946,6 +1216,29 @@ fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
             "xi scaling ({}): N = {:?}: exponent of xi_emp {:.3} ± {:.3}, of xi_theory {:.3} ± {:.3} (vs ln(N + 1))",
             s.group, s.states, s.fit_emp.slope, s.fit_emp.stderr, s.fit_theory.slope, s.fit_theory.stderr
         );
+    }
+    for m in methods {
+        let _ = writeln!(
+            t,
+            "{}",
+            match m {
+                IntervalMethod::JackknifeNetworks { networks } => format!(
+                    "95% CI of xi_emp: delete-one-network jackknife over {networks} networks, Student t with {} df",
+                    networks - 1
+                ),
+                IntervalMethod::LayersIndependent =>
+                    "95% CI of xi_emp: the fit's slope error, layers treated as independent (optimistic)".into(),
+            }
+        );
+    }
+    if !points.is_empty() {
+        let _ = writeln!(
+            t,
+            "z scores: (simulation - theory)/SE per layer mapped from Student t (E - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
+        );
+    }
+    for n in notes {
+        let _ = writeln!(t, "note: {n}");
     }
     t
 }
@@ -1227,6 +1520,23 @@ pub(crate) fn start_folder(
     Ok((s.folder, s.commit))
 }
 
+/// `x` with `digits` significant figures (fixed notation between 1e-3 and
+/// 1e6, scientific outside); "inf" and "nan" as such.
+pub fn sig(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let e = x.abs().log10().floor() as i32;
+    if !(-3..6).contains(&e) {
+        return format!("{:.*e}", digits.saturating_sub(1), x);
+    }
+    let decimals = (digits as i32 - 1 - e).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
 /// Runs a simulation experiment into a new results folder under `out_root`.
 ///
 /// The sweep is planned first (point limit, sizes, this machine's memory);
@@ -1426,17 +1736,23 @@ fn optimal_files_of(
     let kappa = cfg.kappa.unwrap_or(DEFAULT_KAPPA);
     let ns: Vec<usize> = optima.iter().map(|o| o.states).collect();
     let sc = scaling(optima)?;
-    let mut csv = String::from("states,d_opt,chi_max,one_minus_chi_max,xi_max,l_max\n");
+    // σ_w^opt and q* at amplitude 1 and spacing D̃_opt (q* = 1), the CLI's defaults.
+    let mut csv =
+        String::from("states,d_opt,chi_max,one_minus_chi_max,xi_max,l_max,sigma_w,q_star\n");
     for o in optima {
+        let (sigma_w, q_star) =
+            crate::theory::optimal::optimal_sigma_w(o.states, o.d_opt.unwrap_or(1.0), 1.0)?;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             o.states,
             opt(o.d_opt),
             o.chi_max,
             o.one_minus_chi_max,
             o.xi_max,
-            o.l_max
+            o.l_max,
+            sigma_w,
+            q_star
         );
     }
     write_atomic(&folder.join("optimal.csv"), csv.as_bytes())?;
@@ -1455,31 +1771,56 @@ fn optimal_files_of(
     #[cfg(feature = "plots")]
     if cfg.outputs.plots.unwrap_or(true) {
         let png = cfg.outputs.png.unwrap_or(true);
-        let pts = |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64, f64)> {
-            optima.iter().filter_map(|o| f(o).map(|v| ((o.states + 1) as f64, v, v, v))).collect()
+        let pts =
+            |f: &dyn Fn(&crate::theory::UniformOptimum) -> Option<f64>| -> Vec<(f64, f64, f64)> {
+                optima
+                    .iter()
+                    .filter_map(|o| f(o).map(|v| ((o.states + 1) as f64, v, 0.0)))
+                    .collect()
+            };
+        let fit_line = |fit: &LinearFit| -> Vec<(f64, f64)> {
+            let (a, b) = ((ns[0] + 1) as f64, (ns[ns.len() - 1] + 1) as f64);
+            (0..=40)
+                .map(|i| {
+                    let x = a * (b / a).powf(i as f64 / 40.0);
+                    (x, (fit.intercept + fit.slope * x.ln()).exp())
+                })
+                .collect()
+        };
+        let two = |label: &str, p: Vec<(f64, f64, f64)>, fit: &LinearFit| {
+            [
+                Series {
+                    label: label.into(),
+                    points: p,
+                    line: Vec::new(),
+                    color: None,
+                },
+                Series {
+                    label: format!("fit: slope {:.4}", fit.slope),
+                    points: Vec::new(),
+                    line: fit_line(fit),
+                    color: Some(RED_SERIES),
+                },
+            ]
         };
         folder::write_plots(folder, |stage| {
             plots::loglog(
                 &stage.join("plots/one-minus-chi-max"),
                 png,
-                "1 − χ_max against N + 1 (Figure 2)",
+                "1 − χ_max against N + 1 (Figure 2, log-log)",
                 "1 − χ_max",
-                &[LogSeries {
-                    label: "1 − χ_max".into(),
-                    points: pts(&|o| Some(o.one_minus_chi_max)),
-                    fit: Some((sc.one_minus_chi_max.slope, sc.one_minus_chi_max.intercept)),
-                }],
+                &two(
+                    "1 − χ_max",
+                    pts(&|o| Some(o.one_minus_chi_max)),
+                    &sc.one_minus_chi_max,
+                ),
             )?;
             plots::loglog(
                 &stage.join("plots/d-opt"),
                 png,
-                "optimal spacing D̃_opt against N + 1 (Figure 2)",
-                "D̃_opt",
-                &[LogSeries {
-                    label: "D̃_opt".into(),
-                    points: pts(&|o| o.d_opt),
-                    fit: Some((sc.d_opt.slope, sc.d_opt.intercept)),
-                }],
+                "optimal spacing D_opt = Δ/√q* against N + 1 (Figure 2, log-log)",
+                "optimal spacing D_opt",
+                &two("D_opt", pts(&|o| o.d_opt), &sc.d_opt),
             )
         })?;
     }

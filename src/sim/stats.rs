@@ -38,6 +38,12 @@ pub struct PairCurve {
     pub pairs: usize,
     /// Layers 0..=L.
     pub layers: Vec<PairLayer>,
+    /// ĉ of each network sample (its average over the group's pairs),
+    /// `[sample][layer]`: the between-network variation that intervals of
+    /// quantities fitted across layers need (layers of one network are
+    /// correlated).
+    #[serde(skip)]
+    pub c_per_network: Vec<Vec<f64>>,
 }
 
 /// One layer of a circle ensemble.
@@ -91,6 +97,8 @@ pub struct Aggregator {
     acc: Vec<Welford>,
     current: Vec<f64>,
     samples: usize,
+    /// Every committed sample's values (pair ensembles only).
+    kept: Vec<Vec<f64>>,
 }
 
 impl Aggregator {
@@ -109,6 +117,7 @@ impl Aggregator {
             acc: vec![Welford::default(); size],
             current: vec![0.0; size],
             samples: 0,
+            kept: Vec::new(),
         }
     }
 
@@ -183,6 +192,9 @@ impl Aggregator {
             w.mean += delta / k;
             w.m2 += delta * (x - w.mean);
         }
+        if matches!(self.spec_inputs, Inputs::Pairs { .. }) {
+            self.kept.push(self.current.clone());
+        }
     }
 
     /// Samples committed so far.
@@ -217,6 +229,15 @@ impl Aggregator {
                                 layer: l,
                                 q: self.estimate(l * self.per_layer + 2 * g),
                                 c: self.estimate(l * self.per_layer + 2 * g + 1),
+                            })
+                            .collect(),
+                        c_per_network: self
+                            .kept
+                            .iter()
+                            .map(|v| {
+                                (0..=self.depth)
+                                    .map(|l| v[l * self.per_layer + 2 * g + 1])
+                                    .collect()
                             })
                             .collect(),
                     })
