@@ -1530,7 +1530,7 @@ fn exercise(text: &str, root: &Path) -> Result<(), String> {
     for p in &points {
         quantdepth::experiment::runner::resolve_point(p).map_err(|e| e.to_string())?;
     }
-    if RUNS.fetch_add(1, Ordering::Relaxed) % 8 != 0 {
+    if !RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(8) {
         return Ok(());
     }
     let cancel = AtomicBool::new(false);
