@@ -36,8 +36,9 @@ enum Command {
     /// Expands the config's sweep, runs the mean-field theory and the
     /// simulation for each point, fits the empirical depth scale, and writes a
     /// results folder (config as run, meta.json, curves.csv/json,
-    /// summary.json, plots/). Ctrl-C keeps the finished points and marks the
-    /// folder incomplete.
+    /// summary.json, plots/). Ctrl-C (or SIGTERM, SIGHUP) keeps the finished
+    /// points and marks the folder interrupted; `--resume DIR` runs only the
+    /// missing points of an interrupted, failed or killed folder.
     Run(cli_run::RunArgs),
     /// Mean-field theory: optimal initialization, scaling with N, depth curves.
     #[command(subcommand)]

@@ -1149,6 +1149,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
     let mut census = Census::default();
     let kills = 24;
     let mut states = BTreeSet::new();
+    let mut sigkills = 0;
     for k in 0..kills {
         let out = root.join(format!("k{k}"));
         let mut child = Command::new(BIN)
@@ -1163,6 +1164,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
         let _ = child.kill();
         let status = child.wait().unwrap();
         census.tried += 1;
+        sigkills += 1;
         let Some(dir) = std::fs::read_dir(&out)
             .ok()
             .and_then(|mut d| d.next())
@@ -1184,6 +1186,25 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
         }
         let meta = Commit::read(&dir).unwrap();
         states.insert(format!("{}:{}", meta.status, meta.points_done));
+        if k % 3 == 1 {
+            // A resume is itself killed part-way, and leaves a consistent folder.
+            let mut child = Command::new(BIN)
+                .args(["run", "--resume", dir.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(full.mul_f64(0.1 + 0.8 * k as f64 / kills as f64));
+            let _ = child.kill();
+            child.wait().unwrap();
+            census.tried += 1;
+            sigkills += 1;
+            if let Err(why) = check_folder(&dir) {
+                census.torn += 1;
+                eprintln!("kill of resume {k}: torn folder: {why}");
+                continue;
+            }
+        }
         let o = cli(&["run", "--resume", dir.to_str().unwrap()]);
         census.count(&o);
         assert_eq!(o.code, Some(0), "kill {k}: resume {o:?}");
@@ -1191,7 +1212,10 @@ fn sigkill_at_any_moment_leaves_a_consistent_folder_and_resume_restores_it_bit_f
         assert_eq!(Commit::read(&dir).unwrap().status, "complete");
         assert_same_files(&dir, &reference);
     }
-    println!("kill moments reached these commit states: {states:?}");
+    println!(
+        "{sigkills} SIGKILLs (runs and resumes); kill moments reached these commit states: {states:?}"
+    );
+    assert!(sigkills >= 20);
     assert!(
         states.len() >= 3,
         "the kills did not spread over the run: {states:?}"
@@ -1510,7 +1534,7 @@ fn exercise(text: &str, root: &Path) -> Result<(), String> {
     for p in &points {
         quantdepth::experiment::runner::resolve_point(p).map_err(|e| e.to_string())?;
     }
-    if RUNS.fetch_add(1, Ordering::Relaxed) % 8 != 0 {
+    if !RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(8) {
         return Ok(());
     }
     let cancel = AtomicBool::new(false);

@@ -252,7 +252,19 @@ impl Commit {
 
     /// Reads a folder's record.
     pub fn read(folder: &Path) -> Result<Self> {
+        if !folder.is_dir() {
+            return Err(Error::Folder(format!(
+                "{} is not a results folder (no such folder)",
+                folder.display()
+            )));
+        }
         let path = folder.join("meta.json");
+        if !path.is_file() {
+            return Err(Error::Folder(format!(
+                "{} is not a results folder (it has no meta.json)",
+                folder.display()
+            )));
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| io_error("read", &path, &e))?;
         serde_json::from_str(&text).map_err(|e| {
             Error::Folder(format!(
