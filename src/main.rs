@@ -10,8 +10,8 @@ use quantdepth::theory::scaling::scaling;
 use serde_json::json;
 
 mod cli_bench;
-mod cli_merge;
 mod cli_init;
+mod cli_merge;
 mod cli_run;
 mod cli_sim;
 mod cli_slurm;
@@ -451,7 +451,6 @@ fn scan_bar(ns: &[usize]) -> indicatif::ProgressBar {
     );
     bar
 }
-
 
 fn theory(cmd: TheoryCommand) -> Result<()> {
     match cmd {
