@@ -1719,3 +1719,42 @@ fn fuzzed_command_lines_never_panic_hang_or_abort() {
     );
     census.report("fuzzed command lines");
 }
+
+/// With no adapter on the backends wgpu may try, `--backend gpu` names
+/// those backends (here only Metal, which Linux does not have) instead of
+/// landing silently elsewhere; `--backend auto` falls back to the CPU and
+/// says why.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_adapter_names_the_backends_tried() {
+    let run = |backend: &str| {
+        let child = Command::new(BIN)
+            .args([
+                "simulate", "--backend", backend, "--states", "4", "--c0", "0.5", "--width",
+                "64", "--depth", "2", "--samples", "2",
+            ])
+            .env("WGPU_BACKEND", "metal")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_with_timeout(child, HANG)
+    };
+    let o = run("gpu");
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("no GPU adapter found (tried wgpu's Metal backend(s)"),
+        "{}",
+        o.stderr
+    );
+    let o = run("auto");
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("backend auto: no hardware GPU")
+            && o.stderr.contains("Metal")
+            && o.stderr.contains("took the CPU backend"),
+        "{}",
+        o.stderr
+    );
+}

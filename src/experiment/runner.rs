@@ -715,6 +715,7 @@ fn plot_label(p: &PointSummary) -> String {
     )
 }
 
+#[cfg(feature = "plots")]
 fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
     let stem = |what: &str| folder.join(format!("plots/point{:03}-{what}", p.index));
     let label = plot_label(p);
@@ -887,6 +888,7 @@ fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "plots")]
 /// Layers shown in Figure 1: 0, 1, 2, 4, 8, … up to L.
 fn figure1_layers(depth: usize) -> Vec<usize> {
     let mut v = vec![0];
@@ -898,6 +900,7 @@ fn figure1_layers(depth: usize) -> Vec<usize> {
     v
 }
 
+#[cfg(feature = "plots")]
 /// One Figure 1 panel: per shown layer, ĉ against Δθ (simulation) and the
 /// theory's c^l.
 fn figure1_panel(p: &PointSummary) -> Figure1Panel {
@@ -1112,6 +1115,7 @@ fn scaling_plots(
     Ok(())
 }
 
+#[cfg(feature = "plots")]
 /// The theory's colour in scaling plots.
 const RED_SERIES: plotters::style::RGBColor = plotters::style::RGBColor(214, 39, 40);
 

@@ -577,6 +577,7 @@ impl Plan {
 }
 
 /// (x, mean, standard error).
+#[cfg(feature = "plots")]
 type Point3 = (f64, f64, f64);
 
 /// Opens the training backend a user named, as the simulator's

@@ -202,6 +202,26 @@ fn spread(threads: usize, max_dim: u32) -> (u32, u32) {
     (x as u32, groups.div_ceil(x) as u32)
 }
 
+/// The names of the wgpu backends in `b`, for messages ("Vulkan, OpenGL").
+pub fn backend_names(b: wgpu::Backends) -> String {
+    let names: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "Vulkan"),
+        (wgpu::Backends::METAL, "Metal"),
+        (wgpu::Backends::DX12, "DX12"),
+        (wgpu::Backends::GL, "OpenGL"),
+        (wgpu::Backends::BROWSER_WEBGPU, "WebGPU"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| b.contains(*f))
+    .map(|(_, n)| n)
+    .collect();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Which adapters a backend may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdapterPolicy {
@@ -229,31 +249,47 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens the best adapter the policy allows, with all of its limits.
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let tried = backend_names(desc.backends);
+        let instance = wgpu::Instance::new(desc);
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
+        // wgpu's OpenGL backend runs compute shaders through GL emulation: far
+        // slower than any Vulkan/Metal/DX12 adapter, lavapipe included, so it
+        // ranks last, never counts as a hardware GPU, and is warned about.
+        let rank = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            let kind = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 3,
+                wgpu::DeviceType::Cpu => 4,
+            };
+            (u8::from(info.backend == wgpu::Backend::Gl), kind)
         };
         let seen: Vec<String> = adapters
             .iter()
-            .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().device_type))
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend)
+            })
             .collect();
         let adapter = adapters
             .into_iter()
-            .filter(|a| policy == AdapterPolicy::PreferHardware || rank(a) <= 2)
+            .filter(|a| policy == AdapterPolicy::PreferHardware || rank(a) <= (0, 2))
             .min_by_key(rank)
             .ok_or_else(|| {
                 Error::Gpu(if seen.is_empty() {
-                    "no GPU adapter found (no Vulkan, Metal or DX12 driver answered); on Debian/Ubuntu, \
-                     `apt-get install mesa-vulkan-drivers` provides the software adapter lavapipe"
-                        .to_string()
+                    format!(
+                        "no GPU adapter found (tried wgpu's {tried} backend(s); none answered); \
+                         on Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` provides the \
+                         software Vulkan adapter lavapipe"
+                    )
                 } else {
-                    format!("no hardware GPU adapter (found only: {})", seen.join(", "))
+                    format!(
+                        "no hardware GPU adapter among wgpu's {tried} backend(s) (found only: {})",
+                        seen.join(", ")
+                    )
                 })
             })?;
         let info = adapter.get_info();
@@ -310,6 +346,12 @@ impl GpuContext {
     /// Whether the adapter is a software rasterizer (lavapipe/llvmpipe).
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the adapter runs on wgpu's OpenGL backend (compute through GL:
+    /// slow; taken only when no Vulkan, Metal or DX12 adapter answered).
+    pub fn is_gl(&self) -> bool {
+        self.info.backend == wgpu::Backend::Gl
     }
 
     /// The first error reported since the last check, as [`Error::Gpu`].

@@ -148,7 +148,15 @@ pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
         "cpu" => Ok((Box::new(cpu::CpuBackend), "backend cpu".into())),
         "gpu" => {
             let b = GpuBackend::new(AdapterPolicy::PreferHardware)?;
-            let note = if b.context().is_software() {
+            let note = if b.context().is_gl() {
+                format!(
+                    "backend gpu: warning: only wgpu's OpenGL backend answered ({}); compute \
+                     through OpenGL is very slow (minutes for a small run): install a Vulkan \
+                     driver (on Debian/Ubuntu `apt-get install mesa-vulkan-drivers`, lavapipe) \
+                     or use --backend cpu",
+                    b.context().describe()
+                )
+            } else if b.context().is_software() {
                 format!("backend gpu: no hardware GPU; using the software adapter {} (correct but slow)", b.context().describe())
             } else {
                 format!("backend gpu: {}", b.context().describe())
