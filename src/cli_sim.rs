@@ -179,7 +179,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             "backend": out.backend,
             "network": r,
             "width": spec.width, "depth": spec.depth, "samples_requested": spec.samples,
-            "samples": out.stats.samples, "seed": spec.seed,
+            "samples": out.stats.samples, "seed": spec.seed, "weights": spec.weights.name(),
             "complete": out.complete, "stopped": out.stopped,
             "wall_seconds": out.wall_seconds,
         });
@@ -190,13 +190,14 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     } else {
         print_network(&r);
         outln!(
-            "# backend {} ({}), width {}, depth {}, {} samples, seed {}, {:.2} s",
+            "# backend {} ({}), width {}, depth {}, {} samples, seed {}, {} weights, {:.2} s",
             out.backend.backend,
             out.backend.adapter,
             spec.width,
             spec.depth,
             out.stats.samples,
             spec.seed,
+            spec.weights.name(),
             out.wall_seconds
         );
         for (pc, th) in out.stats.pairs.iter().zip(&theory) {
@@ -272,15 +273,17 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
         outln!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"network": r, "ste": ste, "backward_factor": m, "curves": curves, "theory": theory})
+                &json!({"network": r, "weights": spec.weights.name(), "seed": spec.seed, "ste": ste, "backward_factor": m, "curves": curves, "theory": theory})
             )?
         );
         return Ok(());
     }
     print_network(&r);
     outln!(
-        "# STE s = {s:.9}, t = {}; M = {m:.9}; output gradients shared by the two inputs of a pair",
-        args.ste_threshold
+        "# STE s = {s:.9}, t = {}; M = {m:.9}; output gradients shared by the two inputs of a pair; {} weights, seed {}",
+        args.ste_threshold,
+        spec.weights.name(),
+        spec.seed
     );
     for (cv, th) in curves.iter().zip(&theory) {
         outln!("\n# c0 = {}", cv.c0);

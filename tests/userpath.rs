@@ -218,6 +218,45 @@ fn width_in_scientific_notation_is_a_count() {
     assert!(err.contains("64.5 is not a whole number"), "{err}");
 }
 
+/// The weight ensemble changes the results, so `simulate` records it: in
+/// `--json`'s meta (default "gaussian") and in the text header.
+#[test]
+fn simulate_records_the_weight_ensemble() {
+    let args = |w: Option<&'static str>, json: bool| {
+        let mut a = vec![
+            "simulate",
+            "--backend",
+            "cpu",
+            "--states",
+            "4",
+            "--c0",
+            "0.5",
+            "--width",
+            "64",
+            "--depth",
+            "1",
+            "--samples",
+            "2",
+        ];
+        if let Some(w) = w {
+            a.extend(["--weights", w]);
+        }
+        if json {
+            a.push("--json");
+        }
+        a
+    };
+    for (w, name) in [(None, "gaussian"), (Some("rademacher"), "rademacher")] {
+        let (rc, out, err) = quantdepth(&args(w, true));
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["meta"]["weights"], name, "{out}");
+    }
+    let (rc, out, err) = quantdepth(&args(Some("hadamard"), false));
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("hadamard weights"), "{out}");
+}
+
 #[test]
 fn gpu_probe_keeps_the_wayland_noise_off_the_terminal() {
     // libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" when
