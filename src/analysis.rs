@@ -82,9 +82,11 @@ fn fit_with_window(curve: &[CurveSample], c_star: f64) -> Result<(DepthScaleFit,
         .iter()
         .position(|s| s.layer >= 1 && (s.mean - c_star).abs() <= 0.5 * d0)
         .ok_or_else(|| {
-            Error::Numerical(
-                "the correlation never came within half its initial distance of c*".into(),
-            )
+            Error::Numerical(format!(
+                "the correlation never came within half its initial distance of c* in {} layer(s): \
+                 the network is too shallow for its depth scale; use more layers (a few ξ)",
+                curve.last().map_or(0, |s| s.layer)
+            ))
         })?;
     // Initial window: up to the first layer under the noise floor.
     let d_at = |s: &CurveSample| (s.mean - c_star).abs();
@@ -94,9 +96,13 @@ fn fit_with_window(curve: &[CurveSample], c_star: f64) -> Result<(DepthScaleFit,
         end += 1;
     }
     if end - start < 3 {
+        let remedy = if end == curve.len() {
+            "the curve ends first: use more layers (a few ξ)"
+        } else {
+            "use more samples or pairs, or a larger c0"
+        };
         return Err(Error::Numerical(format!(
-            "only {} layer(s) between the transient and the noise floor (from layer {}); a depth-scale fit needs 3: \
-             use more samples or pairs, or a larger c0",
+            "only {} layer(s) between the transient and the noise floor (from layer {}); a depth-scale fit needs 3: {remedy}",
             end - start,
             curve[start].layer
         )));
