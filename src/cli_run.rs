@@ -199,15 +199,15 @@ pub fn run(args: RunArgs) -> Result<()> {
             flagged.join(", ")
         );
     }
-    outln!(
-        "results: {}{}",
-        report.folder.display(),
-        if report.complete {
-            ""
-        } else {
-            " (interrupted: finished points kept, marked incomplete)"
-        }
-    );
+    let folder = report.folder.display();
+    if report.complete {
+        outln!("results: {folder}");
+    } else {
+        outln!(
+            "results: {folder} (interrupted: finished points kept, marked incomplete; \
+             `quantdepth run --resume {folder}` runs the rest)"
+        );
+    }
     if !report.complete {
         std::process::exit(130);
     }

@@ -1277,6 +1277,9 @@ fn sigterm_and_sighup_finish_the_folder_like_ctrl_c() {
         let o = wait_with_timeout(child, HANG);
         census.count(&o);
         assert_eq!(o.code, Some(130), "{sig}: {o:?}");
+        // The last line says how to continue.
+        let resume = format!("quantdepth run --resume {}", dir.display());
+        assert!(o.stdout.contains(&resume), "{sig}: {o:?}");
         let meta = Commit::read(&dir).unwrap();
         assert_eq!(meta.status, "interrupted", "{sig}");
         assert!(meta.points_done >= 1 && meta.points_done < 199, "{sig}");
@@ -1730,8 +1733,19 @@ fn no_adapter_names_the_backends_tried() {
     let run = |backend: &str| {
         let child = Command::new(BIN)
             .args([
-                "simulate", "--backend", backend, "--states", "4", "--c0", "0.5", "--width",
-                "64", "--depth", "2", "--samples", "2",
+                "simulate",
+                "--backend",
+                backend,
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--width",
+                "64",
+                "--depth",
+                "2",
+                "--samples",
+                "2",
             ])
             .env("WGPU_BACKEND", "metal")
             .stdin(Stdio::null())
@@ -1744,7 +1758,8 @@ fn no_adapter_names_the_backends_tried() {
     let o = run("gpu");
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert!(
-        o.stderr.contains("no GPU adapter found (tried wgpu's Metal backend(s)"),
+        o.stderr
+            .contains("no GPU adapter found (tried wgpu's Metal backend(s)"),
         "{}",
         o.stderr
     );
