@@ -244,6 +244,9 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
     let cfg = Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
     let costs = sweep_costs(&cfg)?;
     let m = args.shards;
+    if m == 0 {
+        bail!("--shards 0: give the number of array tasks, at least 1");
+    }
     Shard::new(0, m, "--shards")?;
     if m > costs.len() {
         bail!(

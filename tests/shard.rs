@@ -331,3 +331,29 @@ fn slurm_without_sbatch_writes_the_scripts_and_says_so() {
     assert!(root.join("sub/merge.sbatch").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `slurm --shards 0` names the flag and the value the user typed (not an
+/// internal "0/0"), and writes nothing.
+#[test]
+fn slurm_refuses_zero_shards_in_the_users_terms() {
+    let root = temp_root("zeroshards");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = root.join("sweep.toml");
+    std::fs::write(&config, SWEEP).unwrap();
+    let sub = root.join("sub");
+    let (ok, err) = quantdepth(&[
+        "slurm",
+        config.to_str().unwrap(),
+        "--shards",
+        "0",
+        "--out",
+        sub.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--shards 0: give the number of array tasks, at least 1"),
+        "{err}"
+    );
+    assert!(!sub.exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
