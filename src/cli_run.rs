@@ -111,8 +111,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             cfg.max_points = Some(m);
         }
         cfg.seed = Some(args.seed.or(cfg.seed).unwrap_or(0));
-        // Checks the sweep (point limit, sizes) before opening any device.
-        if cfg.kind != Kind::Optimal {
+        // Checks the sweep (point limit, sizes) before opening any device;
+        // optimal scans and training runs were checked by `from_toml` (their
+        // own schemas, no [network] sweep).
+        if cfg.kind == Kind::Simulation {
             cfg.points()
                 .with_context(|| format!("in {}", path.display()))?;
         }

@@ -206,3 +206,39 @@ fn training_config_errors_name_the_key() {
         "bogus",
     );
 }
+
+/// `quantdepth run` takes a training config (no `[network]` section): the
+/// command line's sweep check must not ask for `network.states`.
+#[test]
+fn run_command_trains_from_a_training_config() {
+    let base = temp("cli");
+    let data = base.join("data");
+    write_dataset(&data, 128, 64);
+    let config = base.join("train.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"cli-training\"\nkind = \"training\"\nseed = 1\nbackend = \"cpu\"\n\n\
+             [training]\ndata = \"{}\"\nstates = [2]\ndepth = [2]\nwidth = 16\nlr = [0.05]\n\
+             batch = 16\nsteps = [4]\nseeds = 1\neval_train = 64\neval_test = 64\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+        .args(["run", config.to_str().unwrap(), "--out"])
+        .arg(base.join("results"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let folder = std::fs::read_dir(base.join("results"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let csv = std::fs::read_to_string(folder.join("training.csv")).unwrap();
+    assert!(csv.lines().count() >= 2, "{csv}");
+    let _ = std::fs::remove_dir_all(&base);
+}
