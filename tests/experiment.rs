@@ -193,6 +193,16 @@ fn config_errors_name_the_key_and_the_problem() {
         range.contains("sweep.states") && range.contains("empty"),
         "{range}"
     );
+    let sweep_width = config_error(&format!("{base}[sweep]\nwidth = [64, 1]\n"));
+    assert!(
+        sweep_width.contains("sweep.width = 1") && sweep_width.contains("at least 2"),
+        "{sweep_width}"
+    );
+    let depth0 = config_error("name = \"t\"\n[network]\nwidth = 64\ndepth = 0\nstates = 4\n");
+    assert!(
+        depth0.contains("network.depth = 0") && depth0.contains("at least 1"),
+        "{depth0}"
+    );
     let c0 = config_error(&format!("{base}[inputs]\nc0 = [1.5]\n"));
     assert!(c0.contains("inputs.c0") && c0.contains("[-1, 1]"), "{c0}");
 }

@@ -603,17 +603,15 @@ impl Config {
                 ))
             }
         };
-        for (key, v) in [("width", &widths), ("depth", &depths)] {
-            if let Some(x) = v.iter().find(|x| **x == 0) {
-                return Err(Error::invalid(
-                    &format!("network.{key}"),
-                    x,
-                    "must be at least 1 (width at least 2)",
-                ));
-            }
+        // Name the key the value came from: the sweep's list, else the network's.
+        let section = |swept: bool| if swept { "sweep" } else { "network" };
+        let width_key = format!("{}.width", section(self.sweep.width.is_some()));
+        let depth_key = format!("{}.depth", section(self.sweep.depth.is_some()));
+        if let Some(x) = depths.iter().find(|x| **x == 0) {
+            return Err(Error::invalid(&depth_key, x, "must be at least 1"));
         }
         if let Some(w) = widths.iter().find(|w| **w < 2) {
-            return Err(Error::invalid("network.width", w, "must be at least 2"));
+            return Err(Error::invalid(&width_key, w, "must be at least 2"));
         }
         if let Some(x) = net.depth_per_xi {
             if !(x.is_finite() && x > 0.0) {
