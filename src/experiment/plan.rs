@@ -154,7 +154,14 @@ pub fn plan_run(cfg: &Config, gpu: bool) -> Result<RunPlan> {
         plan.device_bytes = plan.device_bytes.max(m.device_bytes);
         let layers = p.samples as u128 * p.depth as u128;
         plan.layers = plan.layers.saturating_add(layers);
-        plan.multiply_adds += layers as f64 * (p.width as f64).powi(2) * batch as f64;
+        // Multiply-adds of the weight product per layer and input: n² for the
+        // dense ensembles, three n·log₂n butterflies for hadamard.
+        let n = p.width as f64;
+        let per_vector = match cfg.weights()? {
+            crate::sim::Weights::Hadamard => 3.0 * n * n.log2().max(1.0),
+            _ => n * n,
+        };
+        plan.multiply_adds += layers as f64 * per_vector * batch as f64;
     }
     check_host_memory(plan.host_bytes, "the largest point of this sweep")?;
     Ok(plan)

@@ -117,6 +117,8 @@ where
         .y_desc("depth L (weight layers)")
         .x_labels(states.len().min(20))
         .x_label_formatter(&|x| format!("{}", x.round()))
+        // Depths are whole layers: "10", not "10.0".
+        .y_label_formatter(&|y| format!("{}", y.round()))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(perr)?;
