@@ -2,6 +2,7 @@
 
 import _thread
 import json
+import signal
 import threading
 import time
 
@@ -43,6 +44,18 @@ def test_simulate_releases_the_gil():
     assert seconds > 0.3, f"the call took only {seconds:.2f} s: too short to tell"
     # A 5 ms ticker on a loaded 2-core machine: at least a tick per 50 ms.
     assert len(inside) >= (seconds - 0.1) / 0.05, (len(inside), seconds)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    """A process started in the background by a non-interactive shell (as CI
+    may start the tests) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so `_thread.interrupt_main` does nothing.
+    Install Python's default handler for these tests, as an interactive
+    session has it, and restore the inherited one afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt_after(seconds):

@@ -156,8 +156,10 @@ where
                 .map_err(perr)?;
         }
     }
+    // κξ lines: colours that show on the dark and light cells and on the
+    // white background between columns (white vanished there).
     let styles = [
-        RGBColor(255, 255, 255),
+        RGBColor(0, 170, 255),
         RGBColor(255, 80, 80),
         RGBColor(255, 160, 0),
     ];
