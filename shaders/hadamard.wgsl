@@ -32,28 +32,7 @@ const THREADS: u32 = 256u;
 var<workgroup> buf: array<f32, 2048>;    // MAX_T × TC, row-major
 var<workgroup> sign_words: array<u32, 16>;
 
-fn phi(x: f32) -> f32 {
-    switch p.kind {
-        case 0u: {
-            let t = floor(x * p.inv_spacing + p.half_states);
-            let k = u32(clamp(t, 0.0, f32(p.states - 1u)));
-            return table[k];
-        }
-        case 1u: {
-            var lo = 0u;
-            var hi = p.states - 1u;
-            loop {
-                if (lo >= hi) { break; }
-                let mid = (lo + hi) / 2u;
-                if (table[p.states + mid] <= x) { lo = mid + 1u; } else { hi = mid; }
-            }
-            return table[lo];
-        }
-        case 2u: { return tanh(clamp(x, -20.0, 20.0)); }
-        case 3u: { return clamp(x, -1.0, 1.0); }
-        default: { return x; }
-    }
-}
+// φ(x): shaders/phi.wgsl, composed by the host.
 
 @compute @workgroup_size(256)
 fn tile_stages(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -33,29 +33,7 @@ const THREADS: u32 = WX * WY;
 var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major
 var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
 
-fn phi(x: f32) -> f32 {
-    switch p.kind {
-        case 0u: {
-            let t = floor(x * p.inv_spacing + p.half_states);
-            let k = u32(clamp(t, 0.0, f32(p.states - 1u)));
-            return table[k];
-        }
-        case 1u: {
-            // Count the thresholds g ≤ x (binary search), as partition_point does.
-            var lo = 0u;
-            var hi = p.states - 1u;
-            loop {
-                if (lo >= hi) { break; }
-                let mid = (lo + hi) / 2u;
-                if (table[p.states + mid] <= x) { lo = mid + 1u; } else { hi = mid; }
-            }
-            return table[lo];
-        }
-        case 2u: { return tanh(clamp(x, -20.0, 20.0)); }
-        case 3u: { return clamp(x, -1.0, 1.0); }
-        default: { return x; }
-    }
-}
+// φ(x): shaders/phi.wgsl, composed by the host.
 
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,

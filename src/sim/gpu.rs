@@ -40,10 +40,12 @@ pub mod shaders {
     pub const BACKWARD: &str = include_str!("../../shaders/backward.wgsl");
     /// The Hadamard-ensemble layer (tile stages, global stages, finish).
     pub const HADAMARD: &str = include_str!("../../shaders/hadamard.wgsl");
+    /// φ, shared by the layer and Hadamard kernels (a fragment).
+    pub const PHI: &str = include_str!("../../shaders/phi.wgsl");
 
-    /// hadamard.wgsl with the generator and the parameters.
+    /// hadamard.wgsl with the generator, the parameters and φ.
     pub fn hadamard() -> String {
-        format!("{RNG}\n{PARAMS}\n{HADAMARD}")
+        format!("{RNG}\n{PARAMS}\n{PHI}\n{HADAMARD}")
     }
 
     /// backward.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
@@ -68,7 +70,7 @@ pub mod shaders {
             "layer.wgsl must declare `{TB_LINE}`"
         );
         format!(
-            "{RNG}\n{PARAMS}\n{}",
+            "{RNG}\n{PARAMS}\n{PHI}\n{}",
             LAYER.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
         )
     }
