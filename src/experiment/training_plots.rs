@@ -276,6 +276,12 @@ where
             chart
                 .configure_mesh()
                 .x_desc(xlabel)
+                // "1", "2", "0.75": no trailing ".0" (short labels, so the
+                // log axis's 8, 9, 10 do not run together).
+                .x_label_formatter(&|x| {
+                    let t = format!("{x:.3}");
+                    t.trim_end_matches('0').trim_end_matches('.').to_string()
+                })
                 .y_desc("test accuracy")
                 .label_style(("sans-serif", 14))
                 .draw()
