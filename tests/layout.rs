@@ -42,7 +42,14 @@ const MAX_LINES: usize = 600;
 
 /// WGSL pieces that are not stages: the host composes them into the stage
 /// shaders (their file name appears in src/).
-const SHARED_PIECES: &[&str] = &["params", "phi", "rng", "train_params", "weight_tile"];
+const SHARED_PIECES: &[&str] = &[
+    "mul64",
+    "params",
+    "phi",
+    "rng",
+    "train_params",
+    "weight_tile",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
