@@ -841,23 +841,89 @@ fn no_source_file_is_over_600_lines_without_a_reason_at_its_top() {
     );
 }
 
-/// The `#[test]` functions in tests/*.rs, with their file.
-fn test_functions() -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    for p in files("tests", ".rs") {
-        let toks = tokens(&read(&p));
-        for (k, t) in toks.iter().enumerate() {
-            // #[test] fn NAME, possibly with more attributes between.
-            if t.text == "test" && k >= 2 && toks[k - 1].text == "[" && toks[k - 2].text == "#" {
-                if let Some(f) = toks[k..].iter().position(|t| t.text == "fn") {
-                    if let Some(name) = toks.get(k + f + 1) {
-                        out.push((name.text.clone(), p.clone()));
+/// A `#[test]` function in tests/.
+struct TestFn {
+    name: String,
+    /// It reaches the GPU: its body, or a function of its file it calls
+    /// (`backend()` returning a `GpuBackend`), names an identifier that
+    /// contains `gpu` (any case).
+    drives_gpu: bool,
+}
+
+/// The `#[test]` functions of a test file's code.
+fn test_functions_in(src: &str) -> Vec<TestFn> {
+    let toks = tokens(src);
+    // Every `fn`: its name, whether it is a test, and its identifiers from
+    // the name to the end of its body.
+    let mut fns: Vec<(String, bool, Vec<&str>)> = Vec::new();
+    for (f, t) in toks.iter().enumerate() {
+        if t.text != "fn" || !toks.get(f + 1).is_some_and(|n| is_ident(&n.text)) {
+            continue;
+        }
+        // #[test] among the attributes just before it.
+        let mut k = f;
+        let mut is_test = false;
+        while k >= 1 && matches!(toks[k - 1].text.as_str(), "]" | "pub") {
+            if toks[k - 1].text == "pub" {
+                k -= 1;
+                continue;
+            }
+            let Some(open) = toks[..k].iter().rposition(|t| t.text == "#") else {
+                break;
+            };
+            is_test |= toks.get(open + 2).is_some_and(|t| t.text == "test")
+                && toks.get(open + 3).is_some_and(|t| t.text == "]");
+            k = open;
+        }
+        let Some(open) = toks[f..].iter().position(|t| t.text == "{").map(|o| f + o) else {
+            continue;
+        };
+        let mut depth = 0;
+        let mut idents = Vec::new();
+        for t in &toks[open..] {
+            match t.text.as_str() {
+                "{" => depth += 1,
+                "}" => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
                     }
                 }
+                s if is_ident(s) => idents.push(s),
+                _ => {}
+            }
+        }
+        idents.extend(toks[f + 2..open].iter().map(|t| t.text.as_str()));
+        fns.push((toks[f + 1].text.clone(), is_test, idents));
+    }
+    let mut gpu: BTreeSet<&str> = BTreeSet::new();
+    for _ in 0..4 {
+        for (name, _, idents) in &fns {
+            if idents
+                .iter()
+                .any(|i| i.to_ascii_lowercase().contains("gpu") || gpu.contains(i))
+            {
+                gpu.insert(name.as_str());
             }
         }
     }
-    out
+    fns.iter()
+        .filter(|(_, is_test, _)| *is_test)
+        .map(|(name, _, _)| TestFn {
+            name: name.clone(),
+            drives_gpu: gpu.contains(name.as_str()),
+        })
+        .collect()
+}
+
+/// The `#[test]` functions of tests/*.rs (this file's own excluded: its
+/// names speak of layers and stages without testing any).
+fn test_functions() -> Vec<TestFn> {
+    files("tests", ".rs")
+        .iter()
+        .filter(|p| !p.ends_with("layout.rs"))
+        .flat_map(|p| test_functions_in(&read(p)))
+        .collect()
 }
 
 /// Whether `name`'s words (split at `_`) contain `stem`'s words in a row:
@@ -888,12 +954,15 @@ fn every_shader_is_a_shared_piece_or_a_stage_with_a_twin_test() {
         if SHARED_PIECES.contains(&stem.as_str()) {
             continue;
         }
-        if !tests.iter().any(|(t, _)| names_stage(t, &stem)) {
+        if !tests
+            .iter()
+            .any(|t| t.drives_gpu && names_stage(&t.name, &stem))
+        {
             problems.push(format!(
-                "{}: a stage shader without a twin test: no #[test] fn in tests/ has `{stem}` in \
-                 its name; name the test that holds the GPU stage equal to its CPU twin after it \
-                 (e.g. `{stem}_gpu_equals_cpu`), or, if {file} is a piece composed into other \
-                 shaders, add `{stem}` to SHARED_PIECES in tests/layout.rs",
+                "{}: a stage shader without a twin test: no #[test] fn in tests/ that drives the \
+                 GPU has `{stem}` in its name; name the test that holds the GPU stage equal to \
+                 its CPU twin after it (e.g. `{stem}_gpu_equals_cpu`), or, if {file} is a piece \
+                 composed into other shaders, add `{stem}` to SHARED_PIECES in tests/layout.rs",
                 s.display()
             ));
         }
@@ -1122,6 +1191,39 @@ fn checker_flags_long_files_unless_they_say_why() {
     let problems = long_files(&files, 600);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("src/a.rs: 601 lines, over 600"));
+}
+
+#[test]
+fn checker_finds_test_functions_and_whether_they_drive_the_gpu() {
+    let src = r##"
+        #[test]
+        fn layer_gpu_equals_cpu() {
+            let Some(b) = gpu_backend() else { return };
+            if true { b.run(); }
+        }
+        fn helper() { let _ = "#[test] fn fake() {}"; }
+        #[test]
+        #[ignore]
+        fn layer_cpu_only() { let x = { 1 }; }
+        #[test]
+        fn stats_on_the_device() { let ctx = GpuContext::new(); }
+        fn backend() -> Option<Device> { device::<GpuBackend>() }
+        #[test]
+        pub fn backward_through_a_helper() { let b = backend(); }
+    "##;
+    let found: Vec<(String, bool)> = test_functions_in(src)
+        .into_iter()
+        .map(|t| (t.name, t.drives_gpu))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("layer_gpu_equals_cpu".to_string(), true),
+            ("layer_cpu_only".to_string(), false),
+            ("stats_on_the_device".to_string(), true),
+            ("backward_through_a_helper".to_string(), true),
+        ]
+    );
 }
 
 #[test]
