@@ -390,47 +390,37 @@ fn synthetic(files: &[(&str, &str)]) -> (Vec<SourceFile>, Tree) {
 
 #[test]
 fn checker_finds_a_synthetic_cycle_between_files_and_names_its_imports() {
-    let (files, tree) = synthetic(&[
-        (
-            "src/sim/mod.rs",
-            "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n",
-        ),
-        ("src/sim/a.rs", "use crate::sim::b::B;\n"),
-        (
-            "src/sim/b.rs",
-            "fn f() { let x = crate::sim::Thing::new(); }\n",
-        ),
-        (
-            "src/sim/c.rs",
-            "// crate::sim::b is only mentioned\nuse super::a::A;\n",
-        ),
-    ]);
-    let imps = imports(&files, &tree);
-    let found = cycles(&file_graph(&imps, "sim"));
+    // a → b → c (through sim/mod.rs's re-export of Thing), and c → a when
+    // `c_rs` imports a.
+    let sim_graph = |c_rs: &str| {
+        let (files, tree) = synthetic(&[
+            (
+                "src/sim/mod.rs",
+                "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n",
+            ),
+            ("src/sim/a.rs", "use crate::sim::b::B;\n"),
+            (
+                "src/sim/b.rs",
+                "fn f() { let x = crate::sim::Thing::new(); }\n",
+            ),
+            ("src/sim/c.rs", c_rs),
+        ]);
+        file_graph(&imports(&files, &tree), "sim")
+    };
+    let found = cycles(&sim_graph(
+        "// crate::sim::b is only mentioned\nuse super::a::A;\n",
+    ));
     assert_eq!(found.len(), 1, "{found:?}");
     let names: BTreeSet<&str> = found[0].ring.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(names, BTreeSet::from(["sim::a", "sim::b", "sim::c"]));
     let msg = describe_cycle("files of src/sim/", &found[0]);
-    // b reaches c through sim/mod.rs's re-export of Thing.
     assert!(
         msg.contains("src/sim/b.rs:1 `crate::sim::Thing::new`"),
         "{msg}"
     );
     assert!(msg.contains("src/sim/c.rs:2 `super::a::A`"), "{msg}");
     // Without c's import of a, no cycle (the comment in c.rs is not an import).
-    let (files, tree) = synthetic(&[
-        (
-            "src/sim/mod.rs",
-            "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n",
-        ),
-        ("src/sim/a.rs", "use crate::sim::b::B;\n"),
-        (
-            "src/sim/b.rs",
-            "fn f() { let x = crate::sim::Thing::new(); }\n",
-        ),
-        ("src/sim/c.rs", "// crate::sim::b is only mentioned\n"),
-    ]);
-    assert!(cycles(&file_graph(&imports(&files, &tree), "sim")).is_empty());
+    assert!(cycles(&sim_graph("// crate::sim::b is only mentioned\n")).is_empty());
 }
 
 #[test]
