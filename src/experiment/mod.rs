@@ -11,17 +11,21 @@
 //! folders into one folder, rebuilt from the point records exactly as a
 //! resumed or uninterrupted run rebuilds it.
 
+pub mod aggregate;
 pub mod config;
 pub mod folder;
 pub mod merge;
+pub mod optimal;
 pub mod plan;
 #[cfg(feature = "plots")]
 pub mod plots;
+pub mod point;
+pub mod records;
 pub mod runner;
+pub mod session;
 pub mod shard;
+pub mod summary;
 pub mod training;
-#[cfg(feature = "plots")]
-pub mod training_plots;
 
 pub use config::Config;
 pub use runner::{resume_experiment, run_experiment, Hooks, RunReport};

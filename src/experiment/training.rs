@@ -35,9 +35,9 @@
 use crate::error::{Error, Result};
 use crate::experiment::config::{Config, IntAxis, Kind, NumOrStr, SigmaW};
 use crate::experiment::folder::Commit;
-use crate::experiment::runner::{start_folder, timestamp, write_atomic, Hooks, RunReport};
 #[cfg(feature = "plots")]
-use crate::experiment::training_plots::{self, Cell, Collapse};
+use crate::experiment::plots::training::{self as training_plots, Cell, Collapse};
+use crate::experiment::runner::{start_folder, timestamp, write_atomic, Hooks, RunReport};
 use crate::theory::scaling::{linear_fit, LinearFit};
 use crate::train::data::{Dataset, CLASSES, FASHION_MNIST_DIR};
 use crate::train::model::{theory_init, Init, ModelSpec, Params, Phi, Preset};

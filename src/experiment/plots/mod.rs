@@ -7,6 +7,9 @@
 //! decade, so a narrow range still gets labels); layers are ticked as
 //! integers; labels use precomposed glyphs (ĉ, ξ, χ), not TeX markup.
 
+pub mod simulation;
+pub mod training;
+
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -14,7 +17,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 use std::sync::Once;
 
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 /// Narrowest legend column, pixels (it widens to its longest label).
 const LEGEND_MIN_W: u32 = 150;
 
