@@ -25,7 +25,6 @@ pub use crate::experiment::records::{
     XiFit, XiScaling,
 };
 pub use crate::experiment::session::read_folder;
-pub(crate) use crate::experiment::session::{start_folder, timestamp};
 pub use crate::experiment::summary::sig;
 
 /// Runs the points not yet held, then finishes the folder.
