@@ -47,7 +47,7 @@ pub use analysis::{
 pub use execute::{open_train_backend, run_training};
 pub use plan::{plan, validate, DepthSpec, Lengths, Plan, TrainPoint};
 
-use crate::experiment::config::{IntAxis, NumOrStr};
+use crate::experiment::config::values::{IntAxis, NumOrStr};
 use serde::{Deserialize, Serialize};
 
 /// `[training]`.

@@ -2,7 +2,8 @@
 //! data), and a point resolved by the theory: σ_w, ξ, depth, learning rate.
 
 use crate::error::{Error, Result};
-use crate::experiment::config::{Config, IntAxis, Kind, SigmaW};
+use crate::experiment::config::values::{IntAxis, SigmaW};
+use crate::experiment::config::{Config, Kind};
 use crate::train::data::{CLASSES, FASHION_MNIST_DIR};
 use crate::train::model::{theory_init, Init, ModelSpec, Phi, Preset};
 use serde::Serialize;
@@ -84,6 +85,7 @@ pub enum Lengths {
     Epochs(Vec<f64>),
 }
 
+/// `v` if finite and > 0.
 fn positive(key: &str, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -92,6 +94,34 @@ fn positive(key: &str, v: f64) -> Result<f64> {
     }
 }
 
+/// A key the config must give: its value, else an error saying `what` to give.
+fn given<'a, T>(key: &str, v: &'a Option<T>, what: &str) -> Result<&'a T> {
+    v.as_ref()
+        .ok_or_else(|| Error::invalid(key, "(missing)", what))
+}
+
+/// At least one value (else an error saying `empty`), each finite and > 0.
+fn positive_list(key: &str, v: &[f64], empty: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::invalid(key, "[]", empty));
+    }
+    for &x in v {
+        positive(key, x)?;
+    }
+    Ok(())
+}
+
+/// The values of the integer axis `ax` of `key`, each in `lo..=hi` (else an
+/// error saying `range`).
+fn ints_in(key: &str, ax: &IntAxis, (lo, hi): (usize, usize), range: &str) -> Result<Vec<usize>> {
+    let v = int_values(key, ax)?;
+    if let Some(x) = v.iter().find(|x| **x < lo || **x > hi) {
+        return Err(Error::invalid(key, x, range));
+    }
+    Ok(v)
+}
+
+/// The values of the integer axis `ax` of `key`: at least one.
 fn int_values(key: &str, ax: &IntAxis) -> Result<Vec<usize>> {
     let v = match ax {
         IntAxis::One(v) => vec![*v],
@@ -132,19 +162,12 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
             ))
         }
     };
-    let states = int_values(
+    let states = ints_in(
         "training.states",
-        t.states.as_ref().ok_or_else(|| {
-            Error::invalid("training.states", "(missing)", "give the N values to train")
-        })?,
+        given("training.states", &t.states, "give the N values to train")?,
+        (2, 1 << 16),
+        "N between 2 and 65536",
     )?;
-    if let Some(n) = states.iter().find(|n| **n < 2 || **n > 1 << 16) {
-        return Err(Error::invalid(
-            "training.states",
-            n,
-            "N between 2 and 65536",
-        ));
-    }
     let depths: Vec<DepthSpec> = match (&t.depth, &t.depth_per_xi) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
@@ -153,28 +176,17 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
                 "give depth or depth_per_xi, not both",
             ))
         }
-        (Some(ax), None) => {
-            let d = int_values("training.depth", ax)?;
-            if let Some(x) = d.iter().find(|x| **x < 2 || **x > 100_000) {
-                return Err(Error::invalid(
-                    "training.depth",
-                    x,
-                    "between 2 (input → n → classes) and 100000 weight layers",
-                ));
-            }
-            d.into_iter().map(DepthSpec::Layers).collect()
-        }
+        (Some(ax), None) => ints_in(
+            "training.depth",
+            ax,
+            (2, 100_000),
+            "between 2 (input → n → classes) and 100000 weight layers",
+        )?
+        .into_iter()
+        .map(DepthSpec::Layers)
+        .collect(),
         (None, Some(k)) => {
-            if k.is_empty() {
-                return Err(Error::invalid(
-                    "training.depth_per_xi",
-                    "[]",
-                    "give at least one value",
-                ));
-            }
-            for &x in k {
-                positive("training.depth_per_xi", x)?;
-            }
+            positive_list("training.depth_per_xi", k, "give at least one value")?;
             k.iter().map(|&x| DepthSpec::PerXi(x)).collect()
         }
         (None, None) => {
@@ -185,15 +197,12 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
             ))
         }
     };
-    let widths = int_values(
+    let widths = ints_in(
         "training.width",
-        t.width.as_ref().ok_or_else(|| {
-            Error::invalid("training.width", "(missing)", "give the hidden width n")
-        })?,
+        given("training.width", &t.width, "give the hidden width n")?,
+        (2, 1 << 16),
+        "between 2 and 65536",
     )?;
-    if let Some(w) = widths.iter().find(|w| **w < 2 || **w > 1 << 16) {
-        return Err(Error::invalid("training.width", w, "between 2 and 65536"));
-    }
     let sigma_ws: Vec<SigmaW> = match &t.sigma_w {
         None => vec![SigmaW::Opt(0.0)],
         Some(v) if v.is_empty() => {
@@ -214,27 +223,9 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
         }
     }
     let ratios = t.sigma_w_ratio.clone().unwrap_or_else(|| vec![1.0]);
-    if ratios.is_empty() {
-        return Err(Error::invalid(
-            "training.sigma_w_ratio",
-            "[]",
-            "give at least one value",
-        ));
-    }
-    for &r in &ratios {
-        positive("training.sigma_w_ratio", r)?;
-    }
+    positive_list("training.sigma_w_ratio", &ratios, "give at least one value")?;
     let lrs = t.lr.clone().unwrap_or_else(|| vec![1e-3]);
-    if lrs.is_empty() {
-        return Err(Error::invalid(
-            "training.lr",
-            "[]",
-            "give at least one learning rate",
-        ));
-    }
-    for &l in &lrs {
-        positive("training.lr", l)?;
-    }
+    positive_list("training.lr", &lrs, "give at least one learning rate")?;
     let lr_deep = match (t.lr_deep, t.lr_deep_from) {
         (Some(l), Some(d)) => Some((positive("training.lr_deep", l)?, d)),
         (None, None) => None,
@@ -281,16 +272,7 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
             Lengths::Steps(s.clone())
         }
         (None, Some(e)) => {
-            if e.is_empty() {
-                return Err(Error::invalid(
-                    "training.epochs",
-                    "[]",
-                    "give at least one length",
-                ));
-            }
-            for &x in e {
-                positive("training.epochs", x)?;
-            }
+            positive_list("training.epochs", e, "give at least one length")?;
             Lengths::Epochs(e.clone())
         }
         (None, None) => Lengths::Epochs(vec![1.0]),
