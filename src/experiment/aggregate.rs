@@ -3,7 +3,7 @@
 //! the ξ scaling fits across points.
 
 use crate::error::Result;
-use crate::experiment::folder::{self, write_atomic};
+use crate::experiment::folder::{self, write_atomic, write_json};
 use crate::experiment::records::{PointRecord, PointSummary, XiScaling};
 use crate::theory::scaling::linear_fit;
 use std::collections::BTreeMap;
@@ -141,12 +141,7 @@ pub(crate) fn write_aggregates(
         .iter()
         .map(|p| serde_json::json!({"point": p.index, "label": p.label, "curves": p.curves}))
         .collect();
-    write_atomic(
-        &folder.join("curves.json"),
-        serde_json::to_string_pretty(&curves)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    write_json(&folder.join("curves.json"), &curves)?;
     if points.iter().any(|p| !p.backward.is_empty()) {
         let mut csv = BACKWARD_CSV_HEADER.to_string();
         for r in records.values() {
@@ -155,12 +150,7 @@ pub(crate) fn write_aggregates(
         write_atomic(&folder.join("backward.csv"), csv.as_bytes())?;
     }
     let summary = serde_json::json!({"points": points, "xi_scaling": sc});
-    write_atomic(
-        &folder.join("summary.json"),
-        serde_json::to_string_pretty(&summary)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    write_json(&folder.join("summary.json"), &summary)?;
     Ok((points, sc))
 }
 

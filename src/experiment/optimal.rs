@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::experiment::aggregate::opt;
 use crate::experiment::config::Config;
-use crate::experiment::folder::{self, write_atomic, Commit};
+use crate::experiment::folder::{self, write_atomic, write_json, Commit};
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
 use crate::experiment::records::RunReport;
@@ -96,17 +96,10 @@ fn optimal_files_of(
         );
     }
     write_atomic(&folder.join("optimal.csv"), csv.as_bytes())?;
-    write_atomic(
-        &folder.join("optimal.json"),
-        serde_json::to_string_pretty(&optima)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
-    write_atomic(
+    write_json(&folder.join("optimal.json"), &optima)?;
+    write_json(
         &folder.join("summary.json"),
-        serde_json::to_string_pretty(&serde_json::json!({"kappa": kappa, "scaling": sc}))
-            .unwrap_or_default()
-            .as_bytes(),
+        &serde_json::json!({"kappa": kappa, "scaling": sc}),
     )?;
     #[cfg(feature = "plots")]
     if cfg.outputs.plots.unwrap_or(true) {

@@ -9,7 +9,9 @@ use crate::experiment::records::{
     non_finite, BackwardResult, Curve, CurveRow, Hooks, PointSummary, XiFit,
 };
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
-use crate::sim::{self, Backend, Control, Inputs, SimSpec};
+
+use crate::sim::{self, Backend, Control, Estimate, Inputs, SimSpec};
+use crate::theory::maps::CurvePoint;
 use std::sync::atomic::AtomicBool;
 
 /// Resolves a point's network: σ_w^opt (+ offset) for uniform quantizers.
@@ -82,18 +84,7 @@ fn curves_for(
                 .layers
                 .iter()
                 .zip(&th)
-                .map(|(e, t)| CurveRow {
-                    layer: e.layer,
-                    q_mean: e.q.mean,
-                    q_se: e.q.se,
-                    q_theory: t.q_a,
-                    c_mean: e.c.mean,
-                    c_se: e.c.se,
-                    c_theory: t.c,
-                    cov_mean: None,
-                    cov_se: None,
-                    cov_theory: None,
-                })
+                .map(|(e, t)| curve_row(e.layer, &e.q, &e.c, None, t))
                 .collect(),
         });
     }
@@ -109,23 +100,35 @@ fn curves_for(
                     .layers
                     .iter()
                     .zip(&th)
-                    .map(|(e, t)| CurveRow {
-                        layer: e.layer,
-                        q_mean: e.q.mean,
-                        q_se: e.q.se,
-                        q_theory: t.q_a,
-                        c_mean: e.corr[d].mean,
-                        c_se: e.corr[d].se,
-                        c_theory: t.c,
-                        cov_mean: Some(e.cov[d].mean),
-                        cov_se: e.cov[d].se,
-                        cov_theory: Some(t.q_a * t.c),
-                    })
+                    .map(|(e, t)| curve_row(e.layer, &e.q, &e.corr[d], Some(&e.cov[d]), t))
                     .collect(),
             });
         }
     }
     Ok(out)
+}
+
+/// One layer of a curve: the simulation's q̂, ĉ (and, circle inputs, the
+/// covariance) beside the theory's q^l, c^l (and q^l c^l).
+fn curve_row(
+    layer: usize,
+    q: &Estimate,
+    c: &Estimate,
+    cov: Option<&Estimate>,
+    t: &CurvePoint,
+) -> CurveRow {
+    CurveRow {
+        layer,
+        q_mean: q.mean,
+        q_se: q.se,
+        q_theory: t.q_a,
+        c_mean: c.mean,
+        c_se: c.se,
+        c_theory: t.c,
+        cov_mean: cov.map(|v| v.mean),
+        cov_se: cov.and_then(|v| v.se),
+        cov_theory: cov.map(|_| t.q_a * t.c),
+    }
 }
 
 /// Runs point `p` of a sweep of `total` points: `None` when it was

@@ -11,10 +11,10 @@ use crate::experiment::config::{Config, Kind, RunPoint};
 use crate::experiment::folder;
 use crate::experiment::optimal::{finish_optimal, optimal_into, optimal_shard};
 use crate::experiment::point::run_point;
-use crate::experiment::session::{catch_panic, load_records, new_session, new_session_in, Session};
+use crate::experiment::session::{catch_panic, load_records, new_session_in, Session};
 use crate::experiment::summary::summary_table;
 use crate::sim::Backend;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use crate::analysis::checked_agreement;
 pub use crate::experiment::folder::write_atomic;
@@ -109,15 +109,8 @@ pub fn run_experiment(
     let info = backend.info();
     crate::experiment::plan::plan_run(cfg, info.backend == "gpu")?;
     let points = cfg.points()?;
-    let session = new_session(
-        cfg,
-        out_root,
-        &info.backend,
-        &info.adapter,
-        backend_note,
-        points.len(),
-    )?;
-    execute(session, &points, backend, hooks)
+    let dir = folder::create(out_root, &cfg.name)?;
+    run_into(cfg, dir, &points, backend, backend_note, hooks)
 }
 
 /// Continues an unfinished results folder (interrupted, failed, or killed
@@ -222,6 +215,20 @@ pub fn run_shard(
         .into_iter()
         .filter(|p| mine.contains(&p.index))
         .collect();
+    run_into(cfg, dir, &points, backend, backend_note, hooks)
+}
+
+/// Runs `points` of `cfg` into the new, empty folder `dir`: config.toml and
+/// a first commit record, then the point loop.
+fn run_into(
+    cfg: &Config,
+    dir: PathBuf,
+    points: &[RunPoint],
+    backend: &mut dyn Backend,
+    backend_note: &str,
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    let info = backend.info();
     let session = new_session_in(
         cfg,
         dir,
@@ -230,7 +237,7 @@ pub fn run_shard(
         backend_note,
         points.len(),
     )?;
-    execute(session, &points, backend, hooks)
+    execute(session, points, backend, hooks)
 }
 
 /// Finishes a folder whose commit record names every point of its sweep

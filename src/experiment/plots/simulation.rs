@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::experiment::plots::{self, Figure1Panel, Series};
-use crate::experiment::records::{Curve, PointSummary, XiScaling};
+use crate::experiment::records::{Curve, CurveRow, PointSummary, XiScaling};
 use crate::experiment::summary::sig;
 use crate::theory::scaling::{LinearFit, Scaling};
 use crate::theory::UniformOptimum;
@@ -37,19 +37,13 @@ pub(crate) fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<
     if !pairs.is_empty() {
         let series: Vec<Series> = pairs
             .iter()
-            .map(|c| Series {
-                label: format!("c0 = {}", c.c0),
-                points: c
-                    .layers
-                    .iter()
-                    .map(|l| (l.layer as f64, l.c_mean, l.c_se.unwrap_or(0.0)))
-                    .collect(),
-                line: c
-                    .layers
-                    .iter()
-                    .map(|l| (l.layer as f64, l.c_theory))
-                    .collect(),
-                color: None,
+            .map(|c| {
+                curve_series(
+                    format!("c0 = {}", c.c0),
+                    c,
+                    |l| (l.c_mean, l.c_se),
+                    |l| l.c_theory,
+                )
             })
             .collect();
         plots::depth_curves(
@@ -64,20 +58,12 @@ pub(crate) fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<
             false,
         )?;
         let q = &pairs[0];
-        let qplot = [Series {
-            label: "q".into(),
-            points: q
-                .layers
-                .iter()
-                .map(|l| (l.layer as f64, l.q_mean, l.q_se.unwrap_or(0.0)))
-                .collect(),
-            line: q
-                .layers
-                .iter()
-                .map(|l| (l.layer as f64, l.q_theory))
-                .collect(),
-            color: None,
-        }];
+        let qplot = [curve_series(
+            "q".into(),
+            q,
+            |l| (l.q_mean, l.q_se),
+            |l| l.q_theory,
+        )];
         plots::depth_curves(
             &stem("variance"),
             png,
@@ -200,6 +186,33 @@ pub(crate) fn point_plots(folder: &Path, png: bool, p: &PointSummary) -> Result<
         )?;
     }
     Ok(())
+}
+
+/// A curve by layer: the simulation's (mean, SE) from `sim` as points, the
+/// theory from `theory` as a line.
+fn curve_series(
+    label: String,
+    c: &Curve,
+    sim: impl Fn(&CurveRow) -> (f64, Option<f64>),
+    theory: impl Fn(&CurveRow) -> f64,
+) -> Series {
+    Series {
+        label,
+        points: c
+            .layers
+            .iter()
+            .map(|l| {
+                let (m, se) = sim(l);
+                (l.layer as f64, m, se.unwrap_or(0.0))
+            })
+            .collect(),
+        line: c
+            .layers
+            .iter()
+            .map(|l| (l.layer as f64, theory(l)))
+            .collect(),
+        color: None,
+    }
 }
 
 /// " (optimal)" for σ_w given as "opt", " (`word` +0.1)" for "opt+0.1";

@@ -68,23 +68,8 @@ pub fn heatmap(
     xi: &[(usize, f64)],
     kappas: &[f64],
 ) -> Result<()> {
-    register();
     let args = (title, cells, xi, kappas);
-    {
-        let path = stem.with_extension("svg");
-        let root = SVGBackend::new(&path, (900, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_heatmap(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    if png {
-        let path = stem.with_extension("png");
-        let root = BitMapBackend::new(&path, (900, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_heatmap(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    Ok(())
+    both!(stem, (900, 620), png, draw_heatmap, args)
 }
 
 fn draw_heatmap<DB: DrawingBackend>(
@@ -242,23 +227,8 @@ fn lines(
     curves: &[Collapse],
     chance: f64,
 ) -> Result<()> {
-    register();
     let args = (title, xlabel, log, curves, chance);
-    {
-        let path = stem.with_extension("svg");
-        let root = SVGBackend::new(&path, (860, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_lines(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    if png {
-        let path = stem.with_extension("png");
-        let root = BitMapBackend::new(&path, (860, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_lines(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    Ok(())
+    both!(stem, (860, 560), png, draw_lines, args)
 }
 
 fn draw_lines<DB: DrawingBackend>(

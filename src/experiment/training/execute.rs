@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
-use crate::experiment::folder::{write_atomic, Commit};
+use crate::experiment::folder::{write_atomic, write_json, Commit};
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
 use crate::experiment::records::{Hooks, RunReport};
@@ -109,12 +109,7 @@ fn write_results(
         "exponents": ex,
         "throughput": {"train_mac": macs, "train_seconds": secs, "mac_per_s": if secs > 0.0 { macs / secs } else { 0.0 }},
     });
-    write_atomic(
-        &folder.join("summary.json"),
-        serde_json::to_string_pretty(&summary)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    write_json(&folder.join("summary.json"), &summary)?;
     Ok((tds, ex))
 }
 
