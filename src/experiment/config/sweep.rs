@@ -4,8 +4,11 @@
 use crate::error::{fmt_value, Error, Result};
 use crate::experiment::config::values::{NumOrStr, SigmaW};
 use crate::experiment::config::{Config, Kind};
-use crate::experiment::plan::DEFAULT_MAX_POINTS;
 use serde::Serialize;
+
+/// Default limit on the points of one sweep (`max_points` in the config or
+/// `--max-points` raise it).
+pub const DEFAULT_MAX_POINTS: usize = 10_000;
 
 /// The input ensemble of every point.
 #[derive(Debug, Clone, PartialEq, Serialize)]
