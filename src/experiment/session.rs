@@ -234,7 +234,8 @@ pub(crate) fn start_folder(
     Ok((s.folder, s.commit))
 }
 
-/// Reads a results folder's config and commit record, for [`resume_experiment`].
+/// Reads a results folder's config and commit record, for
+/// [`crate::experiment::runner::resume_experiment`].
 pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
     let commit = Commit::read(dir)?;
     if commit.format != folder::FORMAT {

@@ -32,7 +32,7 @@
 //! L_emp against N + 1 beside ξ's), and the plots `heatmap-*` (test accuracy
 //! over N and depth with κξ lines) and `collapse-*` (accuracy against depth/ξ).
 //!
-//! The files: [`plan`] (the `[training]` section checked and expanded into
+//! The files: [`plan`](mod@plan) (the `[training]` section checked and expanded into
 //! points), [`execute`] (training the points, the results folder),
 //! [`analysis`] (the trainable depth L_emp and its exponent, the terminal
 //! table); the plots are in `experiment::plots::training`.
