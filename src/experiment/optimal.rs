@@ -23,6 +23,8 @@ pub fn run_optimal(cfg: &Config, out_root: &Path) -> Result<RunReport> {
     optimal_into(s, cfg)
 }
 
+/// Writes the files of the scan into the session's folder and marks it
+/// complete; on an error (or a panic) marks it failed.
 pub(crate) fn optimal_into(mut s: Session<'_>, cfg: &Config) -> Result<RunReport> {
     match catch_panic(|| optimal_files(&s.folder, cfg)) {
         Ok(table) => {
