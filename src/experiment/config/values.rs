@@ -1,5 +1,6 @@
 //! The values a config key may take: a number or a string, σ_w (a number
-//! or an offset from σ_w^opt), an integer axis (one value, a list, a range).
+//! or an offset from σ_w^opt), an integer axis (one value, a list, a range);
+//! and the checks that keys of several sections share.
 
 use crate::error::{Error, Result};
 use crate::setup::parse_int_spec;
@@ -95,4 +96,60 @@ impl IntAxis {
             }
         }
     }
+}
+
+/// `v` if finite and > 0.
+pub(crate) fn positive(key: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::invalid(key, v, "a finite number > 0"))
+    }
+}
+
+/// A key the config must give: its value, else an error saying `what` to give.
+pub(crate) fn given<'a, T>(key: &str, v: &'a Option<T>, what: &str) -> Result<&'a T> {
+    v.as_ref()
+        .ok_or_else(|| Error::invalid(key, "(missing)", what))
+}
+
+/// At least one value (else an error saying `empty`), each finite and > 0.
+pub(crate) fn positive_list(key: &str, v: &[f64], empty: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::invalid(key, "[]", empty));
+    }
+    for &x in v {
+        positive(key, x)?;
+    }
+    Ok(())
+}
+
+/// The values of the integer axis `ax` of `key`, each in `lo..=hi` (else an
+/// error saying `range`).
+pub(crate) fn ints_in(
+    key: &str,
+    ax: &IntAxis,
+    (lo, hi): (usize, usize),
+    range: &str,
+) -> Result<Vec<usize>> {
+    let v = int_values(key, ax)?;
+    if let Some(x) = v.iter().find(|x| **x < lo || **x > hi) {
+        return Err(Error::invalid(key, x, range));
+    }
+    Ok(v)
+}
+
+/// The values of the integer axis `ax` of `key`: at least one (the
+/// `[training]` wording of [`IntAxis::values`]).
+pub(crate) fn int_values(key: &str, ax: &IntAxis) -> Result<Vec<usize>> {
+    let v = match ax {
+        IntAxis::One(v) => vec![*v],
+        IntAxis::List(v) => v.clone(),
+        IntAxis::Spec(s) => crate::setup::parse_int_spec(s)
+            .map_err(|why| Error::invalid(key, format!("\"{s}\""), &why))?,
+    };
+    if v.is_empty() {
+        return Err(Error::invalid(key, "[]", "give at least one value"));
+    }
+    Ok(v)
 }
