@@ -2,7 +2,7 @@
 //! that go together), and the expansion of its sweep into run points.
 
 use crate::error::{fmt_value, Error, Result};
-use crate::experiment::config::values::{NumOrStr, SigmaW};
+use crate::experiment::config::values::{IntAxis, NumOrStr, SigmaW};
 use crate::experiment::config::{Config, Kind};
 use serde::Serialize;
 
@@ -151,17 +151,12 @@ impl Config {
     }
 
     fn states_axis(&self) -> Result<Vec<usize>> {
-        let ns = match (&self.sweep.states, self.network.states) {
-            (Some(ax), _) => ax.values("sweep.states")?,
-            (None, Some(n)) => vec![n],
-            (None, None) => {
-                return Err(Error::invalid(
-                    "network.states",
-                    "(missing)",
-                    "give network.states or sweep.states for a uniform quantizer",
-                ))
-            }
-        };
+        let ns = axis(
+            &self.sweep.states,
+            self.network.states,
+            "states",
+            "give network.states or sweep.states for a uniform quantizer",
+        )?;
         let key = swept_key(self.sweep.states.is_some(), "states");
         if let Some(n) = ns.iter().find(|n| **n < 2) {
             return Err(Error::invalid(
@@ -290,28 +285,18 @@ impl Config {
                 "an empty list: give at least one value",
             ));
         }
-        let widths = match (&self.sweep.width, net.width) {
-            (Some(a), _) => a.values("sweep.width")?,
-            (None, Some(w)) => vec![w],
-            (None, None) => {
-                return Err(Error::invalid(
-                    "network.width",
-                    "(missing)",
-                    "give the width n of the simulated networks",
-                ))
-            }
-        };
-        let depths = match (&self.sweep.depth, net.depth) {
-            (Some(a), _) => a.values("sweep.depth")?,
-            (None, Some(d)) => vec![d],
-            (None, None) => {
-                return Err(Error::invalid(
-                    "network.depth",
-                    "(missing)",
-                    "give the depth L of the simulated networks",
-                ))
-            }
-        };
+        let widths = axis(
+            &self.sweep.width,
+            net.width,
+            "width",
+            "give the width n of the simulated networks",
+        )?;
+        let depths = axis(
+            &self.sweep.depth,
+            net.depth,
+            "depth",
+            "give the depth L of the simulated networks",
+        )?;
         let width_key = swept_key(self.sweep.width.is_some(), "width");
         let depth_key = swept_key(self.sweep.depth.is_some(), "depth");
         if let Some(x) = depths.iter().find(|x| **x == 0) {
@@ -504,4 +489,23 @@ impl Config {
 /// `network.<name>`.
 fn swept_key(swept: bool, name: &str) -> String {
     format!("{}.{name}", if swept { "sweep" } else { "network" })
+}
+
+/// The values of an axis `name`: the sweep's list, else the network's one
+/// value, else an error on `network.<name>` saying `missing`.
+fn axis(
+    swept: &Option<IntAxis>,
+    one: Option<usize>,
+    name: &str,
+    missing: &str,
+) -> Result<Vec<usize>> {
+    match (swept, one) {
+        (Some(ax), _) => ax.values(&format!("sweep.{name}")),
+        (None, Some(v)) => Ok(vec![v]),
+        (None, None) => Err(Error::invalid(
+            &format!("network.{name}"),
+            "(missing)",
+            missing,
+        )),
+    }
 }
