@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// An optional number as a CSV field (empty when absent).
 pub(crate) fn opt(x: Option<f64>) -> String {
     x.map_or(String::new(), |v| format!("{v}"))
 }
 
+/// curves.csv: one row per point, curve and layer.
 pub(crate) fn curves_csv(points: &[PointSummary]) -> String {
     let mut s = String::from(
         "point,states,sigma_w,sigma_b,width,depth,input,c0,angle,layer,q_mean,q_se,q_theory,c_mean,c_se,c_theory,cov_mean,cov_se,cov_theory\n",
@@ -50,6 +52,7 @@ pub(crate) fn curves_csv(points: &[PointSummary]) -> String {
     s
 }
 
+/// The header of backward.csv.
 const BACKWARD_CSV_HEADER: &str = "point,m_target,ste_slope,ste_threshold,c0,layer,norm_cumulative_mean,norm_cumulative_se,norm_cumulative_theory,\
      norm_ratio_mean,norm_ratio_se,norm_ratio_theory,grad_corr_mean,grad_corr_se,grad_corr_theory\n";
 
@@ -88,6 +91,8 @@ pub(crate) fn backward_rows(p: &PointSummary) -> String {
     s
 }
 
+/// ξ_emp and ξ_theory against ln(N + 1) for each group of points that
+/// differ only in N (at least 3 values of N with a ξ_emp).
 pub(crate) fn xi_scaling(points: &[PointSummary]) -> Vec<XiScaling> {
     let mut groups: BTreeMap<String, Vec<&PointSummary>> = BTreeMap::new();
     for p in points

@@ -66,6 +66,8 @@ pub fn resolve_point(p: &RunPoint) -> Result<ResolvedNetwork> {
     }
 }
 
+/// The curves of a simulated point beside the theory's: one per c⁰ (pairs),
+/// one per angle offset (circle).
 fn curves_for(
     p: &RunPoint,
     r: &ResolvedNetwork,

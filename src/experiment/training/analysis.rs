@@ -120,6 +120,7 @@ pub fn halfway_depth(depths: &[usize], acc: &[f64], chance: f64) -> Option<f64> 
     None
 }
 
+/// The test accuracy of `p` after `steps` steps, if reported then.
 pub(crate) fn acc_at(p: &TrainedPoint, steps: usize) -> Option<f64> {
     p.reports
         .iter()
@@ -127,6 +128,7 @@ pub(crate) fn acc_at(p: &TrainedPoint, steps: usize) -> Option<f64> {
         .map(|r| r.test_acc)
 }
 
+/// σ_w as the config gave it, with its ratio when not 1.
 fn sigma_label(p: &TrainPoint) -> String {
     if p.sigma_w_ratio == 1.0 {
         p.sigma_w.label()
@@ -237,6 +239,7 @@ pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Train
     out
 }
 
+/// What the points of a group share: σ_w, width, learning rate, length.
 pub(crate) fn group_key(t: &TrainableDepth) -> String {
     format!(
         "σw={} n={} lr={} steps={}",
@@ -266,6 +269,7 @@ pub fn exponents(tds: &[TrainableDepth]) -> Vec<Exponent> {
         .collect()
 }
 
+/// The terminal table: L_emp per group, then the exponents.
 pub(crate) fn table(tds: &[TrainableDepth], ex: &[Exponent]) -> String {
     let mut t = String::new();
     let _ = writeln!(

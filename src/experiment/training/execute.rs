@@ -54,6 +54,7 @@ pub fn open_train_backend(name: &str) -> Result<(Box<dyn TrainBackend>, String)>
     }
 }
 
+/// training.csv: one row per network and report step.
 fn training_csv(points: &[TrainedPoint]) -> String {
     let mut s = String::from(
         "point,states,depth,width,sigma_w,sigma_w_ratio,lr,seed,step,train_acc,test_acc,loss,test_loss,xi,depth_over_xi\n",
@@ -84,6 +85,8 @@ fn training_csv(points: &[TrainedPoint]) -> String {
     s
 }
 
+/// Writes training.csv and summary.json of the points trained so far;
+/// returns their trainable depths and exponents.
 fn write_results(
     folder: &Path,
     plan: &Plan,
