@@ -378,6 +378,26 @@ pub fn agreement(emp: &[(f64, Option<f64>)], theory: &[f64], samples: usize) -> 
     }
 }
 
+/// Agreement scores that cannot read as perfect: when any mean, SE or
+/// theory value is NaN or ∞, every score is NaN (null in JSON) and the
+/// point is flagged in `non_finite`.
+pub fn checked_agreement(emp: &[(f64, Option<f64>)], theory: &[f64], samples: usize) -> Agreement {
+    let finite = emp
+        .iter()
+        .all(|(m, se)| m.is_finite() && se.is_none_or(f64::is_finite))
+        && theory.iter().all(|t| t.is_finite());
+    if finite {
+        agreement(emp, theory, samples)
+    } else {
+        Agreement {
+            max_z: f64::NAN,
+            rms_z: f64::NAN,
+            max_abs: f64::NAN,
+            samples,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

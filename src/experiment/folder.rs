@@ -82,6 +82,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes `value` as pretty-printed JSON to `path` atomically (see
+/// [`write_atomic`]).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
 /// Checks a results-folder name: printable, no slashes, no leading `-` or
 /// `.`, no control or bidirectional-override characters, at most 100 chars.
 pub fn check_name(name: &str) -> Result<()> {

@@ -418,12 +418,7 @@ fn build(dir: &Path, inputs: &[Input], checked: &Checked) -> Result<RunReport> {
             wall_seconds: c.wall_seconds,
         })
         .collect();
-    folder::write_atomic(
-        &dir.join("shards.json"),
-        serde_json::to_string_pretty(&records)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    folder::write_json(&dir.join("shards.json"), &records)?;
     let mut commit = commits[0].clone();
     let mut backends: Vec<&str> = commits.iter().map(|c| c.backend.as_str()).collect();
     backends.sort_unstable();

@@ -6,9 +6,7 @@ use crate::error::{Error, Result};
 use crate::experiment::config::{Config, InputChoice, RunPoint};
 use crate::sim::{Inputs, SimSpec};
 
-/// Default limit on the points of one sweep (`max_points` in the config or
-/// `--max-points` raise it).
-pub const DEFAULT_MAX_POINTS: usize = 10_000;
+pub use crate::experiment::config::sweep::DEFAULT_MAX_POINTS;
 
 /// Bytes of memory available to a new process on this machine
 /// (`MemAvailable` in /proc/meminfo), if it can be read.

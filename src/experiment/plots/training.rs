@@ -4,8 +4,13 @@
 
 use crate::error::Result;
 use crate::experiment::plots::{color, perr, register};
+use crate::experiment::training::analysis::{acc_at, group_key, TrainableDepth, TrainedPoint};
+use crate::experiment::training::plan::Plan;
+use crate::train::data::CLASSES;
+use crate::train::model::theory_init;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One cell of the heatmap.
@@ -63,23 +68,8 @@ pub fn heatmap(
     xi: &[(usize, f64)],
     kappas: &[f64],
 ) -> Result<()> {
-    register();
     let args = (title, cells, xi, kappas);
-    {
-        let path = stem.with_extension("svg");
-        let root = SVGBackend::new(&path, (900, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_heatmap(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    if png {
-        let path = stem.with_extension("png");
-        let root = BitMapBackend::new(&path, (900, 620)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_heatmap(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    Ok(())
+    both!(stem, (900, 620), png, draw_heatmap, args)
 }
 
 fn draw_heatmap<DB: DrawingBackend>(
@@ -237,23 +227,8 @@ fn lines(
     curves: &[Collapse],
     chance: f64,
 ) -> Result<()> {
-    register();
     let args = (title, xlabel, log, curves, chance);
-    {
-        let path = stem.with_extension("svg");
-        let root = SVGBackend::new(&path, (860, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_lines(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    if png {
-        let path = stem.with_extension("png");
-        let root = BitMapBackend::new(&path, (860, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        draw_lines(&root, args)?;
-        root.present().map_err(perr)?;
-    }
-    Ok(())
+    both!(stem, (860, 560), png, draw_lines, args)
 }
 
 fn draw_lines<DB: DrawingBackend>(
@@ -344,6 +319,140 @@ where
         body!(b
             .build_cartesian_2d((xmin - pad)..(xmax + pad), 0.0..1.0)
             .map_err(perr)?);
+    }
+    Ok(())
+}
+
+/// (x, mean, standard error).
+type Point3 = (f64, f64, f64);
+
+/// The plots of a training folder: per group, the heatmap of test accuracy
+/// over (N, depth) with κξ lines and the collapse against depth/ξ; accuracy
+/// against σ_w/σ_w^opt when the config sweeps it.
+pub(crate) fn run_plots(
+    folder: &Path,
+    png: bool,
+    plan: &Plan,
+    tds: &[TrainableDepth],
+    points: &[TrainedPoint],
+) -> Result<()> {
+    let mut groups: BTreeMap<String, Vec<&TrainableDepth>> = BTreeMap::new();
+    for t in tds {
+        groups.entry(group_key(t)).or_default().push(t);
+    }
+    for (k, (group, ts)) in groups.iter().enumerate() {
+        if ts.iter().all(|t| t.depths.len() < 2) {
+            continue;
+        }
+        let cells: Vec<Cell> = ts
+            .iter()
+            .flat_map(|t| {
+                t.depths.iter().zip(&t.test_acc).map(|(&d, &a)| Cell {
+                    states: t.states,
+                    depth: d,
+                    acc: a,
+                })
+            })
+            .collect();
+        let (nmin, nmax) = ts.iter().fold((usize::MAX, 0), |(a, b), t| {
+            (a.min(t.states), b.max(t.states))
+        });
+        // ξ at every N in the range, for the κξ lines (same preset, σ_w^opt).
+        let xi_line: Vec<(usize, f64)> = (nmin..=nmax)
+            .filter_map(|n| {
+                theory_init(
+                    n,
+                    plan.preset,
+                    1.0,
+                    0.0,
+                    plan.sigma_b,
+                    plan.ste_threshold,
+                    plan.m,
+                )
+                .ok()
+                .map(|i| (n, i.xi))
+            })
+            .collect();
+        heatmap(
+            &folder.join(format!("plots/heatmap-{k}")),
+            png,
+            &format!("test accuracy, {group}"),
+            &cells,
+            &xi_line,
+            &[4.0, 6.0, 9.0],
+        )?;
+        let curves: Vec<Collapse> = ts
+            .iter()
+            .map(|t| Collapse {
+                label: format!("N = {} (ξ = {:.2})", t.states, t.xi),
+                points: t
+                    .depths
+                    .iter()
+                    .zip(&t.test_acc)
+                    .zip(&t.test_acc_se)
+                    .map(|((&d, &a), se)| (d as f64 / t.xi, a, se.unwrap_or(0.0)))
+                    .collect(),
+            })
+            .collect();
+        collapse(
+            &folder.join(format!("plots/collapse-{k}")),
+            png,
+            &format!("test accuracy against depth/ξ, {group}"),
+            &curves,
+            1.0 / CLASSES as f64,
+        )?;
+    }
+    // Accuracy against σ_w/σ_w^opt when the config sweeps it.
+    let mut ratios: Vec<f64> = points
+        .iter()
+        .map(|p| p.init.sigma_w / p.init.sigma_w_opt)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    if ratios.len() > 2 {
+        let mut series: BTreeMap<(usize, usize), Vec<Point3>> = BTreeMap::new();
+        let last = points
+            .iter()
+            .flat_map(|p| p.reports.last())
+            .map(|r| r.step)
+            .max()
+            .unwrap_or(0);
+        let mut by: BTreeMap<(usize, usize, u64), Vec<f64>> = BTreeMap::new();
+        for p in points {
+            if let Some(a) = acc_at(p, last) {
+                let r = p.init.sigma_w / p.init.sigma_w_opt;
+                by.entry((p.point.states, p.depth, r.to_bits()))
+                    .or_default()
+                    .push(a);
+            }
+        }
+        for ((n, d, r), v) in by {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let se = if v.len() > 1 {
+                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / ((v.len() - 1) * v.len()) as f64)
+                    .sqrt()
+            } else {
+                0.0
+            };
+            series
+                .entry((n, d))
+                .or_default()
+                .push((f64::from_bits(r), m, se));
+        }
+        let curves: Vec<Collapse> = series
+            .into_iter()
+            .map(|((n, d), pts)| Collapse {
+                label: format!("N = {n}, depth {d}"),
+                points: pts,
+            })
+            .collect();
+        sigma_sweep(
+            &folder.join("plots/sigma-sweep"),
+            png,
+            &format!("test accuracy after {last} steps against σ_w/σ_w^opt"),
+            &curves,
+            1.0 / CLASSES as f64,
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,152 @@
+//! The terminal summary of a simulation run: one line per point (ξ_theory
+//! beside ξ_emp with its interval, agreement), the backward passes, the ξ
+//! scaling fits, and notes.
+
+use crate::experiment::records::{PointSummary, XiScaling};
+use std::fmt::Write as _;
+
+/// `x` with `digits` significant figures (fixed notation between 1e-3 and
+/// 1e6, scientific outside); "inf" and "nan" as such.
+pub fn sig(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let e = x.abs().log10().floor() as i32;
+    if !(-3..6).contains(&e) {
+        return format!("{:.*e}", digits.saturating_sub(1), x);
+    }
+    let decimals = (digits as i32 - 1 - e).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
+/// The summary table of `points` and the ξ scaling fits `scaling`.
+pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> String {
+    use crate::analysis::IntervalMethod;
+    let mut t = String::new();
+    let mut notes: Vec<String> = Vec::new();
+    let _ = writeln!(
+        t,
+        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>7} {:>7}",
+        "#",
+        "point",
+        "sigma_w",
+        "E",
+        "c*",
+        "xi_theory",
+        "xi_emp ± SE [95% CI]",
+        "rms z_c",
+        "max z_c"
+    );
+    let mut methods = Vec::new();
+    for p in points {
+        let xe = match p.xi_emp {
+            Some(f) => {
+                if !methods.contains(&f.interval) {
+                    methods.push(f.interval);
+                }
+                format!(
+                    "{} ± {} [{}, {}]",
+                    sig(f.xi, 4),
+                    sig(f.xi_se, 2),
+                    sig(f.ci_low, 4),
+                    sig(f.ci_high, 4)
+                )
+            }
+            None if p.xi_fits.is_empty() => "- (circle inputs)".into(),
+            None => {
+                let why = p
+                    .xi_fits
+                    .iter()
+                    .find_map(|f| f.error.clone())
+                    .unwrap_or_default();
+                notes.push(format!("point {}: no xi_emp: {why}", p.index));
+                "- (see note)".into()
+            }
+        };
+        let _ = writeln!(
+            t,
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7.2} {:>7.2}",
+            p.index,
+            p.label,
+            p.network.sigma_w,
+            p.samples,
+            p.c_star,
+            sig(p.xi_theory, 4),
+            xe,
+            p.agreement_c.rms_z,
+            p.agreement_c.max_z
+        );
+    }
+    for p in points {
+        for b in &p.backward {
+            let _ = writeln!(
+                t,
+                "{:>4} backward M = {:.4} (STE s = {:.4}, t = {}): rms z per-layer |δ|² ratio {:.2}, cumulative |δ^l|²/|δ^L|² {:.2} (max {:.2}), gradient correlation {:.2}",
+                p.index,
+                b.m_theory,
+                b.ste.slope,
+                b.ste.threshold,
+                b.agreement_ratio.rms_z,
+                b.agreement_cumulative.rms_z,
+                b.agreement_cumulative.max_z,
+                b.agreement_corr.rms_z,
+            );
+            for v in &b.ntk {
+                let est = |k: &str| -> String {
+                    let m = v[k]["mean"].as_f64().unwrap_or(f64::NAN);
+                    match v[k]["se"].as_f64() {
+                        Some(se) => format!("{} ± {}", sig(m, 4), sig(se, 2)),
+                        None => format!("{} (one network: no SE)", sig(m, 4)),
+                    }
+                };
+                let th = |k: &str| sig(v[k].as_f64().unwrap_or(f64::NAN), 4);
+                let _ = writeln!(
+                    t,
+                    "{:>4}   c0 = {}: |δ^0|²/|δ^L|² {} (theory {}); NTK Θ(a,a) {} (theory {}), Θ(a,b) {} (theory {})",
+                    "",
+                    v["c0"],
+                    est("norm_cumulative"),
+                    th("norm_cumulative_theory"),
+                    est("ntk_aa"),
+                    th("ntk_aa_theory"),
+                    est("ntk_ab"),
+                    th("ntk_ab_theory"),
+                );
+            }
+        }
+    }
+    for s in scaling {
+        let _ = writeln!(
+            t,
+            "xi scaling ({}): N = {:?}: exponent of xi_emp {:.3} ± {:.3}, of xi_theory {:.3} ± {:.3} (vs ln(N + 1))",
+            s.group, s.states, s.fit_emp.slope, s.fit_emp.stderr, s.fit_theory.slope, s.fit_theory.stderr
+        );
+    }
+    for m in methods {
+        let _ = writeln!(
+            t,
+            "{}",
+            match m {
+                IntervalMethod::JackknifeNetworks { networks } => format!(
+                    "95% CI of xi_emp: delete-one-network jackknife over {networks} networks, Student t with {} df",
+                    networks - 1
+                ),
+                IntervalMethod::LayersIndependent =>
+                    "95% CI of xi_emp: the fit's slope error, layers treated as independent (optimistic)".into(),
+            }
+        );
+    }
+    if !points.is_empty() {
+        let _ = writeln!(
+            t,
+            "z scores: (simulation - theory)/SE per layer mapped from Student t (E - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
+        );
+    }
+    for n in notes {
+        let _ = writeln!(t, "note: {n}");
+    }
+    t
+}
