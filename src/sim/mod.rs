@@ -6,6 +6,7 @@ pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
+pub mod layer;
 pub mod spec;
 pub mod stats;
 

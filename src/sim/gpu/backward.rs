@@ -10,8 +10,8 @@ use super::layer::{tile_columns, workgroups};
 use super::params::SharedBuffers;
 use super::{shaders, stats, GpuBackend};
 use crate::error::{Error, Result};
-use crate::sim::cpu::{block_stats, feature_major};
-use crate::sim::spec::{SimSpec, Weights};
+use crate::sim::spec::{feature_major, SimSpec, Weights};
+use crate::sim::stats::block_stats;
 use crate::sim::{GradientPass, SampleGradients};
 use crate::theory::backward::Ste;
 

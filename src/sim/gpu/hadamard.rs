@@ -40,7 +40,7 @@ fn hadamard_plan(n: usize) -> (Vec<HadamardStep>, Vec<HadamardPass>) {
     let t = n.min(HADAMARD_TILE);
     let mut steps = Vec::new();
     let mut passes = Vec::new();
-    for round in 0..crate::sim::hadamard::ROUNDS {
+    for round in 0..crate::sim::spec::HADAMARD_ROUNDS {
         passes.push(HadamardPass::Tile(steps.len()));
         steps.push(HadamardStep {
             round,

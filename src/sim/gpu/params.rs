@@ -110,10 +110,7 @@ impl SharedBuffers {
             states: states as u32,
             inv_spacing,
             half_states,
-            w_scale: match spec.weights {
-                Weights::Hadamard => crate::sim::hadamard::hadamard_scale(spec.sigma_w, n),
-                _ => crate::sim::cpu::weight_scale(spec.sigma_w, n),
-            },
+            w_scale: spec.weights.scale(spec.sigma_w, n),
             b_scale: spec.sigma_b as f32,
             slot: 0,
             quantities: (meas.batch + meas.pairs.len()) as u32,
