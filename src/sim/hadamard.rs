@@ -1,6 +1,8 @@
 //! The structured orthogonal layer S = n^{-3/2} H D₃ H D₂ H D₁ on the CPU:
-//! the fast Walsh–Hadamard transform over a batch, and the layer built on
-//! it. CPU twin of `shaders/hadamard.wgsl`.
+//! the fast Walsh–Hadamard transform over a batch and the signed transforms
+//! S and Sᵀ (unscaled). With [`crate::sim::layer::LayerWeights::hadamard`]
+//! (scale, bias, statistics), the CPU twin of `shaders/hadamard.wgsl` (GPU
+//! driver `src/sim/gpu/hadamard.rs`).
 //!
 //! H is the ±1 Walsh–Hadamard (Sylvester) matrix of order n = 2^k, applied
 //! by the butterfly recursion (x_i, x_{i+h}) ← (x_i + x_{i+h}, x_i − x_{i+h})
@@ -19,8 +21,6 @@
 //! twin can equal it bit for bit.
 
 use crate::rng::Stream;
-use crate::sim::layer::{LayerStats, LayerWeights};
-use crate::sim::spec::Measurements;
 use rayon::prelude::*;
 
 /// Bytes of one cache block of the transform.
@@ -237,33 +237,6 @@ pub fn apply_transposed_unscaled(
         fwht(x, n, batch);
         apply_signs(x, batch, &diagonal(stream, layer, round, n));
     }
-}
-
-/// One Hadamard-ensemble layer `w`: `out = σ_w·S·act + σ_b ζ`, ζ the
-/// layer's bias normals (as the Gaussian layer draws them), with the
-/// statistics of the result when `meas` is given (summed per block of 256
-/// rows, combined in block order). `act` is φ(H) of the previous layer.
-pub fn layer(
-    w: &LayerWeights<'_>,
-    act: &[f32],
-    batch: usize,
-    out: &mut [f32],
-    meas: Option<&Measurements>,
-) -> Option<LayerStats> {
-    let n = w.n;
-    out.copy_from_slice(act);
-    apply_unscaled(out, n, batch, w.stream, w.layer);
-    let bs = w.sigma_b as f32;
-    let biases: Vec<f32> = if bs != 0.0 {
-        let mut z = vec![0f32; n];
-        w.stream.fill_row(w.layer, crate::rng::BIAS_ROW, &mut z);
-        z
-    } else {
-        Vec::new()
-    };
-    let bias = |row: usize| if bs != 0.0 { bs * biases[row] } else { 0.0 };
-    // The transform is done; the blocks only scale, bias and measure.
-    w.finish_blocks(|_, _, _| {}, 256, batch, out, meas, &bias)
 }
 
 #[cfg(test)]

@@ -66,8 +66,35 @@ impl<'a> LayerWeights<'a> {
             Weights::Gaussian => self.dense(Stream::fill_row, act, batch, out, meas),
             Weights::Rademacher if batch <= 32 => self.signs(act, batch, out, meas),
             Weights::Rademacher => self.dense(Stream::fill_row_signs, act, batch, out, meas),
-            Weights::Hadamard => crate::sim::hadamard::layer(self, act, batch, out, meas),
+            Weights::Hadamard => self.hadamard(act, batch, out, meas),
         }
+    }
+
+    /// The Hadamard-ensemble layer, with [`crate::sim::hadamard`] the CPU
+    /// twin of `shaders/hadamard.wgsl`: `out = σ_w·S·act + σ_b ζ`, ζ the
+    /// layer's bias normals (as the Gaussian layer draws them), statistics
+    /// summed per block of 256 rows and combined in block order.
+    pub fn hadamard(
+        &self,
+        act: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        meas: Option<&Measurements>,
+    ) -> Option<LayerStats> {
+        let n = self.n;
+        out.copy_from_slice(act);
+        crate::sim::hadamard::apply_unscaled(out, n, batch, self.stream, self.layer);
+        let bs = self.sigma_b as f32;
+        let biases: Vec<f32> = if bs != 0.0 {
+            let mut z = vec![0f32; n];
+            self.stream.fill_row(self.layer, BIAS_ROW, &mut z);
+            z
+        } else {
+            Vec::new()
+        };
+        let bias = |row: usize| if bs != 0.0 { bs * biases[row] } else { 0.0 };
+        // The transform is done; the blocks only scale, bias and measure.
+        self.finish_blocks(|_, _, _| {}, 256, batch, out, meas, &bias)
     }
 
     /// The dense layer whose standardized row `row` is written by
@@ -157,7 +184,7 @@ impl<'a> LayerWeights<'a> {
     /// first row, block)` with the unscaled product (`scratch` a per-thread
     /// buffer), then scaled by the ensemble's scale, biased by `bias(row)`,
     /// and reduced to statistics per block (combined in block order).
-    pub(crate) fn finish_blocks(
+    fn finish_blocks(
         &self,
         product: impl Fn(&mut Vec<f32>, usize, &mut [f32]) + Sync,
         rows: usize,

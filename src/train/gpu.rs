@@ -123,6 +123,8 @@ struct Net {
     /// The batch the evaluation slots were written for.
     eval_slots: Option<usize>,
     loss_inputs: usize,
+    /// Inputs in the last uploaded batch.
+    batch: usize,
 }
 
 struct Pipelines {
@@ -366,6 +368,7 @@ impl GpuTrainBackend {
         self.ctx
             .queue
             .write_buffer(&net.labels, 0, bytemuck::cast_slice(&y));
+        self.net()?.batch = b;
         Ok(b)
     }
 
@@ -490,6 +493,25 @@ impl TrainBackend for GpuTrainBackend {
 }
 
 impl GpuTrainBackend {
+    /// The pre-activations H and activations φ(H) of every layer after the
+    /// last step's or evaluation's forward pass (fan_out × B each,
+    /// feature-major, as [`crate::train::cpu::Trainer::pre_activations`] and
+    /// [`crate::train::cpu::Trainer::activations`]); the last layer's φ(H)
+    /// is written only when the logits are quantized.
+    pub fn layer_outputs(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        (0..net.spec.depth)
+            .map(|l| {
+                let units = net.spec.layer_shape(l).1 * net.batch;
+                let layer = &net.layers[l];
+                Ok((self.read(&layer.h, units)?, self.read(&layer.a, units)?))
+            })
+            .collect()
+    }
+
     /// [`TrainBackend::load`] with room for batches of up to `cap` inputs.
     pub fn load_with_capacity(
         &mut self,
@@ -611,6 +633,7 @@ impl GpuTrainBackend {
             step_slots: None,
             eval_slots: None,
             loss_inputs: 0,
+            batch: 0,
         });
         Ok(())
     }

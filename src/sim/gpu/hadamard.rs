@@ -2,7 +2,8 @@
 //! sign round, a tile pass (φ or the previous round's output, signs, the
 //! butterfly stages inside a workgroup tile), one pass per global stage,
 //! then the finish pass (scale and bias). Its CPU twin is
-//! [`crate::sim::hadamard::layer_with_stats`].
+//! [`crate::sim::layer::LayerWeights::hadamard`] (the transform in
+//! [`crate::sim::hadamard`]).
 
 use super::device::{pack_slots, slot, spread, uniform_entry, GpuContext, SLOT_STRIDE};
 use super::params::{GpuParams, SharedBuffers};

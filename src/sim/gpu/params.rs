@@ -2,11 +2,13 @@
 //! (`shaders/params.wgsl`) and the buffers one network's passes share.
 
 use super::device::{pack_slots, slot, GpuContext, SLOT_STRIDE};
-use super::stats::STATS_ROWS;
 use crate::error::Result;
 use crate::rng::key_for;
 use crate::sim::spec::{Measurements, SimActivation, SimSpec, Weights};
 use crate::theory::backward::Ste;
+
+/// Rows per statistics partial (one workgroup of stats.wgsl each).
+pub const STATS_ROWS: u32 = 4096;
 
 /// The per-layer parameters, field for field as in `shaders/params.wgsl`.
 #[repr(C)]
