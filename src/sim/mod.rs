@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
 pub mod layer;
+pub mod phi;
 pub mod spec;
 pub mod stats;
 
