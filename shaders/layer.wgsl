@@ -7,8 +7,8 @@
 // With p.weights = 1 the weights are Rademacher signs instead, one Philox
 // call per tile row (32 signs of its 128), unpacked to ±1 (twin of the
 // Rademacher layer in src/sim/cpu.rs).
-// Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl and
-// params.wgsl.
+// Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl,
+// params.wgsl, phi.wgsl and weight_tile.wgsl.
 
 const KIND_UNIFORM: u32 = 0u;
 const KIND_STEPS: u32 = 1u;
@@ -30,7 +30,7 @@ const WX: u32 = TB / 4u;
 const WY: u32 = TI / 4u;
 const THREADS: u32 = WX * WY;
 
-var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major
+var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major (weight_tile.wgsl)
 var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
 
 // φ(x): shaders/phi.wgsl, composed by the host.
@@ -51,39 +51,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var j0 = 0u; j0 < n; j0 = j0 + TJ) {
-        if (p.weights == 1u) {
-            // Rademacher: row r's TJ = 32 signs are word (j0/32) mod 4 of
-            // Philox counter (j0/128, row, layer, sample), unpacked to ±1.
-            for (var r = li; r < TI; r = r + THREADS) {
-                let row = row0 + r;
-                var word = 0u;
-                if (row < n) {
-                    let w = philox4x32_10(vec4<u32>(j0 / 128u, row, p.layer, p.sample), key);
-                    word = w[(j0 / 32u) % 4u];
-                }
-                for (var k = 0u; k < TJ; k = k + 1u) {
-                    var z = select(1.0, -1.0, ((word >> k) & 1u) == 1u);
-                    if (row >= n) { z = 0.0; }
-                    w_tile[r * TJ + k] = z;
-                }
-            }
-        } else {
-        // Weights: TI rows × TJ/4 Philox blocks of four.
-        for (var t = li; t < TI * (TJ / 4u); t = t + THREADS) {
-            let r = t / (TJ / 4u);
-            let blk = t % (TJ / 4u);
-            let row = row0 + r;
-            var z = vec4<f32>(0.0);
-            if (row < n) {
-                z = normals(key, p.sample, p.layer, row, j0 / 4u + blk);
-            }
-            let base = r * TJ + blk * 4u;
-            w_tile[base] = z.x;
-            w_tile[base + 1u] = z.y;
-            w_tile[base + 2u] = z.z;
-            w_tile[base + 3u] = z.w;
-        }
-        }
+        // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
+        fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
         // Activations φ(H) for TJ units × TB inputs; zero outside the matrix.
         for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
             let jj = t / (TB / 4u);

@@ -1,11 +1,31 @@
 //! Finite-width simulation of deep random networks: the input ensembles,
 //! the backends (CPU reference, GPU), and the driver that runs network
 //! samples, aggregates their statistics, reports progress and stops cleanly.
+//!
+//! Each GPU stage is one shader with a GPU driver and a CPU twin of the
+//! same name, held equal by a test named for it (tests/gpu.rs,
+//! tests/ensembles.rs):
+//!
+//! | stage | shader | GPU driver | CPU twin |
+//! |---|---|---|---|
+//! | layer | `shaders/layer.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
+//! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
+//! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |
+//!
+//! Shared pieces: `phi.wgsl` ↔ [`phi::SimActivation`], `params.wgsl` ↔
+//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` ↔ [`crate::rng`].
+//! The device plumbing (adapter, buffers, error scopes, timestamps) is
+//! `gpu/device.rs`, shared with the trainer. [`spec`] (what to simulate)
+//! and [`stats`] sit below both backends; [`backward`] aggregates either
+//! backend's gradients ([`GradientPass`]).
 
 pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
+pub mod layer;
+pub mod phi;
 pub mod spec;
 pub mod stats;
 
@@ -43,22 +63,52 @@ pub trait Backend {
         sample: u32,
         sink: &mut LayerSink<'_>,
     ) -> Result<()>;
+    /// The device that runs this backend's backward passes, if not the CPU.
+    fn gradient_pass(&self) -> Option<&dyn GradientPass> {
+        None
+    }
     /// Forward and straight-through backward passes of every network of
-    /// `spec` (pair inputs), aggregated as in [`backward::simulate_backward`].
-    /// The default runs on the CPU.
+    /// `spec` (pair inputs), aggregated as in [`backward::simulate_backward`],
+    /// on [`Backend::gradient_pass`] (the CPU where that is `None`).
     fn backward(
         &mut self,
         spec: &SimSpec,
         ste: &crate::theory::backward::Ste,
         cancel: &AtomicBool,
     ) -> Result<Vec<backward::BackwardCurve>> {
-        backward::simulate_backward(spec, ste, cancel, None)
+        backward::simulate_backward(spec, ste, cancel, self.gradient_pass())
     }
     /// Device time of the layer passes since the last call, where the
     /// backend measures it (GPU timestamp queries); `None` otherwise.
     fn device_seconds(&mut self) -> Option<f64> {
         None
     }
+}
+
+/// One network's gradients: sums of squares and pair dot products of δ^l
+/// for l = 0..=L, and the forward pre-activations h^0..h^{L−1}.
+pub struct SampleGradients {
+    /// (Σ δ², pair dots) per layer, l = 0..=L.
+    pub delta: Vec<(Vec<f64>, Vec<f64>)>,
+    /// h^0..h^{L−1}, feature-major.
+    pub forward: Vec<Vec<f32>>,
+}
+
+/// A device that runs one network's forward pass and straight-through
+/// backward pass (the GPU's, `sim::gpu::backward`);
+/// [`backward::simulate_backward`] aggregates its results as it does the
+/// CPU's ([`backward::cpu_sample`]).
+pub trait GradientPass {
+    /// The gradients of network `sample` of `spec` for `inputs`, from the
+    /// output gradient `output_gradient` (feature-major, n × B).
+    fn sample_gradients(
+        &self,
+        spec: &SimSpec,
+        ste: &crate::theory::backward::Ste,
+        inputs: &[Vec<f64>],
+        output_gradient: &[f32],
+        sample: u32,
+    ) -> Result<SampleGradients>;
 }
 
 /// How a simulation reports progress and learns it should stop.

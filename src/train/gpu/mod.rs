@@ -13,89 +13,18 @@
 //! fan_out × fan_in weights.
 
 use crate::error::{Error, Result};
-use crate::sim::gpu::{AdapterPolicy, GpuContext};
+use crate::sim::gpu::device::{
+    compute_pass, pack_slots, slot, AdapterPolicy, GpuContext, SLOT_STRIDE as STRIDE,
+};
 use crate::train::cpu::BatchLoss;
-use crate::train::model::{ModelSpec, Params, Phi};
+use crate::train::model::{ModelSpec, Params};
 use crate::train::TrainBackend;
 
-/// The WGSL sources, composed as the kernels use them.
-pub mod shaders {
-    /// The dispatch parameters.
-    pub const PARAMS: &str = include_str!("../../shaders/train_params.wgsl");
-    /// The tiled product (a fragment).
-    pub const GEMM: &str = include_str!("../../shaders/train_gemm.wgsl");
-    /// Forward with φ.
-    pub const FORWARD: &str = include_str!("../../shaders/train_forward.wgsl");
-    /// Backward with the STE mask.
-    pub const BACKWARD: &str = include_str!("../../shaders/train_backward.wgsl");
-    /// Weight gradient and update.
-    pub const UPDATE: &str = include_str!("../../shaders/train_update.wgsl");
-    /// Softmax cross-entropy.
-    pub const LOSS: &str = include_str!("../../shaders/train_loss.wgsl");
+mod params;
+pub mod shaders;
 
-    /// A product kernel with the parameters and the tile product prepended.
-    pub fn product(kernel: &str) -> String {
-        format!("{PARAMS}\n{kernel}\n{GEMM}")
-    }
+use params::TrainParams;
 
-    /// The loss kernel with its parameters.
-    pub fn loss() -> String {
-        format!("{PARAMS}\n{LOSS}")
-    }
-}
-
-/// The parameters of one dispatch, field for field as in `shaders/train_params.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct TrainParams {
-    /// Rows of C.
-    pub m: u32,
-    /// Columns of C.
-    pub n: u32,
-    /// Inner dimension.
-    pub k: u32,
-    /// Row stride of A.
-    pub rsa: u32,
-    /// Column stride of A.
-    pub csa: u32,
-    /// Row stride of B.
-    pub rsb: u32,
-    /// Column stride of B.
-    pub csb: u32,
-    /// Apply φ (forward) or the STE mask (loss with quantized logits).
-    pub apply_phi: u32,
-    /// N.
-    pub states: u32,
-    /// Classes.
-    pub classes: u32,
-    /// Batch.
-    pub batch: u32,
-    /// Add the loss to the running sums.
-    pub accumulate: u32,
-    /// 1/Δ.
-    pub inv_spacing: f32,
-    /// N/2.
-    pub half_states: f32,
-    /// A.
-    pub amplitude: f32,
-    /// 2A/(N − 1).
-    pub level_step: f32,
-    /// STE slope.
-    pub ste_slope: f32,
-    /// STE threshold.
-    pub ste_threshold: f32,
-    /// Learning rate.
-    pub lr: f32,
-    /// Momentum.
-    pub momentum: f32,
-    /// 1/B.
-    pub inv_batch: f32,
-    /// Padding.
-    pub pad: [u32; 3],
-}
-
-/// Bytes between parameter slots (WebGPU's largest uniform offset alignment).
-const STRIDE: u64 = 256;
 /// Inputs per step or evaluation batch the buffers hold.
 const MAX_BATCH: usize = 1024;
 
@@ -125,6 +54,8 @@ struct Net {
     /// The batch the evaluation slots were written for.
     eval_slots: Option<usize>,
     loss_inputs: usize,
+    /// Inputs in the last uploaded batch.
+    batch: usize,
 }
 
 struct Pipelines {
@@ -140,33 +71,7 @@ struct Pipelines {
 }
 
 fn layout(ctx: &GpuContext, label: &str, read: &[bool]) -> wgpu::BindGroupLayout {
-    let mut entries = vec![wgpu::BindGroupLayoutEntry {
-        binding: 0,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: true,
-            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
-        },
-        count: None,
-    }];
-    for (i, &read_only) in read.iter().enumerate() {
-        entries.push(wgpu::BindGroupLayoutEntry {
-            binding: i as u32 + 1,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        });
-    }
-    ctx.device
-        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries: &entries,
-        })
+    ctx.layout(label, std::mem::size_of::<TrainParams>(), read, &[])
 }
 
 impl Pipelines {
@@ -188,24 +93,7 @@ impl Pipelines {
                     entry: &str,
                     bgl: &wgpu::BindGroupLayout|
          -> Result<wgpu::ComputePipeline> {
-            let module = ctx.shader(label, src)?;
-            let pl = ctx
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(label),
-                    bind_group_layouts: &[Some(bgl)],
-                    immediate_size: 0,
-                });
-            Ok(ctx
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(label),
-                    layout: Some(&pl),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                }))
+            ctx.pipeline(label, bgl, &ctx.shader(label, src)?, entry)
         };
         let p = Pipelines {
             forward: pipe(
@@ -284,34 +172,6 @@ impl GpuTrainBackend {
         ((role * (3 * spec.depth + 1) + k) as u64 * STRIDE) as u32
     }
 
-    fn base(spec: &ModelSpec) -> TrainParams {
-        let (states, inv_spacing, half_states, amplitude, level_step) = match spec.phi {
-            Phi::Uniform {
-                states,
-                spacing,
-                amplitude,
-            } => (
-                states,
-                (1.0 / spacing) as f32,
-                states as f32 / 2.0,
-                amplitude as f32,
-                (2.0 * amplitude / (states as f64 - 1.0)) as f32,
-            ),
-            Phi::Surrogate => (2, 1.0, 1.0, 1.0, 2.0),
-        };
-        TrainParams {
-            states,
-            inv_spacing,
-            half_states,
-            amplitude,
-            level_step,
-            classes: spec.classes as u32,
-            ste_slope: spec.ste_slope as f32,
-            ste_threshold: spec.ste_threshold as f32,
-            ..Default::default()
-        }
-    }
-
     /// Writes the parameter slots of a role for batch `b`.
     fn write_slots(&self, role: usize, b: usize, lr: f32, momentum: f32) -> Result<()> {
         let net = self
@@ -320,71 +180,8 @@ impl GpuTrainBackend {
             .ok_or_else(|| Error::Gpu("no network".into()))?;
         let spec = &net.spec;
         let depth = spec.depth;
-        let base = Self::base(spec);
-        let mut bytes = vec![0u8; ((3 * depth + 1) as u64 * STRIDE) as usize];
-        let mut put = |k: usize, p: TrainParams| {
-            let o = k * STRIDE as usize;
-            bytes[o..o + std::mem::size_of::<TrainParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        };
-        for l in 0..depth {
-            let (fi, fo) = spec.layer_shape(l);
-            // forward: H (fo × B) = W (fo × fi) · A (fi × B)
-            put(
-                l,
-                TrainParams {
-                    m: fo as u32,
-                    n: b as u32,
-                    k: fi as u32,
-                    rsa: fi as u32,
-                    csa: 1,
-                    rsb: b as u32,
-                    csb: 1,
-                    apply_phi: (l + 1 < depth || spec.quantize_logits) as u32,
-                    ..base
-                },
-            );
-            // backward: G_prev (fi × B) = Wᵀ (fi × fo) · G (fo × B)
-            put(
-                depth + l,
-                TrainParams {
-                    m: fi as u32,
-                    n: b as u32,
-                    k: fo as u32,
-                    rsa: 1,
-                    csa: fi as u32,
-                    rsb: b as u32,
-                    csb: 1,
-                    ..base
-                },
-            );
-            // update: ΔW (fo × fi) = G (fo × B) · Aᵀ (B × fi)
-            put(
-                2 * depth + l,
-                TrainParams {
-                    m: fo as u32,
-                    n: fi as u32,
-                    k: b as u32,
-                    rsa: b as u32,
-                    csa: 1,
-                    rsb: 1,
-                    csb: b as u32,
-                    lr,
-                    momentum,
-                    ..base
-                },
-            );
-        }
-        put(
-            3 * depth,
-            TrainParams {
-                batch: b as u32,
-                apply_phi: spec.quantize_logits as u32,
-                accumulate: (role == 0) as u32,
-                inv_batch: 1.0 / b as f32,
-                ..base
-            },
-        );
+        let slots = params::slots(spec, role, b, lr, momentum);
+        let bytes = pack_slots(3 * depth + 1, slots);
         self.ctx
             .queue
             .write_buffer(&net.params, Self::slot(spec, role, 0) as u64, &bytes);
@@ -414,6 +211,7 @@ impl GpuTrainBackend {
         self.ctx
             .queue
             .write_buffer(&net.labels, 0, bytemuck::cast_slice(&y));
+        self.net()?.batch = b;
         Ok(b)
     }
 
@@ -433,20 +231,7 @@ impl GpuTrainBackend {
     }
 
     fn read(&self, src: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
-        let size = bytes_f32(floats)?;
-        let staging = self.ctx.buffer(
-            "train readback",
-            size,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train readback"),
-            });
-        enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
-        self.ctx.submit_and_read(enc, &staging, size)
+        self.ctx.read("train readback", src, bytes_f32(floats)?)
     }
 }
 
@@ -470,17 +255,9 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(0, b, lr, momentum)?;
             self.net()?.step_slots = Some(want);
         }
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train step"),
-            });
+        let mut enc = self.ctx.encoder("train step");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train step"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "train step");
             self.record_forward(&mut pass, 0, b);
             let net = self.net.as_ref().expect("loaded");
             let spec = &net.spec;
@@ -510,12 +287,7 @@ impl TrainBackend for GpuTrainBackend {
             .as_ref()
             .ok_or_else(|| Error::Gpu("no network".into()))?;
         let v = self.read(&net.loss_acc, net.cap)?;
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train loss reset"),
-            });
+        let mut enc = self.ctx.encoder("train loss reset");
         enc.clear_buffer(&net.loss_acc, 0, None);
         self.ctx.queue.submit([enc.finish()]);
         let n = std::mem::take(&mut self.net()?.loss_inputs);
@@ -528,17 +300,9 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(1, b, 0.0, 0.0)?;
             self.net()?.eval_slots = Some(b);
         }
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train evaluate"),
-            });
+        let mut enc = self.ctx.encoder("train evaluate");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train evaluate"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "train evaluate");
             self.record_forward(&mut pass, 1, b);
         }
         self.ctx.queue.submit([enc.finish()]);
@@ -566,6 +330,25 @@ impl TrainBackend for GpuTrainBackend {
 }
 
 impl GpuTrainBackend {
+    /// The pre-activations H and activations φ(H) of every layer after the
+    /// last step's or evaluation's forward pass (fan_out × B each,
+    /// feature-major, as [`crate::train::cpu::Trainer::pre_activations`] and
+    /// [`crate::train::cpu::Trainer::activations`]); the last layer's φ(H)
+    /// is written only when the logits are quantized.
+    pub fn layer_outputs(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        (0..net.spec.depth)
+            .map(|l| {
+                let units = net.spec.layer_shape(l).1 * net.batch;
+                let layer = &net.layers[l];
+                Ok((self.read(&layer.h, units)?, self.read(&layer.a, units)?))
+            })
+            .collect()
+    }
+
     /// [`TrainBackend::load`] with room for batches of up to `cap` inputs.
     pub fn load_with_capacity(
         &mut self,
@@ -621,27 +404,9 @@ impl GpuTrainBackend {
             2 * (3 * spec.depth as u64 + 1) * STRIDE,
             U::UNIFORM | U::COPY_DST,
         )?;
-        let pentry = wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params_buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
-            }),
-        };
+        let pentry = slot(0, &params_buf, std::mem::size_of::<TrainParams>());
         let group = |label: &str, layout: &wgpu::BindGroupLayout, bufs: &[&wgpu::Buffer]| {
-            let mut entries = vec![pentry.clone()];
-            for (i, b) in bufs.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                });
-            }
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout,
-                entries: &entries,
-            })
+            ctx.bind_group(label, layout, pentry.clone(), bufs)
         };
         let depth = spec.depth;
         // G of layer l lives in g[(depth − 1 − l) % 2]; its G_prev in the other.
@@ -705,6 +470,7 @@ impl GpuTrainBackend {
             step_slots: None,
             eval_slots: None,
             loss_inputs: 0,
+            batch: 0,
         });
         Ok(())
     }

@@ -1,0 +1,74 @@
+//! The WGSL sources of the simulator's kernels, composed as the kernels
+//! use them: each stage file is prepended with the shared pieces it calls
+//! (the generator, the per-layer parameters, φ, the weight tile).
+
+/// The generator (functions only).
+pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
+/// The per-layer parameter struct.
+pub const PARAMS: &str = include_str!("../../../shaders/params.wgsl");
+/// The fused layer kernel.
+pub const LAYER: &str = include_str!("../../../shaders/layer.wgsl");
+/// The statistics kernel.
+pub const STATS: &str = include_str!("../../../shaders/stats.wgsl");
+/// The generator check kernel (tests).
+pub const RNG_CHECK: &str = include_str!("../../../shaders/rng_check.wgsl");
+/// The backward (transposed, STE-masked) kernel.
+pub const BACKWARD: &str = include_str!("../../../shaders/backward.wgsl");
+/// The Hadamard-ensemble layer (tile stages, global stages, finish).
+pub const HADAMARD: &str = include_str!("../../../shaders/hadamard.wgsl");
+/// φ, shared by the layer and Hadamard kernels (a fragment).
+pub const PHI: &str = include_str!("../../../shaders/phi.wgsl");
+/// The weight-tile generation, shared by the layer and backward kernels
+/// (a fragment).
+pub const WEIGHT_TILE: &str = include_str!("../../../shaders/weight_tile.wgsl");
+
+/// The line of layer.wgsl and backward.wgsl that sets the batch columns per
+/// workgroup.
+const TB_LINE: &str = "const TB: u32 = 64u;";
+
+/// `source` with its `TB_LINE` set to `tb` batch columns per workgroup.
+fn with_tile_columns(name: &str, source: &str, tb: u32) -> String {
+    assert!(source.contains(TB_LINE), "{name} must declare `{TB_LINE}`");
+    source.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
+}
+
+/// The pipeline of the variant built for `tb` batch columns per workgroup
+/// among `variants` (tile width, pipeline).
+pub fn variant(variants: &[(u32, wgpu::ComputePipeline)], tb: u32) -> &wgpu::ComputePipeline {
+    &variants
+        .iter()
+        .find(|(t, _)| *t == tb)
+        .expect("all tile variants are built")
+        .1
+}
+
+/// hadamard.wgsl with the generator, the parameters and φ.
+pub fn hadamard() -> String {
+    format!("{RNG}\n{PARAMS}\n{PHI}\n{HADAMARD}")
+}
+
+/// backward.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
+pub fn backward(tb: u32) -> String {
+    format!(
+        "{RNG}\n{PARAMS}\n{WEIGHT_TILE}\n{}",
+        with_tile_columns("backward.wgsl", BACKWARD, tb)
+    )
+}
+
+/// layer.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
+pub fn layer(tb: u32) -> String {
+    format!(
+        "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{}",
+        with_tile_columns("layer.wgsl", LAYER, tb)
+    )
+}
+
+/// stats.wgsl with its parameters.
+pub fn stats() -> String {
+    format!("{PARAMS}\n{STATS}")
+}
+
+/// rng_check.wgsl with the generator.
+pub fn rng_check() -> String {
+    format!("{RNG}\n{RNG_CHECK}")
+}
