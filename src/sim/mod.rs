@@ -2,10 +2,12 @@
 //! the backends (CPU reference, GPU), and the driver that runs network
 //! samples, aggregates their statistics, reports progress and stops cleanly.
 
+pub mod autotune;
 pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
+pub mod kernel;
 pub mod spec;
 pub mod stats;
 
