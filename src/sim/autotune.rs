@@ -196,6 +196,21 @@ impl Tuner {
             self.memo.insert(key.clone(), v);
             return Ok(Chosen::Cached(v));
         }
+        let names: Vec<&str> = candidates.iter().map(|v| v.name()).collect();
+        let cached_in = match self.cache_file() {
+            Some(f) => format!("; the choice is cached in {}", f.display()),
+            None => String::new(),
+        };
+        (self.notify)(&format!(
+            "tuning the GPU layer kernel for n = {}, B = {}, {} weights on {} (first use): \
+             timing {} over a few layers{}",
+            key.n,
+            key.batch,
+            key.weights,
+            key.adapter,
+            names.join(", "),
+            cached_in
+        ));
         let mut timings = Vec::with_capacity(candidates.len());
         for &v in candidates {
             timings.push((v, time(v)?));
@@ -394,7 +409,13 @@ mod tests {
         std::fs::write(dir.join(CACHE_FILE), b"garbage").unwrap();
         t.choose(&other, &[K::Tiled, K::SplitK], &mut injected(T, calls))
             .unwrap();
-        let seen = seen.lock().unwrap();
+        let seen: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.starts_with("warning"))
+            .cloned()
+            .collect();
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(
             seen[0].contains("kernels.json") && seen[0].contains("replacing"),
@@ -431,7 +452,13 @@ mod tests {
             assert_eq!(c.variant(), K::Wide);
         }
         assert_eq!(calls.lock().unwrap().len(), 4, "each new key is timed");
-        let seen = seen.lock().unwrap();
+        let seen: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.starts_with("warning"))
+            .cloned()
+            .collect();
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(seen[0].contains("tuned again"), "{}", seen[0]);
         let _ = std::fs::remove_file(&blocker);

@@ -366,6 +366,7 @@ impl Backend for CpuBackend {
         BackendInfo {
             backend: "cpu".into(),
             adapter: format!("{} threads", rayon::current_num_threads()),
+            kernel: None,
         }
     }
 

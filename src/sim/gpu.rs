@@ -17,7 +17,9 @@
 
 use crate::error::{Error, Result};
 use crate::rng::key_for;
+use crate::sim::autotune::{TuneKey, Tuner};
 use crate::sim::cpu::{block_stats, feature_major, weight_scale};
+use crate::sim::kernel::{self, DeviceCaps, KernelChoice, KernelVariant, VariantPipelines};
 use crate::sim::spec::{Inputs, Measurements, SimActivation, SimSpec, Weights};
 use crate::sim::{Backend, BackendInfo, LayerSink};
 use std::borrow::Cow;
@@ -245,6 +247,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Whether the device records timestamp queries (GPU-side timings).
     pub timestamps: bool,
+    /// The optional features the device was opened with (timestamp
+    /// queries, SHADER_INT64 where the adapter offers them).
+    pub features: wgpu::Features,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -297,13 +302,12 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        // SHADER_INT64: the `-int64` layer kernel variants (src/sim/kernel.rs).
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_INT64);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("quantdepth"),
-            required_features: if timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -329,6 +333,7 @@ impl GpuContext {
             queue,
             limits,
             timestamps,
+            features,
             errors,
         })
     }
@@ -771,19 +776,195 @@ pub struct GpuBackend {
     /// GPU time of the layer passes since the last `device_seconds` call,
     /// from timestamp queries (when the adapter has them).
     gpu_seconds: std::cell::Cell<f64>,
+    /// Layer kernel variants: the choice, the tuner, the compiled
+    /// pipelines and the variants used so far.
+    kernels_v: KernelState,
 }
+
+/// The GPU backend's layer-kernel variant state (src/sim/kernel.rs,
+/// src/sim/autotune.rs).
+struct KernelState {
+    choice: KernelChoice,
+    caps: DeviceCaps,
+    tuner: std::cell::RefCell<Tuner>,
+    pipelines: std::cell::RefCell<Vec<((KernelVariant, u32), VariantPipelines)>>,
+    used: std::cell::RefCell<std::collections::BTreeSet<KernelVariant>>,
+}
+
+/// Layers timed per variant when tuning (after one warm-up layer).
+const TUNE_LAYERS: usize = 3;
 
 impl GpuBackend {
     /// Opens an adapter under `policy` and builds the kernels.
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
         let ctx = GpuContext::new(policy)?;
         let kernels = Kernels::new(&ctx)?;
+        let caps = DeviceCaps::new(ctx.features, &ctx.limits);
         Ok(GpuBackend {
             ctx,
             kernels,
             batch_limit: None,
             gpu_seconds: std::cell::Cell::new(0.0),
+            kernels_v: KernelState {
+                choice: KernelChoice::Forced(KernelVariant::Tiled),
+                caps,
+                tuner: std::cell::RefCell::new(Tuner::new(None)),
+                pipelines: std::cell::RefCell::new(Vec::new()),
+                used: std::cell::RefCell::new(Default::default()),
+            },
         })
+    }
+
+    /// Sets the layer kernel: a forced variant, or `Auto` (time the
+    /// applicable variants on first use of each (n, B, weights) and keep
+    /// the fastest, cached in `cache_dir`: see [`crate::sim::autotune`]).
+    /// A backend starts with the reference kernel, `tiled`.
+    pub fn set_kernel(&mut self, choice: KernelChoice, cache_dir: Option<std::path::PathBuf>) {
+        self.kernels_v.choice = choice;
+        self.kernels_v.used.borrow_mut().clear();
+        self.kernels_v.tuner = std::cell::RefCell::new(Tuner::new(cache_dir));
+    }
+
+    /// Replaces the tuner (tests: injected warnings, a chosen cache folder).
+    pub fn set_tuner(&mut self, tuner: Tuner) {
+        self.kernels_v.tuner = std::cell::RefCell::new(tuner);
+    }
+
+    /// What the layer kernel variants depend on in this device.
+    pub fn kernel_caps(&self) -> DeviceCaps {
+        self.kernels_v.caps
+    }
+
+    /// The layer kernel variants used so far, in [`KernelVariant::ALL`] order.
+    pub fn kernels_used(&self) -> Vec<KernelVariant> {
+        self.kernels_v.used.borrow().iter().copied().collect()
+    }
+
+    /// The variant that runs layers of `spec` on `batch` inputs: the forced
+    /// one (an error naming the applicable ones where it does not apply),
+    /// or the tuned one; `None` for the Hadamard ensemble (its own kernels).
+    fn layer_variant(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+    ) -> Result<Option<KernelVariant>> {
+        if spec.weights == Weights::Hadamard {
+            return Ok(None);
+        }
+        let (n, batch) = (spec.width, meas.batch);
+        let caps = &self.kernels_v.caps;
+        let candidates = kernel::applicable(n, batch, caps);
+        match self.kernels_v.choice {
+            KernelChoice::Forced(v) if v.applicable(n, batch, caps) => Ok(Some(v)),
+            KernelChoice::Forced(v) => Err(Error::invalid(
+                "kernel",
+                v,
+                &format!(
+                    "a variant that applies at n = {n}, B = {batch} on {}: {}",
+                    self.ctx.info.name,
+                    candidates
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            KernelChoice::Auto => {
+                let key = TuneKey {
+                    adapter: self.ctx.info.name.clone(),
+                    backend: format!("{:?}", self.ctx.info.backend),
+                    driver: self.ctx.info.driver.clone(),
+                    driver_info: self.ctx.info.driver_info.clone(),
+                    n,
+                    batch,
+                    weights: spec.weights.to_string(),
+                };
+                let mut time = |v: KernelVariant| self.time_variant(spec, h0, meas, sample, v);
+                let chosen =
+                    self.kernels_v
+                        .tuner
+                        .borrow_mut()
+                        .choose(&key, &candidates, &mut time)?;
+                Ok(Some(chosen.variant()))
+            }
+        }
+    }
+
+    /// Seconds per layer of `variant` on this chunk: one warm-up layer, then
+    /// [`TUNE_LAYERS`] layers timed by the device's timestamps where it has
+    /// them, else by the wall clock around submit and wait.
+    fn time_variant(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+        variant: KernelVariant,
+    ) -> Result<f64> {
+        let saved = self.gpu_seconds.get();
+        let run = |depth: usize| {
+            let s = SimSpec {
+                depth,
+                ..spec.clone()
+            };
+            self.run_chunk(
+                &s,
+                h0,
+                meas,
+                sample,
+                &mut |_, _, _| Ok(()),
+                false,
+                Some(variant),
+            )
+        };
+        run(1)?;
+        self.gpu_seconds.set(0.0);
+        let start = Instant::now();
+        run(TUNE_LAYERS)?;
+        let wall = start.elapsed().as_secs_f64();
+        let device = self.gpu_seconds.get();
+        self.gpu_seconds.set(saved);
+        let secs = if self.ctx.timestamps && device > 0.0 {
+            device
+        } else {
+            wall
+        };
+        Ok(secs / TUNE_LAYERS as f64)
+    }
+
+    /// The compiled pipelines of `variant` at `tb` (built on first use).
+    fn variant_pipelines(&self, variant: KernelVariant, tb: u32) -> Result<VariantPipelines> {
+        let tb = if variant.tiling() == kernel::Tiling::Wide {
+            0
+        } else {
+            tb
+        };
+        if let Some((_, p)) = self
+            .kernels_v
+            .pipelines
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == (variant, tb))
+        {
+            return Ok(p.clone());
+        }
+        let p = if variant == KernelVariant::Tiled {
+            // The reference kernel is compiled with the backend.
+            VariantPipelines {
+                variant,
+                main: self.kernels.layer_for(tb as usize).clone(),
+                combine: None,
+            }
+        } else {
+            VariantPipelines::new(&self.ctx, &self.kernels.layer_layout, variant, tb.max(16))?
+        };
+        self.kernels_v
+            .pipelines
+            .borrow_mut()
+            .push(((variant, tb), p.clone()));
+        Ok(p)
     }
 
     /// The device context (for tests and benchmarks).
@@ -816,10 +997,19 @@ impl GpuBackend {
         sample: u32,
         deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
         keep_last: bool,
+        force: Option<KernelVariant>,
     ) -> Result<Option<Vec<f32>>> {
         let ctx = &self.ctx;
         let n = spec.width;
         let batch = meas.batch;
+        // The layer kernel variant (tuned on first use under `auto`).
+        let variant = match force {
+            Some(v) => Some(v),
+            None => self.layer_variant(spec, h0, meas, sample)?,
+        };
+        if let (Some(v), None) = (variant, force) {
+            self.kernels_v.used.borrow_mut().insert(v);
+        }
         let q = batch + meas.pairs.len();
         let groups = (n as u32).div_ceil(STATS_ROWS);
         let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
@@ -930,9 +1120,47 @@ impl GpuBackend {
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let tile = n.min(HADAMARD_TILE);
         ctx.check()?;
-        let layer_pipe = self.kernels.layer_for(batch);
-        let tb = tile_columns(batch) as usize;
-        let wg = ((batch.div_ceil(tb)) as u32, (n as u32).div_ceil(64));
+        let pipes = match variant {
+            Some(v) => Some(self.variant_pipelines(v, tile_columns(batch))?),
+            None => None,
+        };
+        let wg = variant.map_or((1, 1, 1), |v| {
+            v.workgroups(n, batch, self.kernels_v.caps.max_storage_binding)
+        });
+        // Split-K: S × n × B partial sums; the main pass writes them where
+        // the layer writes its output, the combine pass reads them where the
+        // layer reads its input (one bind group pair per parity).
+        let split_bg: Vec<(wgpu::BindGroup, wgpu::BindGroup)> =
+            if pipes.as_ref().is_some_and(|p| p.combine.is_some()) {
+                let partial = ctx.buffer(
+                    "split-K partial sums",
+                    u64::from(wg.2) * act_bytes,
+                    U::STORAGE,
+                )?;
+                (0..2)
+                    .map(|k| {
+                        let bg = |label, a: &wgpu::Buffer, b: &wgpu::Buffer| {
+                            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: Some(label),
+                                layout: &self.kernels.layer_layout,
+                                entries: &[
+                                    params_binding.clone(),
+                                    entry(1, a),
+                                    entry(2, b),
+                                    entry(3, &shared.table),
+                                ],
+                            })
+                        };
+                        (
+                            bg("split-K bind group", &h[k], &partial),
+                            bg("combine bind group", &partial, &h[1 - k]),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let combine_wg = spread(n * batch, max_dim);
         let mut next = 1usize;
         let mut chunk = 1usize;
         while next <= spec.depth {
@@ -984,10 +1212,21 @@ impl GpuBackend {
                             );
                             pass.dispatch_workgroups(groups.0, groups.1, 1);
                         }
-                    } else {
-                        pass.set_pipeline(layer_pipe);
-                        pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
-                        pass.dispatch_workgroups(wg.0, wg.1, 1);
+                    } else if let Some(p) = &pipes {
+                        pass.set_pipeline(&p.main);
+                        match (&p.combine, split_bg.get((l - 1) % 2)) {
+                            (Some(combine), Some((main_bg, combine_bg))) => {
+                                pass.set_bind_group(0, main_bg, &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                                pass.set_pipeline(combine);
+                                pass.set_bind_group(0, combine_bg, &offset);
+                                pass.dispatch_workgroups(combine_wg.0, combine_wg.1, 1);
+                            }
+                            _ => {
+                                pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                            }
+                        }
                     }
                     pass.set_pipeline(&self.kernels.stats);
                     pass.set_bind_group(0, &stats_bg[l % 2], &offset);
@@ -1209,16 +1448,23 @@ impl GpuBackend {
             )));
         }
         let h0 = feature_major(inputs, spec.width);
-        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true)?;
+        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true, None)?;
         out.ok_or_else(|| Error::Gpu("no activations were read back".into()))
     }
 }
 
 impl Backend for GpuBackend {
     fn info(&self) -> BackendInfo {
+        let used = self.kernels_used();
         BackendInfo {
             backend: "gpu".into(),
             adapter: self.ctx.describe(),
+            // The variants that ran (several when sizes differ), else the choice.
+            kernel: Some(if used.is_empty() {
+                self.kernels_v.choice.name().to_string()
+            } else {
+                used.iter().map(|v| v.name()).collect::<Vec<_>>().join(",")
+            }),
         }
     }
 
@@ -1257,6 +1503,7 @@ impl Backend for GpuBackend {
                     sample,
                     &mut |l, s, d| sink(l, &s, &d),
                     false,
+                    None,
                 )
                 .map(|_| ());
         }
@@ -1290,6 +1537,7 @@ impl Backend for GpuBackend {
                     Ok(())
                 },
                 false,
+                None,
             )?;
         }
         for l in 1..=spec.depth {

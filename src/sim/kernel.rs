@@ -336,6 +336,71 @@ pub fn combine_source(int64: bool) -> String {
     }
 }
 
+/// The compute pipelines of one variant at one TB: the main pass, and the
+/// combine pass for split-K. Both use the layer kernel's bind group layout
+/// (parameters, read, write, quantizer table): split-K writes its partial
+/// sums where the layer writes its output, and the combine pass reads them
+/// where the layer reads its input.
+#[derive(Debug, Clone)]
+pub struct VariantPipelines {
+    /// The variant.
+    pub variant: KernelVariant,
+    /// The main pass.
+    pub main: wgpu::ComputePipeline,
+    /// The split-K combine pass.
+    pub combine: Option<wgpu::ComputePipeline>,
+}
+
+impl VariantPipelines {
+    /// Compiles `variant` with `tb` batch columns per workgroup for `layout`.
+    pub fn new(
+        ctx: &crate::sim::gpu::GpuContext,
+        layout: &wgpu::BindGroupLayout,
+        variant: KernelVariant,
+        tb: u32,
+    ) -> Result<Self> {
+        let d = &ctx.device;
+        let pipeline = |label: &str, source: String| -> Result<wgpu::ComputePipeline> {
+            let module = ctx.shader(label, source)?;
+            let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
+            let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            let p = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Gpu(format!("pipeline {label}: {e}")));
+            }
+            Ok(p)
+        };
+        let main = pipeline(
+            &format!("layer {variant} TB={tb}"),
+            layer_source(variant, tb),
+        )?;
+        let combine = if variant.tiling() == Tiling::SplitK {
+            Some(pipeline(
+                &format!("layer combine ({variant})"),
+                combine_source(variant.int64()),
+            )?)
+        } else {
+            None
+        };
+        Ok(VariantPipelines {
+            variant,
+            main,
+            combine,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,11 @@ pub struct BackendInfo {
     pub backend: String,
     /// The adapter (GPU name and driver) or the CPU thread count.
     pub adapter: String,
+    /// The GPU layer kernel variant(s) that ran (comma-separated; see
+    /// [`kernel::KernelVariant`]), or the choice (`auto`, a variant) before
+    /// any layer ran; `None` on the CPU (and then absent from JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 /// Receives the statistics of each layer of one network sample, in order:
