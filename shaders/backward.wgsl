@@ -5,8 +5,8 @@
 // forward pass used, never stored — loads the matching δ tile, accumulates
 // 4 units × 4 columns per thread in four named vec4 registers, and applies
 // the straight-through mask at the stored forward pre-activations h^l.
-// Twin of `transposed_layer` in src/sim/backward.rs. Prepended with rng.wgsl
-// and params.wgsl; p.layer is l + 1 (the weights' layer).
+// Twin of `transposed_layer` in src/sim/backward.rs. Prepended with rng.wgsl,
+// params.wgsl and weight_tile.wgsl; p.layer is l + 1 (the weights' layer).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> delta_in: array<f32>;
@@ -22,7 +22,7 @@ const WX: u32 = TB / 4u;
 const WY: u32 = TI / 4u;
 const THREADS: u32 = WX * WY;
 
-var<workgroup> w_tile: array<f32, 2048>;        // TJ rows × TI units
+var<workgroup> w_tile: array<f32, 2048>;        // TJ rows × TI units (weight_tile.wgsl)
 var<workgroup> d_tile: array<vec4<f32>, 512>;   // TJ rows × TB/4
 
 @compute @workgroup_size(WX, WY)
@@ -31,7 +31,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>) {
     let n = p.n;
     let batch = p.batch;
-    let key = vec2<u32>(p.key0, p.key1);
     let unit0 = wid.y * TI;
     let col0 = wid.x * TB;
     let tx = lid.x;
@@ -41,21 +40,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var i0 = 0u; i0 < n; i0 = i0 + TJ) {
-        // Weights z[i][j] for TJ rows × TI units, TI/4 Philox blocks per row.
-        for (var t = li; t < TJ * (TI / 4u); t = t + THREADS) {
-            let ii = t / (TI / 4u);
-            let blk = t % (TI / 4u);
-            let row = i0 + ii;
-            var z = vec4<f32>(0.0);
-            if (row < n) {
-                z = normals(key, p.sample, p.layer, row, unit0 / 4u + blk);
-            }
-            let base = ii * TI + blk * 4u;
-            w_tile[base] = z.x;
-            w_tile[base + 1u] = z.y;
-            w_tile[base + 2u] = z.z;
-            w_tile[base + 3u] = z.w;
-        }
+        // Weights z[i][j] for TJ rows i × TI units j (shaders/weight_tile.wgsl).
+        fill_weight_tile(li, THREADS, i0, TJ, unit0, TI);
         // δ^{l+1} for TJ rows × TB inputs; zero outside the matrix.
         for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
             let ii = t / (TB / 4u);

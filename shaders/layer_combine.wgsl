@@ -1,4 +1,4 @@
-// Second pass of the split-K layer (layer_splitk.wgsl): each invocation
+// Second pass of the split-K layer (layer.wgsl with SPLIT): each invocation
 // adds the S partial sums of one pre-activation in slot order 0..S−1 (a
 // fixed order: the same seed gives the same bits), then applies σ_w/√n and
 // the bias σ_b·ζ_i as layer.wgsl does. S is the partial buffer's length

@@ -264,7 +264,10 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
         "backward pass on {where_} ({} networks × {} layers, forward then backward) ...",
         args.samples, args.depth
     );
-    let curves = run_backward(&spec, &ste, &cancel, gpu.as_ref())?;
+    let device = gpu
+        .as_ref()
+        .map(|g| g as &dyn quantdepth::sim::GradientPass);
+    let curves = run_backward(&spec, &ste, &cancel, device)?;
     let theory: Vec<_> = c0
         .iter()
         .map(|&c| backward_curve(&r.network, &ste, r.q0, c, args.depth, 1.0))

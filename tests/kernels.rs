@@ -5,7 +5,7 @@
 //! src/rng.rs bit for bit. Without an adapter the GPU tests skip, unless
 //! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
 
-use quantdepth::sim::kernel::{self, KernelVariant};
+use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant};
 
 #[test]
 fn every_variant_validates_with_naga() {
@@ -41,10 +41,10 @@ fn every_variant_validates_with_naga() {
 
 use quantdepth::rng::{philox4x32_10, Stream};
 use quantdepth::setup::NetworkChoice;
-use quantdepth::sim::autotune::{Tuner, CACHE_FILE};
 use quantdepth::sim::cpu::{self, CpuBackend};
+use quantdepth::sim::gpu::autotune::{Tuner, CACHE_FILE};
+use quantdepth::sim::gpu::KernelChoice;
 use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend};
-use quantdepth::sim::kernel::KernelChoice;
 use quantdepth::sim::{
     self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec, Weights,
 };
@@ -278,7 +278,7 @@ fn int64_generator_equals_rust_bit_for_bit() {
         .unwrap();
     ctx.queue
         .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
-    let src = kernel::with_mul64(&shaders::rng_check());
+    let src = shaders::with_mul64(&shaders::rng_check());
     let module = ctx.shader("rng_check int64", src).unwrap();
     let pipe = ctx
         .device

@@ -15,6 +15,8 @@ use crate::sim::cpu::{block_stats, ensemble_layer_with_stats, feature_major, wei
 use crate::sim::hadamard;
 use crate::sim::spec::{Inputs, SimActivation, SimSpec, Weights};
 use crate::sim::stats::Estimate;
+use crate::sim::GradientPass;
+pub use crate::sim::SampleGradients;
 use crate::theory::backward::Ste;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,15 +177,6 @@ fn dense_transposed(
     });
 }
 
-/// One network's gradients: sums of squares and pair dot products of δ^l
-/// for l = 0..=L, and the forward pre-activations h^0..h^{L−1}.
-pub struct SampleGradients {
-    /// (Σ δ², pair dots) per layer, l = 0..=L.
-    pub delta: Vec<(Vec<f64>, Vec<f64>)>,
-    /// h^0..h^{L−1}, feature-major.
-    pub forward: Vec<Vec<f32>>,
-}
-
 /// The output gradient of network `sample`: one standard-normal vector per
 /// pair, shared by its two inputs (feature-major, n × B).
 pub fn output_gradient(stream: &Stream, n: usize, batch: usize) -> Vec<f32> {
@@ -254,12 +247,12 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
 
 /// Runs forward and backward passes of every network of `spec` (pair
 /// inputs) with the STE surrogate `ste`, on the CPU, or on `gpu` when given
-/// (shaders/backward.wgsl); both aggregate the same way.
+/// (the GPU backend: shaders/backward.wgsl); both aggregate the same way.
 pub fn simulate_backward(
     spec: &SimSpec,
     ste: &Ste,
     cancel: &AtomicBool,
-    gpu: Option<&crate::sim::gpu::GpuBackend>,
+    gpu: Option<&dyn GradientPass>,
 ) -> Result<Vec<BackwardCurve>> {
     spec.validate()?;
     let Inputs::Pairs { c0, pairs } = &spec.inputs else {
@@ -312,9 +305,7 @@ pub fn simulate_backward(
             Some(g) => {
                 let stream = Stream::new(spec.seed, sample);
                 let out = output_gradient(&stream, n, batch);
-                let (delta, forward) =
-                    g.backward_sample(spec, ste, &spec.input_vectors(sample), &out, sample)?;
-                SampleGradients { delta, forward }
+                g.sample_gradients(spec, ste, &spec.input_vectors(sample), &out, sample)?
             }
         };
         for (l, (sq, _)) in sg.delta.iter().enumerate() {

@@ -2,12 +2,10 @@
 //! the backends (CPU reference, GPU), and the driver that runs network
 //! samples, aggregates their statistics, reports progress and stops cleanly.
 
-pub mod autotune;
 pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
-pub mod kernel;
 pub mod spec;
 pub mod stats;
 
@@ -26,7 +24,7 @@ pub struct BackendInfo {
     /// The adapter (GPU name and driver) or the CPU thread count.
     pub adapter: String,
     /// The GPU layer kernel variant(s) that ran (comma-separated; see
-    /// [`kernel::KernelVariant`]), or the choice (`auto`, a variant) before
+    /// [`gpu::KernelVariant`]), or the choice (`auto`, a variant) before
     /// any layer ran; `None` on the CPU (and then absent from JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
@@ -50,22 +48,52 @@ pub trait Backend {
         sample: u32,
         sink: &mut LayerSink<'_>,
     ) -> Result<()>;
+    /// The device that runs this backend's backward passes, if not the CPU.
+    fn gradient_pass(&self) -> Option<&dyn GradientPass> {
+        None
+    }
     /// Forward and straight-through backward passes of every network of
-    /// `spec` (pair inputs), aggregated as in [`backward::simulate_backward`].
-    /// The default runs on the CPU.
+    /// `spec` (pair inputs), aggregated as in [`backward::simulate_backward`],
+    /// on [`Backend::gradient_pass`] (the CPU where that is `None`).
     fn backward(
         &mut self,
         spec: &SimSpec,
         ste: &crate::theory::backward::Ste,
         cancel: &AtomicBool,
     ) -> Result<Vec<backward::BackwardCurve>> {
-        backward::simulate_backward(spec, ste, cancel, None)
+        backward::simulate_backward(spec, ste, cancel, self.gradient_pass())
     }
     /// Device time of the layer passes since the last call, where the
     /// backend measures it (GPU timestamp queries); `None` otherwise.
     fn device_seconds(&mut self) -> Option<f64> {
         None
     }
+}
+
+/// One network's gradients: sums of squares and pair dot products of δ^l
+/// for l = 0..=L, and the forward pre-activations h^0..h^{L−1}.
+pub struct SampleGradients {
+    /// (Σ δ², pair dots) per layer, l = 0..=L.
+    pub delta: Vec<(Vec<f64>, Vec<f64>)>,
+    /// h^0..h^{L−1}, feature-major.
+    pub forward: Vec<Vec<f32>>,
+}
+
+/// A device that runs one network's forward pass and straight-through
+/// backward pass (the GPU's, `sim::gpu::backward`);
+/// [`backward::simulate_backward`] aggregates its results as it does the
+/// CPU's ([`backward::cpu_sample`]).
+pub trait GradientPass {
+    /// The gradients of network `sample` of `spec` for `inputs`, from the
+    /// output gradient `output_gradient` (feature-major, n × B).
+    fn sample_gradients(
+        &self,
+        spec: &SimSpec,
+        ste: &crate::theory::backward::Ste,
+        inputs: &[Vec<f64>],
+        output_gradient: &[f32],
+        sample: u32,
+    ) -> Result<SampleGradients>;
 }
 
 /// How a simulation reports progress and learns it should stop.

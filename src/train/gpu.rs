@@ -13,7 +13,7 @@
 //! fan_out × fan_in weights.
 
 use crate::error::{Error, Result};
-use crate::sim::gpu::{AdapterPolicy, GpuContext};
+use crate::sim::gpu::device::{pack_slots, slot, AdapterPolicy, GpuContext, SLOT_STRIDE as STRIDE};
 use crate::train::cpu::BatchLoss;
 use crate::train::model::{ModelSpec, Params, Phi};
 use crate::train::TrainBackend;
@@ -94,8 +94,6 @@ pub struct TrainParams {
     pub pad: [u32; 3],
 }
 
-/// Bytes between parameter slots (WebGPU's largest uniform offset alignment).
-const STRIDE: u64 = 256;
 /// Inputs per step or evaluation batch the buffers hold.
 const MAX_BATCH: usize = 1024;
 
@@ -140,33 +138,7 @@ struct Pipelines {
 }
 
 fn layout(ctx: &GpuContext, label: &str, read: &[bool]) -> wgpu::BindGroupLayout {
-    let mut entries = vec![wgpu::BindGroupLayoutEntry {
-        binding: 0,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: true,
-            min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
-        },
-        count: None,
-    }];
-    for (i, &read_only) in read.iter().enumerate() {
-        entries.push(wgpu::BindGroupLayoutEntry {
-            binding: i as u32 + 1,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        });
-    }
-    ctx.device
-        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries: &entries,
-        })
+    ctx.layout(label, std::mem::size_of::<TrainParams>(), read, &[])
 }
 
 impl Pipelines {
@@ -188,24 +160,7 @@ impl Pipelines {
                     entry: &str,
                     bgl: &wgpu::BindGroupLayout|
          -> Result<wgpu::ComputePipeline> {
-            let module = ctx.shader(label, src)?;
-            let pl = ctx
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(label),
-                    bind_group_layouts: &[Some(bgl)],
-                    immediate_size: 0,
-                });
-            Ok(ctx
-                .device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(label),
-                    layout: Some(&pl),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                }))
+            ctx.pipeline(label, bgl, &ctx.shader(label, src)?, entry)
         };
         let p = Pipelines {
             forward: pipe(
@@ -321,12 +276,8 @@ impl GpuTrainBackend {
         let spec = &net.spec;
         let depth = spec.depth;
         let base = Self::base(spec);
-        let mut bytes = vec![0u8; ((3 * depth + 1) as u64 * STRIDE) as usize];
-        let mut put = |k: usize, p: TrainParams| {
-            let o = k * STRIDE as usize;
-            bytes[o..o + std::mem::size_of::<TrainParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        };
+        let mut slots = Vec::with_capacity(3 * depth + 1);
+        let mut put = |k: usize, p: TrainParams| slots.push((k, p));
         for l in 0..depth {
             let (fi, fo) = spec.layer_shape(l);
             // forward: H (fo × B) = W (fo × fi) · A (fi × B)
@@ -385,6 +336,7 @@ impl GpuTrainBackend {
                 ..base
             },
         );
+        let bytes = pack_slots(3 * depth + 1, slots);
         self.ctx
             .queue
             .write_buffer(&net.params, Self::slot(spec, role, 0) as u64, &bytes);
@@ -433,20 +385,7 @@ impl GpuTrainBackend {
     }
 
     fn read(&self, src: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
-        let size = bytes_f32(floats)?;
-        let staging = self.ctx.buffer(
-            "train readback",
-            size,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train readback"),
-            });
-        enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
-        self.ctx.submit_and_read(enc, &staging, size)
+        self.ctx.read("train readback", src, bytes_f32(floats)?)
     }
 }
 
@@ -470,12 +409,7 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(0, b, lr, momentum)?;
             self.net()?.step_slots = Some(want);
         }
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train step"),
-            });
+        let mut enc = self.ctx.encoder("train step");
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step"),
@@ -510,12 +444,7 @@ impl TrainBackend for GpuTrainBackend {
             .as_ref()
             .ok_or_else(|| Error::Gpu("no network".into()))?;
         let v = self.read(&net.loss_acc, net.cap)?;
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train loss reset"),
-            });
+        let mut enc = self.ctx.encoder("train loss reset");
         enc.clear_buffer(&net.loss_acc, 0, None);
         self.ctx.queue.submit([enc.finish()]);
         let n = std::mem::take(&mut self.net()?.loss_inputs);
@@ -528,12 +457,7 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(1, b, 0.0, 0.0)?;
             self.net()?.eval_slots = Some(b);
         }
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train evaluate"),
-            });
+        let mut enc = self.ctx.encoder("train evaluate");
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train evaluate"),
@@ -621,27 +545,9 @@ impl GpuTrainBackend {
             2 * (3 * spec.depth as u64 + 1) * STRIDE,
             U::UNIFORM | U::COPY_DST,
         )?;
-        let pentry = wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params_buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(std::mem::size_of::<TrainParams>() as u64),
-            }),
-        };
+        let pentry = slot(0, &params_buf, std::mem::size_of::<TrainParams>());
         let group = |label: &str, layout: &wgpu::BindGroupLayout, bufs: &[&wgpu::Buffer]| {
-            let mut entries = vec![pentry.clone()];
-            for (i, b) in bufs.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                });
-            }
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout,
-                entries: &entries,
-            })
+            ctx.bind_group(label, layout, pentry.clone(), bufs)
         };
         let depth = spec.depth;
         // G of layer l lives in g[(depth − 1 − l) % 2]; its G_prev in the other.

@@ -3,12 +3,12 @@
 //! weights (the generator and its streams never change, so the statistics
 //! cannot depend on the variant), shaped for different (n, B) and devices.
 //! Which one is fastest is measured on the user's device
-//! ([`crate::sim::autotune`]), not guessed.
+//! ([`super::autotune`]), not guessed.
 //!
 //! | variant  | shader                                  | for |
 //! |----------|-----------------------------------------|-----|
 //! | `tiled`  | layer.wgsl, 64 rows × TB ∈ {16, 32, 64} columns per workgroup | the reference kernel, any size |
-//! | `splitk` | layer_splitk.wgsl + layer_combine.wgsl  | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
+//! | `splitk` | layer.wgsl (SPLIT) + layer_combine.wgsl | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
 //! | `wide`   | layer_wide.wgsl, 64 × 128 tiles, weight tile k-major | large batches: one generated weight tile serves 128 columns |
 //!
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
@@ -16,8 +16,9 @@
 //! (shaders/mul64.wgsl) instead of 16-bit limbs, bit for bit the same
 //! stream. Every variant's CPU twin is [`crate::sim::cpu::layer`].
 
+use super::layer::tile_columns;
+use super::shaders;
 use crate::error::{Error, Result};
-use crate::sim::gpu::{shaders, tile_columns};
 
 /// One way of running the layer kernel (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,141 +264,28 @@ pub fn applicable(n: usize, batch: usize, caps: &DeviceCaps) -> Vec<KernelVarian
         .collect()
 }
 
-/// `source` (WGSL that contains rng.wgsl) with rng.wgsl's 16-bit-limb
-/// `mulhilo` replaced by shaders/mul64.wgsl's u64 product.
-pub fn with_mul64(source: &str) -> String {
-    let start = source
-        .find("fn mulhilo(")
-        .expect("the kernel source contains rng.wgsl's mulhilo");
-    let len = source[start..]
-        .find("\n}\n")
-        .expect("mulhilo ends with a closing brace on its own line")
-        + 3;
-    let mut out = String::with_capacity(source.len() + MUL64.len());
-    out.push_str(&source[..start]);
-    out.push_str(MUL64);
-    out.push_str(&source[start + len..]);
-    out
-}
-
-/// shaders/mul64.wgsl.
-pub const MUL64: &str = include_str!("../../shaders/mul64.wgsl");
-/// shaders/layer_splitk.wgsl.
-pub const LAYER_SPLITK: &str = include_str!("../../shaders/layer_splitk.wgsl");
-/// shaders/layer_combine.wgsl.
-pub const LAYER_COMBINE: &str = include_str!("../../shaders/layer_combine.wgsl");
-/// shaders/layer_wide.wgsl.
-pub const LAYER_WIDE: &str = include_str!("../../shaders/layer_wide.wgsl");
-
-/// The line of layer_splitk.wgsl that sets the batch columns per workgroup.
-const TB_LINE: &str = "const TB: u32 = 64u;";
-
 /// The main pass of `variant` with `tb` batch columns per workgroup (tb
-/// matters for tiled and split-K only), composed with the generator, the
-/// parameters and φ.
+/// matters for tiled and split-K only), composed with its shared pieces.
 pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
     let src = match variant.tiling() {
         Tiling::Tiled => shaders::layer(tb),
-        Tiling::SplitK => {
-            assert!(
-                LAYER_SPLITK.contains(TB_LINE),
-                "layer_splitk.wgsl must declare `{TB_LINE}`"
-            );
-            format!(
-                "{}\n{}\n{}\n{}",
-                shaders::RNG,
-                shaders::PARAMS,
-                shaders::PHI,
-                LAYER_SPLITK.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
-            )
-        }
-        Tiling::Wide => format!(
-            "{}\n{}\n{}\n{}",
-            shaders::RNG,
-            shaders::PARAMS,
-            shaders::PHI,
-            LAYER_WIDE
-        ),
+        Tiling::SplitK => shaders::layer_split(tb),
+        Tiling::Wide => shaders::layer_wide(),
     };
     if variant.int64() {
-        with_mul64(&src)
+        shaders::with_mul64(&src)
     } else {
         src
     }
 }
 
-/// The split-K combine pass (the bias uses the variant's generator).
+/// The split-K combine pass (its bias uses the variant's generator).
 pub fn combine_source(int64: bool) -> String {
-    let src = format!("{}\n{}\n{}", shaders::RNG, shaders::PARAMS, LAYER_COMBINE);
+    let src = shaders::layer_combine();
     if int64 {
-        with_mul64(&src)
+        shaders::with_mul64(&src)
     } else {
         src
-    }
-}
-
-/// The compute pipelines of one variant at one TB: the main pass, and the
-/// combine pass for split-K. Both use the layer kernel's bind group layout
-/// (parameters, read, write, quantizer table): split-K writes its partial
-/// sums where the layer writes its output, and the combine pass reads them
-/// where the layer reads its input.
-#[derive(Debug, Clone)]
-pub struct VariantPipelines {
-    /// The variant.
-    pub variant: KernelVariant,
-    /// The main pass.
-    pub main: wgpu::ComputePipeline,
-    /// The split-K combine pass.
-    pub combine: Option<wgpu::ComputePipeline>,
-}
-
-impl VariantPipelines {
-    /// Compiles `variant` with `tb` batch columns per workgroup for `layout`.
-    pub fn new(
-        ctx: &crate::sim::gpu::GpuContext,
-        layout: &wgpu::BindGroupLayout,
-        variant: KernelVariant,
-        tb: u32,
-    ) -> Result<Self> {
-        let d = &ctx.device;
-        let pipeline = |label: &str, source: String| -> Result<wgpu::ComputePipeline> {
-            let module = ctx.shader(label, source)?;
-            let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
-            let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(layout)],
-                immediate_size: 0,
-            });
-            let p = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::Gpu(format!("pipeline {label}: {e}")));
-            }
-            Ok(p)
-        };
-        let main = pipeline(
-            &format!("layer {variant} TB={tb}"),
-            layer_source(variant, tb),
-        )?;
-        let combine = if variant.tiling() == Tiling::SplitK {
-            Some(pipeline(
-                &format!("layer combine ({variant})"),
-                combine_source(variant.int64()),
-            )?)
-        } else {
-            None
-        };
-        Ok(VariantPipelines {
-            variant,
-            main,
-            combine,
-        })
     }
 }
 

@@ -14,8 +14,8 @@
 //! The timing function is passed in, so the choice logic is testable with
 //! injected timings.
 
+use super::variant::KernelVariant;
 use crate::error::{Error, Result};
-use crate::sim::kernel::KernelVariant;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

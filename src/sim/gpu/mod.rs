@@ -1,0 +1,536 @@
+//! The GPU backend: wgpu compute shaders (`shaders/*.wgsl`) on any Vulkan,
+//! Metal or DX12 adapter.
+//!
+//! Per network sample: the inputs go up once; then each submission records
+//! a run of layers — for each, the fused layer kernel (weights generated in
+//! workgroup memory, never stored) and the statistics kernel — and one copy
+//! of the statistics to a staging buffer, which is read back after the
+//! submission (no host round trip per layer). Submissions are sized to
+//! about half a second of work, which also paces the progress bar.
+//! Per-layer parameters sit in a uniform buffer, one 256-byte entry per
+//! layer, bound with a dynamic offset (queue writes land at submit time, so
+//! they cannot change between dispatches).
+//!
+//! Errors (no adapter, validation, out of memory, device lost) become
+//! [`Error::Gpu`] with the adapter's message; the driver keeps the samples
+//! that finished.
+
+pub mod autotune;
+mod backward;
+pub mod device;
+mod hadamard;
+mod layer;
+mod params;
+pub mod shaders;
+mod stats;
+pub mod variant;
+
+pub use device::{backend_names, AdapterPolicy, GpuContext};
+pub use hadamard::{HadamardStep, HADAMARD_TILE};
+pub use layer::tile_columns;
+pub use params::GpuParams;
+pub use variant::{DeviceCaps, KernelChoice, KernelVariant};
+
+use autotune::{TuneKey, Tuner};
+
+use backward::BackwardKernels;
+use device::PassTimer;
+use layer::LayerKernels;
+use params::SharedBuffers;
+use stats::StatsKernel;
+
+use crate::error::{Error, Result};
+use crate::sim::cpu::{block_stats, feature_major};
+use crate::sim::spec::{Inputs, Measurements, SimSpec, Weights};
+use crate::sim::{Backend, BackendInfo, GradientPass, LayerSink};
+use std::time::Instant;
+
+/// Most layers whose statistics one readback holds.
+const MAX_LAYERS_PER_SUBMIT: usize = 256;
+/// Wall time one submission aims at.
+const SUBMIT_SECONDS: f64 = 0.5;
+
+/// Pipelines and their layouts, created once per device, one per stage.
+struct Kernels {
+    layer: LayerKernels,
+    stats: StatsKernel,
+    backward: BackwardKernels,
+    hadamard: hadamard::HadamardKernels,
+}
+
+impl Kernels {
+    fn new(ctx: &GpuContext) -> Result<Self> {
+        let hadamard = hadamard::HadamardKernels::new(ctx)?;
+        let layer = LayerKernels::new(ctx)?;
+        let backward = BackwardKernels::new(ctx, &layer.layout)?;
+        let stats = StatsKernel::new(ctx)?;
+        Ok(Kernels {
+            layer,
+            stats,
+            backward,
+            hadamard,
+        })
+    }
+}
+
+/// The GPU backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    kernels: Kernels,
+    batch_limit: Option<usize>,
+    /// GPU time of the layer passes since the last `device_seconds` call,
+    /// from timestamp queries (when the adapter has them).
+    gpu_seconds: std::cell::Cell<f64>,
+    /// The layer kernel variant: the choice, the tuner, the variants used.
+    kernel: KernelState,
+}
+
+/// The GPU backend's layer-kernel variant state ([`variant`], [`autotune`]).
+struct KernelState {
+    choice: KernelChoice,
+    caps: DeviceCaps,
+    tuner: std::cell::RefCell<Tuner>,
+    used: std::cell::RefCell<std::collections::BTreeSet<KernelVariant>>,
+}
+
+/// Layers timed per variant when tuning (after one warm-up layer).
+const TUNE_LAYERS: usize = 3;
+
+impl GpuBackend {
+    /// Opens an adapter under `policy` and builds the kernels.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        let ctx = GpuContext::new(policy)?;
+        let kernels = Kernels::new(&ctx)?;
+        let caps = DeviceCaps::new(ctx.features, &ctx.limits);
+        Ok(GpuBackend {
+            ctx,
+            kernels,
+            batch_limit: None,
+            gpu_seconds: std::cell::Cell::new(0.0),
+            kernel: KernelState {
+                choice: KernelChoice::Forced(KernelVariant::Tiled),
+                caps,
+                tuner: std::cell::RefCell::new(Tuner::new(None)),
+                used: std::cell::RefCell::new(Default::default()),
+            },
+        })
+    }
+
+    /// Sets the layer kernel: a forced variant, or `Auto` (time the
+    /// applicable variants on first use of each (n, B, weights) and keep
+    /// the fastest, cached in `cache_dir`: see [`autotune`]). A backend
+    /// starts with the reference kernel, `tiled`; the command line's
+    /// default is `auto` with [`autotune::default_cache_dir`].
+    pub fn set_kernel(&mut self, choice: KernelChoice, cache_dir: Option<std::path::PathBuf>) {
+        self.kernel.choice = choice;
+        self.kernel.used.borrow_mut().clear();
+        self.kernel.tuner = std::cell::RefCell::new(Tuner::new(cache_dir));
+    }
+
+    /// Replaces the tuner (a chosen cache folder, warnings elsewhere than stderr).
+    pub fn set_tuner(&mut self, tuner: Tuner) {
+        self.kernel.tuner = std::cell::RefCell::new(tuner);
+    }
+
+    /// What the layer kernel variants depend on in this device.
+    pub fn kernel_caps(&self) -> DeviceCaps {
+        self.kernel.caps
+    }
+
+    /// The layer kernel variants that ran since the last [`Self::set_kernel`],
+    /// in [`KernelVariant::ALL`] order.
+    pub fn kernels_used(&self) -> Vec<KernelVariant> {
+        self.kernel.used.borrow().iter().copied().collect()
+    }
+
+    /// The variant that runs layers of `spec` on this chunk: the forced one
+    /// (an error naming the applicable ones where it does not apply), or
+    /// the tuned one; `None` for the Hadamard ensemble (its own kernels).
+    fn layer_variant(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+    ) -> Result<Option<KernelVariant>> {
+        if spec.weights == Weights::Hadamard {
+            return Ok(None);
+        }
+        let (n, batch) = (spec.width, meas.batch);
+        let caps = &self.kernel.caps;
+        let candidates = variant::applicable(n, batch, caps);
+        match self.kernel.choice {
+            KernelChoice::Forced(v) if v.applicable(n, batch, caps) => Ok(Some(v)),
+            KernelChoice::Forced(v) => Err(Error::invalid(
+                "kernel",
+                v,
+                &format!(
+                    "a variant that applies at n = {n}, B = {batch} on {}: {}",
+                    self.ctx.info.name,
+                    candidates
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            KernelChoice::Auto => {
+                let key = TuneKey {
+                    adapter: self.ctx.info.name.clone(),
+                    backend: format!("{:?}", self.ctx.info.backend),
+                    driver: self.ctx.info.driver.clone(),
+                    driver_info: self.ctx.info.driver_info.clone(),
+                    n,
+                    batch,
+                    weights: spec.weights.to_string(),
+                };
+                let mut time = |v| self.time_variant(spec, h0, meas, sample, v);
+                let chosen = self
+                    .kernel
+                    .tuner
+                    .borrow_mut()
+                    .choose(&key, &candidates, &mut time)?;
+                Ok(Some(chosen.variant()))
+            }
+        }
+    }
+
+    /// Seconds per layer of `variant` on this chunk: one warm-up layer, then
+    /// [`TUNE_LAYERS`] layers timed by the device's timestamps where it has
+    /// them, else by the wall clock around submit and wait.
+    fn time_variant(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+        variant: KernelVariant,
+    ) -> Result<f64> {
+        let saved = self.gpu_seconds.get();
+        let run = |depth: usize| {
+            let s = SimSpec {
+                depth,
+                ..spec.clone()
+            };
+            let mut ignore = |_, _, _| Ok(());
+            self.run_chunk(&s, h0, meas, sample, &mut ignore, false, Some(variant))
+        };
+        run(1)?;
+        self.gpu_seconds.set(0.0);
+        let start = Instant::now();
+        run(TUNE_LAYERS)?;
+        let wall = start.elapsed().as_secs_f64();
+        let device = self.gpu_seconds.replace(saved);
+        let secs = if self.ctx.timestamps && device > 0.0 {
+            device
+        } else {
+            wall
+        };
+        Ok(secs / TUNE_LAYERS as f64)
+    }
+
+    /// Times every variant that applies at (n, B) for `spec`'s network
+    /// (seconds per layer, as the tuner measures them), for `bench`.
+    pub fn time_variants(&self, spec: &SimSpec) -> Result<Vec<(KernelVariant, f64)>> {
+        spec.validate()?;
+        let meas = spec.measurements();
+        let h0 = feature_major(&spec.input_vectors(0), spec.width);
+        variant::applicable(spec.width, meas.batch, &self.kernel.caps)
+            .into_iter()
+            .map(|v| Ok((v, self.time_variant(spec, &h0, &meas, 0, v)?)))
+            .collect()
+    }
+
+    /// The device context (for tests and benchmarks).
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Largest batch per pass for width n under the adapter's binding limits.
+    pub fn max_batch(&self, n: usize) -> usize {
+        let bind = self
+            .ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.ctx.limits.max_buffer_size);
+        let by_memory = (bind / 4 / n as u64) as usize;
+        // Quantities per layer (B + P ≤ 1.5 B for pairs) index workgroups in x.
+        let by_dispatch = (self.ctx.limits.max_compute_workgroups_per_dimension as usize) * 2 / 3;
+        let limit = by_memory.min(by_dispatch);
+        self.batch_limit.map_or(limit, |l| l.min(limit))
+    }
+
+    /// Runs layers 1..=depth of one network on a batch chunk whose inputs
+    /// are `h0` (feature-major), calling `deliver(layer, sumsq, dots)`.
+    #[allow(clippy::type_complexity)]
+    fn run_chunk(
+        &self,
+        spec: &SimSpec,
+        h0: &[f32],
+        meas: &Measurements,
+        sample: u32,
+        deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
+        keep_last: bool,
+        force: Option<KernelVariant>,
+    ) -> Result<Option<Vec<f32>>> {
+        let ctx = &self.ctx;
+        let kernels = &self.kernels;
+        let n = spec.width;
+        let batch = meas.batch;
+        // The layer kernel variant (tuned on first use under `auto`).
+        let variant = match force {
+            Some(v) => Some(v),
+            None => self.layer_variant(spec, h0, meas, sample)?,
+        };
+        if let (Some(v), None) = (variant, force) {
+            self.kernel.used.borrow_mut().insert(v);
+        }
+        let q = batch + meas.pairs.len();
+        let groups = stats::groups(n);
+        let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
+        let shared = SharedBuffers::new(ctx, spec, meas, sample, None, &|l| {
+            ((l - 1) % per_submit) as u32
+        })?;
+        use wgpu::BufferUsages as U;
+        let act_bytes = (n * batch * 4) as u64;
+        let stats_bytes = (per_submit * q * groups as usize * 4) as u64;
+        let h = [
+            ctx.buffer(
+                "activations A",
+                act_bytes,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            )?,
+            ctx.buffer("activations B", act_bytes, U::STORAGE | U::COPY_SRC)?,
+        ];
+        let stats_buf = ctx.buffer("statistics", stats_bytes, U::STORAGE | U::COPY_SRC)?;
+        // The read-back holds the statistics, then the pass's two timestamps.
+        let staging = ctx.buffer(
+            "statistics read-back",
+            stats_bytes + PassTimer::BYTES,
+            U::MAP_READ | U::COPY_DST,
+        )?;
+        let timer = ctx.pass_timer("layer pass timestamps")?;
+        ctx.queue.write_buffer(&h[0], 0, bytemuck::cast_slice(h0));
+        let layer_bg: Vec<wgpu::BindGroup> = (0..2)
+            .map(|k| kernels.layer.bind_group(ctx, &shared, &h[k], &h[1 - k]))
+            .collect();
+        let stats_bg: Vec<wgpu::BindGroup> = (0..2)
+            .map(|k| kernels.stats.bind_group(ctx, &shared, &h[k], &stats_buf))
+            .collect();
+        let hadamard_layers = if spec.weights == Weights::Hadamard {
+            Some(kernels.hadamard.prepare(ctx, &shared, &h, n)?)
+        } else {
+            None
+        };
+        let pipes = match variant {
+            Some(v) => Some(kernels.layer.variant(ctx, v, batch)?),
+            None => None,
+        };
+        let wg = variant.map_or((1, 1, 1), |v| {
+            v.workgroups(n, batch, self.kernel.caps.max_storage_binding)
+        });
+        // Split-K: S × n × B partial sums, written by the main pass and
+        // read by the combine pass (a pair of bind groups per parity).
+        let split_bg: Vec<(wgpu::BindGroup, wgpu::BindGroup)> =
+            if pipes.as_ref().is_some_and(|p| p.combine.is_some()) {
+                let partial = ctx.buffer(
+                    "split-K partial sums",
+                    u64::from(wg.2) * act_bytes,
+                    U::STORAGE,
+                )?;
+                (0..2)
+                    .map(|k| {
+                        (
+                            kernels.layer.bind_group(ctx, &shared, &h[k], &partial),
+                            kernels.layer.bind_group(ctx, &shared, &partial, &h[1 - k]),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let combine_wg = device::spread(n * batch, ctx.limits.max_compute_workgroups_per_dimension);
+        ctx.check()?;
+        let mut next = 1usize;
+        let mut chunk = 1usize;
+        while next <= spec.depth {
+            let count = chunk
+                .min(spec.depth - next + 1)
+                .min(per_submit - (next - 1) % per_submit);
+            let start = Instant::now();
+            let mut enc = ctx.encoder("layers");
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("layers"),
+                    timestamp_writes: timer.as_ref().map(PassTimer::writes),
+                });
+                for l in next..next + count {
+                    let offset = SharedBuffers::offset(l);
+                    if let Some(hl) = &hadamard_layers {
+                        kernels
+                            .hadamard
+                            .record(&mut pass, hl, l, offset[0], n, batch);
+                    } else if let Some(p) = &pipes {
+                        pass.set_pipeline(&p.main);
+                        match (&p.combine, split_bg.get((l - 1) % 2)) {
+                            (Some(combine), Some((main_bg, combine_bg))) => {
+                                pass.set_bind_group(0, main_bg, &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                                pass.set_pipeline(combine);
+                                pass.set_bind_group(0, combine_bg, &offset);
+                                pass.dispatch_workgroups(combine_wg.0, combine_wg.1, 1);
+                            }
+                            _ => {
+                                pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                            }
+                        }
+                    }
+                    kernels
+                        .stats
+                        .record(&mut pass, &stats_bg[l % 2], &offset, q, n);
+                }
+            }
+            let first_slot = (next - 1) % per_submit;
+            let unit = (q * groups as usize * 4) as u64;
+            let stats_len = count as u64 * unit;
+            enc.copy_buffer_to_buffer(&stats_buf, first_slot as u64 * unit, &staging, 0, stats_len);
+            if let Some(t) = &timer {
+                t.resolve(&mut enc, &staging, stats_len);
+            }
+            let read_len = stats_len + if timer.is_some() { PassTimer::BYTES } else { 0 };
+            let mut raw = ctx.submit_and_read(enc, &staging, read_len)?;
+            if timer.is_some() {
+                let secs = PassTimer::take_seconds(&mut raw, &ctx.queue);
+                self.gpu_seconds.set(self.gpu_seconds.get() + secs);
+            }
+            for (k, layer_raw) in raw.chunks_exact(q * groups as usize).enumerate() {
+                let (sumsq, dots) = stats::reduce(layer_raw, groups, batch);
+                deliver(next + k, sumsq, dots)?;
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-6);
+            let per_layer = secs / count as f64;
+            chunk = ((SUBMIT_SECONDS / per_layer) as usize).clamp(1, per_submit);
+            next += count;
+        }
+        if !keep_last {
+            return Ok(None);
+        }
+        Ok(Some(ctx.read(
+            "activations read-back",
+            &h[spec.depth % 2],
+            act_bytes,
+        )?))
+    }
+
+    /// Lowers the batch per pass below the adapter's limit (to exercise
+    /// batch splitting); `None` restores the limit.
+    pub fn set_batch_limit(&mut self, limit: Option<usize>) {
+        self.batch_limit = limit;
+    }
+
+    /// The pre-activations of layer `spec.depth` of network `sample` for
+    /// `inputs` (feature-major, n × B), computed on the GPU.
+    pub fn propagate(&self, spec: &SimSpec, inputs: &[Vec<f64>], sample: u32) -> Result<Vec<f32>> {
+        spec.validate()?;
+        let meas = spec.measurements();
+        if meas.batch > self.max_batch(spec.width) {
+            return Err(Error::Gpu(format!(
+                "batch {} is over this adapter's limit for one pass",
+                meas.batch
+            )));
+        }
+        let h0 = feature_major(inputs, spec.width);
+        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true, None)?;
+        out.ok_or_else(|| Error::Gpu("no activations were read back".into()))
+    }
+}
+
+impl Backend for GpuBackend {
+    fn info(&self) -> BackendInfo {
+        let used = self.kernels_used();
+        BackendInfo {
+            backend: "gpu".into(),
+            adapter: self.ctx.describe(),
+            // The variants that ran (several when sizes differ), else the choice.
+            kernel: Some(if used.is_empty() {
+                self.kernel.choice.name().to_string()
+            } else {
+                used.iter().map(|v| v.name()).collect::<Vec<_>>().join(",")
+            }),
+        }
+    }
+
+    fn gradient_pass(&self) -> Option<&dyn GradientPass> {
+        Some(self)
+    }
+
+    fn device_seconds(&mut self) -> Option<f64> {
+        self.ctx.timestamps.then(|| self.gpu_seconds.replace(0.0))
+    }
+
+    fn run_sample(
+        &mut self,
+        spec: &SimSpec,
+        inputs: &[Vec<f64>],
+        sample: u32,
+        sink: &mut LayerSink<'_>,
+    ) -> Result<()> {
+        let n = spec.width;
+        let meas = spec.measurements();
+        let h0_all = feature_major(inputs, n);
+        let (s0, d0) = block_stats(&h0_all, meas.batch, &meas);
+        sink(0, &s0, &d0)?;
+        let max_batch = self.max_batch(n);
+        if meas.batch <= max_batch {
+            return self
+                .run_chunk(
+                    spec,
+                    &h0_all,
+                    &meas,
+                    sample,
+                    &mut |l, s, d| sink(l, &s, &d),
+                    false,
+                    None,
+                )
+                .map(|_| ());
+        }
+        // Split the batch: pairs stay whole, so each chunk holds whole pairs.
+        let Inputs::Pairs { .. } = spec.inputs else {
+            return Err(Error::Gpu(format!(
+                "a circle of {} points at width {n} exceeds this adapter's storage binding limit ({} inputs at most)",
+                meas.batch, max_batch
+            )));
+        };
+        let per_chunk = (max_batch / 2).max(1) * 2;
+        let mut sumsq = vec![vec![0f64; meas.batch]; spec.depth + 1];
+        let mut dots = vec![vec![0f64; meas.pairs.len()]; spec.depth + 1];
+        for c0 in (0..meas.batch).step_by(per_chunk) {
+            let c1 = (c0 + per_chunk).min(meas.batch);
+            let chunk_meas = Measurements {
+                batch: c1 - c0,
+                pairs: (0..((c1 - c0) / 2) as u32)
+                    .map(|i| (2 * i, 2 * i + 1))
+                    .collect(),
+            };
+            let h0 = feature_major(&inputs[c0..c1], n);
+            self.run_chunk(
+                spec,
+                &h0,
+                &chunk_meas,
+                sample,
+                &mut |l, s, d| {
+                    sumsq[l][c0..c1].copy_from_slice(&s);
+                    dots[l][c0 / 2..c1 / 2].copy_from_slice(&d);
+                    Ok(())
+                },
+                false,
+                None,
+            )?;
+        }
+        for l in 1..=spec.depth {
+            sink(l, &sumsq[l], &dots[l])?;
+        }
+        Ok(())
+    }
+}
