@@ -1,9 +1,10 @@
 //! `quantdepth run CONFIG`: an experiment from a config file.
 
+use super::progress_bar;
 use crate::outln;
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::MultiProgress;
 use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{plan, resume_experiment, run_experiment, Config, Hooks};
 use quantdepth::sim;
@@ -143,18 +144,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("\ninterrupted: finishing the results folder (Ctrl-C again to quit at once)");
     });
     let multi = MultiProgress::new();
-    let overall = multi.add(ProgressBar::new(0));
-    overall.set_style(
-        ProgressStyle::with_template(
-            "run   [{elapsed_precise}] {bar:30} {pos}/{len} points (ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let current = multi.add(ProgressBar::new(0));
-    current.set_style(
-        ProgressStyle::with_template("point {msg} {bar:30} {pos}/{len} layers (ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let overall = multi.add(progress_bar(
+        0,
+        "run   [{elapsed_precise}] {bar:30} {pos}/{len} points (ETA {eta})",
+    ));
+    let current = multi.add(progress_bar(
+        0,
+        "point {msg} {bar:30} {pos}/{len} layers (ETA {eta})",
+    ));
     let started = |i: usize, total: usize, label: &str, layers: u64| {
         overall.set_length(total as u64);
         overall.set_position(i as u64);

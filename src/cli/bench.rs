@@ -1,7 +1,7 @@
 //! `quantdepth bench`: simulator throughput on this machine's backends,
 //! beside numpy yardsticks measured in the same run.
 
-use crate::cli_sim::run_quiet;
+use super::simulate::run_quiet;
 use crate::outln;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "16,256")]
     pub batches: String,
     /// Layers per measurement (after one warm-up layer; best of three runs).
-    #[arg(long, default_value_t = 4, value_parser = crate::parse_count, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 4, value_parser = super::parse_count, allow_negative_numbers = true)]
     pub layers: usize,
     /// Weight ensembles, comma-separated: gaussian, rademacher, hadamard
     /// (hadamard rows only at power-of-two widths).

@@ -1,11 +1,11 @@
 //! `quantdepth simulate`: one network configuration, simulated and set
 //! beside the theory.
 
-use crate::{outln, print_network, NetArgs};
+use super::{print_network, progress_bar, NetArgs};
+use crate::outln;
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use quantdepth::setup::parse_list;
+use quantdepth::setup::{parse_list, ResolvedNetwork};
 use quantdepth::sim::{self, Backend, Control, Inputs, SimSpec, Weights};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,16 +23,16 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub c0: String,
     /// Pairs of inputs per value of c^0 (K), pushed through every network.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = crate::parse_count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = super::parse_count, allow_negative_numbers = true)]
     pub pairs: usize,
     /// Width n of every layer.
-    #[arg(long, value_name = "n", value_parser = crate::parse_count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "n", value_parser = super::parse_count, allow_negative_numbers = true)]
     pub width: usize,
     /// Depth L: number of layers.
-    #[arg(long, value_name = "L", value_parser = crate::parse_count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "L", value_parser = super::parse_count, allow_negative_numbers = true)]
     pub depth: usize,
     /// Independent network samples E (standard errors need E ≥ 2).
-    #[arg(long, value_name = "E", value_parser = crate::parse_count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "E", value_parser = super::parse_count, allow_negative_numbers = true)]
     pub samples: usize,
     /// Seed of every weight, bias and input direction.
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -71,12 +71,9 @@ pub fn run_with_progress(
     label: &str,
 ) -> Result<sim::SimOutcome> {
     let total = (spec.samples * spec.depth) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{elapsed_precise}] {bar:40} {pos}/{len} layers (ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        total,
+        "{msg} [{elapsed_precise}] {bar:40} {pos}/{len} layers (ETA {eta})",
     );
     bar.set_message(label.to_string());
     let cancel = Arc::new(AtomicBool::new(false));
@@ -109,13 +106,25 @@ pub fn run_quiet(backend: &mut dyn Backend, spec: &SimSpec) -> Result<sim::SimOu
     )?)
 }
 
-/// Validates a simulation and refuses it beyond this machine's memory,
-/// before any device is opened or buffer allocated.
-fn check_plan(spec: &SimSpec, backend: &str, backward: bool) -> Result<()> {
+/// The network, the input correlations and the simulation the options
+/// describe, validated and refused beyond this machine's memory before any
+/// device is opened or buffer allocated.
+fn plan_simulation(
+    args: &SimulateArgs,
+    backward: bool,
+) -> Result<(ResolvedNetwork, Vec<f64>, SimSpec)> {
+    let r = args.net.resolve()?;
+    let c0 = parse_list("c0", &args.c0)?;
+    let inputs = Inputs::Pairs {
+        c0: c0.clone(),
+        pairs: args.pairs,
+    };
+    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs)
+        .with_weights(Weights::parse("--weights", &args.weights)?);
     spec.validate()?;
-    let plan = spec.memory_plan(backend == "gpu", backward)?;
+    let plan = spec.memory_plan(args.backend == "gpu", backward)?;
     quantdepth::experiment::plan::check_host_memory(plan.host_bytes, "this simulation")?;
-    Ok(())
+    Ok((r, c0, spec))
 }
 
 fn fmt_se(se: Option<f64>) -> String {
@@ -126,15 +135,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     if args.backward {
         return simulate_backward(&args);
     }
-    let r = args.net.resolve()?;
-    let c0 = parse_list("c0", &args.c0)?;
-    let inputs = Inputs::Pairs {
-        c0: c0.clone(),
-        pairs: args.pairs,
-    };
-    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs)
-        .with_weights(Weights::parse("--weights", &args.weights)?);
-    check_plan(&spec, &args.backend, false)?;
+    let (r, c0, spec) = plan_simulation(&args, false)?;
     let mut backend = pick_backend(&args.backend)?;
     let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;
     let theory: Vec<_> = c0
@@ -244,15 +245,7 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     let where_ = gpu.as_ref().map_or("the CPU backend".to_string(), |g| {
         format!("the GPU {}", g.context().describe())
     });
-    let r = args.net.resolve()?;
-    let c0 = parse_list("c0", &args.c0)?;
-    let inputs = Inputs::Pairs {
-        c0: c0.clone(),
-        pairs: args.pairs,
-    };
-    let spec = SimSpec::of_network(&r, args.width, args.depth, args.samples, args.seed, inputs)
-        .with_weights(Weights::parse("--weights", &args.weights)?);
-    check_plan(&spec, &args.backend, true)?;
+    let (r, c0, spec) = plan_simulation(args, true)?;
     let s = match args.ste_slope {
         Some(s) => s,
         None => unit_slope(&r.network, r.q_star, args.ste_threshold)?,
