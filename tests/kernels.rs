@@ -5,7 +5,7 @@
 //! src/rng.rs bit for bit. Without an adapter the GPU tests skip, unless
 //! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
 
-use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant};
+use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};
 
 #[test]
 fn every_variant_validates_with_naga() {
@@ -112,13 +112,13 @@ fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
 }
 
-/// One layer of every applicable variant equals the CPU twin to f32
-/// rounding (|Δ| ≤ 1e-5·rms) at sizes off the tiles (n = 200, 333; B = 5,
-/// 130), for Gaussian and Rademacher weights; the same seed gives the same
-/// bits (three layers, run twice); and an `-int64` variant gives bitwise
-/// the output of its 32-bit twin (the generator is exact either way).
-#[test]
-fn one_layer_of_every_variant_equals_cpu_and_repeats_bitwise() {
+/// One layer of every applicable variant of `tiling` equals the CPU twin
+/// to f32 rounding (|Δ| ≤ 1e-5·rms) at sizes off the tiles (n = 200, 333;
+/// B = 5, 130), for Gaussian and Rademacher weights; the same seed gives the
+/// same bits (three layers, run twice); and an `-int64` variant gives
+/// bitwise the output of its 32-bit twin (the generator is exact either
+/// way, and the arithmetic after it is the same).
+fn one_layer_equals_cpu(tiling: Tiling) {
     let Some(mut b) = backend() else { return };
     let caps = b.kernel_caps();
     let mut ran = Vec::new();
@@ -156,7 +156,10 @@ fn one_layer_of_every_variant_equals_cpu_and_repeats_bitwise() {
             ..one.clone()
         };
         let mut outputs = Vec::new();
-        for v in kernel::applicable(width, batch, &caps) {
+        for v in kernel::applicable(width, batch, &caps)
+            .into_iter()
+            .filter(|v| v.tiling() == tiling)
+        {
             b.set_kernel(KernelChoice::Forced(v), None);
             let got = b.propagate(&one, &x, 0).unwrap();
             let worst = got
@@ -194,13 +197,35 @@ fn one_layer_of_every_variant_equals_cpu_and_repeats_bitwise() {
             }
         }
     }
-    for v in KernelVariant::ALL {
+    for v in KernelVariant::ALL
+        .into_iter()
+        .filter(|v| v.tiling() == tiling)
+    {
         if v.int64() && !caps.int64 {
             eprintln!("{v} not tested: this adapter has no SHADER_INT64");
         } else {
             assert!(ran.contains(&v), "{v} never applied");
         }
     }
+}
+
+/// `tiled` and `tiled-int64` (layer.wgsl) against the CPU layer.
+#[test]
+fn layer_tiled_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Tiled);
+}
+
+/// `splitk` and `splitk-int64` (layer.wgsl with SPLIT, then
+/// layer_combine.wgsl) against the CPU layer.
+#[test]
+fn layer_combine_splitk_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::SplitK);
+}
+
+/// `wide` and `wide-int64` (layer_wide.wgsl) against the CPU layer.
+#[test]
+fn layer_wide_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Wide);
 }
 
 /// Twenty layers: every variant's statistics agree with the CPU backend's

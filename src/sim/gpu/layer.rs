@@ -8,21 +8,13 @@
 use super::device::GpuContext;
 use super::params::{GpuParams, SharedBuffers};
 use super::shaders;
+pub use super::variant::tile_columns;
 use super::variant::{self, KernelVariant, Tiling};
 use crate::error::Result;
 use std::cell::RefCell;
 
 /// Rows of the next layer per workgroup (layer.wgsl `TI`).
 const TILE_ROWS: u32 = 64;
-
-/// The batch columns per workgroup of the layer kernel for a batch.
-pub fn tile_columns(batch: usize) -> u32 {
-    match batch {
-        0..=16 => 16,
-        17..=32 => 32,
-        _ => 64,
-    }
-}
 
 /// Workgroups (x over batch tiles, y over 64-row tiles) of one layer (and
 /// of one backward step, which tiles the same way).

@@ -16,7 +16,6 @@
 //! (shaders/mul64.wgsl) instead of 16-bit limbs, bit for bit the same
 //! stream. Every variant's CPU twin is [`crate::sim::cpu::layer`].
 
-use super::layer::tile_columns;
 use super::shaders;
 use crate::error::{Error, Result};
 
@@ -95,6 +94,16 @@ pub const WIDE_MIN_BATCH: usize = 65;
 const SPLITK_TARGET_WORKGROUPS: usize = 8192;
 /// Fewest weight tiles (of 32 units) per split-K slice.
 const SPLITK_MIN_TILES: usize = 2;
+
+/// The batch columns per workgroup of the tiled and split-K layer kernels
+/// (and of the backward kernel) for a batch.
+pub fn tile_columns(batch: usize) -> u32 {
+    match batch {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    }
+}
 
 impl KernelVariant {
     /// Every variant, in the order ties are broken.
