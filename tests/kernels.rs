@@ -399,7 +399,10 @@ fn tuner_choice_and_cache_on_the_device() {
         .propagate(&s, &s.input_vectors(0), 0)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("wide") && e.contains("tiled, splitk"), "{e}");
+    assert!(
+        e.contains("--kernel = wide") && e.contains("tiled, splitk"),
+        "{e}"
+    );
 
     let seen = notices(&mut b, &dir);
     let o = run(&mut b, &s);

@@ -8,6 +8,7 @@ use indicatif::MultiProgress;
 use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{plan, resume_experiment, run_experiment, Config, Hooks};
 use quantdepth::sim;
+use quantdepth::sim::gpu::KernelChoice;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct RunArgs {
     /// `quantdepth merge` combines the shard folders.
     #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
     pub shard: Option<String>,
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, tiled-int64,
+    /// splitk-int64, wide-int64.
+    #[arg(long, value_name = "VARIANT", default_value = "auto", value_parser = super::simulate::parse_kernel, long_help = super::simulate::KERNEL_HELP)]
+    pub kernel: KernelChoice,
 }
 
 /// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
@@ -71,13 +76,14 @@ fn read_config(path: &std::path::Path) -> Result<String> {
     })
 }
 
-/// The backend a config names, with the note saying which was taken.
-fn open_backend(cfg: &Config) -> Result<(Box<dyn sim::Backend>, String)> {
+/// The backend a config names (a GPU with the layer kernel `kernel`), with
+/// the note saying which was taken.
+fn open_backend(cfg: &Config, kernel: KernelChoice) -> Result<(Box<dyn sim::Backend>, String)> {
     Ok(if matches!(cfg.kind, Kind::Optimal | Kind::Training) {
         // Training opens its own device (its config's backend); optimal is theory only.
         (Box::new(sim::cpu::CpuBackend), "theory only".into())
     } else {
-        sim::open_backend(cfg.backend())?
+        sim::open_backend_with_kernel(cfg.backend(), Some(kernel))?
     })
 }
 
@@ -93,7 +99,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         if commit.is_stale() {
             eprintln!("{}: {}", dir.display(), commit.effective_status());
         }
-        let (b, note) = open_backend(&cfg)?;
+        let (b, note) = open_backend(&cfg, args.kernel)?;
         (cfg, b, note)
     } else {
         let path = args
@@ -119,7 +125,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             cfg.points()
                 .with_context(|| format!("in {}", path.display()))?;
         }
-        let (b, note) = open_backend(&cfg)?;
+        let (b, note) = open_backend(&cfg, args.kernel)?;
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)
     };

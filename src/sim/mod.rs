@@ -177,8 +177,38 @@ pub fn simulate(
 /// Opens the backend a user named: "cpu"; "gpu" (a hardware GPU, else the
 /// software adapter, said so in the note); or "auto" (a hardware GPU, else
 /// the CPU). Returns the backend and a note saying which one was taken and why.
+/// A GPU backend runs the reference layer kernel (`tiled`).
 pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
+    open_backend_with_kernel(name, None)
+}
+
+/// [`open_backend`], with a GPU backend's layer kernel set to `kernel`
+/// where given (`auto`: tuned on first use of each (n, B), cached in
+/// [`gpu::autotune::default_cache_dir`]); the note says which.
+pub fn open_backend_with_kernel(
+    name: &str,
+    kernel: Option<gpu::KernelChoice>,
+) -> Result<(Box<dyn Backend>, String)> {
     use gpu::{AdapterPolicy, GpuBackend};
+    let with_kernel = |mut b: GpuBackend, note: String| -> (Box<dyn Backend>, String) {
+        let Some(k) = kernel else {
+            return (Box::new(b), note);
+        };
+        let dir = gpu::autotune::default_cache_dir();
+        let how = match (k, &dir) {
+            (gpu::KernelChoice::Auto, Some(d)) => format!(
+                "auto (each applicable variant timed on first use of a width and batch, the \
+                 fastest cached in {})",
+                d.join(gpu::autotune::CACHE_FILE).display()
+            ),
+            (gpu::KernelChoice::Auto, None) => {
+                "auto (timed on first use of a width and batch; no cache folder)".into()
+            }
+            (gpu::KernelChoice::Forced(v), _) => format!("{v} (forced)"),
+        };
+        b.set_kernel(k, dir);
+        (Box::new(b), format!("{note}; layer kernel {how}"))
+    };
     match name {
         "cpu" => Ok((Box::new(cpu::CpuBackend), "backend cpu".into())),
         "gpu" => {
@@ -196,12 +226,12 @@ pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
             } else {
                 format!("backend gpu: {}", b.context().describe())
             };
-            Ok((Box::new(b), note))
+            Ok(with_kernel(b, note))
         }
         "auto" => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
             Ok(b) => {
                 let note = format!("backend auto: took the GPU {}", b.context().describe());
-                Ok((Box::new(b), note))
+                Ok(with_kernel(b, note))
             }
             Err(e) => Ok((
                 Box::new(cpu::CpuBackend),

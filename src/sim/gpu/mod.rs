@@ -162,7 +162,7 @@ impl GpuBackend {
         match self.kernel.choice {
             KernelChoice::Forced(v) if v.applicable(n, batch, caps) => Ok(Some(v)),
             KernelChoice::Forced(v) => Err(Error::invalid(
-                "kernel",
+                "--kernel",
                 v,
                 &format!(
                     "a variant that applies at n = {n}, B = {batch} on {}: {}",
