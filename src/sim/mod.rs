@@ -23,9 +23,11 @@ pub struct BackendInfo {
     pub backend: String,
     /// The adapter (GPU name and driver) or the CPU thread count.
     pub adapter: String,
-    /// The GPU layer kernel variant(s) that ran (comma-separated; see
-    /// [`gpu::KernelVariant`]), or the choice (`auto`, a variant) before
-    /// any layer ran; `None` on the CPU (and then absent from JSON).
+    /// The GPU layer kernel variant that ran (see [`gpu::KernelVariant`]),
+    /// each with its sizes where they differ
+    /// ([`gpu::GpuBackend::kernel_description`]), or the choice (`auto`, a
+    /// variant) before any layer ran; `None` on the CPU (and then absent
+    /// from JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
 }

@@ -90,7 +90,9 @@ struct KernelState {
     choice: KernelChoice,
     caps: DeviceCaps,
     tuner: std::cell::RefCell<Tuner>,
-    used: std::cell::RefCell<std::collections::BTreeSet<KernelVariant>>,
+    /// The variant that ran at each (n, B, weights).
+    used:
+        std::cell::RefCell<std::collections::BTreeMap<(usize, usize, &'static str), KernelVariant>>,
 }
 
 /// Layers timed per variant when tuning (after one warm-up layer).
@@ -140,7 +142,26 @@ impl GpuBackend {
     /// The layer kernel variants that ran since the last [`Self::set_kernel`],
     /// in [`KernelVariant::ALL`] order.
     pub fn kernels_used(&self) -> Vec<KernelVariant> {
-        self.kernel.used.borrow().iter().copied().collect()
+        let used: std::collections::BTreeSet<KernelVariant> =
+            self.kernel.used.borrow().values().copied().collect();
+        used.into_iter().collect()
+    }
+
+    /// The layer kernel in words: the variant that ran, or where variants
+    /// differ between sizes, each with its sizes (`tiled (n=256 B=16
+    /// gaussian), wide (n=256 B=130 gaussian)`); before any layer ran, the
+    /// choice (`auto`, a variant).
+    pub fn kernel_description(&self) -> String {
+        let used = self.kernel.used.borrow();
+        match self.kernels_used().as_slice() {
+            [] => self.kernel.choice.name().to_string(),
+            [one] => one.name().to_string(),
+            _ => used
+                .iter()
+                .map(|((n, b, w), v)| format!("{v} (n={n} B={b} {w})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 
     /// The variant that runs layers of `spec` on this chunk: the forced one
@@ -184,7 +205,10 @@ impl GpuBackend {
                     batch,
                     weights: spec.weights.to_string(),
                 };
-                let mut time = |v| self.time_variant(spec, h0, meas, sample, v);
+                let mut time = |v| {
+                    self.time_variant(spec, h0, meas, sample, v, TUNE_LAYERS)
+                        .map(|(t, _)| t)
+                };
                 let chosen = self
                     .kernel
                     .tuner
@@ -195,9 +219,10 @@ impl GpuBackend {
         }
     }
 
-    /// Seconds per layer of `variant` on this chunk: one warm-up layer, then
-    /// [`TUNE_LAYERS`] layers timed by the device's timestamps where it has
-    /// them, else by the wall clock around submit and wait.
+    /// Seconds per layer of `variant` on this chunk, and whether they come
+    /// from the device: one warm-up layer, then `layers` layers timed by the
+    /// device's timestamps where it has them, else by the wall clock around
+    /// submit and wait.
     fn time_variant(
         &self,
         spec: &SimSpec,
@@ -205,7 +230,8 @@ impl GpuBackend {
         meas: &Measurements,
         sample: u32,
         variant: KernelVariant,
-    ) -> Result<f64> {
+        layers: usize,
+    ) -> Result<(f64, bool)> {
         let saved = self.gpu_seconds.get();
         let run = |depth: usize| {
             let s = SimSpec {
@@ -218,27 +244,38 @@ impl GpuBackend {
         run(1)?;
         self.gpu_seconds.set(0.0);
         let start = Instant::now();
-        run(TUNE_LAYERS)?;
+        run(layers)?;
         let wall = start.elapsed().as_secs_f64();
         let device = self.gpu_seconds.replace(saved);
-        let secs = if self.ctx.timestamps && device > 0.0 {
-            device
-        } else {
-            wall
-        };
-        Ok(secs / TUNE_LAYERS as f64)
+        let from_device = self.ctx.timestamps && device > 0.0;
+        let secs = if from_device { device } else { wall };
+        Ok((secs / layers.max(1) as f64, from_device))
     }
 
-    /// Times every variant that applies at (n, B) for `spec`'s network
-    /// (seconds per layer, as the tuner measures them), for `bench`.
-    pub fn time_variants(&self, spec: &SimSpec) -> Result<Vec<(KernelVariant, f64)>> {
+    /// Times every variant that applies to `spec`'s width and batch (for
+    /// `bench`): seconds per layer over `spec.depth` layers after a warm-up
+    /// layer, the best of `repeats`, and whether the times come from device
+    /// timestamps (else the wall clock, submission and read-back included).
+    pub fn time_variants(
+        &self,
+        spec: &SimSpec,
+        repeats: usize,
+    ) -> Result<Vec<(KernelVariant, f64, bool)>> {
         spec.validate()?;
         let meas = spec.measurements();
         let h0 = feature_major(&spec.input_vectors(0), spec.width);
-        variant::applicable(spec.width, meas.batch, &self.kernel.caps)
-            .into_iter()
-            .map(|v| Ok((v, self.time_variant(spec, &h0, &meas, 0, v)?)))
-            .collect()
+        let mut out = Vec::new();
+        for v in variant::applicable(spec.width, meas.batch, &self.kernel.caps) {
+            let mut best = (f64::INFINITY, false);
+            for _ in 0..repeats.max(1) {
+                let t = self.time_variant(spec, &h0, &meas, 0, v, spec.depth)?;
+                if t.0 < best.0 {
+                    best = t;
+                }
+            }
+            out.push((v, best.0, best.1));
+        }
+        Ok(out)
     }
 
     /// The device context (for tests and benchmarks).
@@ -283,7 +320,10 @@ impl GpuBackend {
             None => self.layer_variant(spec, h0, meas, sample)?,
         };
         if let (Some(v), None) = (variant, force) {
-            self.kernel.used.borrow_mut().insert(v);
+            self.kernel
+                .used
+                .borrow_mut()
+                .insert((n, batch, spec.weights.name()), v);
         }
         let q = batch + meas.pairs.len();
         let groups = stats::groups(n);
@@ -448,16 +488,10 @@ impl GpuBackend {
 
 impl Backend for GpuBackend {
     fn info(&self) -> BackendInfo {
-        let used = self.kernels_used();
         BackendInfo {
             backend: "gpu".into(),
             adapter: self.ctx.describe(),
-            // The variants that ran (several when sizes differ), else the choice.
-            kernel: Some(if used.is_empty() {
-                self.kernel.choice.name().to_string()
-            } else {
-                used.iter().map(|v| v.name()).collect::<Vec<_>>().join(",")
-            }),
+            kernel: Some(self.kernel_description()),
         }
     }
 
