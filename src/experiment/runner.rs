@@ -1401,7 +1401,11 @@ fn execute(
         }
         let outcome = catch_panic(|| run_point(p, session.cfg, backend, hooks, points.len()))
             .and_then(|o| match o {
-                Some(s) => session.add(&s).map(|()| Some(s)),
+                Some(s) => {
+                    // The layer kernel variant(s) that ran so far, for meta.json.
+                    session.commit.kernel = backend.info().kernel;
+                    session.add(&s).map(|()| Some(s))
+                }
                 None => Ok(None),
             });
         match outcome {
@@ -1488,6 +1492,7 @@ fn new_session_in<'a>(
         backend: backend.into(),
         adapter: adapter.into(),
         backend_note: note.into(),
+        kernel: None,
         seed: cfg.seed(),
         started: timestamp(),
         updated: timestamp(),
