@@ -316,7 +316,7 @@ mod tests {
     fn names_round_trip_and_are_distinct() {
         for v in KernelVariant::ALL {
             assert_eq!(KernelVariant::from_name(v.name()), Some(v));
-            assert_eq!(v.without_int64().int64(), false);
+            assert!(!v.without_int64().int64());
             assert_eq!(v.without_int64().tiling(), v.tiling());
         }
         assert_eq!(
