@@ -5,7 +5,8 @@
 // forward pass used, never stored — loads the matching δ tile, accumulates
 // 4 units × 4 columns per thread in four named vec4 registers, and applies
 // the straight-through mask at the stored forward pre-activations h^l.
-// Twin of `transposed_layer` in src/sim/backward.rs. Prepended with rng.wgsl,
+// Twin of `LayerWeights::transposed` in src/sim/backward.rs (then the mask,
+// as `cpu_sample` applies it). Prepended with rng.wgsl,
 // params.wgsl and weight_tile.wgsl; p.layer is l + 1 (the weights' layer).
 
 @group(0) @binding(0) var<uniform> p: Params;

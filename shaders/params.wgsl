@@ -1,6 +1,6 @@
 // The per-layer parameters shared by layer.wgsl and stats.wgsl, one
 // 256-byte-aligned entry per layer in a uniform buffer bound with a dynamic
-// offset. `weights`: 0 gaussian, 1 rademacher, 2 hadamard. Mirrors `GpuParams` in src/sim/gpu.rs field for field.
+// offset. `weights`: 0 gaussian, 1 rademacher, 2 hadamard. Mirrors `GpuParams` in src/sim/gpu/params.rs field for field.
 
 struct Params {
     layer: u32,

@@ -1,9 +1,10 @@
 // φ, the activation, shared by the kernels that apply it to a tile
 // (layer.wgsl, hadamard.wgsl); composed by the host after params.wgsl. It
 // reads the including kernel's `p` (per-layer parameters: kind, states,
-// spacing) and `table` (levels, then thresholds), as the CPU's
-// `SimActivation` does: uniform quantizer by index, general quantizer by
-// binary search over the thresholds, tanh, hard-tanh, identity.
+// spacing) and `table` (levels, then thresholds), as its CPU twin
+// `SimActivation` (src/sim/phi.rs) does: uniform quantizer by index,
+// general quantizer by binary search over the thresholds, tanh, hard-tanh,
+// identity.
 fn phi(x: f32) -> f32 {
     switch p.kind {
         case 0u: {

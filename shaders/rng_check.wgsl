@@ -1,4 +1,6 @@
-// Each invocation evaluates the generator of shaders/rng.wgsl at one
+// The generator's test shader; its twin is src/rng.rs (philox4x32_10 and
+// Stream::normals), held equal by tests/gpu.rs `rng_check_gpu_equals_cpu`
+// (the words bit for bit, the normals to f32 rounding). Each invocation evaluates the generator of shaders/rng.wgsl at one
 // counter, (i, row, layer, sample) with i its global index, and writes the
 // four raw words and the four normals: the data for the bitwise comparison
 // with src/rng.rs. Prepended with rng.wgsl.

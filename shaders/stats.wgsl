@@ -4,7 +4,8 @@
 // the rows in a fixed order, then combine in a fixed tree in workgroup
 // memory: no float atomics, so the same seed gives the same bits. The host
 // adds the row groups' partials in f64. Twin of `block_stats` in
-// src/sim/cpu.rs. Prepended with params.wgsl.
+// src/sim/stats.rs (GPU driver src/sim/gpu/stats.rs). Prepended with
+// params.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;

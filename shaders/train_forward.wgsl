@@ -1,6 +1,7 @@
 // Each workgroup computes a 16 × 16 tile of one layer's pre-activations
 // H = W · A_in + b (units × batch, W stored, fan_out × fan_in) and, fused,
-// A_out = φ(H) with the uniform quantizer. CPU twin: `Trainer::forward`.
+// A_out = φ(H) with the uniform quantizer. CPU twin: `Trainer::forward`
+// (src/train/cpu.rs).
 @group(0) @binding(1) var<storage, read> mat_a: array<f32>;      // W
 @group(0) @binding(2) var<storage, read> mat_b: array<f32>;      // A_in (fan_in × B)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -13,16 +14,11 @@ fn phi(x: f32) -> f32 {
     return -p.amplitude + k * p.level_step;
 }
 
-@compute @workgroup_size(16, 16, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = gid.y;
-    let col = gid.x;
-    let acc = tile_product(lid, row, col);
-    if (row < p.m && col < p.n) {
-        let h = acc + bias[row];
-        h_out[row * p.n + col] = h;
-        if (p.apply_phi != 0u) {
-            a_out[row * p.n + col] = phi(h);
-        }
+// The epilogue of train_gemm.wgsl's `main`: bias, then φ.
+fn store(row: u32, col: u32, acc: f32) {
+    let h = acc + bias[row];
+    h_out[row * p.n + col] = h;
+    if (p.apply_phi != 0u) {
+        a_out[row * p.n + col] = phi(h);
     }
 }

@@ -1,7 +1,9 @@
 // The tiled product shared by the training kernels: each 16 × 16 workgroup
 // computes a 16 × 16 tile of C = A · B, staging 16 × 16 tiles of A and B in
-// workgroup memory (A and B are the including kernel's `mat_a`, `mat_b`).
-// The CPU twin is `par_gemm` in src/train/cpu.rs.
+// workgroup memory (A and B are the including kernel's `mat_a`, `mat_b`),
+// and hands each element in range to the including kernel's
+// `store(row, col, c)` (the fused epilogue: bias and φ, the STE mask, or
+// the momentum update). The CPU twin is `gemm` in src/train/cpu.rs.
 const TILE: u32 = 16u;
 var<workgroup> tile_a: array<f32, 256>;
 var<workgroup> tile_b: array<f32, 256>;
@@ -33,4 +35,14 @@ fn tile_product(lid: vec3<u32>, row: u32, col: u32) -> f32 {
         workgroupBarrier();
     }
     return acc;
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = gid.y;
+    let col = gid.x;
+    let acc = tile_product(lid, row, col);
+    if (row < p.m && col < p.n) {
+        store(row, col, acc);
+    }
 }

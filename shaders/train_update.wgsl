@@ -9,17 +9,12 @@
 @group(0) @binding(5) var<storage, read_write> b: array<f32>;
 @group(0) @binding(6) var<storage, read_write> vb: array<f32>;
 
-@compute @workgroup_size(16, 16, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = gid.y;
-    let col = gid.x;
-    let acc = tile_product(lid, row, col);
-    if (row < p.m && col < p.n) {
-        let i = row * p.n + col;
-        let v = p.momentum * vw[i] + acc;
-        vw[i] = v;
-        w[i] = w[i] - p.lr * v;
-    }
+// The epilogue of train_gemm.wgsl's `main`: the momentum update.
+fn store(row: u32, col: u32, acc: f32) {
+    let i = row * p.n + col;
+    let v = p.momentum * vw[i] + acc;
+    vw[i] = v;
+    w[i] = w[i] - p.lr * v;
 }
 
 @compute @workgroup_size(64, 1, 1)

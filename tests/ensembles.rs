@@ -395,7 +395,7 @@ fn hadamard_wgsl_validates_with_naga() {
 /// sum, |Δ| ≤ 1e-5 of the rms output (as for Gaussian weights).
 /// Widths below, at and above the 512-row tile; batches off the 4 columns.
 #[test]
-fn gpu_layer_equals_cpu_for_each_ensemble() {
+fn hadamard_and_rademacher_layer_gpu_equals_cpu() {
     let Some(b) = gpu() else { return };
     for (width, pairs, states) in [(64, 3, 4), (512, 1, 2), (2048, 5, 16)] {
         for (weights, sigma_b) in [

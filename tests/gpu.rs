@@ -94,7 +94,7 @@ fn every_wgsl_file_validates_with_naga() {
 /// bit; the Box–Muller normals agree to f32 rounding of the same
 /// polynomial evaluations (FMA contraction may move the last bits).
 #[test]
-fn wgsl_generator_equals_rust_bit_for_bit() {
+fn rng_check_gpu_equals_cpu() {
     let Some(b) = backend() else { return };
     let ctx: &GpuContext = b.context();
     let count: u32 = 1 << 18;
@@ -175,7 +175,7 @@ fn wgsl_generator_equals_rust_bit_for_bit() {
 /// differently ordered sum: |Δ| ≤ 1e-5·‖row contribution‖ (the root-mean-
 /// square output), for widths and batches off the 64 × TB × 32 tiles.
 #[test]
-fn one_layer_equals_cpu_to_f32_rounding() {
+fn layer_gpu_equals_cpu() {
     let Some(b) = backend() else { return };
     for (width, pairs, states) in [(64, 3, 4), (100, 8, 2), (257, 13, 16), (1030, 40, 5)] {
         let (spec, _) = uniform_spec(states, 0.2, width, 1, 1, vec![0.4, -0.3], pairs);
@@ -346,5 +346,77 @@ fn backward_statistics_agree_with_cpu() {
         }
         close(cg.ntk_aa, cc.ntk_aa, "NTK (a, a)");
         close(cg.ntk_ab, cc.ntk_ab, "NTK (a, b)");
+    }
+}
+
+/// stats.wgsl against its CPU twin `block_stats` on one random matrix of
+/// 5000 rows (two row groups of 4096) and 12 inputs in 6 pairs. The GPU sums
+/// in f32 (16 terms per thread, then an 8-level tree: about 24 roundings of
+/// 6e-8), the CPU in f64, so each sum of squares agrees to 1e-5 relative
+/// and each dot product to 1e-5·√(|a|²·|b|²) (the sum of its terms' sizes
+/// is at most that); a wrong row, column or pair would be off by O(1).
+#[test]
+fn stats_gpu_equals_cpu() {
+    let Some(b) = backend() else { return };
+    let width = 5000;
+    let (spec, _) = uniform_spec(4, 0.0, width, 1, 1, vec![0.4, -0.3, 0.9], 2);
+    let meas = spec.measurements();
+    let batch = meas.batch;
+    let mut h = vec![0f32; width * batch];
+    Stream::new(7, 1).fill_row(3, 0, &mut h);
+    let (gs, gd) = b.stats(&spec, &h, &meas).unwrap();
+    let (cs, cd) = quantdepth::sim::stats::block_stats(&h, batch, &meas);
+    assert_eq!((gs.len(), gd.len()), (batch, meas.pairs.len()));
+    for (k, (g, c)) in gs.iter().zip(&cs).enumerate() {
+        assert!((g - c).abs() <= 1e-5 * c, "input {k}: Σh² gpu {g} cpu {c}");
+    }
+    for (k, ((g, c), &(x, y))) in gd.iter().zip(&cd).zip(&meas.pairs).enumerate() {
+        let scale = (cs[x as usize] * cs[y as usize]).sqrt();
+        assert!(
+            (g - c).abs() <= 1e-5 * scale,
+            "pair {k}: dot gpu {g} cpu {c} (scale {scale})"
+        );
+    }
+}
+
+/// backward.wgsl against its CPU twin: one network's forward and STE
+/// backward pass on the GPU (`GradientPass::sample_gradients`) and on the
+/// CPU (`backward::cpu_sample`), from the same output gradient, through 3
+/// layers at a width off the 64-unit tiles. The two products sum in
+/// different orders, so each δ^l agrees to rounding: its sums of squares
+/// to 1e-4 relative and its pair dot products to 1e-4·√(|a|²·|b|²), far
+/// above f32 rounding compounded over 3 layers (~1e-6) and far below a
+/// wrong transpose, mask or weight (O(1)). A pre-activation within rounding
+/// of the STE threshold or a quantizer step would flip between the two; the
+/// fixed seed has none (a change of seed could, in about one run of 50).
+#[test]
+fn backward_gpu_equals_cpu() {
+    use quantdepth::sim::backward::{cpu_sample, output_gradient};
+    use quantdepth::sim::GradientPass;
+    use quantdepth::theory::backward::{unit_slope, Ste};
+    let Some(b) = backend() else { return };
+    let (spec, r) = uniform_spec(4, 0.1, 300, 3, 1, vec![0.5, 0.9], 3);
+    let ste = Ste::new(1.05 * unit_slope(&r.network, r.q_star, 1.0).unwrap(), 1.0).unwrap();
+    let meas = spec.measurements();
+    let out = output_gradient(&Stream::new(spec.seed, 0), spec.width, meas.batch);
+    let g = b
+        .sample_gradients(&spec, &ste, &spec.input_vectors(0), &out, 0)
+        .unwrap();
+    let c = cpu_sample(&spec, &ste, 0);
+    assert_eq!(g.delta.len(), spec.depth + 1);
+    for (l, ((gs, gd), (cs, cd))) in g.delta.iter().zip(&c.delta).enumerate() {
+        for (k, (x, y)) in gs.iter().zip(cs).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * y,
+                "layer {l} input {k}: |δ|² gpu {x} cpu {y}"
+            );
+        }
+        for (k, ((x, y), &(i, j))) in gd.iter().zip(cd).zip(&meas.pairs).enumerate() {
+            let scale = (cs[i as usize] * cs[j as usize]).sqrt();
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "layer {l} pair {k}: δ·δ gpu {x} cpu {y} (scale {scale})"
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use quantdepth::rng::Stream;
 use quantdepth::sim::gpu::AdapterPolicy;
+use quantdepth::train::cpu::{gemm, Trainer};
 use quantdepth::train::gpu::{shaders, GpuTrainBackend};
 use quantdepth::train::model::{theory_init, ModelSpec, Params, Phi, Preset};
 use quantdepth::train::{CpuTrainBackend, TrainBackend};
@@ -74,6 +75,180 @@ fn max_rel(a: &Params<f32>, b: &Params<f32>) -> (f64, f64) {
     (diff, scale)
 }
 
+/// A tiny network (20 inputs, 10 classes, width 24, N = 4) at the theory's
+/// initialization: a few thousand pre-activations, so none lies within
+/// rounding of a quantizer step and CPU and GPU take the same branches.
+fn tiny_spec(depth: usize, sigma_b: f64, quantize_logits: bool) -> ModelSpec {
+    let init = theory_init(4, Preset::Theory, 1.0, 0.0, 0.0, 1.0, 1.0).unwrap();
+    ModelSpec {
+        input_dim: 20,
+        width: 24,
+        depth,
+        classes: 10,
+        phi: Phi::Uniform {
+            states: 4,
+            spacing: init.spacing,
+            amplitude: 1.0,
+        },
+        ste_slope: init.ste_slope,
+        ste_threshold: 1.0,
+        sigma_w: init.sigma_w,
+        sigma_b,
+        quantize_logits,
+    }
+}
+
+/// Largest |a − b| over the largest |b|, with the entry where it is largest.
+fn worst(a: &[f32], b: &[f32]) -> (f64, f64, usize) {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, &y| m.max(f64::from(y.abs())));
+    let (k, d) = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .enumerate()
+        .fold((0, 0f64), |m, (k, d)| if d > m.1 { (k, d) } else { m });
+    (d, scale, k)
+}
+
+/// train_gemm.wgsl against its CPU twin `gemm`: the first layer of a
+/// network with zero biases, whose pre-activations are the bare product
+/// H = W·X (as
+/// train_forward.wgsl runs the tiled product), for 13 inputs (off the
+/// 16 × 16 tiles). Sums over 20 terms in different orders: each entry
+/// within 1e-5 of the largest (f32 rounding is ~1e-7), where a wrong stride
+/// or tile edge would be off by O(1).
+#[test]
+fn train_gemm_gpu_equals_cpu() {
+    let Some(mut gpu) = backend() else { return };
+    let spec = tiny_spec(2, 0.0, false);
+    let p0 = Params::init(&spec, 5);
+    gpu.load(&spec, &p0).unwrap();
+    let b = 13;
+    let (x, y) = batch(&spec, 0, b);
+    gpu.evaluate(&x, &y).unwrap();
+    let got = gpu.layer_outputs().unwrap().remove(0).0;
+    let (fan_in, fan_out) = spec.layer_shape(0);
+    let mut want = vec![0f32; fan_out * b];
+    gemm(
+        fan_out,
+        fan_in,
+        b,
+        &p0.weights[0],
+        (fan_in, 1),
+        &x,
+        (b, 1),
+        &mut want,
+    );
+    let (d, scale, k) = worst(&got, &want);
+    assert!(d <= 1e-5 * scale, "entry {k}: |Δ| {d:e}, largest {scale}");
+}
+
+/// train_forward.wgsl against its CPU twin `Trainer::forward`: every
+/// layer's pre-activations H within 1e-5 of the layer's largest (one
+/// differently ordered product per layer) and its quantized φ(H) on the
+/// same level (within 1e-5; the GPU forms −A + k·step in f32, the CPU in
+/// f64, while a different level is a step of 2/3 away: no pre-activation of
+/// the tiny network sits within rounding of a step), with and without
+/// quantized logits.
+#[test]
+fn train_forward_gpu_equals_cpu() {
+    let Some(mut gpu) = backend() else { return };
+    for quantize_logits in [false, true] {
+        let spec = tiny_spec(3, 0.1, quantize_logits);
+        let p0 = Params::init(&spec, 7);
+        gpu.load(&spec, &p0).unwrap();
+        let (x, y) = batch(&spec, 1, 11);
+        gpu.evaluate(&x, &y).unwrap();
+        let mut cpu = Trainer::new(&spec, p0);
+        cpu.forward(&x, y.len());
+        let layers = gpu.layer_outputs().unwrap();
+        for (l, (h, a)) in layers.iter().enumerate() {
+            let (d, scale, k) = worst(h, &cpu.pre_activations()[l]);
+            assert!(
+                d <= 1e-5 * scale,
+                "quantized logits {quantize_logits}, layer {l}, entry {k}: H differs by {d:e} (largest {scale})"
+            );
+            if l + 1 < spec.depth || quantize_logits {
+                let want = &cpu.activations()[l];
+                let differ = a
+                    .iter()
+                    .zip(want)
+                    .filter(|(p, q)| (*p - *q).abs() > 1e-5)
+                    .count();
+                assert_eq!(
+                    differ, 0,
+                    "quantized logits {quantize_logits}, layer {l}: φ(H) differs"
+                );
+            }
+        }
+    }
+}
+
+/// train_loss.wgsl against its CPU twin `Trainer::loss`, after the same
+/// forward pass: the summed cross-entropy of 40 inputs to 1e-5 relative
+/// (f32 exponentials and sums of 10 classes) and the same count of correct
+/// predictions, with and without quantized logits.
+#[test]
+fn train_loss_gpu_equals_cpu() {
+    let Some(mut gpu) = backend() else { return };
+    for quantize_logits in [false, true] {
+        let spec = tiny_spec(3, 0.1, quantize_logits);
+        let p0 = Params::init(&spec, 9);
+        gpu.load(&spec, &p0).unwrap();
+        let (x, y) = batch(&spec, 2, 40);
+        let g = gpu.evaluate(&x, &y).unwrap();
+        let mut cpu = Trainer::new(&spec, p0);
+        cpu.forward(&x, y.len());
+        let c = cpu.loss(&y);
+        assert_eq!(g.correct, c.correct, "quantized logits {quantize_logits}");
+        assert!(
+            (g.loss_sum - c.loss_sum).abs() <= 1e-5 * c.loss_sum,
+            "quantized logits {quantize_logits}: loss gpu {} cpu {}",
+            g.loss_sum,
+            c.loss_sum
+        );
+    }
+}
+
+/// train_backward.wgsl against its CPU twin `Trainer::backward`: one GPU
+/// step with learning rate 1 and no momentum moves every weight by exactly
+/// its gradient (w' = w − ΔW, one f32 rounding of |w| ~ 0.5, ~6e-8), so
+/// w − w' is the GPU's ΔW = G·Aᵀ of each layer, whose G below the top comes
+/// through the transposed, STE-masked backward product. Each layer's ΔW and
+/// Δb within 1e-4 of the layer's largest CPU gradient (~1e-2): far above
+/// rounding, far below a wrong transpose or mask.
+#[test]
+fn train_backward_gpu_equals_cpu() {
+    let Some(mut gpu) = backend() else { return };
+    for quantize_logits in [false, true] {
+        let spec = tiny_spec(4, 0.1, quantize_logits);
+        let p0 = Params::init(&spec, 13);
+        gpu.load(&spec, &p0).unwrap();
+        let (x, y) = batch(&spec, 3, 8);
+        gpu.step(&x, &y, 1.0, 0.0).unwrap();
+        let p1 = gpu.params().unwrap();
+        let mut cpu = Trainer::new(&spec, p0.clone());
+        cpu.forward(&x, y.len());
+        cpu.loss(&y);
+        cpu.backward(&x);
+        let moved =
+            |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(u, v)| u - v).collect() };
+        for l in 0..spec.depth {
+            for (what, before, after, want) in [
+                ("ΔW", &p0.weights[l], &p1.weights[l], &cpu.grads.weights[l]),
+                ("Δb", &p0.biases[l], &p1.biases[l], &cpu.grads.biases[l]),
+            ] {
+                let (d, scale, k) = worst(&moved(before, after), want);
+                assert!(
+                    d <= 1e-4 * scale,
+                    "quantized logits {quantize_logits}, layer {l}, {what} entry {k}: differs by {d:e} (largest {scale})"
+                );
+            }
+        }
+    }
+}
+
 /// CPU and GPU take the same 25 SGD steps from the same initialization and
 /// batches: the losses and every weight agree to f32 tolerance. The two sum
 /// in different orders (blocked GEMM vs 16-wide tiles), so they differ by
@@ -83,26 +258,10 @@ fn max_rel(a: &Params<f32>, b: &Params<f32>) -> (f64, f64) {
 /// A quantizer threshold crossed differently would break agreement, which is
 /// why the network is tiny (a few thousand pre-activations in all).
 #[test]
-fn cpu_and_gpu_training_agree_step_by_step() {
+fn train_update_gpu_equals_cpu_step_by_step() {
     let Some(mut gpu) = backend() else { return };
     for quantize_logits in [false, true] {
-        let init = theory_init(4, Preset::Theory, 1.0, 0.0, 0.0, 1.0, 1.0).unwrap();
-        let spec = ModelSpec {
-            input_dim: 20,
-            width: 24,
-            depth: 4,
-            classes: 10,
-            phi: Phi::Uniform {
-                states: 4,
-                spacing: init.spacing,
-                amplitude: 1.0,
-            },
-            ste_slope: init.ste_slope,
-            ste_threshold: 1.0,
-            sigma_w: init.sigma_w,
-            sigma_b: 0.1,
-            quantize_logits,
-        };
+        let spec = tiny_spec(4, 0.1, quantize_logits);
         let p0 = Params::init(&spec, 11);
         let mut cpu = CpuTrainBackend::default();
         cpu.load(&spec, &p0).unwrap();

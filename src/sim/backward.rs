@@ -11,10 +11,10 @@
 
 use crate::error::{Error, Result};
 use crate::rng::Stream;
-use crate::sim::cpu::{block_stats, ensemble_layer_with_stats, feature_major, weight_scale};
 use crate::sim::hadamard;
-use crate::sim::spec::{Inputs, SimActivation, SimSpec, Weights};
-use crate::sim::stats::Estimate;
+use crate::sim::layer::{sgemm, LayerWeights};
+use crate::sim::spec::{feature_major, Inputs, SimActivation, SimSpec, Weights};
+use crate::sim::stats::{block_stats, Estimate};
 use crate::sim::GradientPass;
 pub use crate::sim::SampleGradients;
 use crate::theory::backward::Ste;
@@ -54,34 +54,70 @@ pub struct BackwardCurve {
     pub ntk_ab: Estimate,
 }
 
-/// out[j·B + b] = (σ_w/√n)·Σᵢ z_ij·δ[i·B + b]: the transposed product with
-/// the generated weights of `layer`. Rows are split into a fixed number of
-/// ranges whose partial products are added in range order (reproducible).
-pub fn transposed_layer(
-    delta: &[f32],
-    n: usize,
-    batch: usize,
-    stream: &Stream,
-    layer: u32,
-    sigma_w: f64,
-    out: &mut [f32],
-) {
-    dense_transposed(
-        Stream::fill_row,
-        delta,
-        n,
-        batch,
-        stream,
-        layer,
-        sigma_w,
-        out,
-    );
+impl LayerWeights<'_> {
+    /// The transposed layer, CPU twin of `shaders/backward.wgsl` (before
+    /// its STE mask): `out = Wᵀδ`, out[j·B + b] = Σᵢ W_ij·δ[i·B + b]
+    /// through the generated rows (Gaussian, Rademacher), or
+    /// Sᵀδ = σ_w·n^{-3/2} D₁ H D₂ H D₃ H δ for the Hadamard ensemble (S is
+    /// orthogonal, so this is also S⁻¹δ, scaled).
+    pub fn transposed(&self, delta: &[f32], batch: usize, out: &mut [f32]) {
+        match self.ensemble {
+            Weights::Gaussian => self.dense_transposed(Stream::fill_row, delta, batch, out),
+            Weights::Rademacher => self.dense_transposed(Stream::fill_row_signs, delta, batch, out),
+            Weights::Hadamard => {
+                out.copy_from_slice(delta);
+                hadamard::apply_transposed_unscaled(out, self.n, batch, self.stream, self.layer);
+                let ws = self.ensemble.scale(self.sigma_w, self.n);
+                out.par_iter_mut().for_each(|v| *v *= ws);
+            }
+        }
+    }
+
+    /// Wᵀδ for a dense ensemble whose standardized rows `fill` writes. Rows
+    /// are split into a fixed number of ranges whose partial products are
+    /// added in range order (reproducible whatever the thread count).
+    fn dense_transposed(
+        &self,
+        fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
+        delta: &[f32],
+        batch: usize,
+        out: &mut [f32],
+    ) {
+        const RANGES: usize = 8;
+        const BLOCK: usize = 16;
+        let n = self.n;
+        let rows_per = n.div_ceil(RANGES);
+        let partials: Vec<Vec<f32>> = (0..RANGES)
+            .into_par_iter()
+            .map(|k| {
+                let (r0, r1) = (k * rows_per, ((k + 1) * rows_per).min(n));
+                let mut acc = vec![0f32; n * batch];
+                let mut w = vec![0f32; BLOCK * n];
+                for i0 in (r0..r1).step_by(BLOCK) {
+                    let r = BLOCK.min(r1 - i0);
+                    self.fill_rows(&fill, i0, r, &mut w);
+                    // acc (n × B) += W_blkᵀ (n × r) · δ_blk (r × B)
+                    let d = &delta[i0 * batch..];
+                    sgemm(n, r, batch, &w, (1, n), d, (batch, 1), 1.0, &mut acc);
+                }
+                acc
+            })
+            .collect();
+        let ws = self.ensemble.scale(self.sigma_w, n);
+        out.par_chunks_mut(batch).enumerate().for_each(|(j, row)| {
+            for (b, o) in row.iter_mut().enumerate() {
+                let mut s = 0f32;
+                for p in &partials {
+                    s += p[j * batch + b];
+                }
+                *o = ws * s;
+            }
+        });
+    }
 }
 
 /// The transposed product with the weights of `layer` in the ensemble
-/// `weights`: Gaussian or Rademacher Wᵀδ through the generated rows, or
-/// Sᵀδ = n^{-3/2} D₁ H D₂ H D₃ H δ for the Hadamard ensemble (S is
-/// orthogonal, so this is also S⁻¹δ).
+/// `weights` ([`LayerWeights::transposed`]).
 pub fn ensemble_transposed_layer(
     weights: Weights,
     delta: &[f32],
@@ -92,89 +128,15 @@ pub fn ensemble_transposed_layer(
     sigma_w: f64,
     out: &mut [f32],
 ) {
-    match weights {
-        Weights::Gaussian => transposed_layer(delta, n, batch, stream, layer, sigma_w, out),
-        Weights::Rademacher => dense_transposed(
-            Stream::fill_row_signs,
-            delta,
-            n,
-            batch,
-            stream,
-            layer,
-            sigma_w,
-            out,
-        ),
-        Weights::Hadamard => {
-            out.copy_from_slice(delta);
-            hadamard::apply_transposed_unscaled(out, n, batch, stream, layer);
-            let ws = hadamard::hadamard_scale(sigma_w, n);
-            out.par_iter_mut().for_each(|v| *v *= ws);
-        }
-    }
-}
-
-fn dense_transposed(
-    fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
-    delta: &[f32],
-    n: usize,
-    batch: usize,
-    stream: &Stream,
-    layer: u32,
-    sigma_w: f64,
-    out: &mut [f32],
-) {
-    const RANGES: usize = 8;
-    let rows_per = n.div_ceil(RANGES);
-    let partials: Vec<Vec<f32>> = (0..RANGES)
-        .into_par_iter()
-        .map(|k| {
-            let (r0, r1) = (k * rows_per, ((k + 1) * rows_per).min(n));
-            let mut acc = vec![0f32; n * batch];
-            if r0 >= r1 {
-                return acc;
-            }
-            const BLOCK: usize = 16;
-            let mut w = vec![0f32; BLOCK * n];
-            let mut i0 = r0;
-            while i0 < r1 {
-                let r = BLOCK.min(r1 - i0);
-                for i in 0..r {
-                    fill(stream, layer, (i0 + i) as u32, &mut w[i * n..(i + 1) * n]);
-                }
-                // acc (n × B) += W_blkᵀ (n × r) · δ_blk (r × B)
-                unsafe {
-                    matrixmultiply::sgemm(
-                        n,
-                        r,
-                        batch,
-                        1.0,
-                        w.as_ptr(),
-                        1,
-                        n as isize,
-                        delta[i0 * batch..].as_ptr(),
-                        batch as isize,
-                        1,
-                        1.0,
-                        acc.as_mut_ptr(),
-                        batch as isize,
-                        1,
-                    );
-                }
-                i0 += r;
-            }
-            acc
-        })
-        .collect();
-    let ws = weight_scale(sigma_w, n);
-    out.par_chunks_mut(batch).enumerate().for_each(|(j, row)| {
-        for (b, o) in row.iter_mut().enumerate() {
-            let mut s = 0f32;
-            for p in &partials {
-                s += p[j * batch + b];
-            }
-            *o = ws * s;
-        }
-    });
+    let w = LayerWeights {
+        ensemble: weights,
+        stream,
+        layer,
+        n,
+        sigma_w,
+        sigma_b: 0.0,
+    };
+    w.transposed(delta, batch, out);
 }
 
 /// The output gradient of network `sample`: one standard-normal vector per
@@ -203,18 +165,7 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
     for l in 1..depth {
         let a: Vec<f32> = hs[l - 1].iter().map(|&x| act.eval(x)).collect();
         let mut h = vec![0f32; n * batch];
-        ensemble_layer_with_stats(
-            spec.weights,
-            &a,
-            n,
-            batch,
-            &stream,
-            l as u32,
-            spec.sigma_w,
-            spec.sigma_b,
-            &mut h,
-            None,
-        );
+        LayerWeights::of(spec, &stream, l as u32).layer(&a, batch, &mut h, None);
         hs.push(h);
     }
     let mut delta = output_gradient(&stream, n, batch);
@@ -223,16 +174,7 @@ pub fn cpu_sample(spec: &SimSpec, ste: &Ste, sample: u32) -> SampleGradients {
     let (t, s) = (ste.threshold as f32, ste.slope as f32);
     for l in (0..depth).rev() {
         let mut back = vec![0f32; n * batch];
-        ensemble_transposed_layer(
-            spec.weights,
-            &delta,
-            n,
-            batch,
-            &stream,
-            (l + 1) as u32,
-            spec.sigma_w,
-            &mut back,
-        );
+        LayerWeights::of(spec, &stream, (l + 1) as u32).transposed(&delta, batch, &mut back);
         for (d, &h) in back.iter_mut().zip(&hs[l]) {
             *d = if h.abs() <= t { s * *d } else { 0.0 };
         }

@@ -1,6 +1,8 @@
 //! The structured orthogonal layer S = n^{-3/2} H D₃ H D₂ H D₁ on the CPU:
-//! the fast Walsh–Hadamard transform over a batch, and the layer built on
-//! it. CPU twin of `shaders/hadamard.wgsl`.
+//! the fast Walsh–Hadamard transform over a batch and the signed transforms
+//! S and Sᵀ (unscaled). With [`crate::sim::layer::LayerWeights::hadamard`]
+//! (scale, bias, statistics), the CPU twin of `shaders/hadamard.wgsl` (GPU
+//! driver `src/sim/gpu/hadamard.rs`).
 //!
 //! H is the ±1 Walsh–Hadamard (Sylvester) matrix of order n = 2^k, applied
 //! by the butterfly recursion (x_i, x_{i+h}) ← (x_i + x_{i+h}, x_i − x_{i+h})
@@ -19,14 +21,13 @@
 //! twin can equal it bit for bit.
 
 use crate::rng::Stream;
-use crate::sim::spec::Measurements;
 use rayon::prelude::*;
 
 /// Bytes of one cache block of the transform.
 const BLOCK_BYTES: usize = 256 << 10;
 
 /// The D_r rounds: D₁, D₂, D₃ are rounds 0, 1, 2 of a layer's sign stream.
-pub const ROUNDS: u32 = 3;
+pub use crate::sim::spec::HADAMARD_ROUNDS as ROUNDS;
 
 /// (a, b) ← (a + b, a − b) elementwise.
 #[inline(always)]
@@ -215,11 +216,6 @@ pub fn apply_signs(x: &mut [f32], batch: usize, signs: &[u32]) {
         .for_each(|(c, blk)| negate_rows(blk, batch, c * 1024, signs));
 }
 
-/// The f32 scale σ_w·n^{-3/2} both backends apply after the third transform.
-pub fn hadamard_scale(sigma_w: f64, n: usize) -> f32 {
-    (sigma_w / (n as f64).powf(1.5)) as f32
-}
-
 /// x ← S x = n^{-3/2} H D₃ H D₂ H D₁ x without the scale: the three
 /// transforms with the signs of `layer` (for tests and the backward pass,
 /// which scale afterwards).
@@ -241,61 +237,6 @@ pub fn apply_transposed_unscaled(
         fwht(x, n, batch);
         apply_signs(x, batch, &diagonal(stream, layer, round, n));
     }
-}
-
-/// One Hadamard-ensemble layer: `out = σ_w·S·act + σ_b ζ`, ζ the layer's
-/// bias normals (as the Gaussian layer draws them), with the statistics of
-/// the result when `meas` is given (summed per block of `stat_rows` rows,
-/// combined in block order). `act` is φ(H) of the previous layer.
-pub fn layer_with_stats(
-    act: &[f32],
-    n: usize,
-    batch: usize,
-    stream: &Stream,
-    layer: u32,
-    sigma_w: f64,
-    sigma_b: f64,
-    out: &mut [f32],
-    meas: Option<&Measurements>,
-) -> Option<(Vec<f64>, Vec<f64>)> {
-    out.copy_from_slice(act);
-    apply_unscaled(out, n, batch, stream, layer);
-    let ws = hadamard_scale(sigma_w, n);
-    let bs = sigma_b as f32;
-    let biases: Vec<f32> = if bs != 0.0 {
-        let mut z = vec![0f32; n];
-        stream.fill_row(layer, crate::rng::BIAS_ROW, &mut z);
-        z
-    } else {
-        Vec::new()
-    };
-    const STAT_ROWS: usize = 256;
-    let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = out
-        .par_chunks_mut(STAT_ROWS * batch)
-        .enumerate()
-        .map(|(c, blk)| {
-            for (k, row) in blk.chunks_exact_mut(batch).enumerate() {
-                let bias = if bs != 0.0 {
-                    bs * biases[c * STAT_ROWS + k]
-                } else {
-                    0.0
-                };
-                for v in row.iter_mut() {
-                    *v = ws * *v + bias;
-                }
-            }
-            meas.map(|m| crate::sim::cpu::block_stats(blk, batch, m))
-        })
-        .collect();
-    meas.map(|m| {
-        let mut sumsq = vec![0.0; batch];
-        let mut dots = vec![0.0; m.pairs.len()];
-        for (s, d) in partials.into_iter().flatten() {
-            sumsq.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-            dots.iter_mut().zip(d).for_each(|(a, b)| *a += b);
-        }
-        (sumsq, dots)
-    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ pub mod backward;
 pub mod cpu;
 pub mod gpu;
 pub mod hadamard;
+pub mod layer;
+pub mod phi;
 pub mod spec;
 pub mod stats;
 

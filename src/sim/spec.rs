@@ -5,109 +5,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::rng::Stream;
 
-/// The activation as the simulators evaluate it, in f32, identically on the
-/// CPU and in `shaders/layer.wgsl`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SimActivation {
-    /// Uniform quantizer: k = clamp(⌊x·(1/Δ) + N/2⌋, 0, N − 1), φ = levels[k].
-    Uniform {
-        /// 1/Δ in f32.
-        inv_spacing: f32,
-        /// N/2 in f32.
-        half_states: f32,
-        /// The N levels in f32.
-        levels: Vec<f32>,
-    },
-    /// General quantizer: φ = levels[#{k : thresholds[k] ≤ x}].
-    Steps {
-        /// Thresholds in f32.
-        thresholds: Vec<f32>,
-        /// Levels in f32.
-        levels: Vec<f32>,
-    },
-    /// tanh.
-    Tanh,
-    /// clamp(x, −1, 1).
-    HardTanh,
-    /// Identity.
-    Linear,
-}
-
-impl SimActivation {
-    /// The f32 form of an activation.
-    pub fn from_activation(a: &Activation) -> Self {
-        match a {
-            Activation::Quantized(q) => {
-                let levels = q.levels().iter().map(|&y| y as f32).collect();
-                match q.uniform_params() {
-                    Some((n, spacing, _)) => SimActivation::Uniform {
-                        inv_spacing: (1.0 / spacing) as f32,
-                        half_states: (n as f64 / 2.0) as f32,
-                        levels,
-                    },
-                    None => SimActivation::Steps {
-                        thresholds: q.thresholds().iter().map(|&g| g as f32).collect(),
-                        levels,
-                    },
-                }
-            }
-            Activation::Tanh => SimActivation::Tanh,
-            Activation::HardTanh => SimActivation::HardTanh,
-            Activation::Linear => SimActivation::Linear,
-        }
-    }
-
-    /// k = clamp(⌊x/Δ + N/2⌋, 0, N − 1). A float-to-int cast truncates,
-    /// which is the floor for t ≥ 0, and every t < 0 clamps to 0 either way;
-    /// the same k as the shader's `floor` then `clamp`.
-    #[inline(always)]
-    fn uniform_index(x: f32, inv_spacing: f32, half_states: f32, states: usize) -> usize {
-        let t = x * inv_spacing + half_states;
-        (t.max(0.0) as usize).min(states - 1)
-    }
-
-    /// y = φ(x) elementwise (the activation chosen once, outside the loop).
-    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
-        match self {
-            SimActivation::Uniform {
-                inv_spacing,
-                half_states,
-                levels,
-            } => {
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = levels[Self::uniform_index(v, *inv_spacing, *half_states, levels.len())];
-                }
-            }
-            other => {
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = other.eval(v);
-                }
-            }
-        }
-    }
-
-    /// φ(x) in f32.
-    #[inline]
-    pub fn eval(&self, x: f32) -> f32 {
-        match self {
-            SimActivation::Uniform {
-                inv_spacing,
-                half_states,
-                levels,
-            } => {
-                let t = (x * inv_spacing + half_states).floor();
-                let k = t.clamp(0.0, (levels.len() - 1) as f32) as usize;
-                levels[k]
-            }
-            SimActivation::Steps { thresholds, levels } => {
-                levels[thresholds.partition_point(|&g| g <= x)]
-            }
-            SimActivation::Tanh => x.tanh(),
-            SimActivation::HardTanh => x.clamp(-1.0, 1.0),
-            SimActivation::Linear => x,
-        }
-    }
-}
+pub use crate::sim::phi::SimActivation;
 
 /// The ensemble of inputs pushed through each network.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +57,34 @@ pub enum Weights {
     Hadamard,
 }
 
+/// Rows of W per block of the CPU layer for width n and batch B (a
+/// multiple of 8, the SGEMM kernel's row tile, between 8 and 128): a block
+/// generates 256 KiB of weights for small batches, which are bound by weight
+/// generation (the block stays in L2), and 1 MiB from B = 64, where taller
+/// blocks amortize SGEMM's packing of the activations. The memory plan
+/// counts one block per thread.
+pub fn rows_per_block(n: usize, batch: usize) -> usize {
+    let block_bytes: usize = if batch >= 64 { 1 << 20 } else { 256 << 10 };
+    ((block_bytes / 4 / n.max(1)) / 8 * 8).clamp(8, 128)
+}
+
+/// The sign rounds D₁, D₂, D₃ of a Hadamard layer (rounds 0, 1, 2 of its
+/// sign stream).
+pub const HADAMARD_ROUNDS: u32 = 3;
+
+/// The inputs as a feature-major f32 matrix (n × B: row i holds unit i of
+/// every input), the layout of every backend's activations.
+pub fn feature_major(inputs: &[Vec<f64>], n: usize) -> Vec<f32> {
+    let b = inputs.len();
+    let mut h = vec![0f32; n * b];
+    for (k, v) in inputs.iter().enumerate() {
+        for (i, &x) in v.iter().enumerate() {
+            h[i * b + k] = x as f32;
+        }
+    }
+    h
+}
+
 impl Weights {
     /// The name used on the command line and in configs.
     pub fn name(self) -> &'static str {
@@ -180,6 +106,16 @@ impl Weights {
                 format!("\"{other}\""),
                 "one of \"gaussian\", \"rademacher\", \"hadamard\"",
             )),
+        }
+    }
+
+    /// The f32 scale both backends apply to the standardized product at
+    /// width n: σ_w/√n (Gaussian, Rademacher) or σ_w·n^{-3/2} (Hadamard,
+    /// after its three unscaled transforms).
+    pub fn scale(self, sigma_w: f64, n: usize) -> f32 {
+        match self {
+            Weights::Hadamard => (sigma_w / (n as f64).powf(1.5)) as f32,
+            _ => (sigma_w / (n as f64).sqrt()) as f32,
         }
     }
 
@@ -307,92 +243,84 @@ impl SimSpec {
 
     /// Checks every field, with a message naming what is wrong and what would be right.
     pub fn validate(&self) -> Result<()> {
-        if self.width < 2 {
-            return Err(Error::invalid(
-                "width",
-                self.width,
-                "the width must be at least 2 (inputs are built from two orthogonal directions)",
-            ));
-        }
-        if self.width >= crate::rng::BIAS_ROW as usize {
-            return Err(Error::invalid(
-                "width",
-                self.width,
-                "the width must be below 2^32 - 1",
-            ));
-        }
-        self.weights.check_width("width", self.width)?;
-        if self.depth == 0 {
-            return Err(Error::invalid(
-                "depth",
-                0,
-                "the depth must be at least 1 layer",
-            ));
-        }
-        if self.samples == 0 {
-            return Err(Error::invalid(
-                "samples",
-                0,
-                "at least 1 network sample is needed (2 or more for standard errors)",
-            ));
-        }
-        if self.samples > u32::MAX as usize {
-            return Err(Error::invalid(
-                "samples",
-                self.samples,
-                "at most 2^32 - 1 network samples",
-            ));
-        }
-        if !(self.sigma_w.is_finite() && self.sigma_w > 0.0) {
-            return Err(Error::invalid(
-                "sigma_w",
-                self.sigma_w,
-                "must be a finite number > 0",
-            ));
-        }
-        if !(self.sigma_b.is_finite() && self.sigma_b >= 0.0) {
-            return Err(Error::invalid(
-                "sigma_b",
-                self.sigma_b,
-                "must be a finite number >= 0",
-            ));
-        }
-        if !(self.q0.is_finite() && self.q0 > 0.0) {
-            return Err(Error::invalid(
-                "q0",
-                self.q0,
-                "the input variance must be a finite number > 0",
-            ));
-        }
+        // Err(invalid(key, value, expected)) unless `ok`.
+        let want = |ok: bool, key: &str, value: &dyn std::fmt::Display, expected: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::invalid(key, value, expected))
+            }
+        };
+        let n = self.width;
+        want(
+            n >= 2,
+            "width",
+            &n,
+            "the width must be at least 2 (inputs are built from two orthogonal directions)",
+        )?;
+        want(
+            n < crate::rng::BIAS_ROW as usize,
+            "width",
+            &n,
+            "the width must be below 2^32 - 1",
+        )?;
+        self.weights.check_width("width", n)?;
+        want(
+            self.depth > 0,
+            "depth",
+            &0,
+            "the depth must be at least 1 layer",
+        )?;
+        want(
+            self.samples > 0,
+            "samples",
+            &0,
+            "at least 1 network sample is needed (2 or more for standard errors)",
+        )?;
+        want(
+            self.samples <= u32::MAX as usize,
+            "samples",
+            &self.samples,
+            "at most 2^32 - 1 network samples",
+        )?;
+        let (sw, sb, q0) = (self.sigma_w, self.sigma_b, self.q0);
+        want(
+            sw.is_finite() && sw > 0.0,
+            "sigma_w",
+            &sw,
+            "must be a finite number > 0",
+        )?;
+        want(
+            sb.is_finite() && sb >= 0.0,
+            "sigma_b",
+            &sb,
+            "must be a finite number >= 0",
+        )?;
+        want(
+            q0.is_finite() && q0 > 0.0,
+            "q0",
+            &q0,
+            "the input variance must be a finite number > 0",
+        )?;
         match &self.inputs {
             Inputs::Pairs { c0, pairs } => {
-                if c0.is_empty() {
-                    return Err(Error::invalid(
-                        "c0",
-                        "(empty)",
-                        "give at least one input correlation",
-                    ));
-                }
+                want(
+                    !c0.is_empty(),
+                    "c0",
+                    &"(empty)",
+                    "give at least one input correlation",
+                )?;
                 if let Some(c) = c0.iter().find(|c| !(-1.0..=1.0).contains(*c)) {
                     return Err(Error::invalid("c0", c, "a correlation must lie in [-1, 1]"));
                 }
-                if *pairs == 0 {
-                    return Err(Error::invalid(
-                        "pairs",
-                        0,
-                        "at least 1 pair per value of c0",
-                    ));
-                }
+                want(*pairs > 0, "pairs", &0, "at least 1 pair per value of c0")?;
             }
-            Inputs::Circle { points } => {
-                if *points < 3 {
-                    return Err(Error::invalid(
-                        "circle points",
-                        points,
-                        "a circle needs at least 3 points",
-                    ));
-                }
-            }
+            Inputs::Circle { points } => want(
+                *points >= 3,
+                "circle points",
+                points,
+                "a circle needs at least 3 points",
+            )?,
         }
         // Sizes from the counts alone, before anything is allocated.
         let (batch, measured) = self.sizes()?;
@@ -489,7 +417,7 @@ impl SimSpec {
         let threads = rayon::current_num_threads() as u64;
         // Weight row blocks (one per thread), and per block of rows the
         // partial sums of squares and dot products (two vectors each).
-        let rows = crate::sim::cpu::rows_per_block(self.width, batch) as u64;
+        let rows = rows_per_block(self.width, batch) as u64;
         let blocks = add(
             mul(threads, mul(n, 4 * rows)?)?,
             mul(n.div_ceil(rows), add(mul(b + measured as u64, 8)?, 64)?)?,

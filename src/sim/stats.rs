@@ -1,5 +1,8 @@
-//! From raw per-layer sums (sums of squares, dot products) to q̂ and ĉ, and
-//! their aggregation over network samples into means with standard errors.
+//! The statistics stage on the CPU and its aggregation: [`block_stats`] is
+//! the twin of `shaders/stats.wgsl` (GPU driver `src/sim/gpu/stats.rs`),
+//! the raw per-layer sums (sums of squares, dot products); the rest takes
+//! them to q̂ and ĉ and aggregates them over network samples into means
+//! with standard errors.
 //!
 //! Inputs that share a network are correlated, so the standard error is
 //! taken over network samples: each sample contributes one number per
@@ -7,7 +10,39 @@
 //! circle), and SE = sd/√E over the E samples (Welford's algorithm in f64).
 
 use crate::error::{Error, Result};
-use crate::sim::spec::{Inputs, SimSpec};
+use crate::sim::spec::{Inputs, Measurements, SimSpec};
+
+/// Sums of squares per input and dot products per measured pair over a
+/// block of rows (feature-major, B columns), accumulated in f64.
+pub fn block_stats(h: &[f32], batch: usize, m: &Measurements) -> (Vec<f64>, Vec<f64>) {
+    let mut sumsq = vec![0.0f64; batch];
+    let mut dots = vec![0.0f64; m.pairs.len()];
+    for row in h.chunks_exact(batch) {
+        for (s, &x) in sumsq.iter_mut().zip(row) {
+            *s += f64::from(x) * f64::from(x);
+        }
+        for (d, &(a, b)) in dots.iter_mut().zip(&m.pairs) {
+            *d += f64::from(row[a as usize]) * f64::from(row[b as usize]);
+        }
+    }
+    (sumsq, dots)
+}
+
+/// The statistics of a matrix from those of its blocks of rows
+/// ([`block_stats`] of each), added in block order.
+pub fn combine_blocks(
+    blocks: impl IntoIterator<Item = (Vec<f64>, Vec<f64>)>,
+    batch: usize,
+    m: &Measurements,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut sumsq = vec![0.0; batch];
+    let mut dots = vec![0.0; m.pairs.len()];
+    for (s, d) in blocks {
+        sumsq.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+        dots.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+    }
+    (sumsq, dots)
+}
 
 /// A mean over network samples with its standard error (`None` with one sample).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

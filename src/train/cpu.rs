@@ -8,6 +8,7 @@
 //! unit i and input b of a batch of B; weights are fan_out × fan_in,
 //! row-major. Per layer l with input A (fan_in × B):
 //!
+//! * product: C = A·B, strided, [`gemm`]                 (`train_gemm`)
 //! * forward: H = W·A + b, A' = φ(H)                    (`train_forward`)
 //! * backward: G_A = Wᵀ·G, G_prev = G_A ⊙ s·1{|H_prev| ≤ t}   (`train_backward`)
 //! * gradient and update: ΔW = G·Aᵀ, Δb = Σ_b G, v ← μv + Δ, w ← w − ηv  (`train_update`)
@@ -107,8 +108,8 @@ impl Real for f64 {
 /// A (m × k, strides rsa/csa) times B (k × n, strides rsb/csb) into the
 /// contiguous row-major C (m × n); blocks of rows of C go to threads (each
 /// element is one GEMM's full sum over k, so the result does not depend on
-/// the thread count).
-fn par_gemm<T: Real>(
+/// the thread count). The CPU twin of `shaders/train_gemm.wgsl`.
+pub fn gemm<T: Real>(
     m: usize,
     k: usize,
     n: usize,
@@ -236,7 +237,7 @@ impl<T: Real> Trainer<T> {
             let (done, rest) = self.a.split_at_mut(l);
             let input: &[T] = if l == 0 { x } else { &done[l - 1] };
             let h = &mut self.h[l];
-            par_gemm(
+            gemm(
                 fan_out,
                 fan_in,
                 batch,
@@ -267,6 +268,18 @@ impl<T: Real> Trainer<T> {
         } else {
             &self.h[depth - 1]
         }
+    }
+
+    /// Pre-activations H of every layer in the last forward pass
+    /// (fan_out × B each).
+    pub fn pre_activations(&self) -> &[Vec<T>] {
+        &self.h
+    }
+
+    /// φ(H) of every layer in the last forward pass (the last layer's only
+    /// when the logits are quantized).
+    pub fn activations(&self) -> &[Vec<T>] {
+        &self.a
     }
 
     /// Softmax cross-entropy of the last forward pass against `labels`;
@@ -321,7 +334,7 @@ impl<T: Real> Trainer<T> {
             let (fan_in, fan_out) = self.spec.layer_shape(l);
             let input: &[T] = if l == 0 { x } else { &self.a[l - 1] };
             // ΔW = G (fan_out × B) · Aᵀ (B × fan_in).
-            par_gemm(
+            gemm(
                 fan_out,
                 b,
                 fan_in,
@@ -339,7 +352,7 @@ impl<T: Real> Trainer<T> {
             if l > 0 {
                 // G_A = Wᵀ (fan_in × fan_out) · G (fan_out × B), then the STE mask.
                 self.g_prev.resize(fan_in * b, T::default());
-                par_gemm(
+                gemm(
                     fan_in,
                     fan_out,
                     b,

@@ -2,7 +2,7 @@
 //! forward pass with every layer kept, then the straight-through backward
 //! pass δ^l = s·1{|h^l| ≤ t}·(σ_w/√n)·(W^{l+1})ᵀ δ^{l+1} through the same
 //! generated weights, with the statistics kernel measuring each δ^l. Its CPU
-//! twin is [`crate::sim::backward::transposed_layer`] (one step) and
+//! twin is [`crate::sim::layer::LayerWeights::transposed`] (one step) and
 //! [`crate::sim::backward::cpu_sample`] (one network).
 
 use super::device::GpuContext;
@@ -10,8 +10,8 @@ use super::layer::{tile_columns, workgroups};
 use super::params::SharedBuffers;
 use super::{shaders, stats, GpuBackend};
 use crate::error::{Error, Result};
-use crate::sim::cpu::{block_stats, feature_major};
-use crate::sim::spec::{SimSpec, Weights};
+use crate::sim::spec::{feature_major, SimSpec, Weights};
+use crate::sim::stats::block_stats;
 use crate::sim::{GradientPass, SampleGradients};
 use crate::theory::backward::Ste;
 

@@ -2,7 +2,8 @@
 //! sign round, a tile pass (φ or the previous round's output, signs, the
 //! butterfly stages inside a workgroup tile), one pass per global stage,
 //! then the finish pass (scale and bias). Its CPU twin is
-//! [`crate::sim::hadamard::layer_with_stats`].
+//! [`crate::sim::layer::LayerWeights::hadamard`] (the transform in
+//! [`crate::sim::hadamard`]).
 
 use super::device::{pack_slots, slot, spread, uniform_entry, GpuContext, SLOT_STRIDE};
 use super::params::{GpuParams, SharedBuffers};
@@ -40,7 +41,7 @@ fn hadamard_plan(n: usize) -> (Vec<HadamardStep>, Vec<HadamardPass>) {
     let t = n.min(HADAMARD_TILE);
     let mut steps = Vec::new();
     let mut passes = Vec::new();
-    for round in 0..crate::sim::hadamard::ROUNDS {
+    for round in 0..crate::sim::spec::HADAMARD_ROUNDS {
         passes.push(HadamardPass::Tile(steps.len()));
         steps.push(HadamardStep {
             round,

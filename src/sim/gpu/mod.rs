@@ -41,8 +41,8 @@ use params::SharedBuffers;
 use stats::StatsKernel;
 
 use crate::error::{Error, Result};
-use crate::sim::cpu::{block_stats, feature_major};
-use crate::sim::spec::{Inputs, Measurements, SimSpec, Weights};
+use crate::sim::spec::{feature_major, Inputs, Measurements, SimSpec, Weights};
+use crate::sim::stats::block_stats;
 use crate::sim::{Backend, BackendInfo, GradientPass, LayerSink};
 use std::time::Instant;
 

@@ -2,11 +2,13 @@
 //! (`shaders/params.wgsl`) and the buffers one network's passes share.
 
 use super::device::{pack_slots, slot, GpuContext, SLOT_STRIDE};
-use super::stats::STATS_ROWS;
 use crate::error::Result;
 use crate::rng::key_for;
 use crate::sim::spec::{Measurements, SimActivation, SimSpec, Weights};
 use crate::theory::backward::Ste;
+
+/// Rows per statistics partial (one workgroup of stats.wgsl each).
+pub const STATS_ROWS: u32 = 4096;
 
 /// The per-layer parameters, field for field as in `shaders/params.wgsl`.
 #[repr(C)]
@@ -110,10 +112,7 @@ impl SharedBuffers {
             states: states as u32,
             inv_spacing,
             half_states,
-            w_scale: match spec.weights {
-                Weights::Hadamard => crate::sim::hadamard::hadamard_scale(spec.sigma_w, n),
-                _ => crate::sim::cpu::weight_scale(spec.sigma_w, n),
-            },
+            w_scale: spec.weights.scale(spec.sigma_w, n),
             b_scale: spec.sigma_b as f32,
             slot: 0,
             quantities: (meas.batch + meas.pairs.len()) as u32,

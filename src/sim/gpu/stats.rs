@@ -1,15 +1,13 @@
 //! The statistics stage on the GPU (`shaders/stats.wgsl`): per layer, the
 //! sums of squares of every input and the dot products of every measured
 //! pair, as partial sums over groups of rows that the host adds in f64. Its
-//! CPU twin is [`crate::sim::cpu::block_stats`].
+//! CPU twin is [`crate::sim::stats::block_stats`].
 
 use super::device::GpuContext;
-use super::params::{GpuParams, SharedBuffers};
+use super::params::{GpuParams, SharedBuffers, STATS_ROWS};
 use super::shaders;
-use crate::error::Result;
-
-/// Rows per statistics partial (one workgroup each).
-pub const STATS_ROWS: u32 = 4096;
+use crate::error::{Error, Result};
+use crate::sim::spec::{Measurements, SimSpec};
 
 /// Row groups (partials per quantity) at width n.
 pub fn groups(n: usize) -> u32 {
@@ -79,4 +77,56 @@ pub fn reduce(partials: &[f32], groups: u32, batch: usize) -> (Vec<f64>, Vec<f64
         .collect();
     let dots = vals.split_off(batch);
     (vals, dots)
+}
+
+impl super::GpuBackend {
+    /// The statistics stage alone on `h` (feature-major, `spec.width` ×
+    /// `meas.batch`): sums of squares per input and dot products per measured
+    /// pair, as a layer pass measures them (stats.wgsl's f32 partials per
+    /// group of rows, added in f64). Holds the stage against its CPU twin
+    /// [`crate::sim::stats::block_stats`].
+    pub fn stats(
+        &self,
+        spec: &SimSpec,
+        h: &[f32],
+        meas: &Measurements,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let ctx = &self.ctx;
+        let (n, batch) = (spec.width, meas.batch);
+        if h.len() != n * batch {
+            return Err(Error::invalid(
+                "activations",
+                h.len(),
+                &format!("width × batch = {n} × {batch} values"),
+            ));
+        }
+        let q = batch + meas.pairs.len();
+        let groups = groups(n);
+        let shared = SharedBuffers::new(ctx, spec, meas, 0, None, &|_| 0)?;
+        use wgpu::BufferUsages as U;
+        let input = ctx.buffer(
+            "activations",
+            (h.len() * 4) as u64,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        let bytes = (q * groups as usize * 4) as u64;
+        let partials = ctx.buffer("statistics", bytes, U::STORAGE | U::COPY_SRC)?;
+        ctx.queue.write_buffer(&input, 0, bytemuck::cast_slice(h));
+        let bg = self
+            .kernels
+            .stats
+            .bind_group(ctx, &shared, &input, &partials);
+        let mut enc = ctx.encoder("statistics");
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("statistics"),
+                timestamp_writes: None,
+            });
+            let offset = SharedBuffers::offset(1);
+            self.kernels.stats.record(&mut pass, &bg, &offset, q, n);
+        }
+        ctx.queue.submit([enc.finish()]);
+        let raw = ctx.read("statistics read-back", &partials, bytes)?;
+        Ok(reduce(&raw, groups, batch))
+    }
 }

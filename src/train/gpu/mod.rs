@@ -15,84 +15,13 @@
 use crate::error::{Error, Result};
 use crate::sim::gpu::device::{pack_slots, slot, AdapterPolicy, GpuContext, SLOT_STRIDE as STRIDE};
 use crate::train::cpu::BatchLoss;
-use crate::train::model::{ModelSpec, Params, Phi};
+use crate::train::model::{ModelSpec, Params};
 use crate::train::TrainBackend;
 
-/// The WGSL sources, composed as the kernels use them.
-pub mod shaders {
-    /// The dispatch parameters.
-    pub const PARAMS: &str = include_str!("../../shaders/train_params.wgsl");
-    /// The tiled product (a fragment).
-    pub const GEMM: &str = include_str!("../../shaders/train_gemm.wgsl");
-    /// Forward with φ.
-    pub const FORWARD: &str = include_str!("../../shaders/train_forward.wgsl");
-    /// Backward with the STE mask.
-    pub const BACKWARD: &str = include_str!("../../shaders/train_backward.wgsl");
-    /// Weight gradient and update.
-    pub const UPDATE: &str = include_str!("../../shaders/train_update.wgsl");
-    /// Softmax cross-entropy.
-    pub const LOSS: &str = include_str!("../../shaders/train_loss.wgsl");
+mod params;
+pub mod shaders;
 
-    /// A product kernel with the parameters and the tile product prepended.
-    pub fn product(kernel: &str) -> String {
-        format!("{PARAMS}\n{kernel}\n{GEMM}")
-    }
-
-    /// The loss kernel with its parameters.
-    pub fn loss() -> String {
-        format!("{PARAMS}\n{LOSS}")
-    }
-}
-
-/// The parameters of one dispatch, field for field as in `shaders/train_params.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct TrainParams {
-    /// Rows of C.
-    pub m: u32,
-    /// Columns of C.
-    pub n: u32,
-    /// Inner dimension.
-    pub k: u32,
-    /// Row stride of A.
-    pub rsa: u32,
-    /// Column stride of A.
-    pub csa: u32,
-    /// Row stride of B.
-    pub rsb: u32,
-    /// Column stride of B.
-    pub csb: u32,
-    /// Apply φ (forward) or the STE mask (loss with quantized logits).
-    pub apply_phi: u32,
-    /// N.
-    pub states: u32,
-    /// Classes.
-    pub classes: u32,
-    /// Batch.
-    pub batch: u32,
-    /// Add the loss to the running sums.
-    pub accumulate: u32,
-    /// 1/Δ.
-    pub inv_spacing: f32,
-    /// N/2.
-    pub half_states: f32,
-    /// A.
-    pub amplitude: f32,
-    /// 2A/(N − 1).
-    pub level_step: f32,
-    /// STE slope.
-    pub ste_slope: f32,
-    /// STE threshold.
-    pub ste_threshold: f32,
-    /// Learning rate.
-    pub lr: f32,
-    /// Momentum.
-    pub momentum: f32,
-    /// 1/B.
-    pub inv_batch: f32,
-    /// Padding.
-    pub pad: [u32; 3],
-}
+use params::TrainParams;
 
 /// Inputs per step or evaluation batch the buffers hold.
 const MAX_BATCH: usize = 1024;
@@ -123,6 +52,8 @@ struct Net {
     /// The batch the evaluation slots were written for.
     eval_slots: Option<usize>,
     loss_inputs: usize,
+    /// Inputs in the last uploaded batch.
+    batch: usize,
 }
 
 struct Pipelines {
@@ -239,34 +170,6 @@ impl GpuTrainBackend {
         ((role * (3 * spec.depth + 1) + k) as u64 * STRIDE) as u32
     }
 
-    fn base(spec: &ModelSpec) -> TrainParams {
-        let (states, inv_spacing, half_states, amplitude, level_step) = match spec.phi {
-            Phi::Uniform {
-                states,
-                spacing,
-                amplitude,
-            } => (
-                states,
-                (1.0 / spacing) as f32,
-                states as f32 / 2.0,
-                amplitude as f32,
-                (2.0 * amplitude / (states as f64 - 1.0)) as f32,
-            ),
-            Phi::Surrogate => (2, 1.0, 1.0, 1.0, 2.0),
-        };
-        TrainParams {
-            states,
-            inv_spacing,
-            half_states,
-            amplitude,
-            level_step,
-            classes: spec.classes as u32,
-            ste_slope: spec.ste_slope as f32,
-            ste_threshold: spec.ste_threshold as f32,
-            ..Default::default()
-        }
-    }
-
     /// Writes the parameter slots of a role for batch `b`.
     fn write_slots(&self, role: usize, b: usize, lr: f32, momentum: f32) -> Result<()> {
         let net = self
@@ -275,67 +178,7 @@ impl GpuTrainBackend {
             .ok_or_else(|| Error::Gpu("no network".into()))?;
         let spec = &net.spec;
         let depth = spec.depth;
-        let base = Self::base(spec);
-        let mut slots = Vec::with_capacity(3 * depth + 1);
-        let mut put = |k: usize, p: TrainParams| slots.push((k, p));
-        for l in 0..depth {
-            let (fi, fo) = spec.layer_shape(l);
-            // forward: H (fo × B) = W (fo × fi) · A (fi × B)
-            put(
-                l,
-                TrainParams {
-                    m: fo as u32,
-                    n: b as u32,
-                    k: fi as u32,
-                    rsa: fi as u32,
-                    csa: 1,
-                    rsb: b as u32,
-                    csb: 1,
-                    apply_phi: (l + 1 < depth || spec.quantize_logits) as u32,
-                    ..base
-                },
-            );
-            // backward: G_prev (fi × B) = Wᵀ (fi × fo) · G (fo × B)
-            put(
-                depth + l,
-                TrainParams {
-                    m: fi as u32,
-                    n: b as u32,
-                    k: fo as u32,
-                    rsa: 1,
-                    csa: fi as u32,
-                    rsb: b as u32,
-                    csb: 1,
-                    ..base
-                },
-            );
-            // update: ΔW (fo × fi) = G (fo × B) · Aᵀ (B × fi)
-            put(
-                2 * depth + l,
-                TrainParams {
-                    m: fo as u32,
-                    n: fi as u32,
-                    k: b as u32,
-                    rsa: b as u32,
-                    csa: 1,
-                    rsb: 1,
-                    csb: b as u32,
-                    lr,
-                    momentum,
-                    ..base
-                },
-            );
-        }
-        put(
-            3 * depth,
-            TrainParams {
-                batch: b as u32,
-                apply_phi: spec.quantize_logits as u32,
-                accumulate: (role == 0) as u32,
-                inv_batch: 1.0 / b as f32,
-                ..base
-            },
-        );
+        let slots = params::slots(spec, role, b, lr, momentum);
         let bytes = pack_slots(3 * depth + 1, slots);
         self.ctx
             .queue
@@ -366,6 +209,7 @@ impl GpuTrainBackend {
         self.ctx
             .queue
             .write_buffer(&net.labels, 0, bytemuck::cast_slice(&y));
+        self.net()?.batch = b;
         Ok(b)
     }
 
@@ -490,6 +334,25 @@ impl TrainBackend for GpuTrainBackend {
 }
 
 impl GpuTrainBackend {
+    /// The pre-activations H and activations φ(H) of every layer after the
+    /// last step's or evaluation's forward pass (fan_out × B each,
+    /// feature-major, as [`crate::train::cpu::Trainer::pre_activations`] and
+    /// [`crate::train::cpu::Trainer::activations`]); the last layer's φ(H)
+    /// is written only when the logits are quantized.
+    pub fn layer_outputs(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        (0..net.spec.depth)
+            .map(|l| {
+                let units = net.spec.layer_shape(l).1 * net.batch;
+                let layer = &net.layers[l];
+                Ok((self.read(&layer.h, units)?, self.read(&layer.a, units)?))
+            })
+            .collect()
+    }
+
     /// [`TrainBackend::load`] with room for batches of up to `cap` inputs.
     pub fn load_with_capacity(
         &mut self,
@@ -611,6 +474,7 @@ impl GpuTrainBackend {
             step_slots: None,
             eval_slots: None,
             loss_inputs: 0,
+            batch: 0,
         });
         Ok(())
     }
