@@ -7,7 +7,7 @@
 // one vec4 of weights and two vec4s of activations per unit and updates
 // 4 rows × 8 columns per thread in eight named vec4 registers. The sum
 // over units runs in the same order as layer.wgsl's. Twin of `layer` in
-// src/sim/cpu.rs. Prepended with rng.wgsl, params.wgsl and phi.wgsl.
+// src/sim/layer.rs. Prepended with rng.wgsl, params.wgsl and phi.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h_in: array<f32>;

@@ -14,7 +14,7 @@
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
 //! `SHADER_INT64`: Philox's 32×32→64 multiply as one u64 product
 //! (shaders/mul64.wgsl) instead of 16-bit limbs, bit for bit the same
-//! stream. Every variant's CPU twin is [`crate::sim::cpu::layer`].
+//! stream. Every variant's CPU twin is [`crate::sim::layer::layer`].
 
 use super::shaders;
 use crate::error::{Error, Result};
