@@ -480,3 +480,77 @@ fn tuner_choice_and_cache_on_the_device() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `quantdepth simulate --kernel`: a forced variant runs and is named in
+/// the JSON output (and no cache is written); `auto` tunes, caches in
+/// `$QUANTDEPTH_CACHE_DIR` and names what it chose; a variant that does not
+/// apply is refused naming those that do; an unknown name lists them all.
+#[test]
+fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
+    if backend().is_none() {
+        return;
+    }
+    let dir = temp_dir("cli");
+    let run = |kernel: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args([
+                "simulate",
+                "--backend",
+                "gpu",
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--pairs",
+                "3",
+                "--width",
+                "160",
+                "--depth",
+                "2",
+                "--samples",
+                "2",
+                "--json",
+                "--kernel",
+                kernel,
+            ])
+            .env("QUANTDEPTH_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let kernel_of = |out: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["meta"]["backend"]["kernel"].as_str().unwrap().to_string()
+    };
+    let (code, out, err) = run("splitk");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(kernel_of(&out), "splitk");
+    assert!(err.contains("layer kernel splitk (forced)"), "{err}");
+    assert!(!dir.join(CACHE_FILE).exists());
+    let (code, out, err) = run("auto");
+    assert_eq!(code, Some(0), "{err}");
+    let chosen = kernel_of(&out);
+    assert!(
+        err.contains("tuning the GPU layer kernel for n = 160, B = 6"),
+        "{err}"
+    );
+    let cached = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
+    assert!(
+        cached.contains(&format!("\"variant\": \"{chosen}\"")),
+        "{cached}"
+    );
+    let (code, _, err) = run("wide");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--kernel = wide") && err.contains("tiled, splitk"),
+        "{err}"
+    );
+    let (code, _, err) = run("fastest");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("auto or one of tiled, splitk, wide"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
