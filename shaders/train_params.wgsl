@@ -1,6 +1,7 @@
 // The parameters of one training dispatch, field for field as
 // `TrainParams` in src/train/gpu/params.rs. The product kernels compute
-// C (m × n) = A (m × k) · B (k × n), A[i][j] at i·rsa + j·csa, B[i][j] at i·rsb + j·csb, C row-major.
+// C (m × n) = A (m × k) · B (k × n), A[i][j] at i·rsa + j·csa, B[i][j]
+// at i·rsb + j·csb, C row-major.
 struct TrainParams {
     m: u32,
     n: u32,

@@ -93,11 +93,7 @@ impl SimActivation {
                 inv_spacing,
                 half_states,
                 levels,
-            } => {
-                let t = (x * inv_spacing + half_states).floor();
-                let k = t.clamp(0.0, (levels.len() - 1) as f32) as usize;
-                levels[k]
-            }
+            } => levels[Self::uniform_index(x, *inv_spacing, *half_states, levels.len())],
             SimActivation::Steps { thresholds, levels } => {
                 levels[thresholds.partition_point(|&g| g <= x)]
             }

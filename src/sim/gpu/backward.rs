@@ -5,7 +5,7 @@
 //! twin is [`crate::sim::layer::LayerWeights::transposed`] (one step) and
 //! [`crate::sim::backward::cpu_sample`] (one network).
 
-use super::device::GpuContext;
+use super::device::{compute_pass, GpuContext};
 use super::layer::{tile_columns, workgroups};
 use super::params::SharedBuffers;
 use super::{shaders, stats, GpuBackend};
@@ -38,30 +38,23 @@ impl BackwardKernels {
 
     /// The pipeline for a batch.
     pub fn pipeline_for(&self, batch: usize) -> &wgpu::ComputePipeline {
-        let tb = tile_columns(batch);
-        &self
-            .variants
-            .iter()
-            .find(|(t, _)| *t == tb)
-            .expect("all tile variants are built")
-            .1
+        shaders::variant(&self.variants, tile_columns(batch))
     }
 }
 
-impl GpuBackend {
-    /// One network's forward pass (every layer kept) and STE backward pass
-    /// on the GPU. Returns the sums of squares and pair dot products of the
-    /// gradients δ^l for l = 0..=L (δ^L = `output_gradient`, feature-major)
-    /// and the forward pre-activations h^0..h^{L−1}.
-    #[allow(clippy::type_complexity)]
-    pub fn backward_sample(
+/// One network's forward pass (every layer kept) and STE backward pass on
+/// the GPU: the sums of squares and pair dot products of the gradients δ^l
+/// for l = 0..=L (δ^L = `output_gradient`, feature-major) and the forward
+/// pre-activations h^0..h^{L−1}.
+impl GradientPass for GpuBackend {
+    fn sample_gradients(
         &self,
         spec: &SimSpec,
         ste: &Ste,
         inputs: &[Vec<f64>],
         output_gradient: &[f32],
         sample: u32,
-    ) -> Result<(Vec<(Vec<f64>, Vec<f64>)>, Vec<Vec<f32>>)> {
+    ) -> Result<SampleGradients> {
         let ctx = &self.ctx;
         let (n, depth) = (spec.width, spec.depth);
         if spec.weights != Weights::Gaussian {
@@ -112,10 +105,7 @@ impl GpuBackend {
         let wg = workgroups(n, batch);
         let mut enc = ctx.encoder("forward and backward");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward and backward"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "forward and backward");
             pass.set_pipeline(kernels.layer.pipeline_for(batch));
             for l in 1..=depth {
                 let bg = kernels.layer.bind_group(ctx, &shared, &hs[l - 1], &hs[l]);
@@ -155,20 +145,9 @@ impl GpuBackend {
             .take(depth)
             .map(|h| ctx.read("forward read-back", h, act_bytes))
             .collect::<Result<_>>()?;
-        Ok((delta_stats, forward))
-    }
-}
-
-impl GradientPass for GpuBackend {
-    fn sample_gradients(
-        &self,
-        spec: &SimSpec,
-        ste: &Ste,
-        inputs: &[Vec<f64>],
-        output_gradient: &[f32],
-        sample: u32,
-    ) -> Result<SampleGradients> {
-        let (delta, forward) = self.backward_sample(spec, ste, inputs, output_gradient, sample)?;
-        Ok(SampleGradients { delta, forward })
+        Ok(SampleGradients {
+            delta: delta_stats,
+            forward,
+        })
     }
 }

@@ -181,19 +181,33 @@ impl GpuContext {
         }
     }
 
+    /// `make()` inside an error scope of `filter`; an error caught there
+    /// becomes [`Error::Gpu`] with the message `what(error)`.
+    fn scoped<T>(
+        &self,
+        filter: wgpu::ErrorFilter,
+        make: impl FnOnce() -> T,
+        what: impl FnOnce(wgpu::Error) -> String,
+    ) -> Result<T> {
+        let scope = self.device.push_error_scope(filter);
+        let made = make();
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(Error::Gpu(what(e))),
+            None => Ok(made),
+        }
+    }
+
     /// A shader module from WGSL, with its compile errors as [`Error::Gpu`].
     pub fn shader(&self, label: &str, source: String) -> Result<wgpu::ShaderModule> {
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("shader {label}: {e}")));
-        }
-        Ok(module)
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
+        };
+        self.scoped(
+            wgpu::ErrorFilter::Validation,
+            || self.device.create_shader_module(desc),
+            |e| format!("shader {label}: {e}"),
+        )
     }
 
     /// A buffer, with allocation failure as [`Error::Gpu`].
@@ -209,19 +223,17 @@ impl GpuContext {
                 self.limits.max_buffer_size
             )));
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let desc = wgpu::BufferDescriptor {
             label: Some(label),
             size: size.max(4),
             usage,
             mapped_at_creation: false,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!(
-                "out of GPU memory allocating {label} ({size} bytes): {e}"
-            )));
-        }
-        Ok(buf)
+        };
+        self.scoped(
+            wgpu::ErrorFilter::OutOfMemory,
+            || self.device.create_buffer(&desc),
+            |e| format!("out of GPU memory allocating {label} ({size} bytes): {e}"),
+        )
     }
 
     /// A bind-group layout for compute: binding 0 a uniform of `uniform_size`
@@ -259,24 +271,24 @@ impl GpuContext {
         entry_point: &str,
     ) -> Result<wgpu::ComputePipeline> {
         let d = &self.device;
-        let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(label),
-            bind_group_layouts: &[Some(layout)],
-            immediate_size: 0,
-        });
-        let p = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: Some(&pl),
-            module,
-            entry_point: Some(entry_point),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("pipeline {label}: {e}")));
-        }
-        Ok(p)
+        let make = || {
+            let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            });
+            d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: Some(&pl),
+                module,
+                entry_point: Some(entry_point),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        self.scoped(wgpu::ErrorFilter::Validation, make, |e| {
+            format!("pipeline {label}: {e}")
+        })
     }
 
     /// A bind group of `layout`: `uniform` at binding 0, then `buffers` whole
@@ -302,7 +314,7 @@ impl GpuContext {
         })
     }
 
-    /// A command encoder.
+    /// A command encoder (its passes: [`compute_pass`]).
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
@@ -411,6 +423,14 @@ impl PassTimer {
         let ns = t1.saturating_sub(t0) as f64 * f64::from(queue.get_timestamp_period());
         ns * 1e-9
     }
+}
+
+/// A compute pass in `enc`, labelled, without timestamps.
+pub fn compute_pass<'e>(enc: &'e mut wgpu::CommandEncoder, label: &str) -> wgpu::ComputePass<'e> {
+    enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    })
 }
 
 /// A storage-buffer layout entry.

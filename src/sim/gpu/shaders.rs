@@ -39,6 +39,16 @@ fn with_tile_columns(name: &str, source: &str, tb: u32) -> String {
     source.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
 }
 
+/// The pipeline of the variant built for `tb` batch columns per workgroup
+/// among `variants` (tile width, pipeline).
+pub fn variant(variants: &[(u32, wgpu::ComputePipeline)], tb: u32) -> &wgpu::ComputePipeline {
+    &variants
+        .iter()
+        .find(|(t, _)| *t == tb)
+        .expect("all tile variants are built")
+        .1
+}
+
 /// hadamard.wgsl with the generator, the parameters and φ.
 pub fn hadamard() -> String {
     format!("{RNG}\n{PARAMS}\n{PHI}\n{HADAMARD}")

@@ -3,7 +3,7 @@
 //! pair, as partial sums over groups of rows that the host adds in f64. Its
 //! CPU twin is [`crate::sim::stats::block_stats`].
 
-use super::device::GpuContext;
+use super::device::{compute_pass, GpuContext};
 use super::params::{GpuParams, SharedBuffers, STATS_ROWS};
 use super::shaders;
 use crate::error::{Error, Result};
@@ -118,10 +118,7 @@ impl super::GpuBackend {
             .bind_group(ctx, &shared, &input, &partials);
         let mut enc = ctx.encoder("statistics");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("statistics"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "statistics");
             let offset = SharedBuffers::offset(1);
             self.kernels.stats.record(&mut pass, &bg, &offset, q, n);
         }

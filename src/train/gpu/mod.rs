@@ -13,7 +13,9 @@
 //! fan_out × fan_in weights.
 
 use crate::error::{Error, Result};
-use crate::sim::gpu::device::{pack_slots, slot, AdapterPolicy, GpuContext, SLOT_STRIDE as STRIDE};
+use crate::sim::gpu::device::{
+    compute_pass, pack_slots, slot, AdapterPolicy, GpuContext, SLOT_STRIDE as STRIDE,
+};
 use crate::train::cpu::BatchLoss;
 use crate::train::model::{ModelSpec, Params};
 use crate::train::TrainBackend;
@@ -255,10 +257,7 @@ impl TrainBackend for GpuTrainBackend {
         }
         let mut enc = self.ctx.encoder("train step");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train step"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "train step");
             self.record_forward(&mut pass, 0, b);
             let net = self.net.as_ref().expect("loaded");
             let spec = &net.spec;
@@ -303,10 +302,7 @@ impl TrainBackend for GpuTrainBackend {
         }
         let mut enc = self.ctx.encoder("train evaluate");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train evaluate"),
-                timestamp_writes: None,
-            });
+            let mut pass = compute_pass(&mut enc, "train evaluate");
             self.record_forward(&mut pass, 1, b);
         }
         self.ctx.queue.submit([enc.finish()]);
