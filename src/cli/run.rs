@@ -8,7 +8,16 @@ use indicatif::MultiProgress;
 use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{plan, resume_experiment, run_experiment, Config, Hooks};
 use quantdepth::sim;
-use quantdepth::sim::gpu::KernelChoice;
+use quantdepth::sim::gpu::{KernelChoice, KernelVariant};
+
+/// `--kernel`'s long help for `run`.
+const RUN_KERNEL_HELP: &str = "GPU layer kernel. auto (the default): on first use of an \
+adapter, driver, width n, batch B and weight ensemble, each variant that applies is timed for \
+a few layers and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
+$XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json). With --resume the default \
+is the variant the folder's meta.json records, so resumed points run as the first ones did. \
+Or force one of tiled, splitk, wide, tiled-int64, splitk-int64, wide-int64 (see `quantdepth \
+simulate --help`). The variant that ran is recorded in meta.json (\"kernel\").";
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,9 +50,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
     pub shard: Option<String>,
     /// GPU layer kernel: auto, or one of tiled, splitk, wide, tiled-int64,
-    /// splitk-int64, wide-int64.
-    #[arg(long, value_name = "VARIANT", default_value = "auto", value_parser = super::simulate::parse_kernel, long_help = super::simulate::KERNEL_HELP)]
-    pub kernel: KernelChoice,
+    /// splitk-int64, wide-int64 [default: auto; on --resume, the variant the
+    /// folder's meta.json records].
+    #[arg(long, value_name = "VARIANT", value_parser = super::simulate::parse_kernel, long_help = RUN_KERNEL_HELP)]
+    pub kernel: Option<KernelChoice>,
 }
 
 /// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
@@ -99,7 +109,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         if commit.is_stale() {
             eprintln!("{}: {}", dir.display(), commit.effective_status());
         }
-        let (b, note) = open_backend(&cfg, args.kernel)?;
+        // A resumed run keeps the variant that ran its first points (the
+        // same bits), unless --kernel says otherwise.
+        let kernel = args.kernel.unwrap_or_else(|| {
+            commit
+                .kernel
+                .as_deref()
+                .and_then(KernelVariant::from_name)
+                .map_or(KernelChoice::Auto, KernelChoice::Forced)
+        });
+        let (b, note) = open_backend(&cfg, kernel)?;
         (cfg, b, note)
     } else {
         let path = args
@@ -125,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             cfg.points()
                 .with_context(|| format!("in {}", path.display()))?;
         }
-        let (b, note) = open_backend(&cfg, args.kernel)?;
+        let (b, note) = open_backend(&cfg, args.kernel.unwrap_or_default())?;
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)
     };

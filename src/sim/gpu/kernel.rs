@@ -126,7 +126,11 @@ impl GpuBackend {
                     weights: spec.weights.to_string(),
                 };
                 let mut time = |v| {
-                    let layers = if self.ctx.is_software() { 1 } else { TUNE_LAYERS };
+                    let layers = if self.ctx.is_software() {
+                        1
+                    } else {
+                        TUNE_LAYERS
+                    };
                     self.time_variant(spec, h0, meas, sample, v, layers)
                         .map(|(t, _)| t)
                 };
