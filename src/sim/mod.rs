@@ -1,6 +1,24 @@
 //! Finite-width simulation of deep random networks: the input ensembles,
 //! the backends (CPU reference, GPU), and the driver that runs network
 //! samples, aggregates their statistics, reports progress and stops cleanly.
+//!
+//! Each GPU stage is one shader with a GPU driver and a CPU twin of the
+//! same name, held equal by a test named for it (tests/gpu.rs,
+//! tests/ensembles.rs):
+//!
+//! | stage | shader | GPU driver | CPU twin |
+//! |---|---|---|---|
+//! | layer | `shaders/layer.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
+//! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
+//! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |
+//!
+//! Shared pieces: `phi.wgsl` ↔ [`phi::SimActivation`], `params.wgsl` ↔
+//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` ↔ [`crate::rng`].
+//! The device plumbing (adapter, buffers, error scopes, timestamps) is
+//! `gpu/device.rs`, shared with the trainer. [`spec`] (what to simulate)
+//! and [`stats`] sit below both backends; [`backward`] aggregates either
+//! backend's gradients ([`GradientPass`]).
 
 pub mod backward;
 pub mod cpu;

@@ -14,6 +14,12 @@
 //! Errors (no adapter, validation, out of memory, device lost) become
 //! [`Error::Gpu`] with the adapter's message; the driver keeps the samples
 //! that finished.
+//!
+//! One file per stage, named for its shader: `layer.rs`, `stats.rs`,
+//! `backward.rs`, `hadamard.rs`; `params.rs` holds the per-layer parameters
+//! (`params.wgsl`) and the buffers a network's passes share, [`shaders`]
+//! the WGSL composition, and [`device`] the device plumbing (also the
+//! trainer's). This file is the backend and its chunk driver.
 
 pub mod autotune;
 mod backward;
