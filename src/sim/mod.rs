@@ -9,12 +9,15 @@
 //! | stage | shader | GPU driver | CPU twin |
 //! |---|---|---|---|
 //! | layer | `shaders/layer.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `wide` variant | `shaders/layer_wide.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `splitk` variant | `shaders/layer.wgsl` (SPLIT) + `shaders/layer_combine.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
 //! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
 //! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |
 //!
 //! Shared pieces: `phi.wgsl` ↔ [`phi::SimActivation`], `params.wgsl` ↔
-//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` ↔ [`crate::rng`].
+//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` (with `mul64.wgsl`
+//! in the `-int64` variants) ↔ [`crate::rng`].
 //! The device plumbing (adapter, buffers, error scopes, timestamps) is
 //! `gpu/device.rs`, shared with the trainer. [`spec`] (what to simulate)
 //! and [`stats`] sit below both backends; [`backward`] aggregates either

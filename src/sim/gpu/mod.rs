@@ -19,7 +19,10 @@
 //! `backward.rs`, `hadamard.rs`; `params.rs` holds the per-layer parameters
 //! (`params.wgsl`) and the buffers a network's passes share, [`shaders`]
 //! the WGSL composition, and [`device`] the device plumbing (also the
-//! trainer's). This file is the backend and its chunk driver.
+//! trainer's). This file is the backend and its chunk driver. The layer
+//! kernel's variants (split-K, wide tiles, the u64 multiply) are named in
+//! [`variant`], chosen per chunk in `kernel.rs` (forced, or timed and
+//! cached through [`autotune`]) and compiled in `layer.rs`.
 
 pub mod autotune;
 mod backward;
