@@ -41,9 +41,9 @@ impl KernelState {
 impl GpuBackend {
     /// Sets the layer kernel: a forced variant, or `Auto` (time the
     /// applicable variants on first use of each (n, B, weights) and keep
-    /// the fastest, cached in `cache_dir`: see [`autotune`]). A backend
+    /// the fastest, cached in `cache_dir`: see [`super::autotune`]). A backend
     /// starts with the reference kernel, `tiled`; the command line's
-    /// default is `auto` with [`autotune::default_cache_dir`].
+    /// default is `auto` with [`super::autotune::default_cache_dir`].
     pub fn set_kernel(&mut self, choice: KernelChoice, cache_dir: Option<std::path::PathBuf>) {
         self.kernel.choice = choice;
         self.kernel.used.borrow_mut().clear();

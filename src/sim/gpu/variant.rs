@@ -211,7 +211,7 @@ impl std::fmt::Display for KernelVariant {
 }
 
 /// The slices S of the split-K variant at (n, B): enough workgroups to
-/// fill a large device, at least [`SPLITK_MIN_TILES`] weight tiles per
+/// fill a large device, at least two weight tiles per
 /// slice, no empty slice, and the S × n × B partial sums within one storage
 /// binding. 1 means split-K does not apply.
 pub fn split_count(n: usize, batch: usize, max_storage_binding: u64) -> usize {
