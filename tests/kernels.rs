@@ -228,6 +228,12 @@ fn layer_wide_variants_gpu_equal_cpu() {
     one_layer_equals_cpu(Tiling::Wide);
 }
 
+/// `wide256` and `wide256-int64` (layer_wide256.wgsl) against the CPU layer.
+#[test]
+fn layer_wide256_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Wide256);
+}
+
 /// Twenty layers: every variant's statistics agree with the CPU backend's
 /// within 5 combined standard errors (the variants use the same weights, so
 /// only f32 rounding, amplified by the chaotic dynamics, separates them).

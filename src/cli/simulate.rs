@@ -43,8 +43,8 @@ pub struct SimulateArgs {
     /// power-of-two widths). The mean-field theory is the same for all three.
     #[arg(long, value_name = "ENSEMBLE", default_value = "gaussian", value_parser = ["gaussian", "rademacher", "hadamard"])]
     pub weights: String,
-    /// GPU layer kernel: auto, or one of tiled, splitk, wide, tiled-int64,
-    /// splitk-int64, wide-int64.
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// their -int64 forms.
     #[arg(long, value_name = "VARIANT", default_value = "auto", value_parser = parse_kernel, long_help = KERNEL_HELP)]
     pub kernel: KernelChoice,
     /// Print JSON instead of a table.
@@ -69,7 +69,8 @@ width n, batch B and weight ensemble, each variant that applies is timed for a f
 software adapter) and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json); later runs read the \
 cache. Or force one: tiled (the reference kernel), splitk (small batches: the input \
-dimension split over more workgroups), wide (B > 64: 128-column tiles), and their -int64 \
+dimension split over more workgroups), wide (B > 64: 128-column tiles), wide256 (B > 128: \
+256-column tiles), and their -int64 \
 forms (adapters with SHADER_INT64: the generator's multiply in 64 bits, the same numbers). \
 All variants generate the same weights; results agree to f32 rounding, and the variant \
 that ran is recorded with the results. Ignored on the CPU backend.";

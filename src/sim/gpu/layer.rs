@@ -85,7 +85,7 @@ impl LayerKernels {
             });
         }
         let tb = match variant.tiling() {
-            Tiling::Wide => 0,
+            Tiling::Wide | Tiling::Wide256 => 0,
             _ => tile_columns(batch),
         };
         if let Some((_, p)) = self

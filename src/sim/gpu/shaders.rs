@@ -24,6 +24,8 @@ pub const WEIGHT_TILE: &str = include_str!("../../../shaders/weight_tile.wgsl");
 
 /// The wide layer kernel (64 × 128 tiles, k-major weight tile).
 pub const LAYER_WIDE: &str = include_str!("../../../shaders/layer_wide.wgsl");
+/// The wide256 layer kernel (64 × 256 tiles, 16-unit k-major weight tile).
+pub const LAYER_WIDE256: &str = include_str!("../../../shaders/layer_wide256.wgsl");
 /// The split-K combine pass.
 pub const LAYER_COMBINE: &str = include_str!("../../../shaders/layer_combine.wgsl");
 /// The u64 Philox multiply (a fragment replacing rng.wgsl's `mulhilo`).
@@ -91,6 +93,11 @@ pub fn layer_combine() -> String {
 /// layer_wide.wgsl with the generator, the parameters and φ.
 pub fn layer_wide() -> String {
     format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE}")
+}
+
+/// layer_wide256.wgsl with the generator, the parameters and φ.
+pub fn layer_wide256() -> String {
+    format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE256}")
 }
 
 /// `source` (WGSL that contains rng.wgsl) with rng.wgsl's 16-bit-limb

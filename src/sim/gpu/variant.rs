@@ -10,6 +10,7 @@
 //! | `tiled`  | layer.wgsl, 64 rows × TB ∈ {16, 32, 64} columns per workgroup | the reference kernel, any size |
 //! | `splitk` | layer.wgsl (SPLIT) + layer_combine.wgsl | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
 //! | `wide`   | layer_wide.wgsl, 64 × 128 tiles, weight tile k-major | large batches: one generated weight tile serves 128 columns |
+//! | `wide256` | layer_wide256.wgsl, 64 × 256 tiles, 16-unit weight tile k-major | the largest batches: one weight tile serves 256 columns |
 //!
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
 //! `SHADER_INT64`: Philox's 32×32→64 multiply as one u64 product
@@ -28,12 +29,16 @@ pub enum KernelVariant {
     SplitK,
     /// 128-column tiles, k-major weight tile.
     Wide,
+    /// 256-column tiles, k-major 16-unit weight tile.
+    Wide256,
     /// `Tiled` with the u64 Philox multiply.
     TiledInt64,
     /// `SplitK` with the u64 Philox multiply.
     SplitKInt64,
     /// `Wide` with the u64 Philox multiply.
     WideInt64,
+    /// `Wide256` with the u64 Philox multiply.
+    Wide256Int64,
 }
 
 /// How a variant lays the layer out over workgroups.
@@ -45,6 +50,8 @@ pub enum Tiling {
     SplitK,
     /// 64 × 128 tiles.
     Wide,
+    /// 64 × 256 tiles.
+    Wide256,
 }
 
 /// What the adapter offers that the variants depend on.
@@ -89,6 +96,10 @@ pub const SPLITK_MAX_BATCH: usize = 64;
 /// Smallest batch the wide variant is offered for (below it half of a
 /// 128-column tile would be padding).
 pub const WIDE_MIN_BATCH: usize = 65;
+/// Columns per workgroup of the wide256 variant.
+pub const WIDE256_COLUMNS: usize = 256;
+/// Smallest batch the wide256 variant is offered for.
+pub const WIDE256_MIN_BATCH: usize = 129;
 /// Workgroups the split-K grid aims at: enough to fill a large GPU (an
 /// H100 holds 132 SMs × 2,048 threads ≈ 4,200 workgroups of 64) twice.
 const SPLITK_TARGET_WORKGROUPS: usize = 8192;
@@ -107,13 +118,15 @@ pub fn tile_columns(batch: usize) -> u32 {
 
 impl KernelVariant {
     /// Every variant, in the order ties are broken.
-    pub const ALL: [KernelVariant; 6] = [
+    pub const ALL: [KernelVariant; 8] = [
         KernelVariant::Tiled,
         KernelVariant::SplitK,
         KernelVariant::Wide,
+        KernelVariant::Wide256,
         KernelVariant::TiledInt64,
         KernelVariant::SplitKInt64,
         KernelVariant::WideInt64,
+        KernelVariant::Wide256Int64,
     ];
 
     /// The stable name (`--kernel`, the tuning cache, meta.json).
@@ -125,6 +138,8 @@ impl KernelVariant {
             KernelVariant::TiledInt64 => "tiled-int64",
             KernelVariant::SplitKInt64 => "splitk-int64",
             KernelVariant::WideInt64 => "wide-int64",
+            KernelVariant::Wide256 => "wide256",
+            KernelVariant::Wide256Int64 => "wide256-int64",
         }
     }
 
@@ -139,6 +154,7 @@ impl KernelVariant {
             KernelVariant::Tiled | KernelVariant::TiledInt64 => Tiling::Tiled,
             KernelVariant::SplitK | KernelVariant::SplitKInt64 => Tiling::SplitK,
             KernelVariant::Wide | KernelVariant::WideInt64 => Tiling::Wide,
+            KernelVariant::Wide256 | KernelVariant::Wide256Int64 => Tiling::Wide256,
         }
     }
 
@@ -146,7 +162,10 @@ impl KernelVariant {
     pub fn int64(self) -> bool {
         matches!(
             self,
-            KernelVariant::TiledInt64 | KernelVariant::SplitKInt64 | KernelVariant::WideInt64
+            KernelVariant::TiledInt64
+                | KernelVariant::SplitKInt64
+                | KernelVariant::WideInt64
+                | KernelVariant::Wide256Int64
         )
     }
 
@@ -156,6 +175,7 @@ impl KernelVariant {
             Tiling::Tiled => KernelVariant::Tiled,
             Tiling::SplitK => KernelVariant::SplitK,
             Tiling::Wide => KernelVariant::Wide,
+            Tiling::Wide256 => KernelVariant::Wide256,
         }
     }
 
@@ -176,6 +196,12 @@ impl KernelVariant {
                     && caps.max_invocations >= 256
                     && caps.max_workgroup_storage >= 24 * 1024
             }
+            Tiling::Wide256 => {
+                // 256 invocations; 4 KiB of weights + 16 KiB of activations.
+                batch >= WIDE256_MIN_BATCH
+                    && caps.max_invocations >= 256
+                    && caps.max_workgroup_storage >= 20 * 1024
+            }
         }
     }
 
@@ -185,6 +211,7 @@ impl KernelVariant {
             Tiling::Tiled => "64-row tiles over the whole input dimension (the reference kernel)",
             Tiling::SplitK => "small batches: the input dimension split over more workgroups",
             Tiling::Wide => "large batches: one weight tile serves 128 columns",
+            Tiling::Wide256 => "the largest batches: one weight tile serves 256 columns",
         }
     }
 
@@ -200,6 +227,7 @@ impl KernelVariant {
                 split_count(n, batch, max_storage_binding) as u32,
             ),
             Tiling::Wide => (batch.div_ceil(WIDE_COLUMNS) as u32, rows, 1),
+            Tiling::Wide256 => (batch.div_ceil(WIDE256_COLUMNS) as u32, rows, 1),
         }
     }
 }
@@ -280,6 +308,7 @@ pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
         Tiling::Tiled => shaders::layer(tb),
         Tiling::SplitK => shaders::layer_split(tb),
         Tiling::Wide => shaders::layer_wide(),
+        Tiling::Wide256 => shaders::layer_wide256(),
     };
     if variant.int64() {
         shaders::with_mul64(&src)
@@ -337,7 +366,7 @@ mod tests {
             [KernelVariant::Tiled, KernelVariant::SplitK]
         );
         assert_eq!(
-            applicable(333, 130, &caps(true)),
+            applicable(333, 100, &caps(true)),
             [
                 KernelVariant::Tiled,
                 KernelVariant::Wide,
@@ -345,6 +374,8 @@ mod tests {
                 KernelVariant::WideInt64
             ]
         );
+        // From B = 129 the 256-column tiles too.
+        assert_eq!(applicable(333, 130, &caps(false)).len(), 3);
         // n = 64: two weight tiles, one slice of two: split-K does not apply.
         assert!(!KernelVariant::SplitK.applicable(64, 4, &caps(false)));
         let mut small = caps(false);
