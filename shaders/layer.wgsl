@@ -9,6 +9,14 @@
 // Rademacher layer in src/sim/cpu.rs).
 // Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl,
 // params.wgsl, phi.wgsl and weight_tile.wgsl.
+// Split-K (the `splitk` variant, src/sim/gpu/variant.rs): with SPLIT = true
+// the grid's third axis splits the input dimension into S = (z count)
+// slices of whole 32-unit tiles, so S workgroups share one output tile
+// (more workgroups for small batches); workgroup (x, y, z) writes its
+// unscaled partial sums Σ_{j in slice z} z_ij·φ(H[j][b]) to slot z of
+// h_out (S × n × B), and layer_combine.wgsl adds the S slots in a fixed
+// order and applies σ_w/√n and the bias. With one slice (z count 1) the
+// loop over j is the unsplit kernel's.
 
 const KIND_UNIFORM: u32 = 0u;
 const KIND_STEPS: u32 = 1u;
@@ -24,6 +32,8 @@ const KIND_HARD_TANH: u32 = 3u;
 // Columns of the batch per workgroup (16, 32 or 64; the host picks the
 // variant by replacing this line).
 const TB: u32 = 64u;
+// Partial sums for split-K (the host sets it by replacing this line).
+const SPLIT: bool = false;
 const TI: u32 = 64u;
 const TJ: u32 = 32u;
 const WX: u32 = TB / 4u;
@@ -38,7 +48,8 @@ var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
-        @builtin(workgroup_id) wid: vec3<u32>) {
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = p.n;
     let batch = p.batch;
     let key = vec2<u32>(p.key0, p.key1);
@@ -50,7 +61,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var j0 = 0u; j0 < n; j0 = j0 + TJ) {
+    // Slice z: tiles [z·per, (z+1)·per) of the ⌈n/TJ⌉ tiles (all of them
+    // when the grid has one slice).
+    let tiles = (n + TJ - 1u) / TJ;
+    let per = (tiles + nwg.z - 1u) / nwg.z;
+    let j_begin = wid.z * per * TJ;
+    let j_end = min(n, j_begin + per * TJ);
+    for (var j0 = j_begin; j0 < j_end; j0 = j0 + TJ) {
         // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
         // Activations φ(H) for TJ units × TB inputs; zero outside the matrix.
@@ -88,6 +105,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         if (r == 1u) { acc = acc1; }
         if (r == 2u) { acc = acc2; }
         if (r == 3u) { acc = acc3; }
+        if (SPLIT) {
+            let base = (wid.z * n + row) * batch + col;
+            if (col < batch) { h_out[base] = acc.x; }
+            if (col + 1u < batch) { h_out[base + 1u] = acc.y; }
+            if (col + 2u < batch) { h_out[base + 2u] = acc.z; }
+            if (col + 3u < batch) { h_out[base + 3u] = acc.w; }
+            continue;
+        }
         var bias = 0.0;
         if (p.b_scale != 0.0) {
             let zb = normals(key, p.sample, p.layer, BIAS_ROW, row / 4u);

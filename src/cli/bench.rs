@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use quantdepth::setup::NetworkChoice;
 use quantdepth::sim::cpu::CpuBackend;
-use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
+use quantdepth::sim::gpu::autotune::default_cache_dir;
+use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend, KernelChoice};
 use quantdepth::sim::{Backend, Inputs, SimSpec, Weights};
 use serde_json::json;
 use std::process::Command;
@@ -37,6 +38,10 @@ pub struct BenchArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Skip the table of GPU layer kernel variants (each applicable variant
+    /// timed at every width and batch).
+    #[arg(long)]
+    pub no_variants: bool,
 }
 
 fn list(name: &str, s: &str) -> Result<Vec<usize>> {
@@ -93,7 +98,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     if args.backend != "cpu" {
         match GpuBackend::new(AdapterPolicy::PreferHardware) {
-            Ok(g) => backends.push(Box::new(g)),
+            Ok(mut g) => {
+                // As `simulate` and `run` do by default: tuned on first use (in the warm-up).
+                g.set_kernel(KernelChoice::Auto, default_cache_dir());
+                backends.push(Box::new(g))
+            }
             Err(e) if args.backend == "gpu" => return Err(e.into()),
             Err(e) => eprintln!("bench: no GPU backend ({e})"),
         }
@@ -110,7 +119,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let r = NetworkChoice::uniform(4).resolve()?;
     if !args.json {
         outln!(
-            "{:>5} {:>10} {:>8} {:>5} {:>12} {:>12} {:>11} {:>11} {:>10} {:>10}  adapter",
+            "{:>18} {:>10} {:>8} {:>5} {:>12} {:>12} {:>11} {:>11} {:>10} {:>10}  adapter",
             "back",
             "weights",
             "n",
@@ -172,6 +181,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                             device = Some(device.map_or(d, |x: f64| x.min(d)));
                         }
                     }
+                    // The variant that ran (the GPU's tuned choice).
+                    let info = b.info();
                     let macs = (n * n * batch) as f64 / t;
                     // Weights drawn per layer: n² normals or signs; 3n signs (hadamard).
                     let normals = match weights {
@@ -184,7 +195,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     if args.json {
                         outln!(
                             "{}",
-                            json!({"backend": info.backend, "adapter": info.adapter, "weights": weights.name(), "width": n, "batch": batch,
+                            json!({"backend": info.backend, "adapter": info.adapter, "kernel": row_kernel(info.kernel.as_deref(), n, batch, weights), "weights": weights.name(), "width": n, "batch": batch,
                                "seconds_per_layer": t, "device_seconds_per_layer": device,
                                "device_madds_per_s": device.map(|d| (n * n * batch) as f64 / d),
                                "madds_per_s": macs, "weights_per_s": normals,
@@ -195,8 +206,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                             d.map_or("-".to_string(), |d| format!("{:.2}x", macs / d))
                         };
                         outln!(
-                        "{:>5} {:>10} {:>8} {:>5} {:>12.4e} {:>12} {:>11.3e} {:>11.3e} {:>10} {:>10}  {}",
-                        info.backend,
+                        "{:>18} {:>10} {:>8} {:>5} {:>12.4e} {:>12} {:>11.3e} {:>11.3e} {:>10} {:>10}  {}",
+                        match row_kernel(info.kernel.as_deref(), n, batch, weights) {
+                            Some(k) => format!("{}:{}", info.backend, k),
+                            None => info.backend.clone(),
+                        },
                         weights.name(),
                         n,
                         batch,
@@ -222,6 +236,159 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         outln!("# GPU s/layer: the layer passes alone, from timestamp queries, where the adapter has them.");
         outln!("# vs SGEMM: against numpy float32 (B × n)·(n × n) on this machine; vs numpy: against a plain numpy");
         outln!("# layer loop doing the same work (normal weights, matmul, quantizer, statistics), same run.");
+        outln!("# gpu:VARIANT: the layer kernel variant the GPU chose (tuned on first use, see --kernel in `simulate --help`).");
+    }
+    if args.backend != "cpu" && !args.no_variants {
+        variant_table(&args, &widths, &batches, &ensembles)?;
     }
     Ok(())
+}
+
+/// The variant that ran at (n, B, weights), from a backend's kernel
+/// description (one name, or `name (n=… B=… weights)` items).
+fn row_kernel(kernel: Option<&str>, n: usize, batch: usize, weights: Weights) -> Option<String> {
+    let k = kernel?;
+    if !k.contains('(') {
+        return Some(k.to_string());
+    }
+    let tag = format!(" (n={n} B={batch} {weights})");
+    k.split(", ")
+        .find(|item| item.ends_with(&tag))
+        .map(|item| item.trim_end_matches(&tag).to_string())
+}
+
+/// FP32 peak (TFLOP/s, no tensor cores: WGSL has none) of known adapters,
+/// by a substring of the adapter name, the more specific first; boost
+/// clocks, from the vendors' datasheets:
+/// H100 SXM 67, H100 PCIe 51, H100 NVL 60 (NVIDIA H100 Tensor Core GPU
+/// datasheet); H200 SXM 67, H200 NVL 60 (NVIDIA H200 datasheet); A100 19.5
+/// (NVIDIA A100 datasheet); L40S 91.6 (NVIDIA L40S datasheet); RTX 4090 82.6
+/// (NVIDIA Ada Lovelace architecture whitepaper); RTX 3090 35.6 (NVIDIA
+/// Ampere GA102 whitepaper).
+const FP32_PEAK_TFLOPS: &[(&str, f64)] = &[
+    ("H100 PCIe", 51.0),
+    ("H100 NVL", 60.0),
+    ("H100", 67.0),
+    ("H200 NVL", 60.0),
+    ("H200", 67.0),
+    ("A100", 19.5),
+    ("L40S", 91.6),
+    ("RTX 4090", 82.6),
+    ("RTX 3090", 35.6),
+];
+
+/// The FP32 peak in FLOP/s of an adapter named `name`, where it is known.
+fn fp32_peak(name: &str) -> Option<f64> {
+    FP32_PEAK_TFLOPS
+        .iter()
+        .find(|(k, _)| name.contains(k))
+        .map(|(_, t)| t * 1e12)
+}
+
+/// Every applicable layer kernel variant timed at every (weights, n, B):
+/// seconds per layer, MAC/s (n²·B per layer), weights/s (n² distinct
+/// normals or signs per layer) and, on a known adapter, the fraction of its
+/// FP32 peak (2·MAC/s over the peak).
+fn variant_table(
+    args: &BenchArgs,
+    widths: &[usize],
+    batches: &[usize],
+    ensembles: &[Weights],
+) -> Result<()> {
+    let g = match GpuBackend::new(AdapterPolicy::PreferHardware) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("bench: no GPU for the kernel variant table ({e})");
+            return Ok(());
+        }
+    };
+    let info = &g.context().info;
+    let peak = fp32_peak(&info.name);
+    let r = NetworkChoice::uniform(4).resolve()?;
+    if !args.json {
+        outln!();
+        outln!("# layer kernel variants on {}", g.context().describe());
+        outln!(
+            "{:>10} {:>8} {:>5} {:>13} {:>12} {:>7} {:>11} {:>11} {:>9}",
+            "weights",
+            "n",
+            "B",
+            "variant",
+            "s/layer",
+            "clock",
+            "MAC/s",
+            "weights/s",
+            "% FP32"
+        );
+    }
+    for &weights in ensembles.iter().filter(|w| **w != Weights::Hadamard) {
+        for &n in widths {
+            for &batch in batches {
+                eprintln!("bench: kernel variants, {weights} n = {n}, B = {batch} ...");
+                let spec = SimSpec {
+                    activation: r.network.activation.clone(),
+                    sigma_w: r.sigma_w,
+                    sigma_b: 0.1,
+                    width: n,
+                    depth: args.layers,
+                    samples: 1,
+                    seed: 1,
+                    q0: r.q0,
+                    inputs: Inputs::Pairs {
+                        c0: vec![0.5],
+                        pairs: batch / 2,
+                    },
+                    weights,
+                };
+                for (v, t, device) in g.time_variants(&spec, 3)? {
+                    let macs = (n * n * batch) as f64 / t;
+                    let per_s = (n * n) as f64 / t;
+                    let frac = peak.map(|p| 2.0 * macs / p);
+                    if args.json {
+                        outln!(
+                            "{}",
+                            json!({"adapter": info.name, "driver": info.driver_info, "weights": weights.name(),
+                               "width": n, "batch": batch, "kernel": v.name(), "seconds_per_layer": t,
+                               "clock": if device { "device" } else { "wall" }, "madds_per_s": macs,
+                               "weights_per_s": per_s, "fp32_peak_fraction": frac})
+                        );
+                    } else {
+                        outln!(
+                            "{:>10} {:>8} {:>5} {:>13} {:>12.4e} {:>7} {:>11.3e} {:>11.3e} {:>9}",
+                            weights.name(),
+                            n,
+                            batch,
+                            v.name(),
+                            t,
+                            if device { "device" } else { "wall" },
+                            macs,
+                            per_s,
+                            frac.map_or("-".to_string(), |f| format!("{:.1} %", 100.0 * f))
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !args.json {
+        outln!("# s/layer: best of 3 runs of --layers layers (layer and statistics passes); clock: device");
+        outln!("# timestamps, or the wall clock around submit and wait. MAC/s = n²·B per layer / s; weights/s =");
+        outln!("# n² distinct weights per layer / s; % FP32 = 2·MAC/s over the adapter's datasheet FP32 peak");
+        outln!("# (known adapters only).");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fp32_peak;
+
+    #[test]
+    fn known_adapters_have_their_datasheet_peak() {
+        assert_eq!(fp32_peak("NVIDIA H100 80GB HBM3"), Some(67e12));
+        assert_eq!(fp32_peak("NVIDIA H100 PCIe"), Some(51e12));
+        assert_eq!(fp32_peak("NVIDIA H200"), Some(67e12));
+        assert_eq!(fp32_peak("NVIDIA GeForce RTX 4090"), Some(82.6e12));
+        assert_eq!(fp32_peak("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+    }
 }

@@ -8,6 +8,16 @@ use indicatif::MultiProgress;
 use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{plan, resume_experiment, run_experiment, Config, Hooks};
 use quantdepth::sim;
+use quantdepth::sim::gpu::{KernelChoice, KernelVariant};
+
+/// `--kernel`'s long help for `run`.
+const RUN_KERNEL_HELP: &str = "GPU layer kernel. auto (the default): on first use of an \
+adapter, driver, width n, batch B and weight ensemble, each variant that applies is timed for \
+a few layers and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
+$XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json). With --resume the default \
+is the variant the folder's meta.json records, so resumed points run as the first ones did. \
+Or force one of tiled, splitk, wide, wide256 and their -int64 forms (see `quantdepth \
+simulate --help`). The variant that ran is recorded in meta.json (\"kernel\").";
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +49,11 @@ pub struct RunArgs {
     /// `quantdepth merge` combines the shard folders.
     #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
     pub shard: Option<String>,
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// their -int64 forms [default: auto; on --resume, the variant the
+    /// folder's meta.json records].
+    #[arg(long, value_name = "VARIANT", value_parser = super::simulate::parse_kernel, long_help = RUN_KERNEL_HELP)]
+    pub kernel: Option<KernelChoice>,
 }
 
 /// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
@@ -71,13 +86,14 @@ fn read_config(path: &std::path::Path) -> Result<String> {
     })
 }
 
-/// The backend a config names, with the note saying which was taken.
-fn open_backend(cfg: &Config) -> Result<(Box<dyn sim::Backend>, String)> {
+/// The backend a config names (a GPU with the layer kernel `kernel`), with
+/// the note saying which was taken.
+fn open_backend(cfg: &Config, kernel: KernelChoice) -> Result<(Box<dyn sim::Backend>, String)> {
     Ok(if matches!(cfg.kind, Kind::Optimal | Kind::Training) {
         // Training opens its own device (its config's backend); optimal is theory only.
         (Box::new(sim::cpu::CpuBackend), "theory only".into())
     } else {
-        sim::open_backend(cfg.backend())?
+        sim::open_backend_with_kernel(cfg.backend(), Some(kernel))?
     })
 }
 
@@ -93,7 +109,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         if commit.is_stale() {
             eprintln!("{}: {}", dir.display(), commit.effective_status());
         }
-        let (b, note) = open_backend(&cfg)?;
+        // A resumed run keeps the variant that ran its first points (the
+        // same bits), unless --kernel says otherwise.
+        let kernel = args.kernel.unwrap_or_else(|| {
+            commit
+                .kernel
+                .as_deref()
+                .and_then(KernelVariant::from_name)
+                .map_or(KernelChoice::Auto, KernelChoice::Forced)
+        });
+        let (b, note) = open_backend(&cfg, kernel)?;
         (cfg, b, note)
     } else {
         let path = args
@@ -119,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             cfg.points()
                 .with_context(|| format!("in {}", path.display()))?;
         }
-        let (b, note) = open_backend(&cfg)?;
+        let (b, note) = open_backend(&cfg, args.kernel.unwrap_or_default())?;
         cfg.backend = Some(cfg.backend().to_string());
         (cfg, b, note)
     };

@@ -6,6 +6,7 @@ use crate::outln;
 use anyhow::Result;
 use clap::Args;
 use quantdepth::setup::{parse_list, ResolvedNetwork};
+use quantdepth::sim::gpu::KernelChoice;
 use quantdepth::sim::{self, Backend, Control, Inputs, SimSpec, Weights};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +43,10 @@ pub struct SimulateArgs {
     /// power-of-two widths). The mean-field theory is the same for all three.
     #[arg(long, value_name = "ENSEMBLE", default_value = "gaussian", value_parser = ["gaussian", "rademacher", "hadamard"])]
     pub weights: String,
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// their -int64 forms.
+    #[arg(long, value_name = "VARIANT", default_value = "auto", value_parser = parse_kernel, long_help = KERNEL_HELP)]
+    pub kernel: KernelChoice,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -57,9 +62,28 @@ pub struct SimulateArgs {
     pub ste_slope: Option<f64>,
 }
 
-/// Opens the backend named on the command line and says on stderr which it took.
-pub fn pick_backend(name: &str) -> Result<Box<dyn Backend>> {
-    let (b, note) = sim::open_backend(name)?;
+/// `--kernel`'s long help (simulate, run).
+pub const KERNEL_HELP: &str = "GPU layer kernel. auto: on first use of an adapter, driver, \
+width n, batch B and weight ensemble, each variant that applies is timed for a few layers \
+(device timestamps where the adapter has them; about a second on a GPU, longer on a \
+software adapter) and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
+$XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json); later runs read the \
+cache. Or force one: tiled (the reference kernel), splitk (small batches: the input \
+dimension split over more workgroups), wide (B > 64: 128-column tiles), wide256 (B > 128: \
+256-column tiles), and their -int64 \
+forms (adapters with SHADER_INT64: the generator's multiply in 64 bits, the same numbers). \
+All variants generate the same weights; results agree to f32 rounding, and the variant \
+that ran is recorded with the results. Ignored on the CPU backend.";
+
+/// Parses `--kernel`.
+pub fn parse_kernel(s: &str) -> std::result::Result<KernelChoice, String> {
+    KernelChoice::parse("--kernel", s).map_err(|e| e.to_string())
+}
+
+/// Opens the backend named on the command line (a GPU with the layer
+/// kernel `kernel`) and says on stderr which it took.
+pub fn pick_backend(name: &str, kernel: KernelChoice) -> Result<Box<dyn Backend>> {
+    let (b, note) = sim::open_backend_with_kernel(name, Some(kernel))?;
     eprintln!("{note}");
     Ok(b)
 }
@@ -136,7 +160,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         return simulate_backward(&args);
     }
     let (r, c0, spec) = plan_simulation(&args, false)?;
-    let mut backend = pick_backend(&args.backend)?;
+    let mut backend = pick_backend(&args.backend, args.kernel)?;
     let out = run_with_progress(backend.as_mut(), &spec, "simulate")?;
     let theory: Vec<_> = c0
         .iter()
@@ -191,9 +215,13 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     } else {
         print_network(&r);
         outln!(
-            "# backend {} ({}), width {}, depth {}, {} samples, seed {}, {} weights, {:.2} s",
+            "# backend {} ({}{}), width {}, depth {}, {} samples, seed {}, {} weights, {:.2} s",
             out.backend.backend,
             out.backend.adapter,
+            out.backend
+                .kernel
+                .as_ref()
+                .map_or(String::new(), |k| format!(", layer kernel {k}")),
             spec.width,
             spec.depth,
             out.stats.samples,

@@ -198,6 +198,11 @@ pub struct Commit {
     pub adapter: String,
     /// Why that backend.
     pub backend_note: String,
+    /// The GPU layer kernel variant that ran the points (see
+    /// `sim::gpu::KernelVariant`; each with its sizes where they differ);
+    /// absent for the CPU backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
     /// The seed.
     pub seed: u64,
     /// When the folder was created.

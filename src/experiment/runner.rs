@@ -46,7 +46,11 @@ fn execute(
         }
         let outcome = catch_panic(|| run_point(p, session.cfg, backend, hooks, points.len()))
             .and_then(|o| match o {
-                Some(s) => session.add(&s).map(|()| Some(s)),
+                Some(s) => {
+                    // The layer kernel variant(s) that ran so far, for meta.json.
+                    session.commit.kernel = backend.info().kernel;
+                    session.add(&s).map(|()| Some(s))
+                }
                 None => Ok(None),
             });
         match outcome {

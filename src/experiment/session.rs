@@ -198,6 +198,7 @@ pub(crate) fn new_session_in<'a>(
         backend: backend.into(),
         adapter: adapter.into(),
         backend_note: note.into(),
+        kernel: None,
         seed: cfg.seed(),
         started: timestamp(),
         updated: timestamp(),

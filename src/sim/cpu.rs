@@ -24,6 +24,7 @@ impl Backend for CpuBackend {
         BackendInfo {
             backend: "cpu".into(),
             adapter: format!("{} threads", rayon::current_num_threads()),
+            kernel: None,
         }
     }
 

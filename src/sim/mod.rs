@@ -9,12 +9,16 @@
 //! | stage | shader | GPU driver | CPU twin |
 //! |---|---|---|---|
 //! | layer | `shaders/layer.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `wide` variant | `shaders/layer_wide.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `wide256` variant | `shaders/layer_wide256.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `splitk` variant | `shaders/layer.wgsl` (SPLIT) + `shaders/layer_combine.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
 //! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
 //! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |
 //!
 //! Shared pieces: `phi.wgsl` ↔ [`phi::SimActivation`], `params.wgsl` ↔
-//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` ↔ [`crate::rng`].
+//! `gpu/params.rs`, `weight_tile.wgsl` and `rng.wgsl` (with `mul64.wgsl`
+//! in the `-int64` variants) ↔ [`crate::rng`].
 //! The device plumbing (adapter, buffers, error scopes, timestamps) is
 //! `gpu/device.rs`, shared with the trainer. [`spec`] (what to simulate)
 //! and [`stats`] sit below both backends; [`backward`] aggregates either
@@ -43,6 +47,13 @@ pub struct BackendInfo {
     pub backend: String,
     /// The adapter (GPU name and driver) or the CPU thread count.
     pub adapter: String,
+    /// The GPU layer kernel variant that ran (see [`gpu::KernelVariant`]),
+    /// each with its sizes where they differ
+    /// ([`gpu::GpuBackend::kernel_description`]), or the choice (`auto`, a
+    /// variant) before any layer ran; `None` on the CPU (and then absent
+    /// from JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 /// Receives the statistics of each layer of one network sample, in order:
@@ -192,8 +203,38 @@ pub fn simulate(
 /// Opens the backend a user named: "cpu"; "gpu" (a hardware GPU, else the
 /// software adapter, said so in the note); or "auto" (a hardware GPU, else
 /// the CPU). Returns the backend and a note saying which one was taken and why.
+/// A GPU backend runs the reference layer kernel (`tiled`).
 pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
+    open_backend_with_kernel(name, None)
+}
+
+/// [`open_backend`], with a GPU backend's layer kernel set to `kernel`
+/// where given (`auto`: tuned on first use of each (n, B), cached in
+/// [`gpu::autotune::default_cache_dir`]); the note says which.
+pub fn open_backend_with_kernel(
+    name: &str,
+    kernel: Option<gpu::KernelChoice>,
+) -> Result<(Box<dyn Backend>, String)> {
     use gpu::{AdapterPolicy, GpuBackend};
+    let with_kernel = |mut b: GpuBackend, note: String| -> (Box<dyn Backend>, String) {
+        let Some(k) = kernel else {
+            return (Box::new(b), note);
+        };
+        let dir = gpu::autotune::default_cache_dir();
+        let how = match (k, &dir) {
+            (gpu::KernelChoice::Auto, Some(d)) => format!(
+                "auto (each applicable variant timed on first use of a width and batch, the \
+                 fastest cached in {})",
+                d.join(gpu::autotune::CACHE_FILE).display()
+            ),
+            (gpu::KernelChoice::Auto, None) => {
+                "auto (timed on first use of a width and batch; no cache folder)".into()
+            }
+            (gpu::KernelChoice::Forced(v), _) => format!("{v} (forced)"),
+        };
+        b.set_kernel(k, dir);
+        (Box::new(b), format!("{note}; layer kernel {how}"))
+    };
     match name {
         "cpu" => Ok((Box::new(cpu::CpuBackend), "backend cpu".into())),
         "gpu" => {
@@ -211,12 +252,12 @@ pub fn open_backend(name: &str) -> Result<(Box<dyn Backend>, String)> {
             } else {
                 format!("backend gpu: {}", b.context().describe())
             };
-            Ok((Box::new(b), note))
+            Ok(with_kernel(b, note))
         }
         "auto" => match GpuBackend::new(AdapterPolicy::HardwareOnly) {
             Ok(b) => {
                 let note = format!("backend auto: took the GPU {}", b.context().describe());
-                Ok((Box::new(b), note))
+                Ok(with_kernel(b, note))
             }
             Err(e) => Ok((
                 Box::new(cpu::CpuBackend),

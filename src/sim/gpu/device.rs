@@ -52,6 +52,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Whether the device records timestamp queries (GPU-side timings).
     pub timestamps: bool,
+    /// The optional features the device was opened with (timestamp
+    /// queries, SHADER_INT64 where the adapter offers them).
+    pub features: wgpu::Features,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -104,13 +107,12 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        // SHADER_INT64: the `-int64` layer kernel variants (variant.rs).
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_INT64);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("quantdepth"),
-            required_features: if timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -136,6 +138,7 @@ impl GpuContext {
             queue,
             limits,
             timestamps,
+            features,
             errors,
         })
     }

@@ -2,23 +2,19 @@
 //! layer, H_next = (σ_w/√n)·W·φ(H) + σ_b·ζ with the weights generated in
 //! workgroup memory. Its CPU twin is [`crate::sim::cpu::layer`] (and
 //! [`crate::sim::cpu::ensemble_layer_with_stats`] for the Rademacher signs).
+//! Its variants (split-K, wide tiles, the u64 multiply: [`super::variant`])
+//! compute the same layer and are compiled here on first use.
 
 use super::device::GpuContext;
 use super::params::{GpuParams, SharedBuffers};
 use super::shaders;
+pub use super::variant::tile_columns;
+use super::variant::{self, KernelVariant, Tiling};
 use crate::error::Result;
+use std::cell::RefCell;
 
 /// Rows of the next layer per workgroup (layer.wgsl `TI`).
 const TILE_ROWS: u32 = 64;
-
-/// The batch columns per workgroup of the layer kernel for a batch.
-pub fn tile_columns(batch: usize) -> u32 {
-    match batch {
-        0..=16 => 16,
-        17..=32 => 32,
-        _ => 64,
-    }
-}
 
 /// Workgroups (x over batch tiles, y over 64-row tiles) of one layer (and
 /// of one backward step, which tiles the same way).
@@ -34,6 +30,20 @@ pub struct LayerKernels {
     /// The bind-group layout (also the backward kernel's).
     pub layout: wgpu::BindGroupLayout,
     variants: Vec<(u32, wgpu::ComputePipeline)>,
+    /// The other variants' pipelines, by (variant, TB), built on first use.
+    others: RefCell<Vec<((KernelVariant, u32), VariantPipelines)>>,
+}
+
+/// The compute pipelines of one variant at one TB: the main pass, and for
+/// split-K the combine pass. Both use the layer's bind-group layout: split-K
+/// writes its partial sums where the layer writes its output, and the
+/// combine pass reads them where the layer reads its input.
+#[derive(Debug, Clone)]
+pub struct VariantPipelines {
+    /// The main pass.
+    pub main: wgpu::ComputePipeline,
+    /// The split-K combine pass.
+    pub combine: Option<wgpu::ComputePipeline>,
 }
 
 impl LayerKernels {
@@ -53,7 +63,52 @@ impl LayerKernels {
                 ctx.pipeline(&format!("layer TB={tb}"), &layout, &m, "main")?,
             ));
         }
-        Ok(LayerKernels { layout, variants })
+        Ok(LayerKernels {
+            layout,
+            variants,
+            others: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The pipelines of `variant` for a batch (compiled on first use; the
+    /// reference `tiled` variant is compiled with the backend).
+    pub fn variant(
+        &self,
+        ctx: &GpuContext,
+        variant: KernelVariant,
+        batch: usize,
+    ) -> Result<VariantPipelines> {
+        if variant == KernelVariant::Tiled {
+            return Ok(VariantPipelines {
+                main: self.pipeline_for(batch).clone(),
+                combine: None,
+            });
+        }
+        let tb = match variant.tiling() {
+            Tiling::Wide | Tiling::Wide256 => 0,
+            _ => tile_columns(batch),
+        };
+        if let Some((_, p)) = self
+            .others
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == (variant, tb))
+        {
+            return Ok(p.clone());
+        }
+        let label = format!("layer {variant} TB={tb}");
+        let m = ctx.shader(&label, variant::layer_source(variant, tb.max(16)))?;
+        let main = ctx.pipeline(&label, &self.layout, &m, "main")?;
+        let combine = if variant.tiling() == Tiling::SplitK {
+            let label = format!("layer combine ({variant})");
+            let m = ctx.shader(&label, variant::combine_source(variant.int64()))?;
+            Some(ctx.pipeline(&label, &self.layout, &m, "main")?)
+        } else {
+            None
+        };
+        let p = VariantPipelines { main, combine };
+        self.others.borrow_mut().push(((variant, tb), p.clone()));
+        Ok(p)
     }
 
     /// The pipeline for a batch.

@@ -19,20 +19,29 @@
 //! `backward.rs`, `hadamard.rs`; `params.rs` holds the per-layer parameters
 //! (`params.wgsl`) and the buffers a network's passes share, [`shaders`]
 //! the WGSL composition, and [`device`] the device plumbing (also the
-//! trainer's). This file is the backend and its chunk driver.
+//! trainer's). This file is the backend and its chunk driver. The layer
+//! kernel's variants (split-K, wide tiles, the u64 multiply) are named in
+//! [`variant`], chosen per chunk in `kernel.rs` (forced, or timed and
+//! cached through [`autotune`]) and compiled in `layer.rs`.
 
+pub mod autotune;
 mod backward;
 pub mod device;
 mod hadamard;
+mod kernel;
 mod layer;
 mod params;
 pub mod shaders;
 mod stats;
+pub mod variant;
 
 pub use device::{backend_names, AdapterPolicy, GpuContext};
 pub use hadamard::{HadamardStep, HADAMARD_TILE};
 pub use layer::tile_columns;
 pub use params::GpuParams;
+pub use variant::{DeviceCaps, KernelChoice, KernelVariant};
+
+use kernel::KernelState;
 
 use backward::BackwardKernels;
 use device::PassTimer;
@@ -82,6 +91,8 @@ pub struct GpuBackend {
     /// GPU time of the layer passes since the last `device_seconds` call,
     /// from timestamp queries (when the adapter has them).
     gpu_seconds: std::cell::Cell<f64>,
+    /// The layer kernel variant: the choice, the tuner, the variants used.
+    kernel: KernelState,
 }
 
 impl GpuBackend {
@@ -89,11 +100,13 @@ impl GpuBackend {
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
         let ctx = GpuContext::new(policy)?;
         let kernels = Kernels::new(&ctx)?;
+        let caps = DeviceCaps::new(ctx.features, &ctx.limits);
         Ok(GpuBackend {
             ctx,
             kernels,
             batch_limit: None,
             gpu_seconds: std::cell::Cell::new(0.0),
+            kernel: KernelState::new(caps),
         })
     }
 
@@ -127,11 +140,23 @@ impl GpuBackend {
         sample: u32,
         deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
         keep_last: bool,
+        force: Option<KernelVariant>,
     ) -> Result<Option<Vec<f32>>> {
         let ctx = &self.ctx;
         let kernels = &self.kernels;
         let n = spec.width;
         let batch = meas.batch;
+        // The layer kernel variant (tuned on first use under `auto`).
+        let variant = match force {
+            Some(v) => Some(v),
+            None => self.layer_variant(spec, h0, meas, sample)?,
+        };
+        if let (Some(v), None) = (variant, force) {
+            self.kernel
+                .used
+                .borrow_mut()
+                .insert((n, batch, spec.weights.name()), v);
+        }
         let q = batch + meas.pairs.len();
         let groups = stats::groups(n);
         let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
@@ -169,9 +194,35 @@ impl GpuBackend {
         } else {
             None
         };
+        let pipes = match variant {
+            Some(v) => Some(kernels.layer.variant(ctx, v, batch)?),
+            None => None,
+        };
+        let wg = variant.map_or((1, 1, 1), |v| {
+            v.workgroups(n, batch, self.kernel.caps.max_storage_binding)
+        });
+        // Split-K: S × n × B partial sums, written by the main pass and
+        // read by the combine pass (a pair of bind groups per parity).
+        let split_bg: Vec<(wgpu::BindGroup, wgpu::BindGroup)> =
+            if pipes.as_ref().is_some_and(|p| p.combine.is_some()) {
+                let partial = ctx.buffer(
+                    "split-K partial sums",
+                    u64::from(wg.2) * act_bytes,
+                    U::STORAGE,
+                )?;
+                (0..2)
+                    .map(|k| {
+                        (
+                            kernels.layer.bind_group(ctx, &shared, &h[k], &partial),
+                            kernels.layer.bind_group(ctx, &shared, &partial, &h[1 - k]),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let combine_wg = device::spread(n * batch, ctx.limits.max_compute_workgroups_per_dimension);
         ctx.check()?;
-        let layer_pipe = kernels.layer.pipeline_for(batch);
-        let wg = layer::workgroups(n, batch);
         let mut next = 1usize;
         let mut chunk = 1usize;
         while next <= spec.depth {
@@ -191,10 +242,21 @@ impl GpuBackend {
                         kernels
                             .hadamard
                             .record(&mut pass, hl, l, offset[0], n, batch);
-                    } else {
-                        pass.set_pipeline(layer_pipe);
-                        pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
-                        pass.dispatch_workgroups(wg.0, wg.1, 1);
+                    } else if let Some(p) = &pipes {
+                        pass.set_pipeline(&p.main);
+                        match (&p.combine, split_bg.get((l - 1) % 2)) {
+                            (Some(combine), Some((main_bg, combine_bg))) => {
+                                pass.set_bind_group(0, main_bg, &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                                pass.set_pipeline(combine);
+                                pass.set_bind_group(0, combine_bg, &offset);
+                                pass.dispatch_workgroups(combine_wg.0, combine_wg.1, 1);
+                            }
+                            _ => {
+                                pass.set_bind_group(0, &layer_bg[(l - 1) % 2], &offset);
+                                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
+                            }
+                        }
                     }
                     kernels
                         .stats
@@ -251,7 +313,7 @@ impl GpuBackend {
             )));
         }
         let h0 = feature_major(inputs, spec.width);
-        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true)?;
+        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true, None)?;
         out.ok_or_else(|| Error::Gpu("no activations were read back".into()))
     }
 }
@@ -261,6 +323,7 @@ impl Backend for GpuBackend {
         BackendInfo {
             backend: "gpu".into(),
             adapter: self.ctx.describe(),
+            kernel: Some(self.kernel_description()),
         }
     }
 
@@ -294,6 +357,7 @@ impl Backend for GpuBackend {
                     sample,
                     &mut |l, s, d| sink(l, &s, &d),
                     false,
+                    None,
                 )
                 .map(|_| ());
         }
@@ -327,6 +391,7 @@ impl Backend for GpuBackend {
                     Ok(())
                 },
                 false,
+                None,
             )?;
         }
         for l in 1..=spec.depth {

@@ -22,6 +22,15 @@ pub const PHI: &str = include_str!("../../../shaders/phi.wgsl");
 /// (a fragment).
 pub const WEIGHT_TILE: &str = include_str!("../../../shaders/weight_tile.wgsl");
 
+/// The wide layer kernel (64 × 128 tiles, k-major weight tile).
+pub const LAYER_WIDE: &str = include_str!("../../../shaders/layer_wide.wgsl");
+/// The wide256 layer kernel (64 × 256 tiles, 16-unit k-major weight tile).
+pub const LAYER_WIDE256: &str = include_str!("../../../shaders/layer_wide256.wgsl");
+/// The split-K combine pass.
+pub const LAYER_COMBINE: &str = include_str!("../../../shaders/layer_combine.wgsl");
+/// The u64 Philox multiply (a fragment replacing rng.wgsl's `mulhilo`).
+pub const MUL64: &str = include_str!("../../../shaders/mul64.wgsl");
+
 /// The line of layer.wgsl and backward.wgsl that sets the batch columns per
 /// workgroup.
 const TB_LINE: &str = "const TB: u32 = 64u;";
@@ -61,6 +70,48 @@ pub fn layer(tb: u32) -> String {
         "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{}",
         with_tile_columns("layer.wgsl", LAYER, tb)
     )
+}
+
+/// The line of layer.wgsl that selects split-K partial sums.
+const SPLIT_LINE: &str = "const SPLIT: bool = false;";
+
+/// layer.wgsl writing split-K partial sums, `tb` batch columns per workgroup.
+pub fn layer_split(tb: u32) -> String {
+    let src = layer(tb);
+    assert!(
+        src.contains(SPLIT_LINE),
+        "layer.wgsl must declare `{SPLIT_LINE}`"
+    );
+    src.replace(SPLIT_LINE, "const SPLIT: bool = true;")
+}
+
+/// layer_combine.wgsl with the generator and the parameters.
+pub fn layer_combine() -> String {
+    format!("{RNG}\n{PARAMS}\n{LAYER_COMBINE}")
+}
+
+/// layer_wide.wgsl with the generator, the parameters and φ.
+pub fn layer_wide() -> String {
+    format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE}")
+}
+
+/// layer_wide256.wgsl with the generator, the parameters and φ.
+pub fn layer_wide256() -> String {
+    format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE256}")
+}
+
+/// `source` (WGSL that contains rng.wgsl) with rng.wgsl's 16-bit-limb
+/// `mulhilo` replaced by mul64.wgsl's u64 product (SHADER_INT64): the same
+/// words, so the same stream.
+pub fn with_mul64(source: &str) -> String {
+    let start = source
+        .find("fn mulhilo(")
+        .expect("the kernel source contains rng.wgsl's mulhilo");
+    let len = source[start..]
+        .find("\n}\n")
+        .expect("mulhilo ends with a closing brace on its own line")
+        + 3;
+    format!("{}{MUL64}{}", &source[..start], &source[start + len..])
 }
 
 /// stats.wgsl with its parameters.

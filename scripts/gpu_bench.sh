@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One measurement run on a GPU machine (../shared/GPU.md says how to get the
+# binary and the Vulkan loader there): every layer kernel variant with
+# `quantdepth bench`, the PyTorch yardstick doing the same layers on the same
+# card (scripts/torch_baseline.py), and the ratio per (n, B), all written to
+# one folder. Nothing here is tuned to a card; the card's name is in every
+# result line.
+#
+# Usage: scripts/gpu_bench.sh [OUT_DIR]
+#   WIDTHS=1024,4096,16384 BATCHES=16,64,256 LAYERS=4  (defaults; smaller
+#   values give a dry run on lavapipe: WIDTHS=256 BATCHES=16,130 LAYERS=1)
+#   QUANTDEPTH=path/to/quantdepth (default target/release/quantdepth)
+#   PYTHON=python3 (with torch; the yardstick is skipped if it has none)
+#   SCALING=1 also runs configs/scaling_gpu.toml for N = 2, 4, 8, 16, 32
+#   (ξ_emp; tens of minutes on a data-centre card, far too long elsewhere)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
+widths="${WIDTHS:-1024,4096,16384}"
+batches="${BATCHES:-16,64,256}"
+layers="${LAYERS:-4}"
+qd="${QUANTDEPTH:-target/release/quantdepth}"
+py="${PYTHON:-python3}"
+mkdir -p "$out"
+export QUANTDEPTH_CACHE_DIR="$out/cache"
+{
+    date -u
+    uname -a
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
+} > "$out/machine.txt"
+"$qd" bench --backend gpu --widths "$widths" --batches "$batches" --layers "$layers" \
+    --weights gaussian --no-baseline --json > "$out/bench.jsonl" 2> "$out/bench.log"
+if "$py" -c "import torch" 2>/dev/null; then
+    "$py" scripts/torch_baseline.py --widths "$widths" --batches "$batches" \
+        --layers "$layers" > "$out/torch.jsonl" 2> "$out/torch.log"
+else
+    echo "no torch in $py: PyTorch yardstick skipped" | tee "$out/torch.log"
+    : > "$out/torch.jsonl"
+fi
+# Per (n, B): each variant's time per layer, the fastest, PyTorch's, and the
+# ratio (PyTorch time / quantdepth time: above 1 means quantdepth is faster).
+"$py" - "$out" <<'EOF' | tee "$out/summary.txt"
+import json, sys
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(f"{out}/bench.jsonl") if l.strip()]
+variants = [r for r in rows if "clock" in r]
+torch_rows = {(r["width"], r["batch"]): r for r in map(json.loads, filter(str.strip, open(f"{out}/torch.jsonl")))}
+cells = {}
+for r in variants:
+    cells.setdefault((r["width"], r["batch"]), []).append(r)
+print("adapter:", variants[0]["adapter"] if variants else "-", "| driver:", variants[0]["driver"] if variants else "-")
+print(f"{'n':>6} {'B':>4}  {'variant':>13} {'s/layer':>10} {'% FP32':>7}  {'torch s/layer':>13} {'torch/ours':>10}  device")
+for (n, b), rs in sorted(cells.items()):
+    best = min(rs, key=lambda r: r["seconds_per_layer"])
+    for r in rs:
+        mark = "*" if r is best else " "
+        frac = r["fp32_peak_fraction"]
+        t = torch_rows.get((n, b))
+        tt = t["torch_layer_seconds"] if t else None
+        print(f"{n:>6} {b:>4} {mark}{r['kernel']:>13} {r['seconds_per_layer']:>10.3e} "
+              f"{(100 * frac if frac is not None else float('nan')):>6.1f}%  "
+              f"{(tt if tt is not None else float('nan')):>13.3e} "
+              f"{(tt / r['seconds_per_layer'] if tt else float('nan')):>10.2f}  {t['device'] if t else '-'}")
+EOF
+if [ "${SCALING:-0}" = 1 ]; then
+    sed 's/^states = .*/states = [2, 4, 8, 16, 32]/; s/^name = .*/name = "scaling_gpu_subset"/' \
+        configs/scaling_gpu.toml > "$out/scaling_gpu_subset.toml"
+    "$qd" run "$out/scaling_gpu_subset.toml" --out "$out/scaling" > "$out/scaling.txt" 2> "$out/scaling.log"
+fi
+echo "results in $out"

@@ -1,0 +1,30 @@
+// Second pass of the split-K layer (layer.wgsl with SPLIT): each invocation
+// adds the S partial sums of one pre-activation in slot order 0..S−1 (a
+// fixed order: the same seed gives the same bits), then applies σ_w/√n and
+// the bias σ_b·ζ_i as layer.wgsl does. S is the partial buffer's length
+// over n·B (the host sizes it exactly). Prepended with rng.wgsl and
+// params.wgsl; binding 3 (the quantizer table) is in the layout but unused.
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> h_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let total = p.n * p.batch;
+    if (i >= total) { return; }
+    let slices = arrayLength(&partial) / total;
+    var sum = 0.0;
+    for (var s = 0u; s < slices; s = s + 1u) {
+        sum = sum + partial[s * total + i];
+    }
+    var bias = 0.0;
+    if (p.b_scale != 0.0) {
+        let row = i / p.batch;
+        let zb = normals(vec2<u32>(p.key0, p.key1), p.sample, p.layer, BIAS_ROW, row / 4u);
+        bias = p.b_scale * zb[row % 4u];
+    }
+    h_out[i] = p.w_scale * sum + bias;
+}

@@ -1,0 +1,562 @@
+//! The layer kernel's variants (src/sim/kernel.rs): every WGSL variant
+//! validates with naga; on an adapter (lavapipe in CI) each equals the CPU
+//! twin for one layer, agrees with it statistically over 20 layers, and
+//! gives the same bits for the same seed; the int64 generator equals
+//! src/rng.rs bit for bit. Without an adapter the GPU tests skip, unless
+//! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
+
+use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};
+
+#[test]
+fn every_variant_validates_with_naga() {
+    let mut modules: Vec<(String, String)> = Vec::new();
+    for v in KernelVariant::ALL {
+        for tb in [16, 32, 64] {
+            modules.push((format!("{v} TB={tb}"), kernel::layer_source(v, tb)));
+        }
+    }
+    modules.push(("combine".into(), kernel::combine_source(false)));
+    modules.push(("combine int64".into(), kernel::combine_source(true)));
+    for (name, src) in modules {
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        if name.contains("int64") {
+            // Without SHADER_INT64 the u64 product must be refused.
+            let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::SHADER_INT64;
+            assert!(
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                    .validate(&module)
+                    .is_err(),
+                "{name} validated without SHADER_INT64"
+            );
+        }
+    }
+}
+
+use quantdepth::rng::{philox4x32_10, Stream};
+use quantdepth::setup::NetworkChoice;
+use quantdepth::sim::cpu::{self, CpuBackend};
+use quantdepth::sim::gpu::autotune::{Tuner, CACHE_FILE};
+use quantdepth::sim::gpu::KernelChoice;
+use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend};
+use quantdepth::sim::{
+    self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec, Weights,
+};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+fn backend() -> Option<GpuBackend> {
+    match GpuBackend::new(AdapterPolicy::PreferHardware) {
+        Ok(b) => {
+            eprintln!(
+                "kernel variant tests on {} ({:?})",
+                b.context().describe(),
+                b.kernel_caps()
+            );
+            Some(b)
+        }
+        Err(e) if std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
+            );
+            None
+        }
+    }
+}
+
+fn spec(width: usize, depth: usize, samples: usize, inputs: Inputs, weights: Weights) -> SimSpec {
+    let mut ch = NetworkChoice::uniform(8);
+    ch.sigma_b = Some(0.1);
+    let r = ch.resolve().unwrap();
+    let mut s = SimSpec::of_network(&r, width, depth, samples, 23, inputs);
+    s.weights = weights;
+    s
+}
+
+/// B = 5 (a circle of 5 points) or B = 130 (65 pairs).
+fn inputs(batch: usize) -> Inputs {
+    match batch {
+        5 => Inputs::Circle { points: 5 },
+        _ => Inputs::Pairs {
+            c0: vec![0.5],
+            pairs: batch / 2,
+        },
+    }
+}
+
+fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
+    let cancel = AtomicBool::new(false);
+    sim::simulate(
+        b,
+        spec,
+        &Control {
+            progress: &|_| {},
+            cancel: &cancel,
+        },
+    )
+    .unwrap()
+}
+
+fn bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// One layer of every applicable variant of `tiling` equals the CPU twin
+/// to f32 rounding (|Δ| ≤ 1e-5·rms) at sizes off the tiles (n = 200, 333;
+/// B = 5, 130), for Gaussian and Rademacher weights; the same seed gives the
+/// same bits (three layers, run twice); and an `-int64` variant gives
+/// bitwise the output of its 32-bit twin (the generator is exact either
+/// way, and the arithmetic after it is the same).
+fn one_layer_equals_cpu(tiling: Tiling) {
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let mut ran = Vec::new();
+    for (width, batch, weights) in [
+        (200, 5, Weights::Gaussian),
+        (333, 130, Weights::Gaussian),
+        (333, 5, Weights::Rademacher),
+        (200, 130, Weights::Rademacher),
+    ] {
+        let one = spec(width, 1, 1, inputs(batch), weights);
+        let x = one.input_vectors(0);
+        assert_eq!(x.len(), batch);
+        let act = SimActivation::from_activation(&one.activation);
+        let a: Vec<f32> = cpu::feature_major(&x, width)
+            .iter()
+            .map(|&v| act.eval(v))
+            .collect();
+        let mut want = vec![0f32; width * batch];
+        cpu::ensemble_layer_with_stats(
+            weights,
+            &a,
+            width,
+            batch,
+            &Stream::new(one.seed, 0),
+            1,
+            one.sigma_w,
+            one.sigma_b,
+            &mut want,
+            None,
+        );
+        let rms =
+            (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+        let three = SimSpec {
+            depth: 3,
+            ..one.clone()
+        };
+        let mut outputs = Vec::new();
+        for v in kernel::applicable(width, batch, &caps)
+            .into_iter()
+            .filter(|v| v.tiling() == tiling)
+        {
+            b.set_kernel(KernelChoice::Forced(v), None);
+            let got = b.propagate(&one, &x, 0).unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, c)| f64::from((g - c).abs()))
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 1e-5 * rms,
+                "{v} n {width} B {batch} {weights}: max |Δ| = {worst:e}, rms {rms}"
+            );
+            let deep = b.propagate(&three, &x, 0).unwrap();
+            assert_eq!(
+                bits(&deep),
+                bits(&b.propagate(&three, &x, 0).unwrap()),
+                "{v} n {width} B {batch}: same seed, different bits"
+            );
+            assert_eq!(b.kernels_used(), [v]);
+            assert_eq!(b.info().kernel.as_deref(), Some(v.name()));
+            outputs.push((v, bits(&deep)));
+            ran.push(v);
+        }
+        for (v, out) in &outputs {
+            if v.int64() {
+                let twin = &outputs
+                    .iter()
+                    .find(|(w, _)| *w == v.without_int64())
+                    .unwrap()
+                    .1;
+                assert!(
+                    out == twin,
+                    "{v} differs from {} at n {width} B {batch}",
+                    v.without_int64()
+                );
+            }
+        }
+    }
+    for v in KernelVariant::ALL
+        .into_iter()
+        .filter(|v| v.tiling() == tiling)
+    {
+        if v.int64() && !caps.int64 {
+            eprintln!("{v} not tested: this adapter has no SHADER_INT64");
+        } else {
+            assert!(ran.contains(&v), "{v} never applied");
+        }
+    }
+}
+
+/// `tiled` and `tiled-int64` (layer.wgsl) against the CPU layer.
+#[test]
+fn layer_tiled_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Tiled);
+}
+
+/// `splitk` and `splitk-int64` (layer.wgsl with SPLIT, then
+/// layer_combine.wgsl) against the CPU layer.
+#[test]
+fn layer_combine_splitk_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::SplitK);
+}
+
+/// `wide` and `wide-int64` (layer_wide.wgsl) against the CPU layer.
+#[test]
+fn layer_wide_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Wide);
+}
+
+/// `wide256` and `wide256-int64` (layer_wide256.wgsl) against the CPU layer.
+#[test]
+fn layer_wide256_variants_gpu_equal_cpu() {
+    one_layer_equals_cpu(Tiling::Wide256);
+}
+
+/// Twenty layers: every variant's statistics agree with the CPU backend's
+/// within 5 combined standard errors (the variants use the same weights, so
+/// only f32 rounding, amplified by the chaotic dynamics, separates them).
+#[test]
+fn twenty_layer_statistics_of_every_variant_agree_with_cpu() {
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let c0 = vec![0.3, 0.9];
+    for (batch, pairs) in [(8, 2), (132, 33)] {
+        let s = spec(
+            200,
+            20,
+            12,
+            Inputs::Pairs {
+                c0: c0.clone(),
+                pairs,
+            },
+            Weights::Gaussian,
+        );
+        assert_eq!(s.measurements().batch, batch);
+        let c = run(&mut CpuBackend, &s);
+        for v in kernel::applicable(200, batch, &caps) {
+            b.set_kernel(KernelChoice::Forced(v), None);
+            let g = run(&mut b, &s);
+            assert_eq!(g.backend.kernel.as_deref(), Some(v.name()));
+            for (pg, pc) in g.stats.pairs.iter().zip(&c.stats.pairs) {
+                for (eg, ec) in pg.layers.iter().zip(&pc.layers).skip(1) {
+                    let se = |a: Option<f64>, b: Option<f64>| {
+                        (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt()
+                    };
+                    assert!(
+                        (eg.c.mean - ec.c.mean).abs() <= 5.0 * se(eg.c.se, ec.c.se),
+                        "{v} B {batch} layer {}: ĉ gpu {} cpu {}",
+                        eg.layer,
+                        eg.c.mean,
+                        ec.c.mean
+                    );
+                    assert!(
+                        (eg.q.mean - ec.q.mean).abs() <= 5.0 * se(eg.q.se, ec.q.se),
+                        "{v} B {batch} layer {}: q̂ gpu {} cpu {}",
+                        eg.layer,
+                        eg.q.mean,
+                        ec.q.mean
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The u64 Philox multiply (shaders/mul64.wgsl in rng_check.wgsl) equals
+/// src/rng.rs bit for bit over 2^16 counters.
+#[test]
+fn int64_generator_equals_rust_bit_for_bit() {
+    let Some(b) = backend() else { return };
+    if !b.kernel_caps().int64 {
+        eprintln!("skipping: {} has no SHADER_INT64", b.context().describe());
+        return;
+    }
+    let ctx = b.context();
+    let count: u32 = 1 << 16;
+    let (key, row, layer, sample) = ([0x0bad_cafeu32, 0x1234_5678u32], 9u32, 3u32, 2u32);
+    let params: [u32; 8] = [key[0], key[1], row, layer, sample, count, 0, 0];
+    use wgpu::BufferUsages as U;
+    let bytes = u64::from(count) * 16;
+    let pbuf = ctx.buffer("params", 32, U::UNIFORM | U::COPY_DST).unwrap();
+    let words = ctx
+        .buffer("words", bytes, U::STORAGE | U::COPY_SRC)
+        .unwrap();
+    let gauss = ctx.buffer("normals", bytes, U::STORAGE).unwrap();
+    let read = ctx
+        .buffer("read", bytes, U::MAP_READ | U::COPY_DST)
+        .unwrap();
+    ctx.queue
+        .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
+    let src = shaders::with_mul64(&shaders::rng_check());
+    let module = ctx.shader("rng_check int64", src).unwrap();
+    let pipe = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("rng_check int64"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("rng_check int64"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: pbuf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: words.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: gauss.as_entire_binding(),
+            },
+        ],
+    });
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipe);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(count / 64, 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&words, 0, &read, 0, bytes);
+    let w: Vec<u32> = bits(&ctx.submit_and_read(enc, &read, bytes).unwrap());
+    for i in 0..count as usize {
+        let want = philox4x32_10([i as u32, row, layer, sample], key);
+        assert_eq!(&w[4 * i..4 * i + 4], &want, "counter {i}");
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("quantdepth-kernels-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn notices(b: &mut GpuBackend, dir: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    b.set_kernel(KernelChoice::Auto, None);
+    b.set_tuner(
+        Tuner::new(Some(dir.to_path_buf()))
+            .with_notify(Box::new(move |m| sink.lock().unwrap().push(m.to_string()))),
+    );
+    seen
+}
+
+/// The tuner on the device: a forced variant runs and writes no cache; a
+/// forced variant that does not apply is an error naming those that do;
+/// `auto` tunes once, caches, and a fresh backend reads the cache; a
+/// corrupt cache file is reported and replaced and the run succeeds; an
+/// entry for another driver version is a miss (tuned again).
+#[test]
+fn tuner_choice_and_cache_on_the_device() {
+    let Some(mut b) = backend() else { return };
+    let s = spec(
+        160,
+        2,
+        1,
+        Inputs::Pairs {
+            c0: vec![0.5],
+            pairs: 3,
+        },
+        Weights::Gaussian,
+    );
+    let dir = temp_dir("tune");
+    b.set_kernel(
+        KernelChoice::Forced(KernelVariant::SplitK),
+        Some(dir.clone()),
+    );
+    let o = run(&mut b, &s);
+    assert_eq!(o.backend.kernel.as_deref(), Some("splitk"));
+    assert!(
+        !dir.join(CACHE_FILE).exists(),
+        "a forced variant wrote the cache"
+    );
+    b.set_kernel(KernelChoice::Forced(KernelVariant::Wide), Some(dir.clone()));
+    let e = b
+        .propagate(&s, &s.input_vectors(0), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--kernel = wide") && e.contains("tiled, splitk"),
+        "{e}"
+    );
+
+    let seen = notices(&mut b, &dir);
+    let o = run(&mut b, &s);
+    let chosen = o.backend.kernel.clone().unwrap();
+    let cands: Vec<&str> = kernel::applicable(160, 6, &b.kernel_caps())
+        .iter()
+        .map(|v| v.name())
+        .collect();
+    assert!(
+        cands.contains(&chosen.as_str()),
+        "{chosen} not in {cands:?}"
+    );
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.starts_with("tuning"))
+            .count(),
+        1
+    );
+    let text = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
+    assert!(
+        text.contains(&format!("\"variant\": \"{chosen}\"")),
+        "{text}"
+    );
+
+    // A fresh backend reads the cache: no tuning.
+    let Some(mut b2) = backend() else { return };
+    let seen2 = notices(&mut b2, &dir);
+    assert_eq!(
+        run(&mut b2, &s).backend.kernel.as_deref(),
+        Some(chosen.as_str())
+    );
+    assert!(
+        seen2.lock().unwrap().is_empty(),
+        "{:?}",
+        seen2.lock().unwrap()
+    );
+
+    // Another driver version in the cache is a miss.
+    let info = &b2.context().info;
+    std::fs::write(
+        dir.join(CACHE_FILE),
+        text.replace(&info.driver_info, &format!("{} (older)", info.driver_info)),
+    )
+    .unwrap();
+    let seen3 = notices(&mut b2, &dir);
+    run(&mut b2, &s);
+    assert_eq!(
+        seen3
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.starts_with("tuning"))
+            .count(),
+        1
+    );
+
+    // A corrupt file: one warning, the run succeeds, the file is replaced.
+    std::fs::write(dir.join(CACHE_FILE), "{\"format\": 1, \"entries\": [").unwrap();
+    let seen4 = notices(&mut b2, &dir);
+    assert!(run(&mut b2, &s).complete);
+    let warnings: Vec<String> = seen4
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.starts_with("warning"))
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `quantdepth simulate --kernel`: a forced variant runs and is named in
+/// the JSON output (and no cache is written); `auto` tunes, caches in
+/// `$QUANTDEPTH_CACHE_DIR` and names what it chose; a variant that does not
+/// apply is refused naming those that do; an unknown name lists them all.
+#[test]
+fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
+    if backend().is_none() {
+        return;
+    }
+    let dir = temp_dir("cli");
+    let run = |kernel: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args([
+                "simulate",
+                "--backend",
+                "gpu",
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--pairs",
+                "3",
+                "--width",
+                "160",
+                "--depth",
+                "2",
+                "--samples",
+                "2",
+                "--json",
+                "--kernel",
+                kernel,
+            ])
+            .env("QUANTDEPTH_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let kernel_of = |out: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["meta"]["backend"]["kernel"].as_str().unwrap().to_string()
+    };
+    let (code, out, err) = run("splitk");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(kernel_of(&out), "splitk");
+    assert!(err.contains("layer kernel splitk (forced)"), "{err}");
+    assert!(!dir.join(CACHE_FILE).exists());
+    let (code, out, err) = run("auto");
+    assert_eq!(code, Some(0), "{err}");
+    let chosen = kernel_of(&out);
+    assert!(
+        err.contains("tuning the GPU layer kernel for n = 160, B = 6"),
+        "{err}"
+    );
+    let cached = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
+    assert!(
+        cached.contains(&format!("\"variant\": \"{chosen}\"")),
+        "{cached}"
+    );
+    let (code, _, err) = run("wide");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--kernel = wide") && err.contains("tiled, splitk"),
+        "{err}"
+    );
+    let (code, _, err) = run("fastest");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("auto or one of tiled, splitk, wide"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
