@@ -8,7 +8,8 @@
 // call per tile row (32 signs of its 128), unpacked to ±1 (twin of the
 // Rademacher layer in src/sim/cpu.rs).
 // Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl,
-// params.wgsl, phi.wgsl and weight_tile.wgsl.
+// params.wgsl, phi.wgsl, weight_tile.wgsl, act_tile.wgsl and
+// layer_store.wgsl.
 // Split-K (the `splitk` variant, src/sim/gpu/variant.rs): with SPLIT = true
 // the grid's third axis splits the input dimension into S = (z count)
 // slices of whole 32-unit tiles, so S workgroups share one output tile
@@ -52,7 +53,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = p.n;
     let batch = p.batch;
-    let key = vec2<u32>(p.key0, p.key1);
     let row0 = wid.y * TI;
     let col0 = wid.x * TB;
     let tx = lid.x;
@@ -70,22 +70,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     for (var j0 = j_begin; j0 < j_end; j0 = j0 + TJ) {
         // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
-        // Activations φ(H) for TJ units × TB inputs; zero outside the matrix.
-        for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
-            let jj = t / (TB / 4u);
-            let c4 = t % (TB / 4u);
-            let j = j0 + jj;
-            let col = col0 + c4 * 4u;
-            var v = vec4<f32>(0.0);
-            if (j < n) {
-                let base = j * batch + col;
-                if (col < batch) { v.x = phi(h_in[base]); }
-                if (col + 1u < batch) { v.y = phi(h_in[base + 1u]); }
-                if (col + 2u < batch) { v.z = phi(h_in[base + 2u]); }
-                if (col + 3u < batch) { v.w = phi(h_in[base + 3u]); }
-            }
-            a_tile[t] = v;
-        }
+        // Activations φ(H) for TJ units × TB inputs (act_tile.wgsl).
+        fill_act_tile(li, THREADS, j0, TJ, col0, TB / 4u);
         workgroupBarrier();
         let r0 = (ty * 4u) * TJ;
         for (var kk = 0u; kk < TJ; kk = kk + 1u) {
@@ -106,22 +92,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         if (r == 2u) { acc = acc2; }
         if (r == 3u) { acc = acc3; }
         if (SPLIT) {
-            let base = (wid.z * n + row) * batch + col;
-            if (col < batch) { h_out[base] = acc.x; }
-            if (col + 1u < batch) { h_out[base + 1u] = acc.y; }
-            if (col + 2u < batch) { h_out[base + 2u] = acc.z; }
-            if (col + 3u < batch) { h_out[base + 3u] = acc.w; }
+            store_quad((wid.z * n + row) * batch + col, col, acc);
             continue;
         }
-        var bias = 0.0;
-        if (p.b_scale != 0.0) {
-            let zb = normals(key, p.sample, p.layer, BIAS_ROW, row / 4u);
-            bias = p.b_scale * zb[row % 4u];
-        }
-        let base = row * batch + col;
-        if (col < batch) { h_out[base] = p.w_scale * acc.x + bias; }
-        if (col + 1u < batch) { h_out[base + 1u] = p.w_scale * acc.y + bias; }
-        if (col + 2u < batch) { h_out[base + 2u] = p.w_scale * acc.z + bias; }
-        if (col + 3u < batch) { h_out[base + 3u] = p.w_scale * acc.w + bias; }
+        store_quad(row * batch + col, col, p.w_scale * acc + vec4<f32>(layer_bias(row)));
     }
 }

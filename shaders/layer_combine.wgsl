@@ -2,8 +2,9 @@
 // adds the S partial sums of one pre-activation in slot order 0..S−1 (a
 // fixed order: the same seed gives the same bits), then applies σ_w/√n and
 // the bias σ_b·ζ_i as layer.wgsl does. S is the partial buffer's length
-// over n·B (the host sizes it exactly). Prepended with rng.wgsl and
-// params.wgsl; binding 3 (the quantizer table) is in the layout but unused.
+// over n·B (the host sizes it exactly). Prepended with rng.wgsl,
+// params.wgsl and layer_store.wgsl (`layer_bias`); binding 3 (the
+// quantizer table) is in the layout but unused.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
@@ -20,11 +21,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var s = 0u; s < slices; s = s + 1u) {
         sum = sum + partial[s * total + i];
     }
-    var bias = 0.0;
-    if (p.b_scale != 0.0) {
-        let row = i / p.batch;
-        let zb = normals(vec2<u32>(p.key0, p.key1), p.sample, p.layer, BIAS_ROW, row / 4u);
-        bias = p.b_scale * zb[row % 4u];
-    }
-    h_out[i] = p.w_scale * sum + bias;
+    h_out[i] = p.w_scale * sum + layer_bias(i / p.batch);
 }

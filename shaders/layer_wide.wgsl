@@ -1,30 +1,42 @@
-// Wide layer for large batches: each workgroup computes a 64-row ×
-// 128-column tile, so one generated weight tile (64 rows × 32 units, the
-// expensive part: one Philox call and a Box–Muller per four weights) serves
-// 128 inputs instead of layer.wgsl's 64 — half the generator work per
-// layer at B ≥ 128. The weight tile is stored k-major (unit-major: four
-// consecutive rows of one unit form one vec4), so the inner product reads
-// one vec4 of weights and two vec4s of activations per unit and updates
-// 4 rows × 8 columns per thread in eight named vec4 registers. The sum
-// over units runs in the same order as layer.wgsl's. Twin of `layer` in
-// src/sim/layer.rs. Prepended with rng.wgsl, params.wgsl and phi.wgsl.
+// Wide layer for large batches, at two tile widths (the host sets TB and TJ
+// by replacing their lines): each workgroup computes a 64-row × TB-column
+// tile, so one generated weight tile (64 rows × TJ units, the expensive
+// part: one Philox call and a Box–Muller per four weights) serves TB inputs
+// instead of layer.wgsl's 64.
+//  - `wide`: TB = 128, TJ = 32 — half the generator work per layer at
+//    B ≥ 128;
+//  - `wide256`: TB = 256, TJ = 16 — a quarter of it at B ≥ 256; the tile
+//    holds 16 units, not 32, so that weights and activations fit 20 KiB of
+//    workgroup memory.
+// The weight tile is stored k-major (four consecutive rows of one unit form
+// one vec4), so the inner product reads one vec4 of weights and CG = TB/64
+// vec4s of activations per unit; each thread updates 4 rows × 4·CG columns
+// (columns (tx + 16·c)·4 .. +3, c = 0..CG−1) in 4·CG named vec4 registers
+// (named, not an array: arrays of accumulators spill on some drivers; see
+// the GPU notes). The host writes them out: every run of consecutive lines
+// that contain `{c}` is emitted once per column group c = 0..CG−1 with
+// `{c}` replaced by c (sim/gpu/shaders.rs, `layer_wide`). The sum over
+// units runs in the same order as layer.wgsl's. Twin of `layer` in
+// src/sim/layer.rs. Prepended with rng.wgsl, params.wgsl, phi.wgsl,
+// act_tile.wgsl and layer_store.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> h_out: array<f32>;
 @group(0) @binding(3) var<storage, read> table: array<f32>;
 
+// Columns per workgroup and units per weight tile (the host sets both).
 const TB: u32 = 128u;
-const TI: u32 = 64u;
 const TJ: u32 = 32u;
+const TI: u32 = 64u;
 const WX: u32 = 16u;
 const WY: u32 = TI / 4u;
 const THREADS: u32 = WX * WY;
 // Column vec4s per row of the activation tile.
 const C4: u32 = TB / 4u;
 
-var<workgroup> w_tile: array<vec4<f32>, 512>;   // TJ units × TI/4 row quads (k-major)
-var<workgroup> a_tile: array<vec4<f32>, 1024>;  // TJ units × TB/4 column quads
+var<workgroup> w_tile: array<vec4<f32>, TJ * (TI / 4u)>;  // TJ units × TI/4 row quads (k-major)
+var<workgroup> a_tile: array<vec4<f32>, TJ * C4>;         // TJ units × TB/4 column quads
 
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
@@ -37,26 +49,21 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     let col0 = wid.x * TB;
     let tx = lid.x;
     let ty = lid.y;
-    // Rows ty·4 .. ty·4+3; columns tx·4 .. tx·4+3 (acc?0) and
-    // (tx+16)·4 .. (tx+16)·4+3 (acc?1).
-    var acc00 = vec4<f32>(0.0);
-    var acc10 = vec4<f32>(0.0);
-    var acc20 = vec4<f32>(0.0);
-    var acc30 = vec4<f32>(0.0);
-    var acc01 = vec4<f32>(0.0);
-    var acc11 = vec4<f32>(0.0);
-    var acc21 = vec4<f32>(0.0);
-    var acc31 = vec4<f32>(0.0);
+    // acc{r}{c}: row ty·4 + r, columns (tx + 16·c)·4 .. +3.
+    var acc0{c} = vec4<f32>(0.0);
+    var acc1{c} = vec4<f32>(0.0);
+    var acc2{c} = vec4<f32>(0.0);
+    var acc3{c} = vec4<f32>(0.0);
     for (var j0 = 0u; j0 < n; j0 = j0 + TJ) {
         if (p.weights == 1u) {
-            // Rademacher: row r's TJ = 32 signs are word (j0/32) mod 4 of
-            // Philox counter (j0/128, row, layer, sample), unpacked to ±1.
+            // Rademacher: row r's TJ signs are bits (j0 mod 32) .. +TJ−1 of
+            // word (j0/32) mod 4 of Philox counter (j0/128, row, layer, sample).
             for (var r = li; r < TI; r = r + THREADS) {
                 let row = row0 + r;
                 var word = 0u;
                 if (row < n) {
                     let w = philox4x32_10(vec4<u32>(j0 / 128u, row, p.layer, p.sample), key);
-                    word = w[(j0 / 32u) % 4u];
+                    word = w[(j0 / 32u) % 4u] >> (j0 % 32u);
                 }
                 for (var k = 0u; k < TJ; k = k + 1u) {
                     var z = select(1.0, -1.0, ((word >> k) & 1u) == 1u);
@@ -83,60 +90,33 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
                 w_tile[(k + 3u) * (TI / 4u) + q][c] = z.w;
             }
         }
-        // Activations φ(H) for TJ units × TB inputs; zero outside the matrix.
-        for (var t = li; t < TJ * C4; t = t + THREADS) {
-            let jj = t / C4;
-            let c4 = t % C4;
-            let j = j0 + jj;
-            let col = col0 + c4 * 4u;
-            var v = vec4<f32>(0.0);
-            if (j < n) {
-                let base = j * batch + col;
-                if (col < batch) { v.x = phi(h_in[base]); }
-                if (col + 1u < batch) { v.y = phi(h_in[base + 1u]); }
-                if (col + 2u < batch) { v.z = phi(h_in[base + 2u]); }
-                if (col + 3u < batch) { v.w = phi(h_in[base + 3u]); }
-            }
-            a_tile[t] = v;
-        }
+        // Activations φ(H) for TJ units × TB inputs (act_tile.wgsl).
+        fill_act_tile(li, THREADS, j0, TJ, col0, C4);
         workgroupBarrier();
         for (var kk = 0u; kk < TJ; kk = kk + 1u) {
             let w = w_tile[kk * (TI / 4u) + ty];
-            let a0 = a_tile[kk * C4 + tx];
-            let a1 = a_tile[kk * C4 + tx + WX];
-            acc00 = acc00 + w.x * a0;
-            acc10 = acc10 + w.y * a0;
-            acc20 = acc20 + w.z * a0;
-            acc30 = acc30 + w.w * a0;
-            acc01 = acc01 + w.x * a1;
-            acc11 = acc11 + w.y * a1;
-            acc21 = acc21 + w.z * a1;
-            acc31 = acc31 + w.w * a1;
+            let a{c} = a_tile[kk * C4 + tx + {c}u * WX];
+            acc0{c} = acc0{c} + w.x * a{c};
+            acc1{c} = acc1{c} + w.y * a{c};
+            acc2{c} = acc2{c} + w.z * a{c};
+            acc3{c} = acc3{c} + w.w * a{c};
         }
         workgroupBarrier();
     }
     for (var r = 0u; r < 4u; r = r + 1u) {
         let row = row0 + ty * 4u + r;
         if (row >= n) { break; }
-        var bias = 0.0;
-        if (p.b_scale != 0.0) {
-            let zb = normals(key, p.sample, p.layer, BIAS_ROW, row / 4u);
-            bias = p.b_scale * zb[row % 4u];
-        }
-        var lo = acc00;
-        var hi = acc01;
-        if (r == 1u) { lo = acc10; hi = acc11; }
-        if (r == 2u) { lo = acc20; hi = acc21; }
-        if (r == 3u) { lo = acc30; hi = acc31; }
-        for (var half = 0u; half < 2u; half = half + 1u) {
-            let col = col0 + (tx + half * WX) * 4u;
-            var acc = lo;
-            if (half == 1u) { acc = hi; }
-            let base = row * batch + col;
-            if (col < batch) { h_out[base] = p.w_scale * acc.x + bias; }
-            if (col + 1u < batch) { h_out[base + 1u] = p.w_scale * acc.y + bias; }
-            if (col + 2u < batch) { h_out[base + 2u] = p.w_scale * acc.z + bias; }
-            if (col + 3u < batch) { h_out[base + 3u] = p.w_scale * acc.w + bias; }
+        let bias = layer_bias(row);
+        // q{c}: row r's accumulator of column group c.
+        var q{c} = acc0{c};
+        if (r == 1u) { q{c} = acc1{c}; }
+        if (r == 2u) { q{c} = acc2{c}; }
+        if (r == 3u) { q{c} = acc3{c}; }
+        for (var c = 0u; c < TB / 64u; c = c + 1u) {
+            let col = col0 + (tx + c * WX) * 4u;
+            var acc = q0;
+            if (c == {c}u) { acc = q{c}; }
+            store_quad(row * batch + col, col, p.w_scale * acc + vec4<f32>(bias));
         }
     }
 }

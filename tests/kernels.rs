@@ -228,7 +228,7 @@ fn layer_wide_variants_gpu_equal_cpu() {
     one_layer_equals_cpu(Tiling::Wide);
 }
 
-/// `wide256` and `wide256-int64` (layer_wide256.wgsl) against the CPU layer.
+/// `wide256` and `wide256-int64` (layer_wide.wgsl at 256 columns) against the CPU layer.
 #[test]
 fn layer_wide256_variants_gpu_equal_cpu() {
     one_layer_equals_cpu(Tiling::Wide256);

@@ -54,6 +54,8 @@ const MAX_LINES: usize = 600;
 /// WGSL pieces that are not stages: the host composes them into the stage
 /// shaders (their file name appears in src/).
 const SHARED_PIECES: &[&str] = &[
+    "act_tile",
+    "layer_store",
     "mul64",
     "params",
     "phi",

@@ -1,6 +1,7 @@
 //! The WGSL sources of the simulator's kernels, composed as the kernels
 //! use them: each stage file is prepended with the shared pieces it calls
-//! (the generator, the per-layer parameters, φ, the weight tile).
+//! (the generator, the per-layer parameters, φ, the weight tile, the
+//! activation tile, the layer's bias and store).
 
 /// The generator (functions only).
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
@@ -22,10 +23,14 @@ pub const PHI: &str = include_str!("../../../shaders/phi.wgsl");
 /// (a fragment).
 pub const WEIGHT_TILE: &str = include_str!("../../../shaders/weight_tile.wgsl");
 
-/// The wide layer kernel (64 × 128 tiles, k-major weight tile).
+/// The φ activation-tile load, shared by the layer kernels (a fragment).
+pub const ACT_TILE: &str = include_str!("../../../shaders/act_tile.wgsl");
+/// The layer's bias and guarded store, shared by the layer kernels and the
+/// split-K combine pass (a fragment).
+pub const LAYER_STORE: &str = include_str!("../../../shaders/layer_store.wgsl");
+/// The wide layer kernel (64 × TB tiles, k-major weight tile; TB = 128 or
+/// 256, see [`layer_wide`]).
 pub const LAYER_WIDE: &str = include_str!("../../../shaders/layer_wide.wgsl");
-/// The wide256 layer kernel (64 × 256 tiles, 16-unit k-major weight tile).
-pub const LAYER_WIDE256: &str = include_str!("../../../shaders/layer_wide256.wgsl");
 /// The split-K combine pass.
 pub const LAYER_COMBINE: &str = include_str!("../../../shaders/layer_combine.wgsl");
 /// The u64 Philox multiply (a fragment replacing rng.wgsl's `mulhilo`).
@@ -35,10 +40,16 @@ pub const MUL64: &str = include_str!("../../../shaders/mul64.wgsl");
 /// workgroup.
 const TB_LINE: &str = "const TB: u32 = 64u;";
 
+/// `source` with its declaration `line` replaced by `with` (the host's way of
+/// setting a kernel's constants).
+fn with_line(name: &str, source: &str, line: &str, with: &str) -> String {
+    assert!(source.contains(line), "{name} must declare `{line}`");
+    source.replace(line, with)
+}
+
 /// `source` with its `TB_LINE` set to `tb` batch columns per workgroup.
 fn with_tile_columns(name: &str, source: &str, tb: u32) -> String {
-    assert!(source.contains(TB_LINE), "{name} must declare `{TB_LINE}`");
-    source.replace(TB_LINE, &format!("const TB: u32 = {tb}u;"))
+    with_line(name, source, TB_LINE, &format!("const TB: u32 = {tb}u;"))
 }
 
 /// The pipeline of the variant built for `tb` batch columns per workgroup
@@ -67,7 +78,7 @@ pub fn backward(tb: u32) -> String {
 /// layer.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
 pub fn layer(tb: u32) -> String {
     format!(
-        "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{}",
+        "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{ACT_TILE}\n{LAYER_STORE}\n{}",
         with_tile_columns("layer.wgsl", LAYER, tb)
     )
 }
@@ -77,27 +88,79 @@ const SPLIT_LINE: &str = "const SPLIT: bool = false;";
 
 /// layer.wgsl writing split-K partial sums, `tb` batch columns per workgroup.
 pub fn layer_split(tb: u32) -> String {
-    let src = layer(tb);
-    assert!(
-        src.contains(SPLIT_LINE),
-        "layer.wgsl must declare `{SPLIT_LINE}`"
-    );
-    src.replace(SPLIT_LINE, "const SPLIT: bool = true;")
+    with_line(
+        "layer.wgsl",
+        &layer(tb),
+        SPLIT_LINE,
+        "const SPLIT: bool = true;",
+    )
 }
 
 /// layer_combine.wgsl with the generator and the parameters.
 pub fn layer_combine() -> String {
-    format!("{RNG}\n{PARAMS}\n{LAYER_COMBINE}")
+    format!("{RNG}\n{PARAMS}\n{LAYER_STORE}\n{LAYER_COMBINE}")
 }
 
-/// layer_wide.wgsl with the generator, the parameters and φ.
-pub fn layer_wide() -> String {
-    format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE}")
+/// The lines of layer_wide.wgsl that set its tile: batch columns and units
+/// per weight tile.
+const WIDE_TB_LINE: &str = "const TB: u32 = 128u;";
+const WIDE_TJ_LINE: &str = "const TJ: u32 = 32u;";
+
+/// layer_wide.wgsl with the generator, the parameters, φ and the shared
+/// layer pieces, for `tb` = 128 (`wide`: 32-unit weight tiles) or 256
+/// (`wide256`: 16-unit weight tiles, to fit 20 KiB of workgroup memory)
+/// batch columns per workgroup, its accumulator lines written out for the
+/// tb/64 column groups.
+pub fn layer_wide(tb: u32) -> String {
+    let tj = match tb {
+        128 => 32,
+        256 => 16,
+        _ => panic!("layer_wide.wgsl is built for 128 or 256 columns, not {tb}"),
+    };
+    let src = with_line(
+        "layer_wide.wgsl",
+        LAYER_WIDE,
+        WIDE_TB_LINE,
+        &format!("const TB: u32 = {tb}u;"),
+    );
+    let src = with_line(
+        "layer_wide.wgsl",
+        &src,
+        WIDE_TJ_LINE,
+        &format!("const TJ: u32 = {tj}u;"),
+    );
+    format!(
+        "{RNG}\n{PARAMS}\n{PHI}\n{ACT_TILE}\n{LAYER_STORE}\n{}",
+        per_column_group(&src, tb / 64)
+    )
 }
 
-/// layer_wide256.wgsl with the generator, the parameters and φ.
-pub fn layer_wide256() -> String {
-    format!("{RNG}\n{PARAMS}\n{PHI}\n{LAYER_WIDE256}")
+/// `source` with every run of consecutive code lines that contain `{c}`
+/// written out once per column group c = 0..groups−1, `{c}` replaced by c
+/// (layer_wide.wgsl's named accumulators); comment lines stay as they are.
+fn per_column_group(source: &str, groups: u32) -> String {
+    let mut out = String::with_capacity(source.len() * 2);
+    let mut run: Vec<&str> = Vec::new();
+    let flush = |run: &mut Vec<&str>, out: &mut String| {
+        for c in 0..groups {
+            for line in run.iter() {
+                out.push_str(&line.replace("{c}", &c.to_string()));
+                out.push('\n');
+            }
+        }
+        run.clear();
+    };
+    for line in source.lines() {
+        if line.contains("{c}") && !line.trim_start().starts_with("//") {
+            run.push(line);
+        } else {
+            flush(&mut run, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// `source` (WGSL that contains rng.wgsl) with rng.wgsl's 16-bit-limb

@@ -10,7 +10,7 @@
 //! | `tiled`  | layer.wgsl, 64 rows × TB ∈ {16, 32, 64} columns per workgroup | the reference kernel, any size |
 //! | `splitk` | layer.wgsl (SPLIT) + layer_combine.wgsl | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
 //! | `wide`   | layer_wide.wgsl, 64 × 128 tiles, weight tile k-major | large batches: one generated weight tile serves 128 columns |
-//! | `wide256` | layer_wide256.wgsl, 64 × 256 tiles, 16-unit weight tile k-major | the largest batches: one weight tile serves 256 columns |
+//! | `wide256` | layer_wide.wgsl at TB = 256, 64 × 256 tiles, 16-unit weight tile k-major | the largest batches: one weight tile serves 256 columns |
 //!
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
 //! `SHADER_INT64`: Philox's 32×32→64 multiply as one u64 product
@@ -307,8 +307,8 @@ pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
     let src = match variant.tiling() {
         Tiling::Tiled => shaders::layer(tb),
         Tiling::SplitK => shaders::layer_split(tb),
-        Tiling::Wide => shaders::layer_wide(),
-        Tiling::Wide256 => shaders::layer_wide256(),
+        Tiling::Wide => shaders::layer_wide(128),
+        Tiling::Wide256 => shaders::layer_wide(256),
     };
     if variant.int64() {
         shaders::with_mul64(&src)
