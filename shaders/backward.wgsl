@@ -7,7 +7,7 @@
 // the straight-through mask at the stored forward pre-activations h^l.
 // Twin of `LayerWeights::transposed` in src/sim/backward.rs (then the mask,
 // as `cpu_sample` applies it). Prepended with rng.wgsl,
-// params.wgsl and weight_tile.wgsl; p.layer is l + 1 (the weights' layer).
+// params.wgsl, weight_tile.wgsl and input_tile.wgsl; p.layer is l + 1 (the weights' layer).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> delta_in: array<f32>;
@@ -24,7 +24,12 @@ const WY: u32 = TI / 4u;
 const THREADS: u32 = WX * WY;
 
 var<workgroup> w_tile: array<f32, 2048>;        // TJ rows × TI units (weight_tile.wgsl)
-var<workgroup> d_tile: array<vec4<f32>, 512>;   // TJ rows × TB/4
+var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ rows × TB/4 of δ^{l+1}
+
+// The input tile's elements: δ^{l+1} (input_tile.wgsl).
+fn tile_input(i: u32) -> f32 {
+    return delta_in[i];
+}
 
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
@@ -43,26 +48,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     for (var i0 = 0u; i0 < n; i0 = i0 + TJ) {
         // Weights z[i][j] for TJ rows i × TI units j (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, i0, TJ, unit0, TI);
-        // δ^{l+1} for TJ rows × TB inputs; zero outside the matrix.
-        for (var t = li; t < TJ * (TB / 4u); t = t + THREADS) {
-            let ii = t / (TB / 4u);
-            let c4 = t % (TB / 4u);
-            let row = i0 + ii;
-            let col = col0 + c4 * 4u;
-            var v = vec4<f32>(0.0);
-            if (row < n) {
-                let base = row * batch + col;
-                if (col < batch) { v.x = delta_in[base]; }
-                if (col + 1u < batch) { v.y = delta_in[base + 1u]; }
-                if (col + 2u < batch) { v.z = delta_in[base + 2u]; }
-                if (col + 3u < batch) { v.w = delta_in[base + 3u]; }
-            }
-            d_tile[t] = v;
-        }
+        // δ^{l+1} for TJ rows × TB inputs (input_tile.wgsl).
+        fill_input_tile(li, THREADS, i0, TJ, col0, TB / 4u);
         workgroupBarrier();
         let u = ty * 4u;
         for (var kk = 0u; kk < TJ; kk = kk + 1u) {
-            let a = d_tile[kk * (TB / 4u) + tx];
+            let a = a_tile[kk * (TB / 4u) + tx];
             let w = kk * TI + u;
             acc0 = acc0 + w_tile[w] * a;
             acc1 = acc1 + w_tile[w + 1u] * a;

@@ -8,7 +8,7 @@
 // call per tile row (32 signs of its 128), unpacked to ±1 (twin of the
 // Rademacher layer in src/sim/cpu.rs).
 // Activations are feature-major: H[j·B + b]. Prepended with rng.wgsl,
-// params.wgsl, phi.wgsl, weight_tile.wgsl, act_tile.wgsl and
+// params.wgsl, phi.wgsl, weight_tile.wgsl, input_tile.wgsl and
 // layer_store.wgsl.
 // Split-K (the `splitk` variant, src/sim/gpu/variant.rs): with SPLIT = true
 // the grid's third axis splits the input dimension into S = (z count)
@@ -44,8 +44,12 @@ const THREADS: u32 = WX * WY;
 var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major (weight_tile.wgsl)
 var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
 
-// φ(x): shaders/phi.wgsl, composed by the host.
+// The input tile's elements: φ of the layer's input (input_tile.wgsl).
+fn tile_input(i: u32) -> f32 {
+    return phi(h_in[i]);
+}
 
+// φ(x): shaders/phi.wgsl, composed by the host.
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
@@ -70,8 +74,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     for (var j0 = j_begin; j0 < j_end; j0 = j0 + TJ) {
         // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
-        // Activations φ(H) for TJ units × TB inputs (act_tile.wgsl).
-        fill_act_tile(li, THREADS, j0, TJ, col0, TB / 4u);
+        // Activations φ(H) for TJ units × TB inputs (input_tile.wgsl).
+        fill_input_tile(li, THREADS, j0, TJ, col0, TB / 4u);
         workgroupBarrier();
         let r0 = (ty * 4u) * TJ;
         for (var kk = 0u; kk < TJ; kk = kk + 1u) {

@@ -18,7 +18,7 @@
 // `{c}` replaced by c (sim/gpu/shaders.rs, `layer_wide`). The sum over
 // units runs in the same order as layer.wgsl's. Twin of `layer` in
 // src/sim/layer.rs. Prepended with rng.wgsl, params.wgsl, phi.wgsl,
-// act_tile.wgsl and layer_store.wgsl.
+// input_tile.wgsl and layer_store.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h_in: array<f32>;
@@ -37,6 +37,11 @@ const C4: u32 = TB / 4u;
 
 var<workgroup> w_tile: array<vec4<f32>, TJ * (TI / 4u)>;  // TJ units × TI/4 row quads (k-major)
 var<workgroup> a_tile: array<vec4<f32>, TJ * C4>;         // TJ units × TB/4 column quads
+
+// The input tile's elements: φ of the layer's input (input_tile.wgsl).
+fn tile_input(i: u32) -> f32 {
+    return phi(h_in[i]);
+}
 
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
@@ -90,8 +95,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
                 w_tile[(k + 3u) * (TI / 4u) + q][c] = z.w;
             }
         }
-        // Activations φ(H) for TJ units × TB inputs (act_tile.wgsl).
-        fill_act_tile(li, THREADS, j0, TJ, col0, C4);
+        // Activations φ(H) for TJ units × TB inputs (input_tile.wgsl).
+        fill_input_tile(li, THREADS, j0, TJ, col0, C4);
         workgroupBarrier();
         for (var kk = 0u; kk < TJ; kk = kk + 1u) {
             let w = w_tile[kk * (TI / 4u) + ty];

@@ -54,7 +54,7 @@ const MAX_LINES: usize = 600;
 /// WGSL pieces that are not stages: the host composes them into the stage
 /// shaders (their file name appears in src/).
 const SHARED_PIECES: &[&str] = &[
-    "act_tile",
+    "input_tile",
     "layer_store",
     "mul64",
     "params",

@@ -1,7 +1,7 @@
 //! The WGSL sources of the simulator's kernels, composed as the kernels
 //! use them: each stage file is prepended with the shared pieces it calls
 //! (the generator, the per-layer parameters, φ, the weight tile, the
-//! activation tile, the layer's bias and store).
+//! input tile, the layer's bias and store).
 
 /// The generator (functions only).
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
@@ -23,8 +23,9 @@ pub const PHI: &str = include_str!("../../../shaders/phi.wgsl");
 /// (a fragment).
 pub const WEIGHT_TILE: &str = include_str!("../../../shaders/weight_tile.wgsl");
 
-/// The φ activation-tile load, shared by the layer kernels (a fragment).
-pub const ACT_TILE: &str = include_str!("../../../shaders/act_tile.wgsl");
+/// The input-tile load, shared by the layer kernels (φ(H)) and the backward
+/// kernel (δ) (a fragment).
+pub const INPUT_TILE: &str = include_str!("../../../shaders/input_tile.wgsl");
 /// The layer's bias and guarded store, shared by the layer kernels and the
 /// split-K combine pass (a fragment).
 pub const LAYER_STORE: &str = include_str!("../../../shaders/layer_store.wgsl");
@@ -70,7 +71,7 @@ pub fn hadamard() -> String {
 /// backward.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
 pub fn backward(tb: u32) -> String {
     format!(
-        "{RNG}\n{PARAMS}\n{WEIGHT_TILE}\n{}",
+        "{RNG}\n{PARAMS}\n{WEIGHT_TILE}\n{INPUT_TILE}\n{}",
         with_tile_columns("backward.wgsl", BACKWARD, tb)
     )
 }
@@ -78,7 +79,7 @@ pub fn backward(tb: u32) -> String {
 /// layer.wgsl with `tb` batch columns per workgroup (16, 32 or 64).
 pub fn layer(tb: u32) -> String {
     format!(
-        "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{ACT_TILE}\n{LAYER_STORE}\n{}",
+        "{RNG}\n{PARAMS}\n{PHI}\n{WEIGHT_TILE}\n{INPUT_TILE}\n{LAYER_STORE}\n{}",
         with_tile_columns("layer.wgsl", LAYER, tb)
     )
 }
@@ -130,7 +131,7 @@ pub fn layer_wide(tb: u32) -> String {
         &format!("const TJ: u32 = {tj}u;"),
     );
     format!(
-        "{RNG}\n{PARAMS}\n{PHI}\n{ACT_TILE}\n{LAYER_STORE}\n{}",
+        "{RNG}\n{PARAMS}\n{PHI}\n{INPUT_TILE}\n{LAYER_STORE}\n{}",
         per_column_group(&src, tb / 64)
     )
 }
