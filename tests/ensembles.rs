@@ -14,6 +14,8 @@ use quantdepth::sim::hadamard;
 use quantdepth::sim::{self, Control, Inputs, SimActivation, SimOutcome, SimSpec, Weights};
 use std::sync::atomic::AtomicBool;
 
+mod common;
+
 fn run(b: &mut dyn sim::Backend, spec: &SimSpec) -> SimOutcome {
     let cancel = AtomicBool::new(false);
     sim::simulate(
@@ -359,20 +361,7 @@ fn rademacher_lattice_bias_is_order_one_over_root_n() {
 }
 
 fn gpu() -> Option<GpuBackend> {
-    match GpuBackend::new(AdapterPolicy::PreferHardware) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-        }
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
-            );
-            None
-        }
-    }
+    common::or_skip(GpuBackend::new(AdapterPolicy::PreferHardware), "GPU test")
 }
 
 #[test]

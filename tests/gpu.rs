@@ -9,30 +9,12 @@ use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend, GpuContext};
 use quantdepth::sim::{self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec};
 use std::sync::atomic::AtomicBool;
 
-fn gpu_required() -> bool {
-    std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
+mod common;
 
 fn backend() -> Option<GpuBackend> {
-    match GpuBackend::new(AdapterPolicy::PreferHardware) {
-        Ok(b) => {
-            eprintln!("GPU tests on {}", b.context().describe());
-            Some(b)
-        }
-        Err(e) if gpu_required() => {
-            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-        }
-        Err(e) => {
-            // Written to stderr directly, past the test harness's capture, so a
-            // user sees why the GPU tests did nothing.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
-            );
-            None
-        }
-    }
+    let b = common::or_skip(GpuBackend::new(AdapterPolicy::PreferHardware), "GPU test")?;
+    eprintln!("GPU tests on {}", b.context().describe());
+    Some(b)
 }
 
 fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
@@ -99,65 +81,14 @@ fn rng_check_gpu_equals_cpu() {
     let ctx: &GpuContext = b.context();
     let count: u32 = 1 << 18;
     let (key, row, layer, sample) = ([0x1234_5678u32, 0x9abc_def0u32], 77u32, 5u32, 3u32);
-    let params: [u32; 8] = [key[0], key[1], row, layer, sample, count, 0, 0];
-    use wgpu::BufferUsages as U;
-    let pbuf = ctx
-        .buffer("check params", 32, U::UNIFORM | U::COPY_DST)
-        .unwrap();
-    let words = ctx
-        .buffer("words", u64::from(count) * 16, U::STORAGE | U::COPY_SRC)
-        .unwrap();
-    let gauss = ctx
-        .buffer("normals", u64::from(count) * 16, U::STORAGE | U::COPY_SRC)
-        .unwrap();
-    let read = ctx
-        .buffer("read", u64::from(count) * 16, U::MAP_READ | U::COPY_DST)
-        .unwrap();
-    ctx.queue
-        .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
-    let module = ctx.shader("rng_check", shaders::rng_check()).unwrap();
-    let pipe = ctx
-        .device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("rng_check"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("rng_check"),
-        layout: &pipe.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: pbuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: words.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: gauss.as_entire_binding(),
-            },
-        ],
-    });
-    let read_back = |src: &wgpu::Buffer| -> Vec<f32> {
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipe);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(count / 64, 1, 1);
-        }
-        enc.copy_buffer_to_buffer(src, 0, &read, 0, u64::from(count) * 16);
-        ctx.submit_and_read(enc, &read, u64::from(count) * 16)
-            .unwrap()
-    };
-    let w: Vec<u32> = read_back(&words).iter().map(|x| x.to_bits()).collect();
-    let z = read_back(&gauss);
+    let (w, z) = common::rng_check(
+        ctx,
+        "rng_check",
+        shaders::rng_check(),
+        key,
+        (row, layer, sample),
+        count,
+    );
     let stream = Stream { key, sample };
     let mut worst = 0f32;
     for i in 0..count as usize {

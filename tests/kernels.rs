@@ -51,28 +51,16 @@ use quantdepth::sim::{
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 fn backend() -> Option<GpuBackend> {
-    match GpuBackend::new(AdapterPolicy::PreferHardware) {
-        Ok(b) => {
-            eprintln!(
-                "kernel variant tests on {} ({:?})",
-                b.context().describe(),
-                b.kernel_caps()
-            );
-            Some(b)
-        }
-        Err(e) if std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-        }
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping GPU test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
-            );
-            None
-        }
-    }
+    let b = common::or_skip(GpuBackend::new(AdapterPolicy::PreferHardware), "GPU test")?;
+    eprintln!(
+        "kernel variant tests on {} ({:?})",
+        b.context().describe(),
+        b.kernel_caps()
+    );
+    Some(b)
 }
 
 fn spec(width: usize, depth: usize, samples: usize, inputs: Inputs, weights: Weights) -> SimSpec {
@@ -296,58 +284,14 @@ fn int64_generator_equals_rust_bit_for_bit() {
     let ctx = b.context();
     let count: u32 = 1 << 16;
     let (key, row, layer, sample) = ([0x0bad_cafeu32, 0x1234_5678u32], 9u32, 3u32, 2u32);
-    let params: [u32; 8] = [key[0], key[1], row, layer, sample, count, 0, 0];
-    use wgpu::BufferUsages as U;
-    let bytes = u64::from(count) * 16;
-    let pbuf = ctx.buffer("params", 32, U::UNIFORM | U::COPY_DST).unwrap();
-    let words = ctx
-        .buffer("words", bytes, U::STORAGE | U::COPY_SRC)
-        .unwrap();
-    let gauss = ctx.buffer("normals", bytes, U::STORAGE).unwrap();
-    let read = ctx
-        .buffer("read", bytes, U::MAP_READ | U::COPY_DST)
-        .unwrap();
-    ctx.queue
-        .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
-    let src = shaders::with_mul64(&shaders::rng_check());
-    let module = ctx.shader("rng_check int64", src).unwrap();
-    let pipe = ctx
-        .device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("rng_check int64"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("rng_check int64"),
-        layout: &pipe.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: pbuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: words.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: gauss.as_entire_binding(),
-            },
-        ],
-    });
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipe);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(count / 64, 1, 1);
-    }
-    enc.copy_buffer_to_buffer(&words, 0, &read, 0, bytes);
-    let w: Vec<u32> = bits(&ctx.submit_and_read(enc, &read, bytes).unwrap());
+    let (w, _) = common::rng_check(
+        ctx,
+        "rng_check int64",
+        shaders::with_mul64(&shaders::rng_check()),
+        key,
+        (row, layer, sample),
+        count,
+    );
     for i in 0..count as usize {
         let want = philox4x32_10([i as u32, row, layer, sample], key);
         assert_eq!(&w[4 * i..4 * i + 4], &want, "counter {i}");

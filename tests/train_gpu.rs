@@ -10,24 +10,15 @@ use quantdepth::train::gpu::{shaders, GpuTrainBackend};
 use quantdepth::train::model::{theory_init, ModelSpec, Params, Phi, Preset};
 use quantdepth::train::{CpuTrainBackend, TrainBackend};
 
+mod common;
+
 fn backend() -> Option<GpuTrainBackend> {
-    match GpuTrainBackend::new(AdapterPolicy::PreferHardware) {
-        Ok(b) => {
-            eprintln!("GPU training tests on {}", b.context().describe());
-            Some(b)
-        }
-        Err(e) if std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-        }
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping GPU training test (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
-            );
-            None
-        }
-    }
+    let b = common::or_skip(
+        GpuTrainBackend::new(AdapterPolicy::PreferHardware),
+        "GPU training test",
+    )?;
+    eprintln!("GPU training tests on {}", b.context().describe());
+    Some(b)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use super::simulate::run_quiet;
 use crate::outln;
 use anyhow::{Context, Result};
 use clap::Args;
-use quantdepth::setup::NetworkChoice;
+use quantdepth::setup::{NetworkChoice, ResolvedNetwork};
 use quantdepth::sim::cpu::CpuBackend;
 use quantdepth::sim::gpu::autotune::default_cache_dir;
 use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend, KernelChoice};
@@ -153,21 +153,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                         args.layers,
                         clock.elapsed().as_secs_f64()
                     );
-                    let spec = |depth| SimSpec {
-                        activation: r.network.activation.clone(),
-                        sigma_w: r.sigma_w,
-                        sigma_b: 0.1,
-                        width: n,
-                        depth,
-                        samples: 1,
-                        seed: 1,
-                        q0: r.q0,
-                        inputs: Inputs::Pairs {
-                            c0: vec![0.5],
-                            pairs: batch / 2,
-                        },
-                        weights,
-                    };
+                    let spec = |depth| bench_spec(&r, n, batch, depth, weights);
                     run_quiet(b.as_mut(), &spec(1))?; // warm-up: pipelines, allocation
                                                       // Best of three, as the numpy yardstick is measured.
                     let mut t = f64::INFINITY;
@@ -246,6 +232,32 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
 /// The variant that ran at (n, B, weights), from a backend's kernel
 /// description (one name, or `name (n=… B=… weights)` items).
+/// The network every timing runs: `r` at width `n`, `depth` layers, one
+/// sample, B = `batch` inputs (batch/2 pairs at c⁰ = 0.5), σ_b = 0.1.
+fn bench_spec(
+    r: &ResolvedNetwork,
+    n: usize,
+    batch: usize,
+    depth: usize,
+    weights: Weights,
+) -> SimSpec {
+    SimSpec {
+        activation: r.network.activation.clone(),
+        sigma_w: r.sigma_w,
+        sigma_b: 0.1,
+        width: n,
+        depth,
+        samples: 1,
+        seed: 1,
+        q0: r.q0,
+        inputs: Inputs::Pairs {
+            c0: vec![0.5],
+            pairs: batch / 2,
+        },
+        weights,
+    }
+}
+
 fn row_kernel(kernel: Option<&str>, n: usize, batch: usize, weights: Weights) -> Option<String> {
     let k = kernel?;
     if !k.contains('(') {
@@ -325,21 +337,7 @@ fn variant_table(
         for &n in widths {
             for &batch in batches {
                 eprintln!("bench: kernel variants, {weights} n = {n}, B = {batch} ...");
-                let spec = SimSpec {
-                    activation: r.network.activation.clone(),
-                    sigma_w: r.sigma_w,
-                    sigma_b: 0.1,
-                    width: n,
-                    depth: args.layers,
-                    samples: 1,
-                    seed: 1,
-                    q0: r.q0,
-                    inputs: Inputs::Pairs {
-                        c0: vec![0.5],
-                        pairs: batch / 2,
-                    },
-                    weights,
-                };
+                let spec = bench_spec(&r, n, batch, args.layers, weights);
                 for (v, t, device) in g.time_variants(&spec, 3)? {
                     let macs = (n * n * batch) as f64 / t;
                     let per_s = (n * n) as f64 / t;

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::rng::Stream;
 use crate::sim::layer::LayerWeights;
 use crate::sim::spec::{SimActivation, SimSpec};
-use crate::sim::{Backend, BackendInfo, LayerSink};
+use crate::sim::{input_layer, Backend, BackendInfo, LayerSink};
 use rayon::prelude::*;
 
 pub use crate::sim::layer::{ensemble_layer_with_stats, layer};
@@ -36,13 +36,10 @@ impl Backend for CpuBackend {
         sink: &mut LayerSink<'_>,
     ) -> Result<()> {
         let n = spec.width;
-        let meas = spec.measurements();
+        let (mut h, meas) = input_layer(spec, inputs, sink)?;
         let batch = meas.batch;
         let act_fn = SimActivation::from_activation(&spec.activation);
         let stream = Stream::new(spec.seed, sample);
-        let mut h = feature_major(inputs, n);
-        let (s0, d0) = block_stats(&h, batch, &meas);
-        sink(0, &s0, &d0)?;
         let mut a = vec![0f32; n * batch];
         for l in 1..=spec.depth {
             a.par_chunks_mut(4096)

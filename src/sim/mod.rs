@@ -60,6 +60,21 @@ pub struct BackendInfo {
 /// (layer, sums of squares per input, dot products per measured pair).
 pub type LayerSink<'a> = dyn FnMut(usize, &[f64], &[f64]) -> Result<()> + 'a;
 
+/// The start every backend's [`Backend::run_sample`] shares: the inputs
+/// feature-major (H⁰[j·B + b], f32, as both backends propagate them) and
+/// layer 0's statistics passed to `sink`. Returns H⁰ and what is measured.
+pub(crate) fn input_layer(
+    spec: &SimSpec,
+    inputs: &[Vec<f64>],
+    sink: &mut LayerSink<'_>,
+) -> Result<(Vec<f32>, spec::Measurements)> {
+    let meas = spec.measurements();
+    let h0 = spec::feature_major(inputs, spec.width);
+    let (s0, d0) = stats::block_stats(&h0, meas.batch, &meas);
+    sink(0, &s0, &d0)?;
+    Ok((h0, meas))
+}
+
 /// A simulator: pushes the batch through one network sample.
 pub trait Backend {
     /// What this backend runs on.

@@ -325,6 +325,16 @@ mod tests {
         d
     }
 
+    /// The warnings among the notices `seen`.
+    fn warnings(seen: &Mutex<Vec<String>>) -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.starts_with("warning"))
+            .cloned()
+            .collect()
+    }
+
     fn injected(t: &'static [(K, f64)], calls: Arc<Mutex<Vec<K>>>) -> impl FnMut(K) -> Result<f64> {
         move |v| {
             calls.lock().unwrap().push(v);
@@ -409,13 +419,7 @@ mod tests {
         std::fs::write(dir.join(CACHE_FILE), b"garbage").unwrap();
         t.choose(&other, &[K::Tiled, K::SplitK], &mut injected(T, calls))
             .unwrap();
-        let seen: Vec<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.starts_with("warning"))
-            .cloned()
-            .collect();
+        let seen = warnings(&seen);
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(
             seen[0].contains("kernels.json") && seen[0].contains("replacing"),
@@ -452,13 +456,7 @@ mod tests {
             assert_eq!(c.variant(), K::Wide);
         }
         assert_eq!(calls.lock().unwrap().len(), 4, "each new key is timed");
-        let seen: Vec<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.starts_with("warning"))
-            .cloned()
-            .collect();
+        let seen = warnings(&seen);
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(seen[0].contains("tuned again"), "{}", seen[0]);
         let _ = std::fs::remove_file(&blocker);

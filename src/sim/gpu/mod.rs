@@ -51,8 +51,7 @@ use stats::StatsKernel;
 
 use crate::error::{Error, Result};
 use crate::sim::spec::{feature_major, Inputs, Measurements, SimSpec, Weights};
-use crate::sim::stats::block_stats;
-use crate::sim::{Backend, BackendInfo, GradientPass, LayerSink};
+use crate::sim::{input_layer, Backend, BackendInfo, GradientPass, LayerSink};
 use std::time::Instant;
 
 /// Most layers whose statistics one readback holds.
@@ -343,10 +342,7 @@ impl Backend for GpuBackend {
         sink: &mut LayerSink<'_>,
     ) -> Result<()> {
         let n = spec.width;
-        let meas = spec.measurements();
-        let h0_all = feature_major(inputs, n);
-        let (s0, d0) = block_stats(&h0_all, meas.batch, &meas);
-        sink(0, &s0, &d0)?;
+        let (h0_all, meas) = input_layer(spec, inputs, sink)?;
         let max_batch = self.max_batch(n);
         if meas.batch <= max_batch {
             return self

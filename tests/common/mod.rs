@@ -1,0 +1,107 @@
+//! Pieces shared by the GPU test files (each declares `mod common;`): the
+//! rule for a missing adapter and a run of the generator check kernel.
+// Each test crate uses the part it needs.
+#![allow(dead_code)]
+
+use quantdepth::sim::gpu::GpuContext;
+
+/// Whether a missing GPU adapter fails the test (QUANTDEPTH_REQUIRE_GPU=1,
+/// set by .ci/run) instead of skipping it.
+pub fn gpu_required() -> bool {
+    std::env::var("QUANTDEPTH_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// The GPU backend `made`, or `None` with a message naming `what` is
+/// skipped when no adapter is usable — a panic instead where
+/// [`gpu_required`].
+pub fn or_skip<T, E: std::fmt::Display>(made: Result<T, E>, what: &str) -> Option<T> {
+    match made {
+        Ok(b) => Some(b),
+        Err(e) if gpu_required() => {
+            panic!("QUANTDEPTH_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            // Written to stderr directly, past the test harness's capture, so a
+            // user sees why the GPU tests did nothing.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping {what} (set QUANTDEPTH_REQUIRE_GPU=1 to fail instead): {e}"
+            );
+            None
+        }
+    }
+}
+
+/// The generator at one counter per invocation: `count` counters
+/// (i, row, layer, sample), i = 0..count (a multiple of 64), under `key`,
+/// evaluated by `src` (shaders/rng_check.wgsl as composed, with or without
+/// the u64 multiply). Returns the 4·count raw words and the 4·count normals.
+pub fn rng_check(
+    ctx: &GpuContext,
+    label: &str,
+    src: String,
+    key: [u32; 2],
+    (row, layer, sample): (u32, u32, u32),
+    count: u32,
+) -> (Vec<u32>, Vec<f32>) {
+    use wgpu::BufferUsages as U;
+    let params: [u32; 8] = [key[0], key[1], row, layer, sample, count, 0, 0];
+    let bytes = u64::from(count) * 16;
+    let pbuf = ctx
+        .buffer("check params", 32, U::UNIFORM | U::COPY_DST)
+        .unwrap();
+    let words = ctx
+        .buffer("words", bytes, U::STORAGE | U::COPY_SRC)
+        .unwrap();
+    let gauss = ctx
+        .buffer("normals", bytes, U::STORAGE | U::COPY_SRC)
+        .unwrap();
+    // Words, then normals.
+    let read = ctx
+        .buffer("read", 2 * bytes, U::MAP_READ | U::COPY_DST)
+        .unwrap();
+    ctx.queue
+        .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
+    let module = ctx.shader(label, src).unwrap();
+    let pipe = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: pbuf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: words.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: gauss.as_entire_binding(),
+            },
+        ],
+    });
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipe);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(count / 64, 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&words, 0, &read, 0, bytes);
+    enc.copy_buffer_to_buffer(&gauss, 0, &read, bytes, bytes);
+    let mut all = ctx.submit_and_read(enc, &read, 2 * bytes).unwrap();
+    let z = all.split_off(4 * count as usize);
+    (all.iter().map(|x| x.to_bits()).collect(), z)
+}
