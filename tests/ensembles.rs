@@ -11,23 +11,9 @@ use quantdepth::sim::backward::ensemble_transposed_layer;
 use quantdepth::sim::cpu::{self, ensemble_layer_with_stats, CpuBackend};
 use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend};
 use quantdepth::sim::hadamard;
-use quantdepth::sim::{self, Control, Inputs, SimActivation, SimOutcome, SimSpec, Weights};
-use std::sync::atomic::AtomicBool;
+use quantdepth::sim::{Inputs, SimActivation, SimSpec, Weights};
 
 mod common;
-
-fn run(b: &mut dyn sim::Backend, spec: &SimSpec) -> SimOutcome {
-    let cancel = AtomicBool::new(false);
-    sim::simulate(
-        b,
-        spec,
-        &Control {
-            progress: &|_| {},
-            cancel: &cancel,
-        },
-    )
-    .unwrap()
-}
 
 fn spec(
     states: usize,
@@ -263,7 +249,7 @@ fn every_ensemble_follows_the_mean_field_curves() {
                     pairs: 2,
                 };
                 let (s, r) = spec(states, sigma_b, width, depth, 16, pairs, weights);
-                let out = run(&mut CpuBackend, &s);
+                let out = common::run(&mut CpuBackend, &s);
                 let mut check = |what: &str, layer: usize, got: f64, se: f64, want: f64| {
                     if (got - want).abs() > 5.0 * se + allowance {
                         failures.push(format!(
@@ -293,7 +279,7 @@ fn every_ensemble_follows_the_mean_field_curves() {
                     Inputs::Circle { points: 8 },
                     weights,
                 );
-                let out = run(&mut CpuBackend, &s);
+                let out = common::run(&mut CpuBackend, &s);
                 let circle = out.stats.circle.unwrap();
                 for (d, &angle) in circle.angles.iter().enumerate().skip(1) {
                     if antipodes_split(weights, states, sigma_b) && 2 * d == 8 {
@@ -338,7 +324,7 @@ fn rademacher_lattice_bias_is_order_one_over_root_n() {
             pairs: 8,
         };
         let (s, r) = spec(4, 0.0, width, 4, 12, inputs, Weights::Rademacher);
-        let out = run(&mut CpuBackend, &s);
+        let out = common::run(&mut CpuBackend, &s);
         let e = &out.stats.pairs[0].layers[4];
         let t = &r.network.depth_curve(r.q0, r.q0, 0.5, 4).unwrap()[4];
         let gap = t.q_a - e.q.mean;
@@ -367,14 +353,7 @@ fn gpu() -> Option<GpuBackend> {
 #[test]
 fn hadamard_wgsl_validates_with_naga() {
     let src = shaders::hadamard();
-    let module =
-        naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("hadamard.wgsl: {e:?}"));
+    common::validate("hadamard.wgsl", &src);
 }
 
 /// One layer on the GPU against the CPU twin. Hadamard: the butterflies are
@@ -447,8 +426,8 @@ fn gpu_hadamard_statistics_agree_with_cpu() {
         pairs: 2,
     };
     let (s, _) = spec(4, 0.1, 1024, 10, 12, inputs, Weights::Hadamard);
-    let g = run(&mut b, &s);
-    let c = run(&mut CpuBackend, &s);
+    let g = common::run(&mut b, &s);
+    let c = common::run(&mut CpuBackend, &s);
     for (pg, pc) in g.stats.pairs.iter().zip(&c.stats.pairs) {
         for (eg, ec) in pg.layers.iter().zip(&pc.layers).skip(1) {
             for (x, y, what) in [(eg.q, ec.q, "q"), (eg.c, ec.c, "c")] {

@@ -6,7 +6,7 @@ use quantdepth::rng::{philox4x32_10, Stream};
 use quantdepth::setup::NetworkChoice;
 use quantdepth::sim::cpu::{self, CpuBackend};
 use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend, GpuContext};
-use quantdepth::sim::{self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec};
+use quantdepth::sim::{Inputs, SimActivation, SimOutcome, SimSpec};
 use std::sync::atomic::AtomicBool;
 
 mod common;
@@ -15,19 +15,6 @@ fn backend() -> Option<GpuBackend> {
     let b = common::or_skip(GpuBackend::new(AdapterPolicy::PreferHardware), "GPU test")?;
     eprintln!("GPU tests on {}", b.context().describe());
     Some(b)
-}
-
-fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
-    let cancel = AtomicBool::new(false);
-    sim::simulate(
-        b,
-        spec,
-        &Control {
-            progress: &|_| {},
-            cancel: &cancel,
-        },
-    )
-    .unwrap()
 }
 
 fn uniform_spec(
@@ -61,14 +48,7 @@ fn every_wgsl_file_validates_with_naga() {
         ("backward.wgsl (TB=64)", shaders::backward(64)),
     ];
     for (name, src) in modules {
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        common::validate(name, &src);
     }
 }
 
@@ -152,28 +132,12 @@ fn multilayer_statistics_agree_with_cpu_and_theory() {
         let width = 384;
         let c0 = vec![0.3, 0.9];
         let (spec, r) = uniform_spec(states, sigma_b, width, 20, 24, c0.clone(), 2);
-        let g = run(&mut b, &spec);
-        let c = run(&mut CpuBackend, &spec);
+        let g = common::run(&mut b, &spec);
+        let c = common::run(&mut CpuBackend, &spec);
         for ((pg, pc), &c0v) in g.stats.pairs.iter().zip(&c.stats.pairs).zip(&c0) {
             let theory = r.network.depth_curve(r.q0, r.q0, c0v, 20).unwrap();
             for ((eg, ec), t) in pg.layers.iter().zip(&pc.layers).zip(&theory).skip(1) {
-                let se = |a: Option<f64>, b: Option<f64>| {
-                    (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt()
-                };
-                assert!(
-                    (eg.c.mean - ec.c.mean).abs() <= 5.0 * se(eg.c.se, ec.c.se),
-                    "N={states} layer {}: ĉ gpu {} cpu {}",
-                    eg.layer,
-                    eg.c.mean,
-                    ec.c.mean
-                );
-                assert!(
-                    (eg.q.mean - ec.q.mean).abs() <= 5.0 * se(eg.q.se, ec.q.se),
-                    "N={states} layer {}: q̂ gpu {} cpu {}",
-                    eg.layer,
-                    eg.q.mean,
-                    ec.q.mean
-                );
+                common::assert_layer_within_5se(&format!("N={states}"), eg, ec);
                 let allowance = 4.0 / width as f64;
                 assert!(
                     (eg.c.mean - t.c).abs() <= 5.0 * eg.c.se.unwrap() + allowance,
@@ -209,10 +173,10 @@ fn same_seed_gives_identical_bits_and_split_batches_change_nothing() {
             })
             .collect()
     };
-    let first = bits(&run(&mut b, &spec));
+    let first = bits(&common::run(&mut b, &spec));
     assert_eq!(
         first,
-        bits(&run(&mut b, &spec)),
+        bits(&common::run(&mut b, &spec)),
         "same seed, same adapter: same bits"
     );
     // 18 inputs in passes of at most 4: each column is computed alone, so the
@@ -220,7 +184,7 @@ fn same_seed_gives_identical_bits_and_split_batches_change_nothing() {
     b.set_batch_limit(Some(4));
     assert_eq!(
         first,
-        bits(&run(&mut b, &spec)),
+        bits(&common::run(&mut b, &spec)),
         "splitting the batch changed the result"
     );
     b.set_batch_limit(None);
@@ -231,8 +195,8 @@ fn circle_statistics_run_on_gpu() {
     let Some(mut b) = backend() else { return };
     let (mut spec, _) = uniform_spec(16, 0.0, 128, 3, 2, vec![0.0], 1);
     spec.inputs = Inputs::Circle { points: 12 };
-    let g = run(&mut b, &spec);
-    let c = run(&mut CpuBackend, &spec);
+    let g = common::run(&mut b, &spec);
+    let c = common::run(&mut CpuBackend, &spec);
     let (gc, cc) = (g.stats.circle.unwrap(), c.stats.circle.unwrap());
     // Layer 1 is one layer from identical inputs: covariances agree to f32 rounding.
     for (x, y) in gc.layers[1].cov.iter().zip(&cc.layers[1].cov) {

@@ -18,14 +18,7 @@ fn every_variant_validates_with_naga() {
     modules.push(("combine".into(), kernel::combine_source(false)));
     modules.push(("combine int64".into(), kernel::combine_source(true)));
     for (name, src) in modules {
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let module = common::validate(&name, &src);
         if name.contains("int64") {
             // Without SHADER_INT64 the u64 product must be refused.
             let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::SHADER_INT64;
@@ -45,10 +38,7 @@ use quantdepth::sim::cpu::{self, CpuBackend};
 use quantdepth::sim::gpu::autotune::{Tuner, CACHE_FILE};
 use quantdepth::sim::gpu::KernelChoice;
 use quantdepth::sim::gpu::{shaders, AdapterPolicy, GpuBackend};
-use quantdepth::sim::{
-    self, Backend, Control, Inputs, SimActivation, SimOutcome, SimSpec, Weights,
-};
-use std::sync::atomic::AtomicBool;
+use quantdepth::sim::{Backend, Inputs, SimActivation, SimSpec, Weights};
 use std::sync::{Arc, Mutex};
 
 mod common;
@@ -81,19 +71,6 @@ fn inputs(batch: usize) -> Inputs {
             pairs: batch / 2,
         },
     }
-}
-
-fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
-    let cancel = AtomicBool::new(false);
-    sim::simulate(
-        b,
-        spec,
-        &Control {
-            progress: &|_| {},
-            cancel: &cancel,
-        },
-    )
-    .unwrap()
 }
 
 fn bits(x: &[f32]) -> Vec<u32> {
@@ -242,30 +219,14 @@ fn twenty_layer_statistics_of_every_variant_agree_with_cpu() {
             Weights::Gaussian,
         );
         assert_eq!(s.measurements().batch, batch);
-        let c = run(&mut CpuBackend, &s);
+        let c = common::run(&mut CpuBackend, &s);
         for v in kernel::applicable(200, batch, &caps) {
             b.set_kernel(KernelChoice::Forced(v), None);
-            let g = run(&mut b, &s);
+            let g = common::run(&mut b, &s);
             assert_eq!(g.backend.kernel.as_deref(), Some(v.name()));
             for (pg, pc) in g.stats.pairs.iter().zip(&c.stats.pairs) {
                 for (eg, ec) in pg.layers.iter().zip(&pc.layers).skip(1) {
-                    let se = |a: Option<f64>, b: Option<f64>| {
-                        (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt()
-                    };
-                    assert!(
-                        (eg.c.mean - ec.c.mean).abs() <= 5.0 * se(eg.c.se, ec.c.se),
-                        "{v} B {batch} layer {}: ĉ gpu {} cpu {}",
-                        eg.layer,
-                        eg.c.mean,
-                        ec.c.mean
-                    );
-                    assert!(
-                        (eg.q.mean - ec.q.mean).abs() <= 5.0 * se(eg.q.se, ec.q.se),
-                        "{v} B {batch} layer {}: q̂ gpu {} cpu {}",
-                        eg.layer,
-                        eg.q.mean,
-                        ec.q.mean
-                    );
+                    common::assert_layer_within_5se(&format!("{v} B {batch}"), eg, ec);
                 }
             }
         }
@@ -338,7 +299,7 @@ fn tuner_choice_and_cache_on_the_device() {
         KernelChoice::Forced(KernelVariant::SplitK),
         Some(dir.clone()),
     );
-    let o = run(&mut b, &s);
+    let o = common::run(&mut b, &s);
     assert_eq!(o.backend.kernel.as_deref(), Some("splitk"));
     assert!(
         !dir.join(CACHE_FILE).exists(),
@@ -355,7 +316,7 @@ fn tuner_choice_and_cache_on_the_device() {
     );
 
     let seen = notices(&mut b, &dir);
-    let o = run(&mut b, &s);
+    let o = common::run(&mut b, &s);
     let chosen = o.backend.kernel.clone().unwrap();
     let cands: Vec<&str> = kernel::applicable(160, 6, &b.kernel_caps())
         .iter()
@@ -383,7 +344,7 @@ fn tuner_choice_and_cache_on_the_device() {
     let Some(mut b2) = backend() else { return };
     let seen2 = notices(&mut b2, &dir);
     assert_eq!(
-        run(&mut b2, &s).backend.kernel.as_deref(),
+        common::run(&mut b2, &s).backend.kernel.as_deref(),
         Some(chosen.as_str())
     );
     assert!(
@@ -400,7 +361,7 @@ fn tuner_choice_and_cache_on_the_device() {
     )
     .unwrap();
     let seen3 = notices(&mut b2, &dir);
-    run(&mut b2, &s);
+    common::run(&mut b2, &s);
     assert_eq!(
         seen3
             .lock()
@@ -414,7 +375,7 @@ fn tuner_choice_and_cache_on_the_device() {
     // A corrupt file: one warning, the run succeeds, the file is replaced.
     std::fs::write(dir.join(CACHE_FILE), "{\"format\": 1, \"entries\": [").unwrap();
     let seen4 = notices(&mut b2, &dir);
-    assert!(run(&mut b2, &s).complete);
+    assert!(common::run(&mut b2, &s).complete);
     let warnings: Vec<String> = seen4
         .lock()
         .unwrap()

@@ -29,14 +29,7 @@ fn every_training_wgsl_file_validates_with_naga() {
         ("train_update.wgsl", shaders::product(shaders::UPDATE)),
         ("train_loss.wgsl", shaders::loss()),
     ] {
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        common::validate(name, &src);
     }
 }
 

@@ -1,9 +1,14 @@
 //! Pieces shared by the GPU test files (each declares `mod common;`): the
-//! rule for a missing adapter and a run of the generator check kernel.
+//! rule for a missing adapter, a quiet simulation run, naga validation, the
+//! GPU-against-CPU statistics bound, and a run of the generator check
+//! kernel.
 // Each test crate uses the part it needs.
 #![allow(dead_code)]
 
 use quantdepth::sim::gpu::GpuContext;
+use quantdepth::sim::stats::PairLayer;
+use quantdepth::sim::{self, Backend, Control, SimOutcome, SimSpec};
+use std::sync::atomic::AtomicBool;
 
 /// Whether a missing GPU adapter fails the test (QUANTDEPTH_REQUIRE_GPU=1,
 /// set by .ci/run) instead of skipping it.
@@ -31,6 +36,55 @@ pub fn or_skip<T, E: std::fmt::Display>(made: Result<T, E>, what: &str) -> Optio
             None
         }
     }
+}
+
+/// `spec` simulated on `b`, without progress output or cancellation.
+pub fn run(b: &mut dyn Backend, spec: &SimSpec) -> SimOutcome {
+    let cancel = AtomicBool::new(false);
+    sim::simulate(
+        b,
+        spec,
+        &Control {
+            progress: &|_| {},
+            cancel: &cancel,
+        },
+    )
+    .unwrap()
+}
+
+/// `src` (the WGSL of `name`) parsed and validated by naga with every
+/// capability; a failure names `name`.
+pub fn validate(name: &str, src: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    module
+}
+
+/// One layer's ĉ and q̂ from the GPU (`g`) and the CPU (`c`), independent
+/// estimates of the same means, agree within 5 combined standard errors
+/// (√(se_g² + se_c²)); `what` names the case in a failure.
+pub fn assert_layer_within_5se(what: &str, g: &PairLayer, c: &PairLayer) {
+    let se = |a: Option<f64>, b: Option<f64>| (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt();
+    assert!(
+        (g.c.mean - c.c.mean).abs() <= 5.0 * se(g.c.se, c.c.se),
+        "{what} layer {}: ĉ gpu {} cpu {}",
+        g.layer,
+        g.c.mean,
+        c.c.mean
+    );
+    assert!(
+        (g.q.mean - c.q.mean).abs() <= 5.0 * se(g.q.se, c.q.se),
+        "{what} layer {}: q̂ gpu {} cpu {}",
+        g.layer,
+        g.q.mean,
+        c.q.mean
+    );
 }
 
 /// The generator at one counter per invocation: `count` counters
