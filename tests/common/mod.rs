@@ -70,21 +70,16 @@ pub fn validate(name: &str, src: &str) -> naga::Module {
 /// estimates of the same means, agree within 5 combined standard errors
 /// (√(se_g² + se_c²)); `what` names the case in a failure.
 pub fn assert_layer_within_5se(what: &str, g: &PairLayer, c: &PairLayer) {
-    let se = |a: Option<f64>, b: Option<f64>| (a.unwrap().powi(2) + b.unwrap().powi(2)).sqrt();
-    assert!(
-        (g.c.mean - c.c.mean).abs() <= 5.0 * se(g.c.se, c.c.se),
-        "{what} layer {}: ĉ gpu {} cpu {}",
-        g.layer,
-        g.c.mean,
-        c.c.mean
-    );
-    assert!(
-        (g.q.mean - c.q.mean).abs() <= 5.0 * se(g.q.se, c.q.se),
-        "{what} layer {}: q̂ gpu {} cpu {}",
-        g.layer,
-        g.q.mean,
-        c.q.mean
-    );
+    for (name, eg, ec) in [("ĉ", g.c, c.c), ("q̂", g.q, c.q)] {
+        let se = (eg.se.unwrap().powi(2) + ec.se.unwrap().powi(2)).sqrt();
+        assert!(
+            (eg.mean - ec.mean).abs() <= 5.0 * se,
+            "{what} layer {}: {name} gpu {} cpu {}",
+            g.layer,
+            eg.mean,
+            ec.mean
+        );
+    }
 }
 
 /// The generator at one counter per invocation: `count` counters
