@@ -187,3 +187,39 @@ pub fn stats() -> String {
 pub fn rng_check() -> String {
     format!("{RNG}\n{RNG_CHECK}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_group_runs_are_written_out_in_order_and_comments_kept() {
+        let src = "a\n// x{c}\n    v{c} = 0;\n    w{c} = v{c};\nb\n";
+        assert_eq!(
+            per_column_group(src, 2),
+            "a\n// x{c}\n    v0 = 0;\n    w0 = v0;\n    v1 = 0;\n    w1 = v1;\nb\n"
+        );
+    }
+
+    #[test]
+    fn wide_kernels_get_four_accumulators_per_column_group() {
+        for (tb, tj, groups) in [(128, 32, 2), (256, 16, 4)] {
+            let src = layer_wide(tb);
+            let code: String = src
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            assert!(!code.contains("{c}"), "TB = {tb}: a `{{c}}` left in code");
+            assert!(src.contains(&format!("const TB: u32 = {tb}u;")));
+            assert!(src.contains(&format!("const TJ: u32 = {tj}u;")));
+            // 4 rows × `groups` column quads, each declared once.
+            let accumulators = src
+                .lines()
+                .filter(|l| l.starts_with("    var acc") && l.ends_with("= vec4<f32>(0.0);"))
+                .count();
+            assert_eq!(accumulators, 4 * groups, "TB = {tb}");
+            assert!(src.contains(&format!("var acc3{} ", groups - 1)));
+            assert!(!src.contains(&format!("var acc0{} ", groups)));
+        }
+    }
+}
