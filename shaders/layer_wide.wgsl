@@ -12,10 +12,11 @@
 // one vec4), so the inner product reads one vec4 of weights and CG = TB/64
 // vec4s of activations per unit; each thread updates 4 rows × 4·CG columns
 // (columns (tx + 16·c)·4 .. +3, c = 0..CG−1) in 4·CG named vec4 registers
-// (named, not an array: arrays of accumulators spill on some drivers; see
-// the GPU notes). The host writes them out: every run of consecutive lines
-// that contain `{c}` is emitted once per column group c = 0..CG−1 with
-// `{c}` replaced by c (sim/gpu/shaders.rs, `layer_wide`). The sum over
+// (named variables, not an array, as fast register-tiled WGSL GEMMs keep
+// them, so that the compiler holds them in registers). The host writes
+// them out: every run of consecutive code lines that contain `{c}` is
+// emitted once per column group c = 0..CG−1 with `{c}` replaced by c
+// (sim/gpu/shaders.rs, `layer_wide`). The sum over
 // units runs in the same order as layer.wgsl's. Twin of `layer` in
 // src/sim/layer.rs. Prepended with rng.wgsl, params.wgsl, phi.wgsl,
 // input_tile.wgsl and layer_store.wgsl.
