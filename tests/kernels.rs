@@ -457,7 +457,8 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let (code, _, err) = run("wide");
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("--kernel = wide") && err.contains("tiled, splitk"),
+        err.contains("--kernel = wide: wide needs B ≥ 65")
+            && err.contains("these apply: tiled, splitk"),
         "{err}"
     );
     let (code, _, err) = run("fastest");

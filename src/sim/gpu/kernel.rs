@@ -106,7 +106,8 @@ impl GpuBackend {
                 "--kernel",
                 v,
                 &format!(
-                    "a variant that applies at n = {n}, B = {batch} on {}: {}",
+                    "{v} needs {}; at n = {n}, B = {batch} on {} these apply: {}",
+                    v.requirement(),
                     self.ctx.info.name,
                     candidates
                         .iter()

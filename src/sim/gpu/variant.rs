@@ -215,6 +215,25 @@ impl KernelVariant {
         }
     }
 
+    /// When the variant applies, in a few words (the error for a forced
+    /// variant that does not).
+    pub fn requirement(self) -> String {
+        let tiling = match self.tiling() {
+            Tiling::Tiled => "any width and batch".to_string(),
+            Tiling::SplitK => format!(
+                "B ≤ {SPLITK_MAX_BATCH} and n > {} (at least two slices of the input dimension)",
+                2 * SPLITK_MIN_TILES * TILE_UNITS - TILE_UNITS
+            ),
+            Tiling::Wide => format!("B ≥ {WIDE_MIN_BATCH}"),
+            Tiling::Wide256 => format!("B ≥ {WIDE256_MIN_BATCH}"),
+        };
+        if self.int64() {
+            format!("{tiling}, on an adapter with SHADER_INT64")
+        } else {
+            tiling
+        }
+    }
+
     /// The workgroups of one layer dispatch at (n, B): (x, y, z) for the
     /// main pass.
     pub fn workgroups(self, n: usize, batch: usize, max_storage_binding: u64) -> (u32, u32, u32) {
