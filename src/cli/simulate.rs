@@ -265,11 +265,18 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     use quantdepth::sim::backward::simulate_backward as run_backward;
     use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
     use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
-    let gpu = match args.backend.as_str() {
+    let mut gpu = match args.backend.as_str() {
         "cpu" => None,
         "gpu" => Some(GpuBackend::new(AdapterPolicy::PreferHardware)?),
         _ => GpuBackend::new(AdapterPolicy::HardwareOnly).ok(),
     };
+    // The backward step follows the forward layer's variant (--kernel).
+    if let Some(g) = gpu.as_mut() {
+        g.set_kernel(
+            args.kernel,
+            quantdepth::sim::gpu::autotune::default_cache_dir(),
+        );
+    }
     let where_ = gpu.as_ref().map_or("the CPU backend".to_string(), |g| {
         format!("the GPU {}", g.context().describe())
     });
