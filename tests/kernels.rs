@@ -7,6 +7,14 @@
 
 use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};
 
+/// The backward step's variants ([`KernelVariant::backward`]'s values).
+const BACKWARD_VARIANTS: [KernelVariant; 4] = [
+    KernelVariant::Tiled,
+    KernelVariant::SplitK,
+    KernelVariant::TiledInt64,
+    KernelVariant::SplitKInt64,
+];
+
 #[test]
 fn every_variant_validates_with_naga() {
     let mut modules: Vec<(String, String)> = Vec::new();
@@ -17,6 +25,22 @@ fn every_variant_validates_with_naga() {
     }
     modules.push(("combine".into(), kernel::combine_source(false)));
     modules.push(("combine int64".into(), kernel::combine_source(true)));
+    for v in BACKWARD_VARIANTS {
+        for tb in [16, 32, 64] {
+            modules.push((
+                format!("backward {v} TB={tb}"),
+                kernel::backward_source(v, tb),
+            ));
+        }
+    }
+    modules.push((
+        "backward combine".into(),
+        kernel::backward_combine_source(false),
+    ));
+    modules.push((
+        "backward combine int64".into(),
+        kernel::backward_combine_source(true),
+    ));
     for (name, src) in modules {
         let module = common::validate(&name, &src);
         if name.contains("int64") {
@@ -464,4 +488,198 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("auto or one of tiled, splitk, wide"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every layer variant's backward form: split-K stays split-K, the wide
+/// tilings run the tiled backward step, and the multiply follows.
+#[test]
+fn backward_variant_follows_the_forward_variant() {
+    for v in KernelVariant::ALL {
+        let back = v.backward();
+        assert!(BACKWARD_VARIANTS.contains(&back), "{v} → {back}");
+        assert_eq!(back.int64(), v.int64(), "{v}");
+        assert_eq!(
+            back.tiling() == Tiling::SplitK,
+            v.tiling() == Tiling::SplitK
+        );
+    }
+    assert_eq!(
+        KernelVariant::Wide256Int64.backward(),
+        KernelVariant::TiledInt64
+    );
+}
+
+/// One backward step (backward.wgsl; with SPLIT, then layer_combine.wgsl
+/// with BACKWARD) of every backward variant against its CPU twin,
+/// `LayerWeights::transposed` then the STE mask, at sizes off the tiles
+/// (n = 200, 333; B = 6, 10): |Δ| ≤ 1e-5·rms (the sums differ in order
+/// only, f32 rounding ~1e-7 relative per term); the same inputs give the
+/// same bits twice; an `-int64` variant gives bitwise its 32-bit twin's δ
+/// (the generator is exact either way). The pre-activations h are normals,
+/// so the mask at t = 1 zeroes about a third of the entries.
+#[test]
+fn backward_step_of_every_variant_gpu_equals_cpu() {
+    use quantdepth::sim::layer::LayerWeights;
+    use quantdepth::theory::backward::Ste;
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let ste = Ste::new(1.3, 1.0).unwrap();
+    let mut ran = Vec::new();
+    for (width, pairs) in [(200, 3), (333, 5), (200, 5), (333, 3)] {
+        let s = spec(
+            width,
+            2,
+            1,
+            Inputs::Pairs {
+                c0: vec![0.5],
+                pairs,
+            },
+            Weights::Gaussian,
+        );
+        let batch = s.measurements().batch;
+        assert_eq!(batch, 2 * pairs);
+        let stream = Stream::new(s.seed, 0);
+        let (mut delta, mut h) = (vec![0f32; width * batch], vec![0f32; width * batch]);
+        Stream::new(5, 1).fill_row(1, 0, &mut delta);
+        Stream::new(5, 1).fill_row(2, 0, &mut h);
+        let mut want = vec![0f32; width * batch];
+        LayerWeights::of(&s, &stream, 2).transposed(&delta, batch, &mut want);
+        let (t, slope) = (ste.threshold as f32, ste.slope as f32);
+        for (d, &x) in want.iter_mut().zip(&h) {
+            *d = if x.abs() <= t { slope * *d } else { 0.0 };
+        }
+        let zeros = want.iter().filter(|v| **v == 0.0).count();
+        assert!(
+            zeros > width * batch / 5 && zeros < width * batch / 2,
+            "{zeros} masked"
+        );
+        let rms =
+            (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+        let mut outputs = Vec::new();
+        for v in BACKWARD_VARIANTS
+            .into_iter()
+            .filter(|v| v.applicable(width, batch, &caps))
+        {
+            b.set_kernel(KernelChoice::Forced(v), None);
+            let got = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, c)| f64::from((g - c).abs()))
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 1e-5 * rms,
+                "backward {v} n {width} B {batch}: max |Δ| = {worst:e}, rms {rms}"
+            );
+            let again = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&again),
+                "backward {v}: same inputs, different bits"
+            );
+            outputs.push((v, bits(&got)));
+            ran.push(v);
+        }
+        for (v, out) in &outputs {
+            if v.int64() {
+                let twin = &outputs
+                    .iter()
+                    .find(|(w, _)| *w == v.without_int64())
+                    .unwrap()
+                    .1;
+                assert!(
+                    out == twin,
+                    "backward {v} differs from {} at n {width} B {batch}",
+                    v.without_int64()
+                );
+            }
+        }
+    }
+    for v in BACKWARD_VARIANTS {
+        if v.int64() && !caps.int64 {
+            eprintln!("backward {v} not tested: this adapter has no SHADER_INT64");
+        } else {
+            assert!(ran.contains(&v), "backward {v} never applied");
+        }
+    }
+}
+
+/// Ten layers forward and backward (`simulate_backward`) with the backward
+/// step of each variant: the gradient-norm ratios and gradient correlations
+/// within 5 combined SE of the CPU backend's (the variants use the same
+/// weights; only f32 rounding separates them), and an `-int64` variant's
+/// whole result identical to its 32-bit twin's.
+#[test]
+fn backward_statistics_of_every_variant_agree_with_cpu() {
+    use quantdepth::sim::backward::simulate_backward;
+    use quantdepth::theory::backward::{unit_slope, Ste};
+    use std::sync::atomic::AtomicBool;
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let mut ch = NetworkChoice::uniform(4);
+    ch.sigma_b = Some(0.1);
+    let r = ch.resolve().unwrap();
+    let s = SimSpec::of_network(
+        &r,
+        200,
+        10,
+        8,
+        29,
+        Inputs::Pairs {
+            c0: vec![0.5, 0.9],
+            pairs: 2,
+        },
+    );
+    let batch = s.measurements().batch;
+    let ste = Ste::new(1.05 * unit_slope(&r.network, r.q_star, 1.0).unwrap(), 1.0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let c = simulate_backward(&s, &ste, &cancel, None).unwrap();
+    let mut results = Vec::new();
+    for v in BACKWARD_VARIANTS
+        .into_iter()
+        .filter(|v| v.applicable(200, batch, &caps))
+    {
+        b.set_kernel(KernelChoice::Forced(v), None);
+        let g = simulate_backward(&s, &ste, &cancel, Some(&b)).unwrap();
+        assert_eq!(b.kernels_used(), [v]);
+        let close = |x: quantdepth::sim::Estimate, y: quantdepth::sim::Estimate, what: &str| {
+            let se = (x.se.unwrap().powi(2) + y.se.unwrap().powi(2)).sqrt();
+            assert!(
+                (x.mean - y.mean).abs() <= 5.0 * se,
+                "backward {v} {what}: gpu {} cpu {} (SE {se})",
+                x.mean,
+                y.mean
+            );
+        };
+        for (cg, cc) in g.iter().zip(&c) {
+            for (lg, lc) in cg.layers.iter().zip(&cc.layers) {
+                if let (Some(x), Some(y)) = (lg.norm_ratio, lc.norm_ratio) {
+                    close(x, y, &format!("c0 {} layer {} norm ratio", cg.c0, lg.layer));
+                }
+                if lg.layer < s.depth {
+                    close(
+                        lg.grad_corr,
+                        lc.grad_corr,
+                        &format!("c0 {} layer {} correlation", cg.c0, lg.layer),
+                    );
+                }
+            }
+        }
+        results.push((v, g));
+    }
+    assert!(results.iter().any(|(v, _)| *v == KernelVariant::SplitK));
+    for (v, g) in &results {
+        if v.int64() {
+            let twin = &results
+                .iter()
+                .find(|(w, _)| *w == v.without_int64())
+                .unwrap()
+                .1;
+            assert!(
+                g == twin,
+                "backward {v}: result differs from {}",
+                v.without_int64()
+            );
+        }
+    }
 }
