@@ -2,7 +2,9 @@
 //! validates with naga; on an adapter (lavapipe in CI) each equals the CPU
 //! twin for one layer, agrees with it statistically over 20 layers, and
 //! gives the same bits for the same seed; the int64 generator equals
-//! src/rng.rs bit for bit. Without an adapter the GPU tests skip, unless
+//! src/rng.rs bit for bit; the same for the backward step's variants
+//! (tiled, split-K, ± int64) against `LayerWeights::transposed` and the
+//! CPU backward pass. Without an adapter the GPU tests skip, unless
 //! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
 
 use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};

@@ -3,7 +3,10 @@
 //! pass δ^l = s·1{|h^l| ≤ t}·(σ_w/√n)·(W^{l+1})ᵀ δ^{l+1} through the same
 //! generated weights, with the statistics kernel measuring each δ^l. Its CPU
 //! twin is [`crate::sim::layer::LayerWeights::transposed`] (one step) and
-//! [`crate::sim::backward::cpu_sample`] (one network).
+//! [`crate::sim::backward::cpu_sample`] (one network). The step follows the
+//! forward layer's variant ([`KernelVariant::backward`]): tiled, or split-K
+//! (backward.wgsl with SPLIT, then layer_combine.wgsl with BACKWARD), each
+//! with the 16-bit-limb or the u64 (mul64.wgsl) Philox multiply.
 
 use super::device::{self, compute_pass, GpuContext};
 use super::layer::{tile_columns, workgroups, VariantPipelines};
