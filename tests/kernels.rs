@@ -140,8 +140,6 @@ fn one_layer_equals_cpu(tiling: Tiling) {
             &mut want,
             None,
         );
-        let rms =
-            (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
         let three = SimSpec {
             depth: 3,
             ..one.clone()
@@ -153,14 +151,10 @@ fn one_layer_equals_cpu(tiling: Tiling) {
         {
             b.set_kernel(KernelChoice::Forced(v), None);
             let got = b.propagate(&one, &x, 0).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, c)| f64::from((g - c).abs()))
-                .fold(0.0, f64::max);
-            assert!(
-                worst <= 1e-5 * rms,
-                "{v} n {width} B {batch} {weights}: max |Δ| = {worst:e}, rms {rms}"
+            common::assert_within_rounding(
+                &format!("{v} n {width} B {batch} {weights}"),
+                &got,
+                &want,
             );
             let deep = b.propagate(&three, &x, 0).unwrap();
             assert_eq!(
@@ -173,29 +167,41 @@ fn one_layer_equals_cpu(tiling: Tiling) {
             outputs.push((v, bits(&deep)));
             ran.push(v);
         }
-        for (v, out) in &outputs {
-            if v.int64() {
-                let twin = &outputs
-                    .iter()
-                    .find(|(w, _)| *w == v.without_int64())
-                    .unwrap()
-                    .1;
-                assert!(
-                    out == twin,
-                    "{v} differs from {} at n {width} B {batch}",
-                    v.without_int64()
-                );
-            }
-        }
+        assert_int64_equals_twin(&format!("n {width} B {batch}"), &outputs);
     }
-    for v in KernelVariant::ALL
-        .into_iter()
-        .filter(|v| v.tiling() == tiling)
-    {
-        if v.int64() && !caps.int64 {
-            eprintln!("{v} not tested: this adapter has no SHADER_INT64");
+    assert_every_variant_ran(
+        "",
+        KernelVariant::ALL
+            .into_iter()
+            .filter(|v| v.tiling() == tiling),
+        &ran,
+        caps.int64,
+    );
+}
+
+/// Each `-int64` variant's result among `outputs` equals its 32-bit
+/// twin's exactly (the generator is exact either way); `what` names the case.
+fn assert_int64_equals_twin<T: PartialEq>(what: &str, outputs: &[(KernelVariant, T)]) {
+    for (v, out) in outputs.iter().filter(|(v, _)| v.int64()) {
+        let twin = v.without_int64();
+        let twin_out = &outputs.iter().find(|(w, _)| *w == twin).unwrap().1;
+        assert!(out == twin_out, "{v} differs from {twin} at {what}");
+    }
+}
+
+/// Every one of `variants` ran (is in `ran`), except the `-int64` ones on
+/// an adapter without SHADER_INT64; `stage` prefixes the messages.
+fn assert_every_variant_ran(
+    stage: &str,
+    variants: impl IntoIterator<Item = KernelVariant>,
+    ran: &[KernelVariant],
+    int64: bool,
+) {
+    for v in variants {
+        if v.int64() && !int64 {
+            eprintln!("{stage}{v} not tested: this adapter has no SHADER_INT64");
         } else {
-            assert!(ran.contains(&v), "{v} never applied");
+            assert!(ran.contains(&v), "{stage}{v} never applied");
         }
     }
 }
@@ -555,8 +561,6 @@ fn backward_step_of_every_variant_gpu_equals_cpu() {
             zeros > width * batch / 5 && zeros < width * batch / 2,
             "{zeros} masked"
         );
-        let rms =
-            (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
         let mut outputs = Vec::new();
         for v in BACKWARD_VARIANTS
             .into_iter()
@@ -564,14 +568,10 @@ fn backward_step_of_every_variant_gpu_equals_cpu() {
         {
             b.set_kernel(KernelChoice::Forced(v), None);
             let got = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, c)| f64::from((g - c).abs()))
-                .fold(0.0, f64::max);
-            assert!(
-                worst <= 1e-5 * rms,
-                "backward {v} n {width} B {batch}: max |Δ| = {worst:e}, rms {rms}"
+            common::assert_within_rounding(
+                &format!("backward {v} n {width} B {batch}"),
+                &got,
+                &want,
             );
             let again = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
             assert_eq!(
@@ -582,28 +582,9 @@ fn backward_step_of_every_variant_gpu_equals_cpu() {
             outputs.push((v, bits(&got)));
             ran.push(v);
         }
-        for (v, out) in &outputs {
-            if v.int64() {
-                let twin = &outputs
-                    .iter()
-                    .find(|(w, _)| *w == v.without_int64())
-                    .unwrap()
-                    .1;
-                assert!(
-                    out == twin,
-                    "backward {v} differs from {} at n {width} B {batch}",
-                    v.without_int64()
-                );
-            }
-        }
+        assert_int64_equals_twin(&format!("backward n {width} B {batch}"), &outputs);
     }
-    for v in BACKWARD_VARIANTS {
-        if v.int64() && !caps.int64 {
-            eprintln!("backward {v} not tested: this adapter has no SHADER_INT64");
-        } else {
-            assert!(ran.contains(&v), "backward {v} never applied");
-        }
-    }
+    assert_every_variant_ran("backward ", BACKWARD_VARIANTS, &ran, caps.int64);
 }
 
 /// Ten layers forward and backward (`simulate_backward`) with the backward
@@ -644,44 +625,9 @@ fn backward_statistics_of_every_variant_agree_with_cpu() {
         b.set_kernel(KernelChoice::Forced(v), None);
         let g = simulate_backward(&s, &ste, &cancel, Some(&b)).unwrap();
         assert_eq!(b.kernels_used(), [v]);
-        let close = |x: quantdepth::sim::Estimate, y: quantdepth::sim::Estimate, what: &str| {
-            let se = (x.se.unwrap().powi(2) + y.se.unwrap().powi(2)).sqrt();
-            assert!(
-                (x.mean - y.mean).abs() <= 5.0 * se,
-                "backward {v} {what}: gpu {} cpu {} (SE {se})",
-                x.mean,
-                y.mean
-            );
-        };
-        for (cg, cc) in g.iter().zip(&c) {
-            for (lg, lc) in cg.layers.iter().zip(&cc.layers) {
-                if let (Some(x), Some(y)) = (lg.norm_ratio, lc.norm_ratio) {
-                    close(x, y, &format!("c0 {} layer {} norm ratio", cg.c0, lg.layer));
-                }
-                if lg.layer < s.depth {
-                    close(
-                        lg.grad_corr,
-                        lc.grad_corr,
-                        &format!("c0 {} layer {} correlation", cg.c0, lg.layer),
-                    );
-                }
-            }
-        }
+        common::assert_backward_within_5se(&format!("backward {v}"), &g, &c, s.depth);
         results.push((v, g));
     }
     assert!(results.iter().any(|(v, _)| *v == KernelVariant::SplitK));
-    for (v, g) in &results {
-        if v.int64() {
-            let twin = &results
-                .iter()
-                .find(|(w, _)| *w == v.without_int64())
-                .unwrap()
-                .1;
-            assert!(
-                g == twin,
-                "backward {v}: result differs from {}",
-                v.without_int64()
-            );
-        }
-    }
+    assert_int64_equals_twin("backward, the whole result", &results);
 }

@@ -9,16 +9,15 @@
 //! with the 16-bit-limb or the u64 (mul64.wgsl) Philox multiply.
 
 use super::device::{self, compute_pass, GpuContext};
-use super::layer::{tile_columns, workgroups, VariantPipelines};
+use super::layer::{tile_columns, workgroups, VariantCache, VariantPipelines};
 use super::params::SharedBuffers;
-use super::variant::{self, KernelVariant, Tiling};
+use super::variant::{self, KernelVariant};
 use super::{shaders, stats, GpuBackend};
 use crate::error::{Error, Result};
 use crate::sim::spec::{feature_major, SimSpec, Weights};
 use crate::sim::stats::block_stats;
 use crate::sim::{GradientPass, SampleGradients};
 use crate::theory::backward::Ste;
-use std::cell::RefCell;
 
 /// The backward pipelines: the tiled step per tile width, built with the
 /// backend, and the other backward variants ([`KernelVariant::backward`]:
@@ -26,7 +25,7 @@ use std::cell::RefCell;
 /// like the layer kernel (parameters, δ in, δ out, h^l).
 pub struct BackwardKernels {
     variants: Vec<(u32, wgpu::ComputePipeline)>,
-    others: RefCell<Vec<((KernelVariant, u32), VariantPipelines)>>,
+    others: VariantCache,
 }
 
 impl BackwardKernels {
@@ -43,7 +42,7 @@ impl BackwardKernels {
         }
         Ok(BackwardKernels {
             variants,
-            others: RefCell::new(Vec::new()),
+            others: VariantCache::default(),
         })
     }
 
@@ -64,27 +63,14 @@ impl BackwardKernels {
                 combine: None,
             });
         }
-        if let Some((_, p)) = self
-            .others
-            .borrow()
-            .iter()
-            .find(|(k, _)| *k == (variant, tb))
-        {
-            return Ok(p.clone());
-        }
-        let label = format!("backward {variant} TB={tb}");
-        let m = ctx.shader(&label, variant::backward_source(variant, tb))?;
-        let main = ctx.pipeline(&label, layout, &m, "main")?;
-        let combine = if variant.tiling() == Tiling::SplitK {
-            let label = format!("backward combine ({variant})");
-            let m = ctx.shader(&label, variant::backward_combine_source(variant.int64()))?;
-            Some(ctx.pipeline(&label, layout, &m, "main")?)
-        } else {
-            None
-        };
-        let p = VariantPipelines { main, combine };
-        self.others.borrow_mut().push(((variant, tb), p.clone()));
-        Ok(p)
+        self.others.get_or_build(
+            ctx,
+            layout,
+            "backward",
+            (variant, tb),
+            || variant::backward_source(variant, tb),
+            || variant::backward_combine_source(variant.int64()),
+        )
     }
 }
 
