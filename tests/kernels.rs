@@ -428,13 +428,14 @@ fn tuner_choice_and_cache_on_the_device() {
 /// the JSON output (and no cache is written); `auto` tunes, caches in
 /// `$QUANTDEPTH_CACHE_DIR` and names what it chose; a variant that does not
 /// apply is refused naming those that do; an unknown name lists them all.
+/// With `--backward` the backward step follows `--kernel`: `splitk`
+/// changes the result's bits against `tiled` (another summation order), and
+/// each `-int64` form prints exactly its 32-bit twin's JSON.
 #[test]
 fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
-    if backend().is_none() {
-        return;
-    }
+    let Some(b) = backend() else { return };
     let dir = temp_dir("cli");
-    let run = |kernel: &str| {
+    let run_with = |kernel: &str, extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
             .args([
                 "simulate",
@@ -456,6 +457,7 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
                 "--kernel",
                 kernel,
             ])
+            .args(extra)
             .env("QUANTDEPTH_CACHE_DIR", &dir)
             .output()
             .unwrap();
@@ -465,6 +467,7 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let run = |kernel: &str| run_with(kernel, &[]);
     let kernel_of = |out: &str| -> String {
         let v: serde_json::Value = serde_json::from_str(out).unwrap();
         v["meta"]["backend"]["kernel"].as_str().unwrap().to_string()
@@ -495,6 +498,20 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let (code, _, err) = run("fastest");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("auto or one of tiled, splitk, wide"), "{err}");
+    let backward = |kernel: &str| {
+        let (code, out, err) = run_with(kernel, &["--backward"]);
+        assert_eq!(code, Some(0), "backward --kernel {kernel}: {err}");
+        out
+    };
+    let (tiled, splitk) = (backward("tiled"), backward("splitk"));
+    assert_ne!(
+        tiled, splitk,
+        "--kernel splitk did not reach the backward pass"
+    );
+    if b.kernel_caps().int64 {
+        assert_eq!(backward("tiled-int64"), tiled);
+        assert_eq!(backward("splitk-int64"), splitk);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
