@@ -8,6 +8,12 @@
 // Twin of `LayerWeights::transposed` in src/sim/backward.rs (then the mask,
 // as `cpu_sample` applies it). Prepended with rng.wgsl,
 // params.wgsl, weight_tile.wgsl and input_tile.wgsl; p.layer is l + 1 (the weights' layer).
+// Split-K (the backward form of the `splitk` variant): with SPLIT = true the
+// grid's third axis splits the sum over i into S = (z count) slices of whole
+// 32-unit tiles, as layer.wgsl's SPLIT does; workgroup (x, y, z) writes its
+// unscaled partial sums to slot z of delta_out (S × n × B), and
+// layer_combine.wgsl (with BACKWARD) adds the S slots in a fixed order, then
+// applies s·σ_w/√n and the mask. With one slice the loop is the unsplit one.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> delta_in: array<f32>;
@@ -17,6 +23,8 @@
 // Columns of the batch per workgroup (the host picks the variant by
 // replacing this line).
 const TB: u32 = 64u;
+// Partial sums for split-K (the host sets it by replacing this line).
+const SPLIT: bool = false;
 const TI: u32 = 64u;
 const TJ: u32 = 32u;
 const WX: u32 = TB / 4u;
@@ -34,7 +42,8 @@ fn tile_input(i: u32) -> f32 {
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32,
-        @builtin(workgroup_id) wid: vec3<u32>) {
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = p.n;
     let batch = p.batch;
     let unit0 = wid.y * TI;
@@ -45,7 +54,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var i0 = 0u; i0 < n; i0 = i0 + TJ) {
+    // Slice z: tiles [z·per, (z+1)·per) of the ⌈n/TJ⌉ tiles (all of them
+    // when the grid has one slice).
+    let tiles = (n + TJ - 1u) / TJ;
+    let per = (tiles + nwg.z - 1u) / nwg.z;
+    let i_begin = wid.z * per * TJ;
+    let i_end = min(n, i_begin + per * TJ);
+    for (var i0 = i_begin; i0 < i_end; i0 = i0 + TJ) {
         // Weights z[i][j] for TJ rows i × TI units j (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, i0, TJ, unit0, TI);
         // δ^{l+1} for TJ rows × TB inputs (input_tile.wgsl).
@@ -72,7 +87,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         if (r == 3u) { acc = acc3; }
         let base = j * batch + col;
         for (var k = 0u; k < 4u; k = k + 1u) {
-            if (col + k < batch) {
+            if (SPLIT && col + k < batch) {
+                delta_out[(wid.z * n + j) * batch + col + k] = acc[k];
+            } else if (col + k < batch) {
                 let inside = abs(h_l[base + k]) <= p.ste_threshold;
                 delta_out[base + k] = select(0.0, p.ste_slope * p.w_scale * acc[k], inside);
             }

@@ -109,17 +109,7 @@ fn layer_gpu_equals_cpu() {
             spec.sigma_b,
             &mut out,
         );
-        let rms =
-            (out.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
-        let worst = gpu
-            .iter()
-            .zip(&out)
-            .map(|(g, c)| f64::from((g - c).abs()))
-            .fold(0.0, f64::max);
-        assert!(
-            worst <= 1e-5 * rms,
-            "width {width}, batch {batch}: max |Δ| = {worst:e}, rms {rms}"
-        );
+        common::assert_within_rounding(&format!("width {width}, batch {batch}"), &gpu, &out);
     }
 }
 
@@ -217,31 +207,7 @@ fn backward_statistics_agree_with_cpu() {
     let cancel = AtomicBool::new(false);
     let g = simulate_backward(&spec, &ste, &cancel, Some(&b)).unwrap();
     let c = simulate_backward(&spec, &ste, &cancel, None).unwrap();
-    let close = |x: quantdepth::sim::Estimate, y: quantdepth::sim::Estimate, what: &str| {
-        let se = (x.se.unwrap().powi(2) + y.se.unwrap().powi(2)).sqrt();
-        assert!(
-            (x.mean - y.mean).abs() <= 5.0 * se,
-            "{what}: gpu {} cpu {} (SE {se})",
-            x.mean,
-            y.mean
-        );
-    };
-    for (cg, cc) in g.iter().zip(&c) {
-        for (lg, lc) in cg.layers.iter().zip(&cc.layers) {
-            if let (Some(x), Some(y)) = (lg.norm_ratio, lc.norm_ratio) {
-                close(x, y, &format!("c0 {} layer {} norm ratio", cg.c0, lg.layer));
-            }
-            if lg.layer < spec.depth {
-                close(
-                    lg.grad_corr,
-                    lc.grad_corr,
-                    &format!("c0 {} layer {} gradient correlation", cg.c0, lg.layer),
-                );
-            }
-        }
-        close(cg.ntk_aa, cc.ntk_aa, "NTK (a, a)");
-        close(cg.ntk_ab, cc.ntk_ab, "NTK (a, b)");
-    }
+    common::assert_backward_within_5se("backward", &g, &c, spec.depth);
 }
 
 /// stats.wgsl against its CPU twin `block_stats` on one random matrix of

@@ -2,10 +2,20 @@
 //! validates with naga; on an adapter (lavapipe in CI) each equals the CPU
 //! twin for one layer, agrees with it statistically over 20 layers, and
 //! gives the same bits for the same seed; the int64 generator equals
-//! src/rng.rs bit for bit. Without an adapter the GPU tests skip, unless
+//! src/rng.rs bit for bit; the same for the backward step's variants
+//! (tiled, split-K, ± int64) against `LayerWeights::transposed` and the
+//! CPU backward pass. Without an adapter the GPU tests skip, unless
 //! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
 
 use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};
+
+/// The backward step's variants ([`KernelVariant::backward`]'s values).
+const BACKWARD_VARIANTS: [KernelVariant; 4] = [
+    KernelVariant::Tiled,
+    KernelVariant::SplitK,
+    KernelVariant::TiledInt64,
+    KernelVariant::SplitKInt64,
+];
 
 #[test]
 fn every_variant_validates_with_naga() {
@@ -17,6 +27,22 @@ fn every_variant_validates_with_naga() {
     }
     modules.push(("combine".into(), kernel::combine_source(false)));
     modules.push(("combine int64".into(), kernel::combine_source(true)));
+    for v in BACKWARD_VARIANTS {
+        for tb in [16, 32, 64] {
+            modules.push((
+                format!("backward {v} TB={tb}"),
+                kernel::backward_source(v, tb),
+            ));
+        }
+    }
+    modules.push((
+        "backward combine".into(),
+        kernel::backward_combine_source(false),
+    ));
+    modules.push((
+        "backward combine int64".into(),
+        kernel::backward_combine_source(true),
+    ));
     for (name, src) in modules {
         let module = common::validate(&name, &src);
         if name.contains("int64") {
@@ -114,8 +140,6 @@ fn one_layer_equals_cpu(tiling: Tiling) {
             &mut want,
             None,
         );
-        let rms =
-            (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
         let three = SimSpec {
             depth: 3,
             ..one.clone()
@@ -127,14 +151,10 @@ fn one_layer_equals_cpu(tiling: Tiling) {
         {
             b.set_kernel(KernelChoice::Forced(v), None);
             let got = b.propagate(&one, &x, 0).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, c)| f64::from((g - c).abs()))
-                .fold(0.0, f64::max);
-            assert!(
-                worst <= 1e-5 * rms,
-                "{v} n {width} B {batch} {weights}: max |Δ| = {worst:e}, rms {rms}"
+            common::assert_within_rounding(
+                &format!("{v} n {width} B {batch} {weights}"),
+                &got,
+                &want,
             );
             let deep = b.propagate(&three, &x, 0).unwrap();
             assert_eq!(
@@ -147,29 +167,41 @@ fn one_layer_equals_cpu(tiling: Tiling) {
             outputs.push((v, bits(&deep)));
             ran.push(v);
         }
-        for (v, out) in &outputs {
-            if v.int64() {
-                let twin = &outputs
-                    .iter()
-                    .find(|(w, _)| *w == v.without_int64())
-                    .unwrap()
-                    .1;
-                assert!(
-                    out == twin,
-                    "{v} differs from {} at n {width} B {batch}",
-                    v.without_int64()
-                );
-            }
-        }
+        assert_int64_equals_twin(&format!("n {width} B {batch}"), &outputs);
     }
-    for v in KernelVariant::ALL
-        .into_iter()
-        .filter(|v| v.tiling() == tiling)
-    {
-        if v.int64() && !caps.int64 {
-            eprintln!("{v} not tested: this adapter has no SHADER_INT64");
+    assert_every_variant_ran(
+        "",
+        KernelVariant::ALL
+            .into_iter()
+            .filter(|v| v.tiling() == tiling),
+        &ran,
+        caps.int64,
+    );
+}
+
+/// Each `-int64` variant's result among `outputs` equals its 32-bit
+/// twin's exactly (the generator is exact either way); `what` names the case.
+fn assert_int64_equals_twin<T: PartialEq>(what: &str, outputs: &[(KernelVariant, T)]) {
+    for (v, out) in outputs.iter().filter(|(v, _)| v.int64()) {
+        let twin = v.without_int64();
+        let twin_out = &outputs.iter().find(|(w, _)| *w == twin).unwrap().1;
+        assert!(out == twin_out, "{v} differs from {twin} at {what}");
+    }
+}
+
+/// Every one of `variants` ran (is in `ran`), except the `-int64` ones on
+/// an adapter without SHADER_INT64; `stage` prefixes the messages.
+fn assert_every_variant_ran(
+    stage: &str,
+    variants: impl IntoIterator<Item = KernelVariant>,
+    ran: &[KernelVariant],
+    int64: bool,
+) {
+    for v in variants {
+        if v.int64() && !int64 {
+            eprintln!("{stage}{v} not tested: this adapter has no SHADER_INT64");
         } else {
-            assert!(ran.contains(&v), "{v} never applied");
+            assert!(ran.contains(&v), "{stage}{v} never applied");
         }
     }
 }
@@ -396,13 +428,14 @@ fn tuner_choice_and_cache_on_the_device() {
 /// the JSON output (and no cache is written); `auto` tunes, caches in
 /// `$QUANTDEPTH_CACHE_DIR` and names what it chose; a variant that does not
 /// apply is refused naming those that do; an unknown name lists them all.
+/// With `--backward` the backward step follows `--kernel`: `splitk`
+/// changes the result's bits against `tiled` (another summation order), and
+/// each `-int64` form prints exactly its 32-bit twin's JSON.
 #[test]
 fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
-    if backend().is_none() {
-        return;
-    }
+    let Some(b) = backend() else { return };
     let dir = temp_dir("cli");
-    let run = |kernel: &str| {
+    let run_with = |kernel: &str, extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
             .args([
                 "simulate",
@@ -424,6 +457,7 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
                 "--kernel",
                 kernel,
             ])
+            .args(extra)
             .env("QUANTDEPTH_CACHE_DIR", &dir)
             .output()
             .unwrap();
@@ -433,6 +467,7 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let run = |kernel: &str| run_with(kernel, &[]);
     let kernel_of = |out: &str| -> String {
         let v: serde_json::Value = serde_json::from_str(out).unwrap();
         v["meta"]["backend"]["kernel"].as_str().unwrap().to_string()
@@ -464,5 +499,153 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let (code, _, err) = run("fastest");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("auto or one of tiled, splitk, wide"), "{err}");
+    let backward = |kernel: &str| {
+        let (code, out, err) = run_with(kernel, &["--backward"]);
+        assert_eq!(code, Some(0), "backward --kernel {kernel}: {err}");
+        out
+    };
+    let (tiled, splitk) = (backward("tiled"), backward("splitk"));
+    assert_ne!(
+        tiled, splitk,
+        "--kernel splitk did not reach the backward pass"
+    );
+    if b.kernel_caps().int64 {
+        assert_eq!(backward("tiled-int64"), tiled);
+        assert_eq!(backward("splitk-int64"), splitk);
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every layer variant's backward form: split-K stays split-K, the wide
+/// tilings run the tiled backward step, and the multiply follows.
+#[test]
+fn backward_variant_follows_the_forward_variant() {
+    for v in KernelVariant::ALL {
+        let back = v.backward();
+        assert!(BACKWARD_VARIANTS.contains(&back), "{v} → {back}");
+        assert_eq!(back.int64(), v.int64(), "{v}");
+        assert_eq!(
+            back.tiling() == Tiling::SplitK,
+            v.tiling() == Tiling::SplitK
+        );
+    }
+    assert_eq!(
+        KernelVariant::Wide256Int64.backward(),
+        KernelVariant::TiledInt64
+    );
+}
+
+/// One backward step (backward.wgsl; with SPLIT, then layer_combine.wgsl
+/// with BACKWARD) of every backward variant against its CPU twin,
+/// `LayerWeights::transposed` then the STE mask, at sizes off the tiles
+/// (n = 200, 333; B = 6, 10): |Δ| ≤ 1e-5·rms (the sums differ in order
+/// only, f32 rounding ~1e-7 relative per term); the same inputs give the
+/// same bits twice; an `-int64` variant gives bitwise its 32-bit twin's δ
+/// (the generator is exact either way). The pre-activations h are normals,
+/// so the mask at t = 1 zeroes about a third of the entries.
+#[test]
+fn backward_step_of_every_variant_gpu_equals_cpu() {
+    use quantdepth::sim::layer::LayerWeights;
+    use quantdepth::theory::backward::Ste;
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let ste = Ste::new(1.3, 1.0).unwrap();
+    let mut ran = Vec::new();
+    for (width, pairs) in [(200, 3), (333, 5), (200, 5), (333, 3)] {
+        let s = spec(
+            width,
+            2,
+            1,
+            Inputs::Pairs {
+                c0: vec![0.5],
+                pairs,
+            },
+            Weights::Gaussian,
+        );
+        let batch = s.measurements().batch;
+        assert_eq!(batch, 2 * pairs);
+        let stream = Stream::new(s.seed, 0);
+        let (mut delta, mut h) = (vec![0f32; width * batch], vec![0f32; width * batch]);
+        Stream::new(5, 1).fill_row(1, 0, &mut delta);
+        Stream::new(5, 1).fill_row(2, 0, &mut h);
+        let mut want = vec![0f32; width * batch];
+        LayerWeights::of(&s, &stream, 2).transposed(&delta, batch, &mut want);
+        let (t, slope) = (ste.threshold as f32, ste.slope as f32);
+        for (d, &x) in want.iter_mut().zip(&h) {
+            *d = if x.abs() <= t { slope * *d } else { 0.0 };
+        }
+        let zeros = want.iter().filter(|v| **v == 0.0).count();
+        assert!(
+            zeros > width * batch / 5 && zeros < width * batch / 2,
+            "{zeros} masked"
+        );
+        let mut outputs = Vec::new();
+        for v in BACKWARD_VARIANTS
+            .into_iter()
+            .filter(|v| v.applicable(width, batch, &caps))
+        {
+            b.set_kernel(KernelChoice::Forced(v), None);
+            let got = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
+            common::assert_within_rounding(
+                &format!("backward {v} n {width} B {batch}"),
+                &got,
+                &want,
+            );
+            let again = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
+            assert_eq!(
+                bits(&got),
+                bits(&again),
+                "backward {v}: same inputs, different bits"
+            );
+            outputs.push((v, bits(&got)));
+            ran.push(v);
+        }
+        assert_int64_equals_twin(&format!("backward n {width} B {batch}"), &outputs);
+    }
+    assert_every_variant_ran("backward ", BACKWARD_VARIANTS, &ran, caps.int64);
+}
+
+/// Ten layers forward and backward (`simulate_backward`) with the backward
+/// step of each variant: the gradient-norm ratios and gradient correlations
+/// within 5 combined SE of the CPU backend's (the variants use the same
+/// weights; only f32 rounding separates them), and an `-int64` variant's
+/// whole result identical to its 32-bit twin's.
+#[test]
+fn backward_statistics_of_every_variant_agree_with_cpu() {
+    use quantdepth::sim::backward::simulate_backward;
+    use quantdepth::theory::backward::{unit_slope, Ste};
+    use std::sync::atomic::AtomicBool;
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let mut ch = NetworkChoice::uniform(4);
+    ch.sigma_b = Some(0.1);
+    let r = ch.resolve().unwrap();
+    let s = SimSpec::of_network(
+        &r,
+        200,
+        10,
+        8,
+        29,
+        Inputs::Pairs {
+            c0: vec![0.5, 0.9],
+            pairs: 2,
+        },
+    );
+    let batch = s.measurements().batch;
+    let ste = Ste::new(1.05 * unit_slope(&r.network, r.q_star, 1.0).unwrap(), 1.0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let c = simulate_backward(&s, &ste, &cancel, None).unwrap();
+    let mut results = Vec::new();
+    for v in BACKWARD_VARIANTS
+        .into_iter()
+        .filter(|v| v.applicable(200, batch, &caps))
+    {
+        b.set_kernel(KernelChoice::Forced(v), None);
+        let g = simulate_backward(&s, &ste, &cancel, Some(&b)).unwrap();
+        assert_eq!(b.kernels_used(), [v]);
+        common::assert_backward_within_5se(&format!("backward {v}"), &g, &c, s.depth);
+        results.push((v, g));
+    }
+    assert!(results.iter().any(|(v, _)| *v == KernelVariant::SplitK));
+    assert_int64_equals_twin("backward, the whole result", &results);
 }

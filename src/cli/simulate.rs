@@ -73,7 +73,9 @@ dimension split over more workgroups), wide (B > 64: 128-column tiles), wide256 
 256-column tiles), and their -int64 \
 forms (adapters with SHADER_INT64: the generator's multiply in 64 bits, the same numbers). \
 All variants generate the same weights; results agree to f32 rounding, and the variant \
-that ran is recorded with the results. Ignored on the CPU backend.";
+that ran is recorded with the results. With --backward the backward step follows the \
+forward variant (splitk → split-K backward, every other → tiled backward, each ± int64). \
+Ignored on the CPU backend.";
 
 /// Parses `--kernel`.
 pub fn parse_kernel(s: &str) -> std::result::Result<KernelChoice, String> {
@@ -265,11 +267,18 @@ fn simulate_backward(args: &SimulateArgs) -> Result<()> {
     use quantdepth::sim::backward::simulate_backward as run_backward;
     use quantdepth::sim::gpu::{AdapterPolicy, GpuBackend};
     use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
-    let gpu = match args.backend.as_str() {
+    let mut gpu = match args.backend.as_str() {
         "cpu" => None,
         "gpu" => Some(GpuBackend::new(AdapterPolicy::PreferHardware)?),
         _ => GpuBackend::new(AdapterPolicy::HardwareOnly).ok(),
     };
+    // The backward step follows the forward layer's variant (--kernel).
+    if let Some(g) = gpu.as_mut() {
+        g.set_kernel(
+            args.kernel,
+            quantdepth::sim::gpu::autotune::default_cache_dir(),
+        );
+    }
     let where_ = gpu.as_ref().map_or("the CPU backend".to_string(), |g| {
         format!("the GPU {}", g.context().describe())
     });

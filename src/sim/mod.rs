@@ -51,7 +51,8 @@ pub struct BackendInfo {
     /// each with its sizes where they differ
     /// ([`gpu::GpuBackend::kernel_description`]), or the choice (`auto`, a
     /// variant) before any layer ran; `None` on the CPU (and then absent
-    /// from JSON).
+    /// from JSON). The backward step follows it
+    /// ([`gpu::KernelVariant::backward`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
 }

@@ -1,12 +1,14 @@
 //! Pieces shared by the GPU test files (each declares `mod common;`): the
 //! rule for a missing adapter, a quiet simulation run, naga validation, the
-//! GPU-against-CPU statistics bound, and a run of the generator check
+//! GPU-against-CPU statistics bounds (forward and backward), and a run of the generator check
 //! kernel.
 // Each test crate uses the part it needs.
 #![allow(dead_code)]
 
+use quantdepth::sim::backward::BackwardCurve;
 use quantdepth::sim::gpu::GpuContext;
 use quantdepth::sim::stats::PairLayer;
+use quantdepth::sim::Estimate;
 use quantdepth::sim::{self, Backend, Control, SimOutcome, SimSpec};
 use std::sync::atomic::AtomicBool;
 
@@ -79,6 +81,61 @@ pub fn assert_layer_within_5se(what: &str, g: &PairLayer, c: &PairLayer) {
             eg.mean,
             ec.mean
         );
+    }
+}
+
+/// A GPU result `got` equals its CPU twin `want` to f32 rounding:
+/// max |Δ| ≤ 1e-5·rms(want) (sums in another order differ by ~1e-7
+/// relative per term); `what` names the case in a failure.
+pub fn assert_within_rounding(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let rms = (want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, c)| f64::from((g - c).abs()))
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 1e-5 * rms,
+        "{what}: max |Δ| = {worst:e}, rms {rms}"
+    );
+}
+
+/// The backward pass's statistics from the GPU (`g`) and the CPU (`c`):
+/// each layer's gradient-norm ratio and (below the output layer `depth`)
+/// gradient correlation, and the NTK, within 5 combined standard errors;
+/// `what` names the case in a failure.
+pub fn assert_backward_within_5se(
+    what: &str,
+    g: &[BackwardCurve],
+    c: &[BackwardCurve],
+    depth: usize,
+) {
+    let close = |x: Estimate, y: Estimate, name: &str| {
+        let se = (x.se.unwrap().powi(2) + y.se.unwrap().powi(2)).sqrt();
+        assert!(
+            (x.mean - y.mean).abs() <= 5.0 * se,
+            "{what} {name}: gpu {} cpu {} (SE {se})",
+            x.mean,
+            y.mean
+        );
+    };
+    assert_eq!(g.len(), c.len());
+    for (cg, cc) in g.iter().zip(c) {
+        for (lg, lc) in cg.layers.iter().zip(&cc.layers) {
+            if let (Some(x), Some(y)) = (lg.norm_ratio, lc.norm_ratio) {
+                close(x, y, &format!("c0 {} layer {} norm ratio", cg.c0, lg.layer));
+            }
+            if lg.layer < depth {
+                close(
+                    lg.grad_corr,
+                    lc.grad_corr,
+                    &format!("c0 {} layer {} gradient correlation", cg.c0, lg.layer),
+                );
+            }
+        }
+        close(cg.ntk_aa, cc.ntk_aa, "NTK (a, a)");
+        close(cg.ntk_ab, cc.ntk_ab, "NTK (a, b)");
     }
 }
 

@@ -30,8 +30,45 @@ pub struct LayerKernels {
     /// The bind-group layout (also the backward kernel's).
     pub layout: wgpu::BindGroupLayout,
     variants: Vec<(u32, wgpu::ComputePipeline)>,
-    /// The other variants' pipelines, by (variant, TB), built on first use.
-    others: RefCell<Vec<((KernelVariant, u32), VariantPipelines)>>,
+    /// The other variants' pipelines, built on first use.
+    others: VariantCache,
+}
+
+/// One stage's variant pipelines by (variant, TB), each compiled on first
+/// use (the layer's and the backward step's).
+#[derive(Default)]
+pub struct VariantCache(RefCell<Vec<((KernelVariant, u32), VariantPipelines)>>);
+
+impl VariantCache {
+    /// The pipelines of `variant` at `tb` under `layout`: from the cache,
+    /// else compiled from `main` (and for split-K `combine`), labelled
+    /// with `stage`, and kept.
+    pub fn get_or_build(
+        &self,
+        ctx: &GpuContext,
+        layout: &wgpu::BindGroupLayout,
+        stage: &str,
+        (variant, tb): (KernelVariant, u32),
+        main: impl FnOnce() -> String,
+        combine: impl FnOnce() -> String,
+    ) -> Result<VariantPipelines> {
+        if let Some((_, p)) = self.0.borrow().iter().find(|(k, _)| *k == (variant, tb)) {
+            return Ok(p.clone());
+        }
+        let label = format!("{stage} {variant} TB={tb}");
+        let m = ctx.shader(&label, main())?;
+        let main = ctx.pipeline(&label, layout, &m, "main")?;
+        let combine = if variant.tiling() == Tiling::SplitK {
+            let label = format!("{stage} combine ({variant})");
+            let m = ctx.shader(&label, combine())?;
+            Some(ctx.pipeline(&label, layout, &m, "main")?)
+        } else {
+            None
+        };
+        let p = VariantPipelines { main, combine };
+        self.0.borrow_mut().push(((variant, tb), p.clone()));
+        Ok(p)
+    }
 }
 
 /// The compute pipelines of one variant at one TB: the main pass, and for
@@ -66,7 +103,7 @@ impl LayerKernels {
         Ok(LayerKernels {
             layout,
             variants,
-            others: RefCell::new(Vec::new()),
+            others: VariantCache::default(),
         })
     }
 
@@ -88,27 +125,14 @@ impl LayerKernels {
             Tiling::Wide | Tiling::Wide256 => 0,
             _ => tile_columns(batch),
         };
-        if let Some((_, p)) = self
-            .others
-            .borrow()
-            .iter()
-            .find(|(k, _)| *k == (variant, tb))
-        {
-            return Ok(p.clone());
-        }
-        let label = format!("layer {variant} TB={tb}");
-        let m = ctx.shader(&label, variant::layer_source(variant, tb.max(16)))?;
-        let main = ctx.pipeline(&label, &self.layout, &m, "main")?;
-        let combine = if variant.tiling() == Tiling::SplitK {
-            let label = format!("layer combine ({variant})");
-            let m = ctx.shader(&label, variant::combine_source(variant.int64()))?;
-            Some(ctx.pipeline(&label, &self.layout, &m, "main")?)
-        } else {
-            None
-        };
-        let p = VariantPipelines { main, combine };
-        self.others.borrow_mut().push(((variant, tb), p.clone()));
-        Ok(p)
+        self.others.get_or_build(
+            ctx,
+            &self.layout,
+            "layer",
+            (variant, tb),
+            || variant::layer_source(variant, tb.max(16)),
+            || variant::combine_source(variant.int64()),
+        )
     }
 
     /// The pipeline for a batch.

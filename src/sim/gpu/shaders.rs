@@ -84,7 +84,7 @@ pub fn layer(tb: u32) -> String {
     )
 }
 
-/// The line of layer.wgsl that selects split-K partial sums.
+/// The line of layer.wgsl and backward.wgsl that selects split-K partial sums.
 const SPLIT_LINE: &str = "const SPLIT: bool = false;";
 
 /// layer.wgsl writing split-K partial sums, `tb` batch columns per workgroup.
@@ -100,6 +100,28 @@ pub fn layer_split(tb: u32) -> String {
 /// layer_combine.wgsl with the generator and the parameters.
 pub fn layer_combine() -> String {
     format!("{RNG}\n{PARAMS}\n{LAYER_STORE}\n{LAYER_COMBINE}")
+}
+
+/// backward.wgsl writing split-K partial sums, `tb` batch columns per
+/// workgroup.
+pub fn backward_split(tb: u32) -> String {
+    with_line(
+        "backward.wgsl",
+        &backward(tb),
+        SPLIT_LINE,
+        "const SPLIT: bool = true;",
+    )
+}
+
+/// layer_combine.wgsl as the split-K backward step's second pass (scale
+/// and STE mask instead of scale and bias).
+pub fn backward_combine() -> String {
+    with_line(
+        "layer_combine.wgsl",
+        &layer_combine(),
+        "const BACKWARD: bool = false;",
+        "const BACKWARD: bool = true;",
+    )
 }
 
 /// The lines of layer_wide.wgsl that set its tile: batch columns and units

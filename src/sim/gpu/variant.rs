@@ -179,6 +179,20 @@ impl KernelVariant {
         }
     }
 
+    /// The backward step's variant when the forward pass runs this one:
+    /// split-K stays split-K (the backward batch, 2 × pairs, is usually
+    /// small), every other tiling runs the tiled backward.wgsl (it has no
+    /// wide form); the multiply (± int64) follows. The backward pass has no
+    /// tuner of its own.
+    pub fn backward(self) -> KernelVariant {
+        match (self.tiling(), self.int64()) {
+            (Tiling::SplitK, false) => KernelVariant::SplitK,
+            (Tiling::SplitK, true) => KernelVariant::SplitKInt64,
+            (_, false) => KernelVariant::Tiled,
+            (_, true) => KernelVariant::TiledInt64,
+        }
+    }
+
     /// Whether this variant can run a layer of width `n` on `batch` inputs
     /// on a device with `caps`.
     pub fn applicable(self, n: usize, batch: usize, caps: &DeviceCaps) -> bool {
@@ -329,16 +343,34 @@ pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
         Tiling::Wide => shaders::layer_wide(128),
         Tiling::Wide256 => shaders::layer_wide(256),
     };
-    if variant.int64() {
-        shaders::with_mul64(&src)
-    } else {
-        src
-    }
+    with_multiply(src, variant.int64())
 }
 
 /// The split-K combine pass (its bias uses the variant's generator).
 pub fn combine_source(int64: bool) -> String {
-    let src = shaders::layer_combine();
+    with_multiply(shaders::layer_combine(), int64)
+}
+
+/// The backward step of the backward variant `variant` (see
+/// [`KernelVariant::backward`]) with `tb` batch columns per workgroup:
+/// backward.wgsl, with SPLIT for split-K, composed with mul64.wgsl for the
+/// `-int64` variants.
+pub fn backward_source(variant: KernelVariant, tb: u32) -> String {
+    let src = match variant.tiling() {
+        Tiling::SplitK => shaders::backward_split(tb),
+        _ => shaders::backward(tb),
+    };
+    with_multiply(src, variant.int64())
+}
+
+/// The split-K backward step's combine pass (layer_combine.wgsl with
+/// BACKWARD).
+pub fn backward_combine_source(int64: bool) -> String {
+    with_multiply(shaders::backward_combine(), int64)
+}
+
+/// `src` with the u64 Philox multiply where `int64`.
+fn with_multiply(src: String, int64: bool) -> String {
     if int64 {
         shaders::with_mul64(&src)
     } else {
