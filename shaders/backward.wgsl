@@ -54,13 +54,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    // Slice z: tiles [z·per, (z+1)·per) of the ⌈n/TJ⌉ tiles (all of them
-    // when the grid has one slice).
-    let tiles = (n + TJ - 1u) / TJ;
-    let per = (tiles + nwg.z - 1u) / nwg.z;
-    let i_begin = wid.z * per * TJ;
-    let i_end = min(n, i_begin + per * TJ);
-    for (var i0 = i_begin; i0 < i_end; i0 = i0 + TJ) {
+    // Slice z of the reduced dimension (input_tile.wgsl; all of it when
+    // the grid has one slice).
+    let kslice = slice_range(n, TJ, nwg.z, wid.z);
+    for (var i0 = kslice.x; i0 < kslice.y; i0 = i0 + TJ) {
         // Weights z[i][j] for TJ rows i × TI units j (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, i0, TJ, unit0, TI);
         // δ^{l+1} for TJ rows × TB inputs (input_tile.wgsl).

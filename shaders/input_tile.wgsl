@@ -26,3 +26,14 @@ fn fill_input_tile(li: u32, threads: u32, j0: u32, rows: u32, col0: u32, quads: 
         a_tile[t] = v;
     }
 }
+
+// The part of the reduced dimension that workgroup slice z of `slices`
+// covers (split-K, the grid's z axis): whole tiles [z·per, (z+1)·per) of the
+// ⌈n/tj⌉ tiles of tj units, as [begin, end) in units; all of 0..n when the
+// grid has one slice. The host derives the same `per` (sim/gpu/variant.rs).
+fn slice_range(n: u32, tj: u32, slices: u32, z: u32) -> vec2<u32> {
+    let tiles = (n + tj - 1u) / tj;
+    let per = (tiles + slices - 1u) / slices;
+    let begin = z * per * tj;
+    return vec2<u32>(begin, min(n, begin + per * tj));
+}

@@ -65,13 +65,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    // Slice z: tiles [z·per, (z+1)·per) of the ⌈n/TJ⌉ tiles (all of them
-    // when the grid has one slice).
-    let tiles = (n + TJ - 1u) / TJ;
-    let per = (tiles + nwg.z - 1u) / nwg.z;
-    let j_begin = wid.z * per * TJ;
-    let j_end = min(n, j_begin + per * TJ);
-    for (var j0 = j_begin; j0 < j_end; j0 = j0 + TJ) {
+    // Slice z of the reduced dimension (input_tile.wgsl; all of it when
+    // the grid has one slice).
+    let kslice = slice_range(n, TJ, nwg.z, wid.z);
+    for (var j0 = kslice.x; j0 < kslice.y; j0 = j0 + TJ) {
         // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
         fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
         // Activations φ(H) for TJ units × TB inputs (input_tile.wgsl).
