@@ -37,9 +37,11 @@ def _ticks_during(call):
 
 
 def test_simulate_releases_the_gil():
-    # Holding the GIL, the ticker could not run at all during the call.
+    # Holding the GIL, the ticker could not run at all during the call. The
+    # call is sized to take seconds (0.3 s at depth 40 on a quiet 2-core VM
+    # was too close to the 0.3 s floor below).
     inside, seconds = _ticks_during(
-        lambda: qd.simulate(16, 0.5, width=1024, depth=40, samples=4, backend="cpu")
+        lambda: qd.simulate(16, 0.5, width=1024, depth=300, samples=4, backend="cpu")
     )
     assert seconds > 0.3, f"the call took only {seconds:.2f} s: too short to tell"
     # A 5 ms ticker on a loaded 2-core machine: at least a tick per 50 ms.
