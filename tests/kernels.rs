@@ -516,54 +516,69 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Every layer variant's backward form: split-K stays split-K, the wide
-/// tilings run the tiled backward step, and the multiply follows.
+/// Every layer variant's backward form: split-K stays split-K, `wide` and
+/// `wide256` run the wide backward step of their own tile width (one
+/// generated weight tile for 128/256 columns), and the multiply follows.
 #[test]
 fn backward_variant_follows_the_forward_variant() {
     for v in KernelVariant::ALL {
         let back = v.backward();
-        assert!(BACKWARD_VARIANTS.contains(&back), "{v} → {back}");
-        assert_eq!(back.int64(), v.int64(), "{v}");
-        assert_eq!(
-            back.tiling() == Tiling::SplitK,
-            v.tiling() == Tiling::SplitK
+        assert!(
+            BACKWARD_VARIANTS.contains(&back) || WIDE_BACKWARD_VARIANTS.contains(&back),
+            "{v} → {back}"
         );
+        assert_eq!(back.int64(), v.int64(), "{v}");
+        if matches!(v.tiling(), Tiling::SplitK | Tiling::Wide | Tiling::Wide256) {
+            assert_eq!(back, v);
+        }
     }
     assert_eq!(
         KernelVariant::Wide256Int64.backward(),
-        KernelVariant::TiledInt64
+        KernelVariant::Wide256Int64
     );
+    assert_eq!(KernelVariant::Wide.backward(), KernelVariant::Wide);
 }
 
 /// One backward step (backward.wgsl; with SPLIT, then layer_combine.wgsl
 /// with BACKWARD) of every backward variant against its CPU twin,
 /// `LayerWeights::transposed` then the STE mask, at sizes off the tiles
-/// (n = 200, 333; B = 6, 10): |Δ| ≤ 1e-5·rms (the sums differ in order
-/// only, f32 rounding ~1e-7 relative per term); the same inputs give the
-/// same bits twice; an `-int64` variant gives bitwise its 32-bit twin's δ
-/// (the generator is exact either way). The pre-activations h are normals,
-/// so the mask at t = 1 zeroes about a third of the entries.
+/// (n = 200, 333; B = 6, 10): see [`backward_step_equals_cpu`].
 #[test]
 fn backward_step_of_every_variant_gpu_equals_cpu() {
+    let pairs = |pairs| Inputs::Pairs {
+        c0: vec![0.5],
+        pairs,
+    };
+    backward_step_equals_cpu(
+        &[
+            (200, pairs(3), Weights::Gaussian),
+            (333, pairs(5), Weights::Gaussian),
+            (200, pairs(5), Weights::Gaussian),
+            (333, pairs(3), Weights::Gaussian),
+        ],
+        &BACKWARD_VARIANTS,
+    );
+}
+
+/// One backward step of each of `variants` that applies, for each case
+/// (n, inputs, weights), against its CPU twin, `LayerWeights::transposed`
+/// then the STE mask: |Δ| ≤ 1e-5·rms (the sums differ in order only, f32
+/// rounding ~1e-7 relative per term); the same inputs give the same bits
+/// twice; an `-int64` variant gives bitwise its 32-bit twin's δ (the
+/// generator is exact either way); every variant ran in some case. The
+/// pre-activations h are normals, so the mask at t = 1 zeroes about a third
+/// of the entries.
+fn backward_step_equals_cpu(cases: &[(usize, Inputs, Weights)], variants: &[KernelVariant]) {
     use quantdepth::sim::layer::LayerWeights;
     use quantdepth::theory::backward::Ste;
     let Some(mut b) = backend() else { return };
     let caps = b.kernel_caps();
     let ste = Ste::new(1.3, 1.0).unwrap();
     let mut ran = Vec::new();
-    for (width, pairs) in [(200, 3), (333, 5), (200, 5), (333, 3)] {
-        let s = spec(
-            width,
-            2,
-            1,
-            Inputs::Pairs {
-                c0: vec![0.5],
-                pairs,
-            },
-            Weights::Gaussian,
-        );
+    for (width, inputs, weights) in cases {
+        let (width, weights) = (*width, *weights);
+        let s = spec(width, 2, 1, inputs.clone(), weights);
         let batch = s.measurements().batch;
-        assert_eq!(batch, 2 * pairs);
         let stream = Stream::new(s.seed, 0);
         let (mut delta, mut h) = (vec![0f32; width * batch], vec![0f32; width * batch]);
         Stream::new(5, 1).fill_row(1, 0, &mut delta);
@@ -580,38 +595,43 @@ fn backward_step_of_every_variant_gpu_equals_cpu() {
             "{zeros} masked"
         );
         let mut outputs = Vec::new();
-        for v in BACKWARD_VARIANTS
-            .into_iter()
+        for &v in variants
+            .iter()
             .filter(|v| v.applicable(width, batch, &caps))
         {
             b.set_kernel(KernelChoice::Forced(v), None);
             let got = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
-            common::assert_within_rounding(
-                &format!("backward {v} n {width} B {batch}"),
-                &got,
-                &want,
-            );
+            let what = format!("backward {v} n {width} B {batch} {weights}");
+            common::assert_within_rounding(&what, &got, &want);
             let again = b.backward_step(&s, &ste, v, &delta, &h, 0).unwrap();
             assert_eq!(
                 bits(&got),
                 bits(&again),
-                "backward {v}: same inputs, different bits"
+                "{what}: same inputs, different bits"
             );
             outputs.push((v, bits(&got)));
             ran.push(v);
         }
         assert_int64_equals_twin(&format!("backward n {width} B {batch}"), &outputs);
     }
-    assert_every_variant_ran("backward ", BACKWARD_VARIANTS, &ran, caps.int64);
+    assert_every_variant_ran("backward ", variants.iter().copied(), &ran, caps.int64);
 }
 
 /// Ten layers forward and backward (`simulate_backward`) with the backward
-/// step of each variant: the gradient-norm ratios and gradient correlations
-/// within 5 combined SE of the CPU backend's (the variants use the same
-/// weights; only f32 rounding separates them), and an `-int64` variant's
-/// whole result identical to its 32-bit twin's.
+/// step of each variant at B = 8: see [`backward_statistics_agree_with_cpu`].
 #[test]
 fn backward_statistics_of_every_variant_agree_with_cpu() {
+    backward_statistics_agree_with_cpu(2, &BACKWARD_VARIANTS);
+}
+
+/// Ten layers forward and backward (`simulate_backward`, n = 200, 8
+/// networks, c⁰ ∈ {0.5, 0.9} × `pairs` pairs) with the backward step of each
+/// of `variants` that applies: the gradient-norm ratios and gradient
+/// correlations within 5 combined SE of the CPU backend's (the variants use
+/// the same weights; only f32 rounding separates them), and an `-int64`
+/// variant's whole result identical to its 32-bit twin's; every variant
+/// ran (the `-int64` ones where the adapter has SHADER_INT64).
+fn backward_statistics_agree_with_cpu(pairs: usize, variants: &[KernelVariant]) {
     use quantdepth::sim::backward::simulate_backward;
     use quantdepth::theory::backward::{unit_slope, Ste};
     use std::sync::atomic::AtomicBool;
@@ -628,7 +648,7 @@ fn backward_statistics_of_every_variant_agree_with_cpu() {
         29,
         Inputs::Pairs {
             c0: vec![0.5, 0.9],
-            pairs: 2,
+            pairs,
         },
     );
     let batch = s.measurements().batch;
@@ -636,16 +656,75 @@ fn backward_statistics_of_every_variant_agree_with_cpu() {
     let cancel = AtomicBool::new(false);
     let c = simulate_backward(&s, &ste, &cancel, None).unwrap();
     let mut results = Vec::new();
-    for v in BACKWARD_VARIANTS
-        .into_iter()
-        .filter(|v| v.applicable(200, batch, &caps))
-    {
+    for &v in variants.iter().filter(|v| v.applicable(200, batch, &caps)) {
         b.set_kernel(KernelChoice::Forced(v), None);
         let g = simulate_backward(&s, &ste, &cancel, Some(&b)).unwrap();
         assert_eq!(b.kernels_used(), [v]);
-        common::assert_backward_within_5se(&format!("backward {v}"), &g, &c, s.depth);
+        let what = format!("backward {v} B {batch}");
+        common::assert_backward_within_5se(&what, &g, &c, s.depth);
         results.push((v, g));
     }
-    assert!(results.iter().any(|(v, _)| *v == KernelVariant::SplitK));
     assert_int64_equals_twin("backward, the whole result", &results);
+    let ran: Vec<KernelVariant> = results.iter().map(|(v, _)| *v).collect();
+    assert_every_variant_ran("backward ", variants.iter().copied(), &ran, caps.int64);
+}
+
+/// The wide backward step's variants ([`KernelVariant::backward`] of the
+/// wide tilings: layer_wide.wgsl with BACKWARD).
+const WIDE_BACKWARD_VARIANTS: [KernelVariant; 4] = [
+    KernelVariant::Wide,
+    KernelVariant::Wide256,
+    KernelVariant::WideInt64,
+    KernelVariant::Wide256Int64,
+];
+
+/// The wide backward step's WGSL validates with naga, and its `-int64`
+/// forms need SHADER_INT64; it keeps the forward kernel's tile (TB, TJ)
+/// and its 4·TB/64 named accumulators.
+#[test]
+fn wide_backward_variants_validate_with_naga() {
+    for v in WIDE_BACKWARD_VARIANTS {
+        let src = kernel::backward_source(v, 64);
+        assert!(src.contains("const BACKWARD: bool = true;"), "{v}");
+        let tb = if v.tiling() == Tiling::Wide { 128 } else { 256 };
+        assert!(src.contains(&format!("const TB: u32 = {tb}u;")), "{v}");
+        assert!(src.contains(&format!("var acc3{} ", tb / 64 - 1)), "{v}");
+        let module = common::validate(&format!("backward {v}"), &src);
+        let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::SHADER_INT64;
+        let refused = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .is_err();
+        assert_eq!(refused, v.int64(), "{v}: validated without SHADER_INT64");
+    }
+}
+
+/// One wide backward step (layer_wide.wgsl with BACKWARD) of `wide`,
+/// `wide256` and their `-int64` forms against the CPU twin at sizes off
+/// the tiles (n = 200, 333; B = 130, 257), Gaussian and Rademacher weights:
+/// |Δ| ≤ 1e-5·rms, the same bits twice, `-int64` bitwise its twin
+/// ([`backward_step_equals_cpu`]).
+#[test]
+fn backward_step_of_wide_variants_gpu_equals_cpu() {
+    let pairs = Inputs::Pairs {
+        c0: vec![0.5],
+        pairs: 65,
+    };
+    let circle = Inputs::Circle { points: 257 };
+    backward_step_equals_cpu(
+        &[
+            (200, pairs.clone(), Weights::Gaussian),
+            (333, circle.clone(), Weights::Gaussian),
+            (333, pairs, Weights::Rademacher),
+            (200, circle, Weights::Rademacher),
+        ],
+        &WIDE_BACKWARD_VARIANTS,
+    );
+}
+
+/// Ten layers forward and backward with the wide backward steps at
+/// B = 132 (33 pairs × two c⁰): within 5 combined SE of the CPU's
+/// ([`backward_statistics_agree_with_cpu`]); every wide variant ran.
+#[test]
+fn backward_statistics_of_wide_variants_agree_with_cpu() {
+    backward_statistics_agree_with_cpu(33, &WIDE_BACKWARD_VARIANTS);
 }

@@ -11,7 +11,7 @@
 use super::device::{self, compute_pass, GpuContext};
 use super::layer::{tile_columns, workgroups, VariantCache, VariantPipelines};
 use super::params::SharedBuffers;
-use super::variant::{self, KernelVariant};
+use super::variant::{self, KernelVariant, Tiling};
 use super::{shaders, stats, GpuBackend};
 use crate::error::{Error, Result};
 use crate::sim::spec::{feature_major, SimSpec, Weights};
@@ -63,12 +63,17 @@ impl BackwardKernels {
                 combine: None,
             });
         }
+        // The wide tilings have one tile width whatever the batch.
+        let tb = match variant.tiling() {
+            Tiling::Wide | Tiling::Wide256 => 0,
+            _ => tb,
+        };
         self.others.get_or_build(
             ctx,
             layout,
             "backward",
             (variant, tb),
-            || variant::backward_source(variant, tb),
+            || variant::backward_source(variant, tb.max(16)),
             || variant::backward_combine_source(variant.int64()),
         )
     }

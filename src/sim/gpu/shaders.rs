@@ -30,7 +30,8 @@ pub const INPUT_TILE: &str = include_str!("../../../shaders/input_tile.wgsl");
 /// split-K combine pass (a fragment).
 pub const LAYER_STORE: &str = include_str!("../../../shaders/layer_store.wgsl");
 /// The wide layer kernel (64 × TB tiles, k-major weight tile; TB = 128 or
-/// 256, see [`layer_wide`]).
+/// 256, see [`layer_wide`]), and with BACKWARD the wide backward step
+/// ([`backward_wide`]).
 pub const LAYER_WIDE: &str = include_str!("../../../shaders/layer_wide.wgsl");
 /// The split-K combine pass.
 pub const LAYER_COMBINE: &str = include_str!("../../../shaders/layer_combine.wgsl");
@@ -113,13 +114,17 @@ pub fn backward_split(tb: u32) -> String {
     )
 }
 
+/// The line of layer_combine.wgsl and layer_wide.wgsl that selects the
+/// backward step's form.
+const BACKWARD_LINE: &str = "const BACKWARD: bool = false;";
+
 /// layer_combine.wgsl as the split-K backward step's second pass (scale
 /// and STE mask instead of scale and bias).
 pub fn backward_combine() -> String {
     with_line(
         "layer_combine.wgsl",
         &layer_combine(),
-        "const BACKWARD: bool = false;",
+        BACKWARD_LINE,
         "const BACKWARD: bool = true;",
     )
 }
@@ -155,6 +160,19 @@ pub fn layer_wide(tb: u32) -> String {
     format!(
         "{RNG}\n{PARAMS}\n{PHI}\n{INPUT_TILE}\n{LAYER_STORE}\n{}",
         per_column_group(&src, tb / 64)
+    )
+}
+
+/// layer_wide.wgsl as the wide backward step (`wide`, `wide256`: the
+/// transposed weight tile, δ as the input tile, the STE mask instead of the
+/// bias), for `tb` = 128 or 256 batch columns per workgroup as
+/// [`layer_wide`].
+pub fn backward_wide(tb: u32) -> String {
+    with_line(
+        "layer_wide.wgsl",
+        &layer_wide(tb),
+        BACKWARD_LINE,
+        "const BACKWARD: bool = true;",
     )
 }
 

@@ -180,16 +180,14 @@ impl KernelVariant {
     }
 
     /// The backward step's variant when the forward pass runs this one:
-    /// split-K stays split-K (the backward batch, 2 × pairs, is usually
-    /// small), every other tiling runs the tiled backward.wgsl (it has no
-    /// wide form); the multiply (± int64) follows. The backward pass has no
-    /// tuner of its own.
+    /// the same tiling and multiply — split-K stays split-K (the backward
+    /// batch, 2 × pairs, is usually small), `wide`/`wide256` run the wide
+    /// backward step (layer_wide.wgsl with BACKWARD: one generated weight
+    /// tile serves 128/256 columns), `tiled` the tiled backward.wgsl; ± int64
+    /// follows. The backward pass has no tuner of its own.
     pub fn backward(self) -> KernelVariant {
-        match (self.tiling(), self.int64()) {
-            (Tiling::SplitK, false) => KernelVariant::SplitK,
-            (Tiling::SplitK, true) => KernelVariant::SplitKInt64,
-            (_, false) => KernelVariant::Tiled,
-            (_, true) => KernelVariant::TiledInt64,
+        match self.tiling() {
+            Tiling::Tiled | Tiling::SplitK | Tiling::Wide | Tiling::Wide256 => self,
         }
     }
 
@@ -352,13 +350,16 @@ pub fn combine_source(int64: bool) -> String {
 }
 
 /// The backward step of the backward variant `variant` (see
-/// [`KernelVariant::backward`]) with `tb` batch columns per workgroup:
-/// backward.wgsl, with SPLIT for split-K, composed with mul64.wgsl for the
-/// `-int64` variants.
+/// [`KernelVariant::backward`]) with `tb` batch columns per workgroup (tb
+/// matters for tiled and split-K only): backward.wgsl, with SPLIT for
+/// split-K, or layer_wide.wgsl with BACKWARD for the wide tilings, composed
+/// with mul64.wgsl for the `-int64` variants.
 pub fn backward_source(variant: KernelVariant, tb: u32) -> String {
     let src = match variant.tiling() {
+        Tiling::Tiled => shaders::backward(tb),
         Tiling::SplitK => shaders::backward_split(tb),
-        _ => shaders::backward(tb),
+        Tiling::Wide => shaders::backward_wide(128),
+        Tiling::Wide256 => shaders::backward_wide(256),
     };
     with_multiply(src, variant.int64())
 }
