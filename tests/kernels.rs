@@ -728,3 +728,77 @@ fn backward_step_of_wide_variants_gpu_equals_cpu() {
 fn backward_statistics_of_wide_variants_agree_with_cpu() {
     backward_statistics_agree_with_cpu(33, &WIDE_BACKWARD_VARIANTS);
 }
+
+/// `quantdepth simulate --backend gpu --backward --json` at B = 130 (65
+/// pairs) with `--kernel wide` and `--kernel wide256` runs (the wide
+/// backward step) and agrees with `--kernel tiled`: every layer's gradient
+/// norm ratio and gradient correlation, and the NTK, within 5 combined SE
+/// (the same weights; the variants differ in f32 rounding at most).
+#[test]
+fn cli_backward_with_wide_kernels_agrees_with_tiled() {
+    let Some(_b) = backend() else { return };
+    let dir = temp_dir("cli-wide-backward");
+    let run = |kernel: &str| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args([
+                "simulate",
+                "--backend",
+                "gpu",
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--pairs",
+                "65",
+                "--width",
+                "160",
+                "--depth",
+                "3",
+                "--samples",
+                "4",
+                "--json",
+                "--backward",
+                "--kernel",
+                kernel,
+            ])
+            .env("QUANTDEPTH_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "--kernel {kernel}: {err}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let tiled = run("tiled");
+    for kernel in ["wide", "wide256"] {
+        let wide = run(kernel);
+        let close = |x: &serde_json::Value, y: &serde_json::Value, what: &str| {
+            let (mx, my) = (x["mean"].as_f64().unwrap(), y["mean"].as_f64().unwrap());
+            let se = x["se"].as_f64().unwrap().hypot(y["se"].as_f64().unwrap());
+            assert!(
+                (mx - my).abs() <= 5.0 * se,
+                "{kernel} {what}: {mx} against tiled {my} (SE {se})"
+            );
+        };
+        let (cw, ct) = (&wide["curves"][0], &tiled["curves"][0]);
+        let layers = ct["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 4);
+        for (l, lt) in layers.iter().enumerate() {
+            let lw = &cw["layers"][l];
+            close(
+                &lw["grad_corr"],
+                &lt["grad_corr"],
+                &format!("layer {l} grad corr"),
+            );
+            if !lt["norm_ratio"].is_null() {
+                close(
+                    &lw["norm_ratio"],
+                    &lt["norm_ratio"],
+                    &format!("layer {l} norm ratio"),
+                );
+            }
+        }
+        close(&cw["ntk_aa"], &ct["ntk_aa"], "NTK (a, a)");
+        close(&cw["ntk_ab"], &ct["ntk_ab"], "NTK (a, b)");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
