@@ -618,20 +618,21 @@ fn backward_step_equals_cpu(cases: &[(usize, Inputs, Weights)], variants: &[Kern
 }
 
 /// Ten layers forward and backward (`simulate_backward`) with the backward
-/// step of each variant at B = 8: see [`backward_statistics_agree_with_cpu`].
+/// step of each variant at n = 200, B = 8: see
+/// [`backward_statistics_agree_with_cpu`].
 #[test]
 fn backward_statistics_of_every_variant_agree_with_cpu() {
-    backward_statistics_agree_with_cpu(2, &BACKWARD_VARIANTS);
+    backward_statistics_agree_with_cpu(200, 2, &BACKWARD_VARIANTS);
 }
 
-/// Ten layers forward and backward (`simulate_backward`, n = 200, 8
+/// Ten layers forward and backward (`simulate_backward`, width n, 8
 /// networks, c⁰ ∈ {0.5, 0.9} × `pairs` pairs) with the backward step of each
 /// of `variants` that applies: the gradient-norm ratios and gradient
 /// correlations within 5 combined SE of the CPU backend's (the variants use
 /// the same weights; only f32 rounding separates them), and an `-int64`
 /// variant's whole result identical to its 32-bit twin's; every variant
 /// ran (the `-int64` ones where the adapter has SHADER_INT64).
-fn backward_statistics_agree_with_cpu(pairs: usize, variants: &[KernelVariant]) {
+fn backward_statistics_agree_with_cpu(n: usize, pairs: usize, variants: &[KernelVariant]) {
     use quantdepth::sim::backward::simulate_backward;
     use quantdepth::theory::backward::{unit_slope, Ste};
     use std::sync::atomic::AtomicBool;
@@ -642,7 +643,7 @@ fn backward_statistics_agree_with_cpu(pairs: usize, variants: &[KernelVariant]) 
     let r = ch.resolve().unwrap();
     let s = SimSpec::of_network(
         &r,
-        200,
+        n,
         10,
         8,
         29,
@@ -656,7 +657,7 @@ fn backward_statistics_agree_with_cpu(pairs: usize, variants: &[KernelVariant]) 
     let cancel = AtomicBool::new(false);
     let c = simulate_backward(&s, &ste, &cancel, None).unwrap();
     let mut results = Vec::new();
-    for &v in variants.iter().filter(|v| v.applicable(200, batch, &caps)) {
+    for &v in variants.iter().filter(|v| v.applicable(n, batch, &caps)) {
         b.set_kernel(KernelChoice::Forced(v), None);
         let g = simulate_backward(&s, &ste, &cancel, Some(&b)).unwrap();
         assert_eq!(b.kernels_used(), [v]);
@@ -722,11 +723,12 @@ fn backward_step_of_wide_variants_gpu_equals_cpu() {
 }
 
 /// Ten layers forward and backward with the wide backward steps at
-/// B = 132 (33 pairs × two c⁰): within 5 combined SE of the CPU's
-/// ([`backward_statistics_agree_with_cpu`]); every wide variant ran.
+/// n = 100 (off the 64-row tiles), B = 132 (33 pairs × two c⁰): within 5
+/// combined SE of the CPU's ([`backward_statistics_agree_with_cpu`]); every
+/// wide variant ran.
 #[test]
 fn backward_statistics_of_wide_variants_agree_with_cpu() {
-    backward_statistics_agree_with_cpu(33, &WIDE_BACKWARD_VARIANTS);
+    backward_statistics_agree_with_cpu(100, 33, &WIDE_BACKWARD_VARIANTS);
 }
 
 /// `quantdepth simulate --backend gpu --backward --json` at B = 130 (65
