@@ -8,15 +8,6 @@
 //  - `wide256`: TB = 256, TJ = 16 — a quarter of it at B ≥ 256; the tile
 //    holds 16 units, not 32, so that weights and activations fit 20 KiB of
 //    workgroup memory.
-// With BACKWARD = true (the host sets it by replacing its line) the same
-// kernel is the wide backward step (the `wide` and `wide256` variants'
-// backward form), δ^l[j][b] = s·1{|h^l[j][b]| ≤ t}·(σ_w/√n)·Σ_i z_ij·δ^{l+1}[i][b]:
-// the weights are read as Wᵀ (the tile's rows are units j of layer l, its
-// reduced units the rows i of layer l+1's W, the numbers the forward pass
-// used), the input tile is δ^{l+1} without φ, and the epilogue applies the
-// straight-through mask at the stored forward pre-activations h^l (binding
-// 3) instead of adding the bias; p.layer is l + 1 (the weights' layer). Twin
-// of `LayerWeights::transposed` in src/sim/backward.rs, then the mask.
 // The weight tile is stored k-major (the four weights that multiply one
 // reduced unit into four consecutive rows form one vec4), so the inner
 // product reads one vec4 of weights and CG = TB/64 vec4s of activations per
@@ -26,9 +17,20 @@
 // that the compiler holds them in registers). The host writes them out:
 // every run of consecutive code lines that contain `{c}` is emitted once per
 // column group c = 0..CG−1 with `{c}` replaced by c (sim/gpu/shaders.rs,
-// `layer_wide`). The sum over units runs in the same order as layer.wgsl's
-// (backward.wgsl's). Twin of `layer` in src/sim/layer.rs. Prepended with
-// rng.wgsl, params.wgsl, phi.wgsl, input_tile.wgsl and layer_store.wgsl.
+// `layer_wide`). The sum over units runs in the same order as layer.wgsl's.
+// Twin of `layer` in src/sim/layer.rs.
+// Backward (BACKWARD = true, set by the host by replacing its line): the
+// same kernel is the `wide` and `wide256` variants' backward step,
+// δ^l[j][b] = s·1{|h^l[j][b]| ≤ t}·(σ_w/√n)·Σ_i z_ij·δ^{l+1}[i][b]. The
+// tile's rows are then the units j of layer l and its reduced units the
+// rows i of layer l+1's W (read as Wᵀ: the numbers the forward pass used;
+// p.layer is l + 1), the input tile is δ^{l+1} without φ, and the epilogue
+// applies the straight-through mask at the stored forward pre-activations
+// h^l (binding 3) instead of adding the bias. The sum over i runs in
+// backward.wgsl's order. Twin of `LayerWeights::transposed` in
+// src/sim/backward.rs, then the mask.
+// Prepended with rng.wgsl, params.wgsl, phi.wgsl, input_tile.wgsl and
+// layer_store.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 // φ's input H (layer) or δ^{l+1} (BACKWARD).

@@ -3,13 +3,14 @@
 //! twin for one layer, agrees with it statistically over 20 layers, and
 //! gives the same bits for the same seed; the int64 generator equals
 //! src/rng.rs bit for bit; the same for the backward step's variants
-//! (tiled, split-K, ± int64) against `LayerWeights::transposed` and the
+//! (tiled, split-K, wide, wide256, ± int64) against `LayerWeights::transposed` and the
 //! CPU backward pass. Without an adapter the GPU tests skip, unless
 //! QUANTDEPTH_REQUIRE_GPU=1 (CI), where they fail.
 
 use quantdepth::sim::gpu::variant::{self as kernel, KernelVariant, Tiling};
 
-/// The backward step's variants ([`KernelVariant::backward`]'s values).
+/// The backward step's variants for small batches ([`KernelVariant::backward`]'s
+/// values; the wide ones are `WIDE_BACKWARD_VARIANTS`).
 const BACKWARD_VARIANTS: [KernelVariant; 4] = [
     KernelVariant::Tiled,
     KernelVariant::SplitK,

@@ -74,7 +74,7 @@ dimension split over more workgroups), wide (B > 64: 128-column tiles), wide256 
 forms (adapters with SHADER_INT64: the generator's multiply in 64 bits, the same numbers). \
 All variants generate the same weights; results agree to f32 rounding, and the variant \
 that ran is recorded with the results. With --backward the backward step follows the \
-forward variant (splitk → split-K backward, every other → tiled backward, each ± int64). \
+forward variant (tiled, splitk, wide and wide256 each run their own backward step, ± int64). \
 Ignored on the CPU backend.";
 
 /// Parses `--kernel`.

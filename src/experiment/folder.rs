@@ -200,8 +200,8 @@ pub struct Commit {
     pub backend_note: String,
     /// The GPU layer kernel variant that ran the points (see
     /// `sim::gpu::KernelVariant`; each with its sizes where they differ);
-    /// the backward pass follows it (`KernelVariant::backward`: split-K
-    /// stays split-K, other tilings run the tiled backward step, ± int64),
+    /// the backward pass follows it (`KernelVariant::backward`: each
+    /// tiling runs its own backward step, ± int64),
     /// so it names the backward step too; absent for the CPU backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,

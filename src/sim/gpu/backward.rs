@@ -4,9 +4,11 @@
 //! generated weights, with the statistics kernel measuring each δ^l. Its CPU
 //! twin is [`crate::sim::layer::LayerWeights::transposed`] (one step) and
 //! [`crate::sim::backward::cpu_sample`] (one network). The step follows the
-//! forward layer's variant ([`KernelVariant::backward`]): tiled, or split-K
-//! (backward.wgsl with SPLIT, then layer_combine.wgsl with BACKWARD), each
-//! with the 16-bit-limb or the u64 (mul64.wgsl) Philox multiply.
+//! forward layer's variant ([`KernelVariant::backward`]): tiled, split-K
+//! (backward.wgsl with SPLIT, then layer_combine.wgsl with BACKWARD), or
+//! wide/wide256 (`shaders/layer_wide.wgsl` with BACKWARD: one generated
+//! weight tile serves 128/256 columns), each with the 16-bit-limb or the
+//! u64 (mul64.wgsl) Philox multiply.
 
 use super::device::{self, compute_pass, GpuContext};
 use super::layer::{tile_columns, workgroups, VariantCache, VariantPipelines};
@@ -21,7 +23,8 @@ use crate::theory::backward::Ste;
 
 /// The backward pipelines: the tiled step per tile width, built with the
 /// backend, and the other backward variants ([`KernelVariant::backward`]:
-/// `tiled-int64`, `splitk`, `splitk-int64`) built on first use; they bind
+/// `tiled-int64`, `splitk`, `wide`, `wide256`, each ± int64) built on first
+/// use; they bind
 /// like the layer kernel (parameters, δ in, δ out, h^l).
 pub struct BackwardKernels {
     variants: Vec<(u32, wgpu::ComputePipeline)>,
