@@ -169,10 +169,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>) {
     let n = p.n;
     let batch = p.batch;
-    let row0 = wid.y * TI;
-    let col0 = wid.x * TB;
+    // Thread (tx, ty) of the tile whose first row and column are (row0, col0).
     let tx = lid.x;
     let ty = lid.y;
+    let row0 = wid.y * TI;
+    let col0 = wid.x * TB;
     // acc{r}{c}: row ty·4 + r, columns (tx + 16·c)·4 .. +3.
     var acc0{c} = vec4<f32>(0.0);
     var acc1{c} = vec4<f32>(0.0);

@@ -742,28 +742,10 @@ fn cli_backward_with_wide_kernels_agrees_with_tiled() {
     let Some(_b) = backend() else { return };
     let dir = temp_dir("cli-wide-backward");
     let run = |kernel: &str| -> serde_json::Value {
+        let args = "simulate --backend gpu --states 4 --c0 0.5 --pairs 65 --width 160 --depth 3 \
+                    --samples 4 --json --backward --kernel";
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args([
-                "simulate",
-                "--backend",
-                "gpu",
-                "--states",
-                "4",
-                "--c0",
-                "0.5",
-                "--pairs",
-                "65",
-                "--width",
-                "160",
-                "--depth",
-                "3",
-                "--samples",
-                "4",
-                "--json",
-                "--backward",
-                "--kernel",
-                kernel,
-            ])
+            .args(args.split_whitespace().chain([kernel]))
             .env("QUANTDEPTH_CACHE_DIR", &dir)
             .output()
             .unwrap();
