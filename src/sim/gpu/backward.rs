@@ -236,7 +236,9 @@ impl GradientPass for GpuBackend {
         }
         // The backward step follows the forward pass's variant (forced, or
         // tuned for the forward layer at this (n, B)); the forward layers
-        // here run the tiled kernel with that variant's multiply.
+        // here run that variant too where it is one pass (wide, wide256),
+        // else the tiled kernel with its multiply (split-K forward layers
+        // would need its partial sums and combine pass here too).
         let h0 = feature_major(inputs, n);
         let chosen = self
             .layer_variant(spec, &h0, &meas, sample)?
@@ -246,10 +248,10 @@ impl GradientPass for GpuBackend {
             .borrow_mut()
             .insert((n, batch, spec.weights.name()), chosen);
         let back = chosen.backward();
-        let forward = if back.int64() {
-            KernelVariant::TiledInt64
-        } else {
-            KernelVariant::Tiled
+        let forward = match chosen.tiling() {
+            Tiling::Wide | Tiling::Wide256 => chosen,
+            Tiling::Tiled | Tiling::SplitK if chosen.int64() => KernelVariant::TiledInt64,
+            Tiling::Tiled | Tiling::SplitK => KernelVariant::Tiled,
         };
         let forward_pipe = self.kernels.layer.variant(ctx, forward, batch)?.main;
         let step = BackwardStep::new(self, back, n, batch)?;
@@ -284,7 +286,15 @@ impl GradientPass for GpuBackend {
         ctx.queue
             .write_buffer(&deltas[0], 0, bytemuck::cast_slice(output_gradient));
         let kernels = &self.kernels;
-        let wg = workgroups(n, batch);
+        let wg = match forward.tiling() {
+            Tiling::Wide | Tiling::Wide256 => {
+                forward.workgroups(n, batch, self.kernel.caps.max_storage_binding)
+            }
+            _ => {
+                let (x, y) = workgroups(n, batch);
+                (x, y, 1)
+            }
+        };
         let mut enc = ctx.encoder("forward and backward");
         {
             let mut pass = compute_pass(&mut enc, "forward and backward");
@@ -292,7 +302,7 @@ impl GradientPass for GpuBackend {
             for l in 1..=depth {
                 let bg = kernels.layer.bind_group(ctx, &shared, &hs[l - 1], &hs[l]);
                 pass.set_bind_group(0, &bg, &SharedBuffers::offset(l));
-                pass.dispatch_workgroups(wg.0, wg.1, 1);
+                pass.dispatch_workgroups(wg.0, wg.1, wg.2);
             }
             // δ^l from δ^{l+1} with the weights of layer l + 1, masked at h^l.
             for l in (0..depth).rev() {
