@@ -286,6 +286,158 @@ impl Stream {
     }
 }
 
+/// Philox lanes generated together by [`Stream::fill_panel`].
+const PANEL_LANES: usize = 16;
+
+impl Stream {
+    /// The standard normals of rows `row0 .. row0 + rows` of `layer`,
+    /// columns 0..n (n = `out.len() / MR`), written k-major into one MR-row
+    /// panel of a packed matrix product: `out[k·MR + m]` is the value that
+    /// [`Stream::fill_row`] writes at k for row `row0 + m` (bit for bit), and
+    /// 0 for m ≥ `rows` (the padding of a panel at the end of a block).
+    ///
+    /// Philox lanes run over MR rows × 16/MR column blocks at once, so one
+    /// lane's four normals land in four consecutive k, each an MR-wide run
+    /// of the panel: the values are written where the product reads them,
+    /// with no row-major copy and no second pass. `MR` divides 16.
+    pub fn fill_panel<const MR: usize>(&self, layer: u32, row0: u32, rows: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { self.fill_panel_avx2::<MR>(layer, row0, rows, out) };
+            return;
+        }
+        self.fill_panel_portable::<MR>(layer, row0, rows, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_panel_avx2<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        self.fill_panel_portable::<MR>(layer, row0, rows, out);
+    }
+
+    #[inline(always)]
+    fn fill_panel_portable<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        const { assert!(MR > 0 && PANEL_LANES % MR == 0, "MR divides 16") };
+        assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
+        let n = out.len() / MR;
+        // Column blocks (of 4) per step.
+        let cb = PANEL_LANES / MR;
+        let steps = n / (4 * cb);
+        for s in 0..steps {
+            let j0 = (s * cb) as u32;
+            let mut w = [[0u32; PANEL_LANES]; 4];
+            for l in 0..PANEL_LANES {
+                w[0][l] = j0 + (l / MR) as u32;
+                w[1][l] = row0.wrapping_add((l % MR) as u32);
+            }
+            w[2] = [layer; PANEL_LANES];
+            w[3] = [self.sample; PANEL_LANES];
+            philox10_lanes(&mut w, self.key);
+            let mut z = [[0f32; PANEL_LANES]; 4];
+            for l in 0..PANEL_LANES {
+                let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
+                for q in 0..4 {
+                    z[q][l] = v[q];
+                }
+            }
+            let dst = &mut out[4 * s * cb * MR..4 * (s + 1) * cb * MR];
+            for b in 0..cb {
+                for q in 0..4 {
+                    let k = 4 * b + q;
+                    dst[k * MR..(k + 1) * MR].copy_from_slice(&z[q][b * MR..(b + 1) * MR]);
+                }
+            }
+        }
+        // The columns after the last full step, block by block.
+        let k0 = 4 * steps * cb;
+        for m in 0..rows {
+            let row = row0.wrapping_add(m as u32);
+            for k in (k0..n).step_by(4) {
+                let z = self.normals(layer, row, (k / 4) as u32);
+                for (q, &v) in z.iter().enumerate().take(n - k) {
+                    out[(k + q) * MR + m] = v;
+                }
+            }
+        }
+        if rows < MR {
+            for run in out.chunks_exact_mut(MR) {
+                run[rows..].fill(0.0);
+            }
+        }
+    }
+
+    /// The ±1 signs of rows `row0 .. row0 + rows` of `layer` (Rademacher
+    /// weights before the σ_w/√n scale), columns 0..n (n = `out.len() / MR`),
+    /// written k-major into one MR-row panel: `out[k·MR + m]` is the value
+    /// [`Stream::fill_row_signs`] writes at k for row `row0 + m`, and 0 for
+    /// m ≥ `rows`.
+    pub fn fill_panel_signs<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
+        // All ones for a row of the panel, zero for padding: masks the bits
+        // of 1.0 with the sign bit set or clear.
+        let valid: [u32; MR] = std::array::from_fn(|m| if m < rows { !0 } else { 0 });
+        for (blk, chunk) in out.chunks_mut(128 * MR).enumerate() {
+            let words: [[u32; 4]; MR] = std::array::from_fn(|m| {
+                if m < rows {
+                    self.sign_bits(layer, row0.wrapping_add(m as u32), blk as u32)
+                } else {
+                    [0; 4]
+                }
+            });
+            for (k, run) in chunk.chunks_exact_mut(MR).enumerate() {
+                let (word, bit) = ((k / 32) % 4, (k % 32) as u32);
+                for m in 0..MR {
+                    let sign = ((words[m][word] >> bit) & 1) << 31;
+                    run[m] = f32::from_bits(valid[m] & (0x3F80_0000 | sign));
+                }
+            }
+        }
+    }
+}
+
+/// Ten Philox4x32 rounds on `PANEL_LANES` counters at once (struct of
+/// arrays, so the compiler turns each round into SIMD), key schedule as
+/// [`philox4x32`].
+#[inline(always)]
+fn philox10_lanes(w: &mut [[u32; PANEL_LANES]; 4], key: [u32; 2]) {
+    let mut k = key;
+    for r in 0..10 {
+        if r > 0 {
+            k[0] = k[0].wrapping_add(W0);
+            k[1] = k[1].wrapping_add(W1);
+        }
+        for l in 0..PANEL_LANES {
+            let p0 = u64::from(M0) * u64::from(w[0][l]);
+            let p1 = u64::from(M1) * u64::from(w[2][l]);
+            let n0 = ((p1 >> 32) as u32) ^ w[1][l] ^ k[0];
+            let n2 = ((p0 >> 32) as u32) ^ w[3][l] ^ k[1];
+            w[0][l] = n0;
+            w[1][l] = p1 as u32;
+            w[2][l] = n2;
+            w[3][l] = p0 as u32;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +540,42 @@ mod tests {
             (neg - 150.0).abs() < 5.0 * 8.67,
             "{neg} negative signs of 300"
         );
+    }
+
+    /// Every panel width the product may use, every padding, widths off
+    /// the 4-column blocks and off the lanes' steps.
+    #[test]
+    fn panels_hold_the_rows_of_fill_row_bit_for_bit() {
+        fn check<const MR: usize>(s: &Stream) {
+            for n in [1, 3, 4, 17, 64, 97, 203] {
+                for rows in [1, MR / 2 + 1, MR] {
+                    let mut panel = vec![f32::NAN; n * MR];
+                    let mut signs = vec![f32::NAN; n * MR];
+                    s.fill_panel::<MR>(4, 17, rows, &mut panel);
+                    s.fill_panel_signs::<MR>(4, 17, rows, &mut signs);
+                    let mut row = vec![0f32; n];
+                    let mut row_signs = vec![0f32; n];
+                    for m in 0..MR {
+                        if m < rows {
+                            s.fill_row(4, 17 + m as u32, &mut row);
+                            s.fill_row_signs(4, 17 + m as u32, &mut row_signs);
+                        } else {
+                            row.fill(0.0);
+                            row_signs.fill(0.0);
+                        }
+                        for k in 0..n {
+                            let at = format!("MR {MR}, n {n}, rows {rows}, row {m}, column {k}");
+                            assert_eq!(panel[k * MR + m].to_bits(), row[k].to_bits(), "{at}");
+                            assert_eq!(signs[k * MR + m].to_bits(), row_signs[k].to_bits(), "{at}");
+                        }
+                    }
+                }
+            }
+        }
+        let s = Stream::new(0xDEAD_BEEF_0123, 9);
+        check::<1>(&s);
+        check::<4>(&s);
+        check::<8>(&s);
+        check::<16>(&s);
     }
 }
