@@ -291,23 +291,31 @@ const PANEL_LANES: usize = 16;
 
 impl Stream {
     /// The standard normals of rows `row0 .. row0 + rows` of `layer`,
-    /// columns 0..n (n = `out.len() / MR`), written k-major into one MR-row
-    /// panel of a packed matrix product: `out[k·MR + m]` is the value that
-    /// [`Stream::fill_row`] writes at k for row `row0 + m` (bit for bit), and
-    /// 0 for m ≥ `rows` (the padding of a panel at the end of a block).
+    /// columns `col0 .. col0 + len` (len = `out.len() / MR`, `col0` a
+    /// multiple of 4), written k-major into one MR-row panel of a packed
+    /// matrix product: `out[k·MR + m]` is the value that [`Stream::fill_row`]
+    /// writes at column `col0 + k` of row `row0 + m` (bit for bit), and 0 for
+    /// m ≥ `rows` (the padding of a panel at the end of a block).
     ///
     /// Philox lanes run over MR rows × 16/MR column blocks at once, so one
     /// lane's four normals land in four consecutive k, each an MR-wide run
     /// of the panel: the values are written where the product reads them,
     /// with no row-major copy and no second pass. `MR` divides 16.
-    pub fn fill_panel<const MR: usize>(&self, layer: u32, row0: u32, rows: usize, out: &mut [f32]) {
+    pub fn fill_panel<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        col0: usize,
+        out: &mut [f32],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked above).
-            unsafe { self.fill_panel_avx2::<MR>(layer, row0, rows, out) };
+            unsafe { self.fill_panel_avx2::<MR>(layer, row0, rows, col0, out) };
             return;
         }
-        self.fill_panel_portable::<MR>(layer, row0, rows, out);
+        self.fill_panel_portable::<MR>(layer, row0, rows, col0, out);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -317,9 +325,10 @@ impl Stream {
         layer: u32,
         row0: u32,
         rows: usize,
+        col0: usize,
         out: &mut [f32],
     ) {
-        self.fill_panel_portable::<MR>(layer, row0, rows, out);
+        self.fill_panel_portable::<MR>(layer, row0, rows, col0, out);
     }
 
     #[inline(always)]
@@ -328,16 +337,19 @@ impl Stream {
         layer: u32,
         row0: u32,
         rows: usize,
+        col0: usize,
         out: &mut [f32],
     ) {
         const { assert!(MR > 0 && PANEL_LANES % MR == 0, "MR divides 16") };
         assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
-        let n = out.len() / MR;
+        assert!(col0 % 4 == 0, "column {col0} does not start a block of 4");
+        let len = out.len() / MR;
+        let first = (col0 / 4) as u32;
         // Column blocks (of 4) per step.
         let cb = PANEL_LANES / MR;
-        let steps = n / (4 * cb);
+        let steps = len / (4 * cb);
         for s in 0..steps {
-            let j0 = (s * cb) as u32;
+            let j0 = first + (s * cb) as u32;
             let mut w = [[0u32; PANEL_LANES]; 4];
             for l in 0..PANEL_LANES {
                 w[0][l] = j0 + (l / MR) as u32;
@@ -365,9 +377,9 @@ impl Stream {
         let k0 = 4 * steps * cb;
         for m in 0..rows {
             let row = row0.wrapping_add(m as u32);
-            for k in (k0..n).step_by(4) {
-                let z = self.normals(layer, row, (k / 4) as u32);
-                for (q, &v) in z.iter().enumerate().take(n - k) {
+            for k in (k0..len).step_by(4) {
+                let z = self.normals(layer, row, first + (k / 4) as u32);
+                for (q, &v) in z.iter().enumerate().take(len - k) {
                     out[(k + q) * MR + m] = v;
                 }
             }
@@ -380,36 +392,43 @@ impl Stream {
     }
 
     /// The ±1 signs of rows `row0 .. row0 + rows` of `layer` (Rademacher
-    /// weights before the σ_w/√n scale), columns 0..n (n = `out.len() / MR`),
-    /// written k-major into one MR-row panel: `out[k·MR + m]` is the value
-    /// [`Stream::fill_row_signs`] writes at k for row `row0 + m`, and 0 for
-    /// m ≥ `rows`.
+    /// weights before the σ_w/√n scale), columns `col0 .. col0 + len`
+    /// (len = `out.len() / MR`), written k-major into one MR-row panel:
+    /// `out[k·MR + m]` is the value [`Stream::fill_row_signs`] writes at
+    /// column `col0 + k` of row `row0 + m`, and 0 for m ≥ `rows`.
     pub fn fill_panel_signs<const MR: usize>(
         &self,
         layer: u32,
         row0: u32,
         rows: usize,
+        col0: usize,
         out: &mut [f32],
     ) {
         assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
         // All ones for a row of the panel, zero for padding: masks the bits
         // of 1.0 with the sign bit set or clear.
         let valid: [u32; MR] = std::array::from_fn(|m| if m < rows { !0 } else { 0 });
-        for (blk, chunk) in out.chunks_mut(128 * MR).enumerate() {
+        let len = out.len() / MR;
+        let mut k = 0;
+        while k < len {
+            // Columns col0 + k .. up to the end of their 128-sign call.
+            let (c, blk) = (col0 + k, ((col0 + k) / 128) as u32);
+            let run = (128 - c % 128).min(len - k);
             let words: [[u32; 4]; MR] = std::array::from_fn(|m| {
                 if m < rows {
-                    self.sign_bits(layer, row0.wrapping_add(m as u32), blk as u32)
+                    self.sign_bits(layer, row0.wrapping_add(m as u32), blk)
                 } else {
                     [0; 4]
                 }
             });
-            for (k, run) in chunk.chunks_exact_mut(MR).enumerate() {
-                let (word, bit) = ((k / 32) % 4, (k % 32) as u32);
+            for (i, dst) in out[k * MR..(k + run) * MR].chunks_exact_mut(MR).enumerate() {
+                let (word, bit) = (((c + i) / 32) % 4, ((c + i) % 32) as u32);
                 for m in 0..MR {
                     let sign = ((words[m][word] >> bit) & 1) << 31;
-                    run[m] = f32::from_bits(valid[m] & (0x3F80_0000 | sign));
+                    dst[m] = f32::from_bits(valid[m] & (0x3F80_0000 | sign));
                 }
             }
+            k += run;
         }
     }
 }
@@ -542,19 +561,20 @@ mod tests {
         );
     }
 
-    /// Every panel width the product may use, every padding, widths off
-    /// the 4-column blocks and off the lanes' steps.
+    /// Every panel width the product may use, every padding, column
+    /// ranges off the 4-column blocks' steps and off the 128-sign calls.
     #[test]
     fn panels_hold_the_rows_of_fill_row_bit_for_bit() {
         fn check<const MR: usize>(s: &Stream) {
-            for n in [1, 3, 4, 17, 64, 97, 203] {
+            let n = 700;
+            let mut row = vec![0f32; n];
+            let mut row_signs = vec![0f32; n];
+            for (col0, len) in [(0, 1), (0, 3), (0, 17), (0, 203), (4, 64), (96, 97), (256, 444)] {
                 for rows in [1, MR / 2 + 1, MR] {
-                    let mut panel = vec![f32::NAN; n * MR];
-                    let mut signs = vec![f32::NAN; n * MR];
-                    s.fill_panel::<MR>(4, 17, rows, &mut panel);
-                    s.fill_panel_signs::<MR>(4, 17, rows, &mut signs);
-                    let mut row = vec![0f32; n];
-                    let mut row_signs = vec![0f32; n];
+                    let mut panel = vec![f32::NAN; len * MR];
+                    let mut signs = vec![f32::NAN; len * MR];
+                    s.fill_panel::<MR>(4, 17, rows, col0, &mut panel);
+                    s.fill_panel_signs::<MR>(4, 17, rows, col0, &mut signs);
                     for m in 0..MR {
                         if m < rows {
                             s.fill_row(4, 17 + m as u32, &mut row);
@@ -563,10 +583,11 @@ mod tests {
                             row.fill(0.0);
                             row_signs.fill(0.0);
                         }
-                        for k in 0..n {
-                            let at = format!("MR {MR}, n {n}, rows {rows}, row {m}, column {k}");
-                            assert_eq!(panel[k * MR + m].to_bits(), row[k].to_bits(), "{at}");
-                            assert_eq!(signs[k * MR + m].to_bits(), row_signs[k].to_bits(), "{at}");
+                        for k in 0..len {
+                            let at = format!("MR {MR}, rows {rows}, row {m}, column {}", col0 + k);
+                            let (z, sign) = (row[col0 + k], row_signs[col0 + k]);
+                            assert_eq!(panel[k * MR + m].to_bits(), z.to_bits(), "{at}");
+                            assert_eq!(signs[k * MR + m].to_bits(), sign.to_bits(), "{at}");
                         }
                     }
                 }

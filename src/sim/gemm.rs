@@ -8,16 +8,18 @@
 //!   zero-padded past B), and shared read-only by every thread.
 //! - The weights are generated straight into row panels of [`MR`] rows,
 //!   k-major (MR contiguous floats per k, zero-padded past the block's last
-//!   row), by [`crate::rng::Stream::fill_panel`] or
-//!   [`crate::rng::Stream::fill_panel_signs`]: no row-major copy is made
-//!   and nothing is packed a second time.
+//!   row), one slice of [`KC`] columns at a time, by
+//!   [`crate::rng::Stream::fill_panel`] or
+//!   [`crate::rng::Stream::fill_panel_signs`]: no row-major copy is made,
+//!   nothing is packed a second time, and a slice is multiplied while it is
+//!   still in cache (the block's r × KC floats).
 //! - An MR × NR micro-kernel keeps the output tile in registers and adds
 //!   one rank-1 update per k, in k order, in f32. Each output element is
 //!   therefore the same fixed-order sum Σₖ w_k·a_k whichever block, thread
 //!   or k-slice computed it: a seed gives the same bits at any thread count.
-//!   The input dimension is cut into slices of [`KC`] (the activation panel
-//!   slice stays in L1, the weight block's slice in L2); the tile goes back
-//!   to memory between slices, which does not change the sum.
+//!   The input dimension is cut into slices of [`KC`] (the activation
+//!   panel's slice stays in L1, the weight block's slice in L2); the tile
+//!   goes back to memory between slices, which does not change the sum.
 //!
 //! [`Kernel::detect`] picks an AVX2 + FMA kernel (std::arch intrinsics,
 //! enabled per function with `#[target_feature]`) where the CPU has them, a
@@ -31,7 +33,16 @@ pub const MR: usize = 4;
 pub const NR: usize = 16;
 
 /// Input-dimension slice of one pass over a block.
-pub const KC: usize = 512;
+pub const KC: usize = 256;
+
+/// Rows of the layer's output per block of work (one [`product`] call,
+/// one thread): 128, fewer where n/16 is smaller (at least 8, a multiple of
+/// 8), so a layer has at least 16 blocks to share out where n ≥ 128. The
+/// weights a block holds at once are its rows × [`KC`], whatever n; each
+/// activation read from memory serves all the block's rows.
+pub fn block_rows(n: usize) -> usize {
+    (n / 16 / 8 * 8).clamp(8, 128)
+}
 
 /// Which micro-kernel runs the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,19 +85,27 @@ pub struct PackedActs {
 }
 
 impl PackedActs {
-    /// Packs `act` (n × `batch`, `act.len() == n·batch`).
+    /// Packs `act` (n × `batch`, `act.len() == n·batch`), on all threads.
     pub fn pack(act: &[f32], n: usize, batch: usize) -> PackedActs {
+        use rayon::prelude::*;
         assert_eq!(act.len(), n * batch, "activations are n × B");
+        /// Rows of the input dimension per parallel task.
+        const ROWS: usize = 512;
         let panels = batch.div_ceil(NR);
         let mut data = vec![0f32; panels * n * NR];
         if n > 0 {
-            for (p, panel) in data.chunks_exact_mut(n * NR).enumerate() {
+            data.par_chunks_mut(n * NR).enumerate().for_each(|(p, panel)| {
                 let c0 = p * NR;
                 let w = NR.min(batch - c0);
-                for (run, src) in panel.chunks_exact_mut(NR).zip(act.chunks_exact(batch)) {
-                    run[..w].copy_from_slice(&src[c0..c0 + w]);
-                }
-            }
+                panel
+                    .par_chunks_mut(ROWS * NR)
+                    .zip(act.par_chunks(ROWS * batch))
+                    .for_each(|(dst, src)| {
+                        for (run, row) in dst.chunks_exact_mut(NR).zip(src.chunks_exact(batch)) {
+                            run[..w].copy_from_slice(&row[c0..c0 + w]);
+                        }
+                    });
+            });
         }
         PackedActs { data, n, batch }
     }
@@ -112,27 +131,20 @@ impl PackedActs {
     }
 }
 
-/// Floats of weight panels holding `rows` rows of width n: ⌈rows/MR⌉
-/// panels of n·MR.
-pub fn panels_len(rows: usize, n: usize) -> usize {
-    rows.div_ceil(MR) * n * MR
-}
-
-/// Floats of the output tiles of an r-row product with `acts`.
-pub fn tiles_len(rows: usize, acts: &PackedActs) -> usize {
-    rows.div_ceil(MR) * acts.panels() * MR * NR
-}
-
-/// `out` (r × B, row-major, `out.len() == r·B`) = W · act, with W's r rows
-/// in the first ⌈r/MR⌉ panels of `w` (each n·MR floats, k-major, rows past
-/// r zero) and act packed in `acts`. `tiles` is scratch of at least
-/// [`tiles_len`] floats. Each element is Σₖ W_ik·act_kb added in k order in
-/// f32 by `kernel`.
-pub fn multiply(
+/// `out` (r × B, row-major, `out.len() == r·B`) = W · act, with act packed
+/// in `acts` and W generated slice by slice: for each slice k0 .. k0 + len
+/// of the input dimension ([`KC`] wide, the last one shorter) and each row
+/// panel, `fill(i, rows, k0, panel)` writes W[i + m][k0 + k] at
+/// `panel[k·MR + m]` for m < rows (= min(MR, r − i)) and zeros for
+/// rows ≤ m < MR. The slice's panels (r × KC floats) are used while they
+/// are in cache and then overwritten by the next slice's. Each element is
+/// Σₖ W_ik·act_kb added in k order in f32 by `kernel`; `scratch` is the
+/// caller's buffer (reused across calls).
+pub fn product(
     kernel: Kernel,
-    w: &[f32],
     acts: &PackedActs,
-    tiles: &mut [f32],
+    fill: impl Fn(usize, usize, usize, &mut [f32]),
+    scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     let (n, batch) = (acts.n, acts.batch);
@@ -142,17 +154,21 @@ pub fn multiply(
     assert_eq!(out.len() % batch, 0, "the output is r × B");
     let r = out.len() / batch;
     let (mp, np) = (r.div_ceil(MR), acts.panels());
-    assert!(w.len() >= mp * n * MR, "{mp} weight panels of {n} × {MR}");
-    let tiles = &mut tiles[..mp * np * MR * NR];
+    let wl = mp * KC.min(n) * MR;
+    scratch.resize(wl + mp * np * MR * NR, 0.0);
+    let (w, tiles) = scratch.split_at_mut(wl);
     if n == 0 {
         tiles.fill(0.0);
     }
     for k0 in (0..n).step_by(KC) {
         let len = KC.min(n - k0);
+        let w = &mut w[..mp * len * MR];
+        for (m, panel) in w.chunks_exact_mut(len * MR).enumerate() {
+            fill(m * MR, MR.min(r - m * MR), k0, panel);
+        }
         for p in 0..np {
             let b = acts.slice(p, k0, len);
-            for m in 0..mp {
-                let a = &w[(m * n + k0) * MR..(m * n + k0 + len) * MR];
+            for (m, a) in w.chunks_exact(len * MR).enumerate() {
                 let tile: &mut [f32; MR * NR] = (&mut tiles[(p * mp + m) * MR * NR..][..MR * NR])
                     .try_into()
                     .expect("one tile");
@@ -260,14 +276,19 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// W (r × n) in MR-row panels, as `fill_panel` writes them.
-    fn panels(w: &[f32], r: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0f32; panels_len(r, n)];
-        for i in 0..r {
-            for k in 0..n {
-                out[(i / MR) * n * MR + k * MR + i % MR] = w[i * n + k];
+    /// The product of W (r × n, row-major) with `acts`, W's panels
+    /// copied from it as `fill_panel` writes them.
+    fn run(kernel: Kernel, w: &[f32], r: usize, acts: &PackedActs) -> Vec<f32> {
+        let n = acts.n();
+        let fill = |i: usize, rows: usize, k0: usize, panel: &mut [f32]| {
+            for (k, run) in panel.chunks_exact_mut(MR).enumerate() {
+                for (m, x) in run.iter_mut().enumerate() {
+                    *x = if m < rows { w[(i + m) * n + k0 + k] } else { 0.0 };
+                }
             }
-        }
+        };
+        let mut out = vec![f32::NAN; r * acts.batch()];
+        product(kernel, acts, fill, &mut vec![f32::NAN; 7], &mut out);
         out
     }
 
@@ -293,11 +314,8 @@ mod tests {
                     .collect();
                 let rms = (exact.iter().map(|x| x * x).sum::<f64>() / exact.len() as f64).sqrt();
                 let acts = PackedActs::pack(&act, n, batch);
-                let wp = panels(&w, r, n);
                 for kernel in Kernel::available() {
-                    let mut tiles = vec![f32::NAN; tiles_len(r, &acts)];
-                    let mut out = vec![f32::NAN; r * batch];
-                    multiply(kernel, &wp, &acts, &mut tiles, &mut out);
+                    let out = run(kernel, &w, r, &acts);
                     for (e, (&got, &want)) in out.iter().zip(&exact).enumerate() {
                         let err = (f64::from(got) - want).abs();
                         assert!(
@@ -323,13 +341,7 @@ mod tests {
         let w: Vec<f32> = (0..r * n).map(|_| rng.random_range(-1.0..1.0)).collect();
         let act: Vec<f32> = (0..n * batch).map(|_| rng.random_range(-1.0..1.0)).collect();
         let acts = PackedActs::pack(&act, n, batch);
-        let wp = panels(&w, r, n);
-        let run = |kernel| {
-            let mut tiles = vec![0f32; tiles_len(r, &acts)];
-            let mut out = vec![0f32; r * batch];
-            multiply(kernel, &wp, &acts, &mut tiles, &mut out);
-            out
-        };
+        let run = |kernel| run(kernel, &w, r, &acts);
         let portable = run(Kernel::Portable);
         // Σ|w·a| bounds the rounding of each partial sum: n·2⁻²⁴·Σ|terms|
         // is a (loose) bound on the difference of two orders of rounding.
@@ -349,12 +361,13 @@ mod tests {
                 );
             }
         }
-        // One k-slice by hand: the tile accumulated over 0..n at once.
+        // One k-slice by hand: the tile accumulated over 0..k at once.
         let k = n.min(KC);
+        let a: Vec<f32> = (0..k * MR).map(|e| w[(e % MR) * n + e / MR]).collect();
         let (mut one, mut two) = ([0f32; MR * NR], [0f32; MR * NR]);
-        let (a, b) = (&wp[..k * MR], acts.slice(0, 0, k));
+        let b = acts.slice(0, 0, k);
         for kernel in Kernel::available() {
-            micro(kernel, a, b, &mut one, false);
+            micro(kernel, &a, b, &mut one, false);
             micro(kernel, &a[..(k / 2) * MR], &b[..(k / 2) * NR], &mut two, false);
             micro(kernel, &a[(k / 2) * MR..], &b[(k / 2) * NR..], &mut two, true);
             assert_eq!(one.map(f32::to_bits), two.map(f32::to_bits), "{kernel:?}");

@@ -130,36 +130,28 @@ impl<'a> LayerWeights<'a> {
     }
 
     /// The dense layer whose standardized rows `row0 .. row0 + rows` (at
-    /// most [`MR`]) are written as one row panel of the packed product by
-    /// `fill(stream, layer, row0, rows, panel)`.
+    /// most [`MR`]), columns `col0 ..`, are written as one row panel of the
+    /// packed product by `fill(stream, layer, row0, rows, col0, panel)`.
     fn dense(
         &self,
-        fill: impl Fn(&Stream, u32, u32, usize, &mut [f32]) + Sync,
+        fill: impl Fn(&Stream, u32, u32, usize, usize, &mut [f32]) + Sync,
         act: &[f32],
         batch: usize,
         out: &mut [f32],
         meas: Option<&Measurements>,
     ) -> Option<LayerStats> {
-        let n = self.n;
-        let rows = rows_per_block(n, batch);
+        let (n, stream, layer) = (self.n, self.stream, self.layer);
         let acts = PackedActs::pack(act, n, batch);
         let kernel = Kernel::detect();
         let product = |scratch: &mut Vec<f32>, r0: usize, out_blk: &mut [f32]| {
-            let r = out_blk.len() / batch;
-            let wl = gemm::panels_len(r, n);
-            scratch.resize(wl + gemm::tiles_len(r, &acts), 0.0);
-            let (w, tiles) = scratch.split_at_mut(wl);
-            if n > 0 {
-                for (p, panel) in w.chunks_exact_mut(n * MR).enumerate() {
-                    let i = p * MR;
-                    fill(self.stream, self.layer, (r0 + i) as u32, MR.min(r - i), panel);
-                }
-            }
+            let fill_panel = |i: usize, rows: usize, col0: usize, panel: &mut [f32]| {
+                fill(stream, layer, (r0 + i) as u32, rows, col0, panel)
+            };
             // out_blk (r × B) = W_blk (r × n) · act (n × B)
-            gemm::multiply(kernel, w, &acts, tiles, out_blk);
+            gemm::product(kernel, &acts, fill_panel, scratch, out_blk);
         };
         let bias = self.bias_of_row();
-        self.finish_blocks(product, rows, batch, out, meas, &bias)
+        self.finish_blocks(product, gemm::block_rows(n), batch, out, meas, &bias)
     }
 
     /// The dense layer of [`LayerWeights::layer_reference`], whose
