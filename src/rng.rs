@@ -341,7 +341,10 @@ impl Stream {
         out: &mut [f32],
     ) {
         const { assert!(MR > 0 && PANEL_LANES % MR == 0, "MR divides 16") };
-        assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
+        assert!(
+            rows <= MR && out.len() % MR == 0,
+            "{rows} rows in a panel of {MR}"
+        );
         assert!(col0 % 4 == 0, "column {col0} does not start a block of 4");
         let len = out.len() / MR;
         let first = (col0 / 4) as u32;
@@ -404,7 +407,10 @@ impl Stream {
         col0: usize,
         out: &mut [f32],
     ) {
-        assert!(rows <= MR && out.len() % MR == 0, "{rows} rows in a panel of {MR}");
+        assert!(
+            rows <= MR && out.len() % MR == 0,
+            "{rows} rows in a panel of {MR}"
+        );
         // All ones for a row of the panel, zero for padding: masks the bits
         // of 1.0 with the sign bit set or clear.
         let valid: [u32; MR] = std::array::from_fn(|m| if m < rows { !0 } else { 0 });
@@ -569,7 +575,15 @@ mod tests {
             let n = 700;
             let mut row = vec![0f32; n];
             let mut row_signs = vec![0f32; n];
-            for (col0, len) in [(0, 1), (0, 3), (0, 17), (0, 203), (4, 64), (96, 97), (256, 444)] {
+            for (col0, len) in [
+                (0, 1),
+                (0, 3),
+                (0, 17),
+                (0, 203),
+                (4, 64),
+                (96, 97),
+                (256, 444),
+            ] {
                 for rows in [1, MR / 2 + 1, MR] {
                     let mut panel = vec![f32::NAN; len * MR];
                     let mut signs = vec![f32::NAN; len * MR];

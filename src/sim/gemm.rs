@@ -94,18 +94,21 @@ impl PackedActs {
         let panels = batch.div_ceil(NR);
         let mut data = vec![0f32; panels * n * NR];
         if n > 0 {
-            data.par_chunks_mut(n * NR).enumerate().for_each(|(p, panel)| {
-                let c0 = p * NR;
-                let w = NR.min(batch - c0);
-                panel
-                    .par_chunks_mut(ROWS * NR)
-                    .zip(act.par_chunks(ROWS * batch))
-                    .for_each(|(dst, src)| {
-                        for (run, row) in dst.chunks_exact_mut(NR).zip(src.chunks_exact(batch)) {
-                            run[..w].copy_from_slice(&row[c0..c0 + w]);
-                        }
-                    });
-            });
+            data.par_chunks_mut(n * NR)
+                .enumerate()
+                .for_each(|(p, panel)| {
+                    let c0 = p * NR;
+                    let w = NR.min(batch - c0);
+                    panel
+                        .par_chunks_mut(ROWS * NR)
+                        .zip(act.par_chunks(ROWS * batch))
+                        .for_each(|(dst, src)| {
+                            for (run, row) in dst.chunks_exact_mut(NR).zip(src.chunks_exact(batch))
+                            {
+                                run[..w].copy_from_slice(&row[c0..c0 + w]);
+                            }
+                        });
+                });
         }
         PackedActs { data, n, batch }
     }
@@ -283,7 +286,11 @@ mod tests {
         let fill = |i: usize, rows: usize, k0: usize, panel: &mut [f32]| {
             for (k, run) in panel.chunks_exact_mut(MR).enumerate() {
                 for (m, x) in run.iter_mut().enumerate() {
-                    *x = if m < rows { w[(i + m) * n + k0 + k] } else { 0.0 };
+                    *x = if m < rows {
+                        w[(i + m) * n + k0 + k]
+                    } else {
+                        0.0
+                    };
                 }
             }
         };
@@ -303,7 +310,9 @@ mod tests {
         for (n, r) in [(97, 13), (333, 8), (1100, 5), (1, 3)] {
             for batch in [1, 5, 17, 130, 257] {
                 let w: Vec<f32> = (0..r * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let act: Vec<f32> = (0..n * batch).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let act: Vec<f32> = (0..n * batch)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
                 let exact: Vec<f64> = (0..r * batch)
                     .map(|e| {
                         let (i, b) = (e / batch, e % batch);
@@ -339,7 +348,9 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let (n, r, batch) = (1100, 9, 19);
         let w: Vec<f32> = (0..r * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let act: Vec<f32> = (0..n * batch).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let act: Vec<f32> = (0..n * batch)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let acts = PackedActs::pack(&act, n, batch);
         let run = |kernel| run(kernel, &w, r, &acts);
         let portable = run(Kernel::Portable);
@@ -354,7 +365,9 @@ mod tests {
             );
             for (e, (a, b)) in out.iter().zip(&portable).enumerate() {
                 let (i, c) = (e / batch, e % batch);
-                let abs: f32 = (0..n).map(|k| (w[i * n + k] * act[k * batch + c]).abs()).sum();
+                let abs: f32 = (0..n)
+                    .map(|k| (w[i * n + k] * act[k * batch + c]).abs())
+                    .sum();
                 assert!(
                     (a - b).abs() <= n as f32 * f32::EPSILON * abs,
                     "{kernel:?} element {e}: {a} vs portable {b}"
@@ -368,8 +381,20 @@ mod tests {
         let b = acts.slice(0, 0, k);
         for kernel in Kernel::available() {
             micro(kernel, &a, b, &mut one, false);
-            micro(kernel, &a[..(k / 2) * MR], &b[..(k / 2) * NR], &mut two, false);
-            micro(kernel, &a[(k / 2) * MR..], &b[(k / 2) * NR..], &mut two, true);
+            micro(
+                kernel,
+                &a[..(k / 2) * MR],
+                &b[..(k / 2) * NR],
+                &mut two,
+                false,
+            );
+            micro(
+                kernel,
+                &a[(k / 2) * MR..],
+                &b[(k / 2) * NR..],
+                &mut two,
+                true,
+            );
             assert_eq!(one.map(f32::to_bits), two.map(f32::to_bits), "{kernel:?}");
         }
     }
