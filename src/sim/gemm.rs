@@ -398,4 +398,54 @@ mod tests {
             assert_eq!(one.map(f32::to_bits), two.map(f32::to_bits), "{kernel:?}");
         }
     }
+
+    /// The panel fills of `rng` that feed the product (`Stream::fill_panel`,
+    /// `fill_panel_signs`) against the row fills, at every panel width the
+    /// product may use, every padding, column ranges off the 4-column
+    /// blocks' steps and off the 128-sign calls.
+    #[test]
+    fn panels_hold_the_rows_of_fill_row_bit_for_bit() {
+        use crate::rng::Stream;
+        fn check<const MR: usize>(s: &Stream) {
+            let n = 700;
+            let mut row = vec![0f32; n];
+            let mut row_signs = vec![0f32; n];
+            for (col0, len) in [
+                (0, 1),
+                (0, 3),
+                (0, 17),
+                (0, 203),
+                (4, 64),
+                (96, 97),
+                (256, 444),
+            ] {
+                for rows in [1, MR / 2 + 1, MR] {
+                    let mut panel = vec![f32::NAN; len * MR];
+                    let mut signs = vec![f32::NAN; len * MR];
+                    s.fill_panel::<MR>(4, 17, rows, col0, &mut panel);
+                    s.fill_panel_signs::<MR>(4, 17, rows, col0, &mut signs);
+                    for m in 0..MR {
+                        if m < rows {
+                            s.fill_row(4, 17 + m as u32, &mut row);
+                            s.fill_row_signs(4, 17 + m as u32, &mut row_signs);
+                        } else {
+                            row.fill(0.0);
+                            row_signs.fill(0.0);
+                        }
+                        for k in 0..len {
+                            let at = format!("MR {MR}, rows {rows}, row {m}, column {}", col0 + k);
+                            let (z, sign) = (row[col0 + k], row_signs[col0 + k]);
+                            assert_eq!(panel[k * MR + m].to_bits(), z.to_bits(), "{at}");
+                            assert_eq!(signs[k * MR + m].to_bits(), sign.to_bits(), "{at}");
+                        }
+                    }
+                }
+            }
+        }
+        let s = Stream::new(0xDEAD_BEEF_0123, 9);
+        check::<1>(&s);
+        check::<4>(&s);
+        check::<8>(&s);
+        check::<16>(&s);
+    }
 }
