@@ -340,12 +340,15 @@ impl Stream {
         col0: usize,
         out: &mut [f32],
     ) {
-        const { assert!(MR > 0 && PANEL_LANES % MR == 0, "MR divides 16") };
+        const { assert!(MR > 0 && PANEL_LANES.is_multiple_of(MR), "MR divides 16") };
         assert!(
-            rows <= MR && out.len() % MR == 0,
+            rows <= MR && out.len().is_multiple_of(MR),
             "{rows} rows in a panel of {MR}"
         );
-        assert!(col0 % 4 == 0, "column {col0} does not start a block of 4");
+        assert!(
+            col0.is_multiple_of(4),
+            "column {col0} does not start a block of 4"
+        );
         let len = out.len() / MR;
         let first = (col0 / 4) as u32;
         // Column blocks (of 4) per step.
@@ -408,7 +411,7 @@ impl Stream {
         out: &mut [f32],
     ) {
         assert!(
-            rows <= MR && out.len() % MR == 0,
+            rows <= MR && out.len().is_multiple_of(MR),
             "{rows} rows in a panel of {MR}"
         );
         // All ones for a row of the panel, zero for padding: masks the bits

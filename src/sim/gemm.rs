@@ -150,6 +150,10 @@ pub fn product(
     scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    assert!(
+        kernel == Kernel::Portable || kernel == Kernel::detect(),
+        "the {kernel:?} kernel does not run on this CPU"
+    );
     let (n, batch) = (acts.n, acts.batch);
     if batch == 0 {
         return;
@@ -196,9 +200,9 @@ fn micro(kernel: Kernel, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR], load: 
     match kernel {
         Kernel::Portable => micro_portable(a, b, tile, load),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2Fma` comes from `Kernel::detect`, or from a caller
-        // that checked the CPU the same way (the tests use
-        // `Kernel::available`); a and b hold k panel rows (asserted above).
+        // SAFETY: `product`, the only caller, checked that the CPU runs
+        // the kernel (AVX2 and FMA); a and b hold k panel rows (asserted
+        // above).
         Kernel::Avx2Fma => unsafe { avx2::micro(k, a.as_ptr(), b.as_ptr(), tile, load) },
     }
 }
@@ -245,7 +249,7 @@ mod avx2 {
         tile: &mut [f32; MR * NR],
         load: bool,
     ) {
-        const { assert!(NR % 8 == 0) };
+        const { assert!(NR.is_multiple_of(8)) };
         let t = tile.as_mut_ptr();
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         if load {
