@@ -200,9 +200,9 @@ fn micro(kernel: Kernel, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR], load: 
     match kernel {
         Kernel::Portable => micro_portable(a, b, tile, load),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `product`, the only caller, checked that the CPU runs
-        // the kernel (AVX2 and FMA); a and b hold k panel rows (asserted
-        // above).
+        // SAFETY: the callers (`product`, which checks, and the tests,
+        // which take `Kernel::available`) pass a kernel the CPU runs (AVX2
+        // and FMA); a and b hold k panel rows (asserted above).
         Kernel::Avx2Fma => unsafe { avx2::micro(k, a.as_ptr(), b.as_ptr(), tile, load) },
     }
 }
