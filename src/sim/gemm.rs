@@ -26,13 +26,20 @@
 //! portable one (plain loops; a multiply then an add, two roundings)
 //! elsewhere; the two agree to f32 rounding.
 
-/// Rows of W per panel (and of the output tile).
+/// Rows of W per panel (and of the output tile). A 4 × 16 tile is 8 ymm
+/// accumulators: per k, 2 vector loads and 4 broadcasts feed 8 FMAs, and 4
+/// and 16 divide the blocks' rows and the usual batches (16, 64, 256), so
+/// little of the tile is padding. Measured at 42–52 GMAC/s per thread on a
+/// Zen 4 EPYC (about its FMA peak); other shapes were not tried.
 pub const MR: usize = 4;
 
 /// Columns of the activations per panel (and of the output tile).
 pub const NR: usize = 16;
 
-/// Input-dimension slice of one pass over a block.
+/// Input-dimension slice of one pass over a block: an activation panel's
+/// slice is 16 KiB (half a 32 KiB L1), a 128-row block's weight slice
+/// 128 KiB. Measured at n = 4096, B = 256 (one thread): 42 GMAC/s at 128,
+/// 52 at 256; at n = 16384 the unsliced product ran at 28–34.
 pub const KC: usize = 256;
 
 /// Rows of the layer's output per block of work (one [`product`] call,
