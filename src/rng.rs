@@ -286,6 +286,186 @@ impl Stream {
     }
 }
 
+/// Philox lanes generated together by [`Stream::fill_panel`].
+const PANEL_LANES: usize = 16;
+
+impl Stream {
+    /// The standard normals of rows `row0 .. row0 + rows` of `layer`,
+    /// columns `col0 .. col0 + len` (len = `out.len() / MR`, `col0` a
+    /// multiple of 4), written k-major into one MR-row panel of a packed
+    /// matrix product: `out[k·MR + m]` is the value that [`Stream::fill_row`]
+    /// writes at column `col0 + k` of row `row0 + m` (bit for bit), and 0 for
+    /// m ≥ `rows` (the padding of a panel at the end of a block).
+    ///
+    /// Philox lanes run over MR rows × 16/MR column blocks at once, so one
+    /// lane's four normals land in four consecutive k, each an MR-wide run
+    /// of the panel: the values are written where the product reads them,
+    /// with no row-major copy and no second pass. `MR` divides 16.
+    pub fn fill_panel<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        col0: usize,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { self.fill_panel_avx2::<MR>(layer, row0, rows, col0, out) };
+            return;
+        }
+        self.fill_panel_portable::<MR>(layer, row0, rows, col0, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_panel_avx2<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        col0: usize,
+        out: &mut [f32],
+    ) {
+        self.fill_panel_portable::<MR>(layer, row0, rows, col0, out);
+    }
+
+    #[inline(always)]
+    fn fill_panel_portable<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        col0: usize,
+        out: &mut [f32],
+    ) {
+        const { assert!(MR > 0 && PANEL_LANES.is_multiple_of(MR), "MR divides 16") };
+        assert!(
+            rows <= MR && out.len().is_multiple_of(MR),
+            "{rows} rows in a panel of {MR}"
+        );
+        assert!(
+            col0.is_multiple_of(4),
+            "column {col0} does not start a block of 4"
+        );
+        let len = out.len() / MR;
+        let first = (col0 / 4) as u32;
+        // Column blocks (of 4) per step.
+        let cb = PANEL_LANES / MR;
+        let steps = len / (4 * cb);
+        for s in 0..steps {
+            let j0 = first + (s * cb) as u32;
+            let mut w = [[0u32; PANEL_LANES]; 4];
+            for l in 0..PANEL_LANES {
+                w[0][l] = j0 + (l / MR) as u32;
+                w[1][l] = row0.wrapping_add((l % MR) as u32);
+            }
+            w[2] = [layer; PANEL_LANES];
+            w[3] = [self.sample; PANEL_LANES];
+            philox10_lanes(&mut w, self.key);
+            let mut z = [[0f32; PANEL_LANES]; 4];
+            for l in 0..PANEL_LANES {
+                let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
+                for q in 0..4 {
+                    z[q][l] = v[q];
+                }
+            }
+            let dst = &mut out[4 * s * cb * MR..4 * (s + 1) * cb * MR];
+            for b in 0..cb {
+                for q in 0..4 {
+                    let k = 4 * b + q;
+                    dst[k * MR..(k + 1) * MR].copy_from_slice(&z[q][b * MR..(b + 1) * MR]);
+                }
+            }
+        }
+        // The columns after the last full step, block by block.
+        let k0 = 4 * steps * cb;
+        for m in 0..rows {
+            let row = row0.wrapping_add(m as u32);
+            for k in (k0..len).step_by(4) {
+                let z = self.normals(layer, row, first + (k / 4) as u32);
+                for (q, &v) in z.iter().enumerate().take(len - k) {
+                    out[(k + q) * MR + m] = v;
+                }
+            }
+        }
+        if rows < MR {
+            for run in out.chunks_exact_mut(MR) {
+                run[rows..].fill(0.0);
+            }
+        }
+    }
+
+    /// The ±1 signs of rows `row0 .. row0 + rows` of `layer` (Rademacher
+    /// weights before the σ_w/√n scale), columns `col0 .. col0 + len`
+    /// (len = `out.len() / MR`), written k-major into one MR-row panel:
+    /// `out[k·MR + m]` is the value [`Stream::fill_row_signs`] writes at
+    /// column `col0 + k` of row `row0 + m`, and 0 for m ≥ `rows`.
+    pub fn fill_panel_signs<const MR: usize>(
+        &self,
+        layer: u32,
+        row0: u32,
+        rows: usize,
+        col0: usize,
+        out: &mut [f32],
+    ) {
+        assert!(
+            rows <= MR && out.len().is_multiple_of(MR),
+            "{rows} rows in a panel of {MR}"
+        );
+        // All ones for a row of the panel, zero for padding: masks the bits
+        // of 1.0 with the sign bit set or clear.
+        let valid: [u32; MR] = std::array::from_fn(|m| if m < rows { !0 } else { 0 });
+        let len = out.len() / MR;
+        let mut k = 0;
+        while k < len {
+            // Columns col0 + k .. up to the end of their 128-sign call.
+            let (c, blk) = (col0 + k, ((col0 + k) / 128) as u32);
+            let run = (128 - c % 128).min(len - k);
+            let words: [[u32; 4]; MR] = std::array::from_fn(|m| {
+                if m < rows {
+                    self.sign_bits(layer, row0.wrapping_add(m as u32), blk)
+                } else {
+                    [0; 4]
+                }
+            });
+            for (i, dst) in out[k * MR..(k + run) * MR].chunks_exact_mut(MR).enumerate() {
+                let (word, bit) = (((c + i) / 32) % 4, ((c + i) % 32) as u32);
+                for m in 0..MR {
+                    let sign = ((words[m][word] >> bit) & 1) << 31;
+                    dst[m] = f32::from_bits(valid[m] & (0x3F80_0000 | sign));
+                }
+            }
+            k += run;
+        }
+    }
+}
+
+/// Ten Philox4x32 rounds on `PANEL_LANES` counters at once (struct of
+/// arrays, so the compiler turns each round into SIMD), key schedule as
+/// [`philox4x32`].
+#[inline(always)]
+fn philox10_lanes(w: &mut [[u32; PANEL_LANES]; 4], key: [u32; 2]) {
+    let mut k = key;
+    for r in 0..10 {
+        if r > 0 {
+            k[0] = k[0].wrapping_add(W0);
+            k[1] = k[1].wrapping_add(W1);
+        }
+        for l in 0..PANEL_LANES {
+            let p0 = u64::from(M0) * u64::from(w[0][l]);
+            let p1 = u64::from(M1) * u64::from(w[2][l]);
+            let n0 = ((p1 >> 32) as u32) ^ w[1][l] ^ k[0];
+            let n2 = ((p0 >> 32) as u32) ^ w[3][l] ^ k[1];
+            w[0][l] = n0;
+            w[1][l] = p1 as u32;
+            w[2][l] = n2;
+            w[3][l] = p0 as u32;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

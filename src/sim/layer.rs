@@ -1,18 +1,23 @@
 //! The layer stage on the CPU: twin of `shaders/layer.wgsl` (GPU driver
-//! `src/sim/gpu/layer.rs`), plain loops and a blocked SGEMM on all cores.
+//! `src/sim/gpu/layer.rs`), plain loops and a packed product on all cores.
 //!
 //! Activations are stored feature-major, H[i·B + b] for unit i and input b,
-//! so a block of rows of the next layer is one contiguous slice: rows are
-//! split across threads, each thread generates its rows of W (never more
-//! than ~1 MiB at a time) and multiplies them into the batch with
-//! `matrixmultiply::sgemm`. Statistics are summed per block in f64 and
-//! combined in block order, so a seed gives bitwise the same result
-//! whatever the thread count. Rademacher weights take the same path with
-//! rows of ±1 unpacked from the sign bits (or, for B ≤ 32, sign flips
-//! straight from the bits); the Hadamard ensemble is
-//! [`crate::sim::hadamard`].
+//! so a block of rows of the next layer is one contiguous slice. The
+//! activations are packed once per layer into the column panels of
+//! [`crate::sim::gemm`]; rows are split across threads, each thread
+//! generates its block of rows of W (never more than ~1 MiB at a time)
+//! straight into the product's row panels and multiplies them into the
+//! batch, each output a fixed-order f32 sum over the input dimension.
+//! Statistics are summed per block in f64 and combined in block order, so a
+//! seed gives bitwise the same result whatever the thread count. Rademacher
+//! weights take the same path with panels of ±1 unpacked from the sign bits
+//! (or, for B ≤ 32, sign flips straight from the bits); the Hadamard
+//! ensemble is [`crate::sim::hadamard`]. [`LayerWeights::layer_reference`]
+//! keeps the earlier product (row-major weight rows through
+//! `matrixmultiply::sgemm`) for benchmarks and tests.
 
 use crate::rng::{Stream, BIAS_ROW};
+use crate::sim::gemm::{self, Kernel, PackedActs, MR};
 use crate::sim::spec::{rows_per_block, Measurements, SimSpec, Weights};
 use crate::sim::stats::{block_stats, combine_blocks};
 use rayon::prelude::*;
@@ -63,10 +68,37 @@ impl<'a> LayerWeights<'a> {
         meas: Option<&Measurements>,
     ) -> Option<LayerStats> {
         match self.ensemble {
-            Weights::Gaussian => self.dense(Stream::fill_row, act, batch, out, meas),
+            Weights::Gaussian => self.dense(Stream::fill_panel::<MR>, act, batch, out, meas),
             Weights::Rademacher if batch <= 32 => self.signs(act, batch, out, meas),
-            Weights::Rademacher => self.dense(Stream::fill_row_signs, act, batch, out, meas),
+            Weights::Rademacher => {
+                self.dense(Stream::fill_panel_signs::<MR>, act, batch, out, meas)
+            }
             Weights::Hadamard => self.hadamard(act, batch, out, meas),
+        }
+    }
+
+    /// [`LayerWeights::layer`] with the dense product as it was before the
+    /// packed one: each block's weight rows generated row-major by
+    /// [`Stream::fill_row`] / [`Stream::fill_row_signs`], then
+    /// `matrixmultiply::sgemm`, which packs both operands again on every
+    /// call. The same layer to f32 rounding (the sums run in another
+    /// order); kept so a benchmark can time old and new in one run
+    /// (`benches/sim.rs`). The sign path (Rademacher, B ≤ 32) and the
+    /// Hadamard layer are [`LayerWeights::layer`]'s.
+    #[doc(hidden)]
+    pub fn layer_reference(
+        &self,
+        act: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        meas: Option<&Measurements>,
+    ) -> Option<LayerStats> {
+        match self.ensemble {
+            Weights::Gaussian => self.dense_sgemm(Stream::fill_row, act, batch, out, meas),
+            Weights::Rademacher if batch > 32 => {
+                self.dense_sgemm(Stream::fill_row_signs, act, batch, out, meas)
+            }
+            _ => self.layer(act, batch, out, meas),
         }
     }
 
@@ -97,9 +129,34 @@ impl<'a> LayerWeights<'a> {
         self.finish_blocks(|_, _, _| {}, 256, batch, out, meas, &bias)
     }
 
-    /// The dense layer whose standardized row `row` is written by
-    /// `fill(stream, layer, row, out)`.
+    /// The dense layer whose standardized rows `row0 .. row0 + rows` (at
+    /// most [`MR`]), columns `col0 ..`, are written as one row panel of the
+    /// packed product by `fill(stream, layer, row0, rows, col0, panel)`.
     fn dense(
+        &self,
+        fill: impl Fn(&Stream, u32, u32, usize, usize, &mut [f32]) + Sync,
+        act: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        meas: Option<&Measurements>,
+    ) -> Option<LayerStats> {
+        let (n, stream, layer) = (self.n, self.stream, self.layer);
+        let acts = PackedActs::pack(act, n, batch);
+        let kernel = Kernel::detect();
+        let product = |scratch: &mut Vec<f32>, r0: usize, out_blk: &mut [f32]| {
+            let fill_panel = |i: usize, rows: usize, col0: usize, panel: &mut [f32]| {
+                fill(stream, layer, (r0 + i) as u32, rows, col0, panel)
+            };
+            // out_blk (r × B) = W_blk (r × n) · act (n × B)
+            gemm::product(kernel, &acts, fill_panel, scratch, out_blk);
+        };
+        let bias = self.bias_of_row();
+        self.finish_blocks(product, gemm::block_rows(n), batch, out, meas, &bias)
+    }
+
+    /// The dense layer of [`LayerWeights::layer_reference`], whose
+    /// standardized row `row` is written by `fill(stream, layer, row, out)`.
+    fn dense_sgemm(
         &self,
         fill: impl Fn(&Stream, u32, u32, &mut [f32]) + Sync,
         act: &[f32],

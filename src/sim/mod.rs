@@ -26,6 +26,7 @@
 
 pub mod backward;
 pub mod cpu;
+pub mod gemm;
 pub mod gpu;
 pub mod hadamard;
 pub mod layer;
