@@ -422,6 +422,10 @@ impl SimSpec {
             mul(threads, mul(n, 4 * rows)?)?,
             mul(n.div_ceil(rows), add(mul(b + measured as u64, 8)?, 64)?)?,
         )?;
+        // The activations packed once per layer into NR-column panels
+        // (sim::gemm), zero-padded past B.
+        let nr = crate::sim::gemm::NR as u64;
+        let packed = mul(mul(n, b.div_ceil(nr))?, 4 * nr)?;
         let per_layer =
             2 * (self.groups() as u64 * 2 + self.offsets() as u64 * 2 + 1) + b + measured as u64;
         let stats = mul(mul(l1, per_layer)?, 16)?;
@@ -434,7 +438,10 @@ impl SimSpec {
             (add(add(inputs, stats)?, stored)?, device)
         } else {
             (
-                add(add(add(add(inputs, activations)?, blocks)?, stats)?, stored)?,
+                add(
+                    add(add(add(add(inputs, activations)?, blocks)?, packed)?, stats)?,
+                    stored,
+                )?,
                 0,
             )
         };
