@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// `quantdepth merge` combines the shard folders.
     #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
     pub shard: Option<String>,
-    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, stacked, and
     /// their -int64 forms [default: auto; on --resume, the variant the
     /// folder's meta.json records].
     #[arg(long, value_name = "VARIANT", value_parser = super::simulate::parse_kernel, long_help = RUN_KERNEL_HELP)]
@@ -115,7 +115,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             commit
                 .kernel
                 .as_deref()
-                .and_then(KernelVariant::from_name)
+                .and_then(KernelVariant::from_record)
                 .map_or(KernelChoice::Auto, KernelChoice::Forced)
         });
         let (b, note) = open_backend(&cfg, kernel)?;

@@ -11,6 +11,7 @@
 //! | `splitk` | layer.wgsl (SPLIT) + layer_combine.wgsl | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
 //! | `wide`   | layer_wide.wgsl, 64 × 128 tiles, weight tile k-major | large batches: one generated weight tile serves 128 columns |
 //! | `wide256` | layer_wide.wgsl at TB = 256, 64 × 256 tiles, 16-unit weight tile k-major | the largest batches: one weight tile serves 256 columns |
+//! | `stacked` | layer.wgsl (STACK), the tiled kernel's tiles with workgroup z = network sample | small batches: S network samples per dispatch (one layer of S networks) |
 //!
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
 //! `SHADER_INT64`: Philox's 32×32→64 multiply as one u64 product
@@ -39,6 +40,10 @@ pub enum KernelVariant {
     WideInt64,
     /// `Wide256` with the u64 Philox multiply.
     Wide256Int64,
+    /// The tiled kernel over S network samples at once (grid z = sample).
+    Stacked,
+    /// `Stacked` with the u64 Philox multiply.
+    StackedInt64,
 }
 
 /// How a variant lays the layer out over workgroups.
@@ -52,6 +57,8 @@ pub enum Tiling {
     Wide,
     /// 64 × 256 tiles.
     Wide256,
+    /// 64 × TB tiles of S network samples, z = sample offset.
+    Stacked,
 }
 
 /// What the adapter offers that the variants depend on.
@@ -105,6 +112,8 @@ pub const WIDE256_MIN_BATCH: usize = 129;
 const SPLITK_TARGET_WORKGROUPS: usize = 8192;
 /// Fewest weight tiles (of 32 units) per split-K slice.
 const SPLITK_MIN_TILES: usize = 2;
+/// Fewest network samples a stacked dispatch is offered for.
+pub const STACK_MIN_SAMPLES: usize = 2;
 
 /// The batch columns per workgroup of the tiled and split-K layer kernels
 /// (and of the backward kernel) for a batch.
@@ -118,15 +127,17 @@ pub fn tile_columns(batch: usize) -> u32 {
 
 impl KernelVariant {
     /// Every variant, in the order ties are broken.
-    pub const ALL: [KernelVariant; 8] = [
+    pub const ALL: [KernelVariant; 10] = [
         KernelVariant::Tiled,
         KernelVariant::SplitK,
         KernelVariant::Wide,
         KernelVariant::Wide256,
+        KernelVariant::Stacked,
         KernelVariant::TiledInt64,
         KernelVariant::SplitKInt64,
         KernelVariant::WideInt64,
         KernelVariant::Wide256Int64,
+        KernelVariant::StackedInt64,
     ];
 
     /// The stable name (`--kernel`, the tuning cache, meta.json).
@@ -140,12 +151,39 @@ impl KernelVariant {
             KernelVariant::WideInt64 => "wide-int64",
             KernelVariant::Wide256 => "wide256",
             KernelVariant::Wide256Int64 => "wide256-int64",
+            KernelVariant::Stacked => "stacked",
+            KernelVariant::StackedInt64 => "stacked-int64",
         }
     }
 
     /// The variant called `name`, if there is one.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The variant a kernel record names (meta.json's `"kernel"`): a name,
+    /// or a stacked variant with its stack, `stacked (S=4)`
+    /// ([`Self::label`]); `None` for anything else (several variants).
+    pub fn from_record(record: &str) -> Option<Self> {
+        let v = match record.split_once(" (S=") {
+            Some((name, rest)) => {
+                let s = rest.strip_suffix(')')?;
+                s.parse::<usize>().ok().filter(|s| *s >= 1)?;
+                Self::from_name(name).filter(|v| v.tiling() == Tiling::Stacked)?
+            }
+            None => Self::from_name(record)?,
+        };
+        Some(v)
+    }
+
+    /// The name as records show it: with the stack `s` for the stacked
+    /// variants (`stacked (S=4)`), the name alone for the others.
+    pub fn label(self, s: usize) -> String {
+        if self.tiling() == Tiling::Stacked {
+            format!("{} (S={s})", self.name())
+        } else {
+            self.name().to_string()
+        }
     }
 
     /// The tiling.
@@ -155,6 +193,7 @@ impl KernelVariant {
             KernelVariant::SplitK | KernelVariant::SplitKInt64 => Tiling::SplitK,
             KernelVariant::Wide | KernelVariant::WideInt64 => Tiling::Wide,
             KernelVariant::Wide256 | KernelVariant::Wide256Int64 => Tiling::Wide256,
+            KernelVariant::Stacked | KernelVariant::StackedInt64 => Tiling::Stacked,
         }
     }
 
@@ -166,6 +205,7 @@ impl KernelVariant {
                 | KernelVariant::SplitKInt64
                 | KernelVariant::WideInt64
                 | KernelVariant::Wide256Int64
+                | KernelVariant::StackedInt64
         )
     }
 
@@ -176,6 +216,7 @@ impl KernelVariant {
             Tiling::SplitK => KernelVariant::SplitK,
             Tiling::Wide => KernelVariant::Wide,
             Tiling::Wide256 => KernelVariant::Wide256,
+            Tiling::Stacked => KernelVariant::Stacked,
         }
     }
 
@@ -194,13 +235,25 @@ impl KernelVariant {
     }
 
     /// Whether this variant can run a layer of width `n` on `batch` inputs
-    /// on a device with `caps`.
+    /// of one network on a device with `caps` (the stacked variants never:
+    /// they need several networks, [`Self::applicable_to`]).
     pub fn applicable(self, n: usize, batch: usize, caps: &DeviceCaps) -> bool {
+        self.applicable_to(n, batch, 1, caps)
+    }
+
+    /// Whether this variant can run a layer of width `n` on `batch` inputs
+    /// with `samples` network samples left in the run on a device with
+    /// `caps`. Only the stacked variants depend on `samples`: they need
+    /// B ≤ [`SPLITK_MAX_BATCH`] and a stack of at least
+    /// [`STACK_MIN_SAMPLES`] ([`stack_count`]); the Hadamard ensemble (its
+    /// own kernels) is the caller's to exclude.
+    pub fn applicable_to(self, n: usize, batch: usize, samples: usize, caps: &DeviceCaps) -> bool {
         if n == 0 || batch == 0 || (self.int64() && !caps.int64) {
             return false;
         }
         match self.tiling() {
             Tiling::Tiled => true,
+            Tiling::Stacked => stack_count(n, batch, samples, caps) >= STACK_MIN_SAMPLES,
             Tiling::SplitK => {
                 batch <= SPLITK_MAX_BATCH && split_count(n, batch, caps.max_storage_binding) >= 2
             }
@@ -226,6 +279,7 @@ impl KernelVariant {
             Tiling::SplitK => "small batches: the input dimension split over more workgroups",
             Tiling::Wide => "large batches: one weight tile serves 128 columns",
             Tiling::Wide256 => "the largest batches: one weight tile serves 256 columns",
+            Tiling::Stacked => "small batches: S network samples per dispatch (grid z = sample)",
         }
     }
 
@@ -240,6 +294,10 @@ impl KernelVariant {
             ),
             Tiling::Wide => format!("B ≥ {WIDE_MIN_BATCH}"),
             Tiling::Wide256 => format!("B ≥ {WIDE256_MIN_BATCH}"),
+            Tiling::Stacked => format!(
+                "B ≤ {SPLITK_MAX_BATCH}, at least {STACK_MIN_SAMPLES} network samples \
+                 (--samples) and {STACK_MIN_SAMPLES} × n × B activations within one storage binding"
+            ),
         };
         if self.int64() {
             format!("{tiling}, on an adapter with SHADER_INT64")
@@ -249,11 +307,29 @@ impl KernelVariant {
     }
 
     /// The workgroups of one layer dispatch at (n, B): (x, y, z) for the
-    /// main pass.
+    /// main pass (the stacked variants: z = 1, one network; see
+    /// [`Self::stacked_workgroups`]).
     pub fn workgroups(self, n: usize, batch: usize, max_storage_binding: u64) -> (u32, u32, u32) {
+        self.stacked_workgroups(n, batch, max_storage_binding, 1)
+    }
+
+    /// [`Self::workgroups`] for a dispatch over `stack` network samples:
+    /// the stacked variants put them on z, the others ignore `stack`.
+    pub fn stacked_workgroups(
+        self,
+        n: usize,
+        batch: usize,
+        max_storage_binding: u64,
+        stack: usize,
+    ) -> (u32, u32, u32) {
         let rows = n.div_ceil(TILE_ROWS) as u32;
         match self.tiling() {
             Tiling::Tiled => (batch.div_ceil(tile_columns(batch) as usize) as u32, rows, 1),
+            Tiling::Stacked => (
+                batch.div_ceil(tile_columns(batch) as usize) as u32,
+                rows,
+                stack.max(1) as u32,
+            ),
             Tiling::SplitK => (
                 batch.div_ceil(tile_columns(batch) as usize) as u32,
                 rows,
@@ -288,6 +364,37 @@ pub fn split_count(n: usize, batch: usize, max_storage_binding: u64) -> usize {
     // shader derives the same `per` from the dispatch's z count).
     let per = tiles.div_ceil(want.max(1));
     tiles.div_ceil(per.max(1))
+}
+
+/// The network samples S a stacked dispatch takes at (n, B) with `samples`
+/// left in the run: enough workgroups to fill a large device (the split-K
+/// target, ≈ 8,192, over the tiled grid's), at most `samples`, the S × n ×
+/// B activations within one storage binding and S within one dispatch
+/// dimension; 0 for B > [`SPLITK_MAX_BATCH`] (the tiled grid is large
+/// enough there). Below [`STACK_MIN_SAMPLES`] stacking does not apply.
+pub fn stack_count(n: usize, batch: usize, samples: usize, caps: &DeviceCaps) -> usize {
+    if batch > SPLITK_MAX_BATCH || n == 0 || batch == 0 {
+        return 0;
+    }
+    let base = batch.div_ceil(tile_columns(batch) as usize) * n.div_ceil(TILE_ROWS);
+    let by_memory = (caps.max_storage_binding / 4)
+        .checked_div(n as u64 * batch as u64)
+        .unwrap_or(0);
+    let by_memory = usize::try_from(by_memory).unwrap_or(usize::MAX);
+    SPLITK_TARGET_WORKGROUPS
+        .div_ceil(base)
+        .min(samples)
+        .min(by_memory)
+        .min(caps.max_workgroups_per_dim as usize)
+}
+
+/// The size of the next stack when `left` samples remain and a stack
+/// holds at most `most`: the samples spread evenly over ⌈left/most⌉
+/// stacks (100 left, at most 32: four stacks of 25), so the stacks of one
+/// run differ by at most one sample.
+pub fn balanced_stack(left: usize, most: usize) -> usize {
+    let most = most.clamp(1, left.max(1));
+    left.div_ceil(left.div_ceil(most).max(1)).max(1)
 }
 
 /// The user's kernel choice: measured (`auto`) or forced.
@@ -326,11 +433,24 @@ pub fn names() -> String {
     KernelVariant::ALL.map(KernelVariant::name).join(", ")
 }
 
-/// The variants that apply at (n, B) on `caps`, in [`KernelVariant::ALL`] order.
+/// The variants that apply at (n, B) to one network on `caps`, in
+/// [`KernelVariant::ALL`] order.
 pub fn applicable(n: usize, batch: usize, caps: &DeviceCaps) -> Vec<KernelVariant> {
+    applicable_to(n, batch, 1, caps)
+}
+
+/// The variants that apply at (n, B) with `samples` network samples to
+/// run on `caps` ([`KernelVariant::applicable_to`]), in
+/// [`KernelVariant::ALL`] order.
+pub fn applicable_to(
+    n: usize,
+    batch: usize,
+    samples: usize,
+    caps: &DeviceCaps,
+) -> Vec<KernelVariant> {
     KernelVariant::ALL
         .into_iter()
-        .filter(|v| v.applicable(n, batch, caps))
+        .filter(|v| v.applicable_to(n, batch, samples, caps))
         .collect()
 }
 
@@ -342,6 +462,7 @@ pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
         Tiling::SplitK => shaders::layer_split(tb),
         Tiling::Wide => shaders::layer_wide(128),
         Tiling::Wide256 => shaders::layer_wide(256),
+        Tiling::Stacked => shaders::layer_stacked(tb),
     };
     with_multiply(src, variant.int64())
 }
@@ -451,6 +572,74 @@ mod tests {
         }
         // The partial sums must fit one binding: 1 MiB allows 4 × 256 × 256 floats.
         assert!(split_count(256, 64, 1 << 20) * 256 * 64 * 4 <= 1 << 20);
+    }
+
+    #[test]
+    fn stacking_needs_two_samples_a_small_batch_and_memory() {
+        let c = caps(true);
+        // One network (or B = 65): no stacked candidate.
+        assert!(!applicable_to(333, 5, 1, &c).contains(&KernelVariant::Stacked));
+        assert!(!KernelVariant::Stacked.applicable_to(333, 65, 10, &c));
+        assert!(!KernelVariant::Stacked.applicable(333, 5, &c));
+        assert_eq!(
+            applicable_to(333, 5, 3, &caps(false)),
+            [
+                KernelVariant::Tiled,
+                KernelVariant::SplitK,
+                KernelVariant::Stacked
+            ]
+        );
+        assert!(KernelVariant::StackedInt64.applicable_to(333, 64, 2, &c));
+        assert!(!KernelVariant::StackedInt64.applicable_to(333, 64, 2, &caps(false)));
+        // n = 16384, B = 16: 256 tiled workgroups → 32 networks reach 8,192.
+        assert_eq!(stack_count(16384, 16, 100, &c), 32);
+        assert_eq!(stack_count(16384, 16, 5, &c), 5);
+        assert_eq!(stack_count(1024, 65, 100, &c), 0);
+        // n = 4096, B = 64: 64 tiled workgroups → 128 networks, as many
+        // as 128 MiB holds; a binding of 2 stacks allows 2, one float less 1.
+        assert_eq!(stack_count(4096, 64, 1000, &c), 128);
+        let mut tight = c;
+        tight.max_storage_binding = 2 * 4096 * 64 * 4;
+        assert_eq!(stack_count(4096, 64, 100, &tight), 2);
+        tight.max_storage_binding -= 4;
+        assert!(!KernelVariant::Stacked.applicable_to(4096, 64, 100, &tight));
+        assert_eq!(
+            KernelVariant::Stacked.stacked_workgroups(333, 5, 1 << 20, 3),
+            (1, 6, 3)
+        );
+        assert_eq!(
+            KernelVariant::Tiled.stacked_workgroups(333, 5, 1 << 20, 3),
+            (1, 6, 1)
+        );
+    }
+
+    #[test]
+    fn stacks_are_balanced_and_records_name_the_variant() {
+        assert_eq!(balanced_stack(100, 32), 25);
+        assert_eq!(balanced_stack(5, 2), 2);
+        assert_eq!(balanced_stack(1, 2), 1);
+        assert_eq!(balanced_stack(7, 100), 7);
+        // Every stack of a run holds ⌊left/k⌋ or ⌈left/k⌉ samples, at most `most`.
+        for (total, most) in [(5, 2), (33, 32), (100, 7), (9, 4)] {
+            let (mut left, mut sizes) = (total, Vec::new());
+            while left > 0 {
+                let s = balanced_stack(left, most);
+                assert!(s >= 1 && s <= most && s <= left);
+                sizes.push(s);
+                left -= s;
+            }
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{total}/{most}: {sizes:?}");
+        }
+        assert_eq!(KernelVariant::Stacked.label(4), "stacked (S=4)");
+        assert_eq!(KernelVariant::Tiled.label(4), "tiled");
+        for v in KernelVariant::ALL {
+            assert_eq!(KernelVariant::from_record(&v.label(3)), Some(v));
+            assert_eq!(KernelVariant::from_record(v.name()), Some(v));
+        }
+        assert_eq!(KernelVariant::from_record("tiled (S=3)"), None);
+        assert_eq!(KernelVariant::from_record("stacked (S=x)"), None);
+        assert_eq!(KernelVariant::from_record("stacked (S=2) + tiled"), None);
     }
 
     #[test]
