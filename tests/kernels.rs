@@ -231,6 +231,88 @@ fn layer_wide256_variants_gpu_equal_cpu() {
     one_layer_equals_cpu(Tiling::Wide256);
 }
 
+/// A device like a large GPU's limits (128 MiB bindings), ± SHADER_INT64.
+fn caps(int64: bool) -> kernel::DeviceCaps {
+    kernel::DeviceCaps {
+        int64,
+        max_invocations: 256,
+        max_workgroup_storage: 32 * 1024,
+        max_storage_binding: 128 << 20,
+        max_workgroups_per_dim: 65535,
+    }
+}
+
+/// Stacking applies from 2 networks at B ≤ 64 within one storage
+/// binding, and takes enough networks for ≈ 8,192 workgroups.
+#[test]
+fn stacking_needs_two_samples_a_small_batch_and_memory() {
+    let c = caps(true);
+    // One network (or B = 65): no stacked candidate.
+    assert!(!kernel::applicable_to(333, 5, 1, &c).contains(&KernelVariant::Stacked));
+    assert!(!KernelVariant::Stacked.applicable_to(333, 65, 10, &c));
+    assert!(!KernelVariant::Stacked.applicable(333, 5, &c));
+    assert_eq!(
+        kernel::applicable_to(333, 5, 3, &caps(false)),
+        [
+            KernelVariant::Tiled,
+            KernelVariant::SplitK,
+            KernelVariant::Stacked
+        ]
+    );
+    assert!(KernelVariant::StackedInt64.applicable_to(333, 64, 2, &c));
+    assert!(!KernelVariant::StackedInt64.applicable_to(333, 64, 2, &caps(false)));
+    // n = 16384, B = 16: 256 tiled workgroups → 32 networks reach 8,192.
+    assert_eq!(kernel::stack_count(16384, 16, 100, &c), 32);
+    assert_eq!(kernel::stack_count(16384, 16, 5, &c), 5);
+    assert_eq!(kernel::stack_count(1024, 65, 100, &c), 0);
+    // n = 4096, B = 64: 64 tiled workgroups → 128 networks, as many
+    // as 128 MiB holds; a binding of 2 stacks allows 2, one float less 1.
+    assert_eq!(kernel::stack_count(4096, 64, 1000, &c), 128);
+    let mut tight = c;
+    tight.max_storage_binding = 2 * 4096 * 64 * 4;
+    assert_eq!(kernel::stack_count(4096, 64, 100, &tight), 2);
+    tight.max_storage_binding -= 4;
+    assert!(!KernelVariant::Stacked.applicable_to(4096, 64, 100, &tight));
+    assert_eq!(
+        KernelVariant::Stacked.stacked_workgroups(333, 5, 1 << 20, 3),
+        (1, 6, 3)
+    );
+    assert_eq!(
+        KernelVariant::Tiled.stacked_workgroups(333, 5, 1 << 20, 3),
+        (1, 6, 1)
+    );
+}
+
+/// A run's stacks differ by at most one network; records name the stack.
+#[test]
+fn stacks_are_balanced_and_records_name_the_variant() {
+    assert_eq!(kernel::balanced_stack(100, 32), 25);
+    assert_eq!(kernel::balanced_stack(5, 2), 2);
+    assert_eq!(kernel::balanced_stack(1, 2), 1);
+    assert_eq!(kernel::balanced_stack(7, 100), 7);
+    // Every stack of a run holds ⌊left/k⌋ or ⌈left/k⌉ samples, at most `most`.
+    for (total, most) in [(5, 2), (33, 32), (100, 7), (9, 4)] {
+        let (mut left, mut sizes) = (total, Vec::new());
+        while left > 0 {
+            let s = kernel::balanced_stack(left, most);
+            assert!(s >= 1 && s <= most && s <= left);
+            sizes.push(s);
+            left -= s;
+        }
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(hi - lo <= 1, "{total}/{most}: {sizes:?}");
+    }
+    assert_eq!(KernelVariant::Stacked.label(4), "stacked (S=4)");
+    assert_eq!(KernelVariant::Tiled.label(4), "tiled");
+    for v in KernelVariant::ALL {
+        assert_eq!(KernelVariant::from_record(&v.label(3)), Some(v));
+        assert_eq!(KernelVariant::from_record(v.name()), Some(v));
+    }
+    assert_eq!(KernelVariant::from_record("tiled (S=3)"), None);
+    assert_eq!(KernelVariant::from_record("stacked (S=x)"), None);
+    assert_eq!(KernelVariant::from_record("stacked (S=2) + tiled"), None);
+}
+
 /// The stacked variants' inputs: B = 5 (a circle) or B = 16 (8 pairs).
 fn stack_inputs(batch: usize) -> Inputs {
     match batch {

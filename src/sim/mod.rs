@@ -12,6 +12,7 @@
 //! | layer, `wide` variant | `shaders/layer_wide.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | layer, `wide256` variant | `shaders/layer_wide.wgsl` (TB = 256) | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | layer, `splitk` variant | `shaders/layer.wgsl` (SPLIT) + `shaders/layer_combine.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `stacked` variant (S networks per dispatch) | `shaders/layer.wgsl` (STACK) | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
 //! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
 //! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |

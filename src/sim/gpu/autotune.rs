@@ -4,6 +4,9 @@
 //! stack S of networks per dispatch, weight ensemble) the GPU backend times each applicable
 //! [`KernelVariant`] over a few layers (device timestamps where the adapter
 //! has them, else wall clock around submit and wait) and keeps the fastest.
+//! Times are per network-layer: a stacked variant's dispatch over S
+//! networks counts S network-layers, so it is compared fairly with the
+//! others; S is part of the key, as the stacked candidates depend on it.
 //! The choice is cached as JSON in the user's cache folder
 //! ([`default_cache_dir`]: `$QUANTDEPTH_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/quantdepth`, else `~/.cache/quantdepth`), file

@@ -20,7 +20,8 @@
 //! (`params.wgsl`) and the buffers a network's passes share, [`shaders`]
 //! the WGSL composition, and [`device`] the device plumbing (also the
 //! trainer's). This file is the backend and its chunk driver. The layer
-//! kernel's variants (split-K, wide tiles, the u64 multiply) are named in
+//! kernel's variants (split-K, wide tiles, stacked networks, the u64
+//! multiply) are named in
 //! [`variant`], chosen per chunk in `kernel.rs` (forced, or timed and
 //! cached through [`autotune`]) and compiled in `layer.rs`.
 
