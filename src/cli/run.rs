@@ -16,7 +16,7 @@ adapter, driver, width n, batch B and weight ensemble, each variant that applies
 a few layers and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json). With --resume the default \
 is the variant the folder's meta.json records, so resumed points run as the first ones did. \
-Or force one of tiled, splitk, wide, wide256 and their -int64 forms (see `quantdepth \
+Or force one of tiled, splitk, wide, wide256, stacked and their -int64 forms (see `quantdepth \
 simulate --help`). The variant that ran is recorded in meta.json (\"kernel\").";
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
