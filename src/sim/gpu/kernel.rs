@@ -4,6 +4,7 @@
 //! `bench` use, and the record of what ran (meta.json).
 
 use super::autotune::{TuneKey, Tuner};
+use super::stats::groups as stats_groups;
 use super::variant::{self, DeviceCaps, KernelChoice, KernelVariant, Tiling};
 use super::GpuBackend;
 use crate::error::{Error, Result};
@@ -128,11 +129,17 @@ impl GpuBackend {
         if !may_stack || left < 2 || spec.weights == Weights::Hadamard {
             return 1;
         }
-        let batch = spec.measurements().batch;
+        let meas = spec.measurements();
+        let batch = meas.batch;
         if batch > self.max_batch(spec.width) {
             return 1;
         }
+        // One layer's statistics of the stack (S × (B + P) × row groups
+        // partials) must fit one storage binding too.
+        let stats_floats = (batch + meas.pairs.len()) as u64 * u64::from(stats_groups(spec.width));
+        let by_stats = self.kernel.caps.max_storage_binding / (4 * stats_floats).max(1);
         let most = variant::stack_count(spec.width, batch, left, &self.kernel.caps)
+            .min(usize::try_from(by_stats).unwrap_or(usize::MAX))
             .min(self.stack_limit.unwrap_or(usize::MAX));
         if most < variant::STACK_MIN_SAMPLES {
             return 1;

@@ -178,14 +178,19 @@ impl GpuBackend {
         }
         let q = batch + meas.pairs.len();
         let groups = stats::groups(n);
-        let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
+        // Per layer, S slots of q quantities × groups partials (stats.wgsl);
+        // the layers of one submission must fit one storage binding.
+        let unit_floats = stack * q * groups as usize;
+        let by_binding = self.kernel.caps.max_storage_binding / (4 * unit_floats as u64).max(1);
+        let per_submit = MAX_LAYERS_PER_SUBMIT
+            .min(spec.depth)
+            .min(usize::try_from(by_binding).unwrap_or(usize::MAX))
+            .max(1);
         let shared = SharedBuffers::new(ctx, spec, meas, sample, None, &|l| {
             ((l - 1) % per_submit) as u32
         })?;
         use wgpu::BufferUsages as U;
         let act_bytes = (values as u64).checked_mul(4).ok_or_else(too_big)?;
-        // Per layer, S slots of q quantities × groups partials (stats.wgsl).
-        let unit_floats = stack * q * groups as usize;
         let stats_bytes = (per_submit * unit_floats * 4) as u64;
         let h = [
             ctx.buffer(
