@@ -18,6 +18,12 @@
 // h_out (S × n × B), and layer_combine.wgsl adds the S slots in a fixed
 // order and applies σ_w/√n and the bias. With one slice (z count 1) the
 // loop over j is the unsplit kernel's.
+// Stacked (the `stacked` variant): with STACK = true the grid's third axis
+// is the network sample instead: workgroup (x, y, z) computes the tiled
+// kernel's tile (x, y) of network sample p.sample + z, its activations at
+// offset z·n·B of h_in and h_out (S × n × B), its weights and bias from
+// that sample's stream; the loop over j is the tiled kernel's, so each
+// sample's output has the tiled kernel's bits.
 
 const KIND_UNIFORM: u32 = 0u;
 const KIND_STEPS: u32 = 1u;
@@ -35,6 +41,8 @@ const KIND_HARD_TANH: u32 = 3u;
 const TB: u32 = 64u;
 // Partial sums for split-K (the host sets it by replacing this line).
 const SPLIT: bool = false;
+// Network samples on the grid's z axis (the host sets it by replacing this line).
+const STACK: bool = false;
 const TI: u32 = 64u;
 const TJ: u32 = 32u;
 const WX: u32 = TB / 4u;
@@ -44,9 +52,13 @@ const THREADS: u32 = WX * WY;
 var<workgroup> w_tile: array<f32, 2048>;        // TI × TJ weights, row-major (weight_tile.wgsl)
 var<workgroup> a_tile: array<vec4<f32>, 512>;   // TJ × TB/4 activations
 
+// Offset of this workgroup's network sample in h_in and h_out (STACK),
+// set at kernel start; 0 otherwise.
+var<private> stack_base: u32;
+
 // The input tile's elements: φ of the layer's input (input_tile.wgsl).
 fn tile_input(i: u32) -> f32 {
-    return phi(h_in[i]);
+    return phi(h_in[stack_base + i]);
 }
 
 // φ(x): shaders/phi.wgsl, composed by the host.
@@ -66,11 +78,18 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     // Slice z of the reduced dimension (input_tile.wgsl; all of it when
-    // the grid has one slice).
-    let kslice = slice_range(n, TJ, nwg.z, wid.z);
+    // the grid has one slice, or z is the network sample).
+    var kslice = slice_range(n, TJ, nwg.z, wid.z);
+    var sample = p.sample;
+    if (STACK) {
+        kslice = slice_range(n, TJ, 1u, 0u);
+        sample = p.sample + wid.z;
+        stack_base = wid.z * n * batch;
+    }
     for (var j0 = kslice.x; j0 < kslice.y; j0 = j0 + TJ) {
-        // Weights: TI rows × TJ columns of W (shaders/weight_tile.wgsl).
-        fill_weight_tile(li, THREADS, row0, TI, j0, TJ);
+        // Weights: TI rows × TJ columns of W, network `sample`
+        // (shaders/weight_tile.wgsl).
+        fill_weight_tile_of(sample, li, THREADS, row0, TI, j0, TJ);
         // Activations φ(H) for TJ units × TB inputs (input_tile.wgsl).
         fill_input_tile(li, THREADS, j0, TJ, col0, TB / 4u);
         workgroupBarrier();
@@ -96,6 +115,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             store_quad((wid.z * n + row) * batch + col, col, acc);
             continue;
         }
-        store_quad(row * batch + col, col, p.w_scale * acc + vec4<f32>(layer_bias(row)));
+        store_quad(stack_base + row * batch + col, col,
+                   p.w_scale * acc + vec4<f32>(layer_bias_of(sample, row)));
     }
 }

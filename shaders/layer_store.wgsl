@@ -4,11 +4,16 @@
 // Twin of the bias and scale in `layer` (src/sim/layer.rs).
 
 // The bias σ_b·ζ_i of row i = `row`: lane i mod 4 of the normals of Philox
-// block (i/4, BIAS_ROW, layer, sample); 0 when σ_b = 0.
+// block (i/4, BIAS_ROW, layer, sample); 0 when σ_b = 0. `layer_bias` is
+// network p.sample's, `layer_bias_of` that of `sample` (the stacked layer).
 fn layer_bias(row: u32) -> f32 {
+    return layer_bias_of(p.sample, row);
+}
+
+fn layer_bias_of(sample: u32, row: u32) -> f32 {
     var bias = 0.0;
     if (p.b_scale != 0.0) {
-        let zb = normals(vec2<u32>(p.key0, p.key1), p.sample, p.layer, BIAS_ROW, row / 4u);
+        let zb = normals(vec2<u32>(p.key0, p.key1), sample, p.layer, BIAS_ROW, row / 4u);
         bias = p.b_scale * zb[row % 4u];
     }
     return bias;

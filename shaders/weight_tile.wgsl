@@ -3,7 +3,9 @@
 // including kernel's workgroup array `w_tile` (w_tile[r·cols + c]), zero in
 // rows ≥ p.n. Shared by layer.wgsl (a tile of W) and backward.wgsl (a tile
 // of W read as Wᵀ); composed by the host after rng.wgsl and params.wgsl. It
-// reads the including kernel's `p` (key, sample, layer, n, weights).
+// reads the including kernel's `p` (key, layer, n, weights); the network
+// sample is p.sample (`fill_weight_tile`) or the caller's
+// (`fill_weight_tile_of`, the stacked layer: one sample per grid z).
 // Every thread of the workgroup calls it (thread `li` of `threads`); the
 // caller puts the barrier after it. Twin of `Stream::fill_row` (gaussian)
 // and `Stream::fill_row_signs` (rademacher) in src/rng.rs.
@@ -14,6 +16,11 @@
 //    of Philox counter (j/128, i, layer, sample), set meaning −1; `cols` and
 //    col0 multiples of 32 (one Philox call per 32 signs).
 fn fill_weight_tile(li: u32, threads: u32, row0: u32, rows: u32, col0: u32, cols: u32) {
+    fill_weight_tile_of(p.sample, li, threads, row0, rows, col0, cols);
+}
+
+fn fill_weight_tile_of(sample: u32, li: u32, threads: u32, row0: u32, rows: u32, col0: u32,
+                       cols: u32) {
     let key = vec2<u32>(p.key0, p.key1);
     if (p.weights == 1u) {
         let words = cols / 32u;
@@ -23,7 +30,7 @@ fn fill_weight_tile(li: u32, threads: u32, row0: u32, rows: u32, col0: u32, cols
             let row = row0 + r;
             var word = 0u;
             if (row < p.n) {
-                let w = philox4x32_10(vec4<u32>(c / 128u, row, p.layer, p.sample), key);
+                let w = philox4x32_10(vec4<u32>(c / 128u, row, p.layer, sample), key);
                 word = w[(c / 32u) % 4u];
             }
             let base = r * cols + (c - col0);
@@ -41,7 +48,7 @@ fn fill_weight_tile(li: u32, threads: u32, row0: u32, rows: u32, col0: u32, cols
             let row = row0 + r;
             var z = vec4<f32>(0.0);
             if (row < p.n) {
-                z = normals(key, p.sample, p.layer, row, col0 / 4u + blk);
+                z = normals(key, sample, p.layer, row, col0 / 4u + blk);
             }
             let base = r * cols + blk * 4u;
             w_tile[base] = z.x;

@@ -232,6 +232,282 @@ fn layer_wide256_variants_gpu_equal_cpu() {
     one_layer_equals_cpu(Tiling::Wide256);
 }
 
+/// A device like a large GPU's limits (128 MiB bindings), ± SHADER_INT64.
+fn caps(int64: bool) -> kernel::DeviceCaps {
+    kernel::DeviceCaps {
+        int64,
+        max_invocations: 256,
+        max_workgroup_storage: 32 * 1024,
+        max_storage_binding: 128 << 20,
+        max_workgroups_per_dim: 65535,
+    }
+}
+
+/// Stacking applies from 2 networks at B ≤ 64 within one storage
+/// binding, and takes enough networks for ≈ 8,192 workgroups.
+#[test]
+fn stacking_needs_two_samples_a_small_batch_and_memory() {
+    let c = caps(true);
+    // One network (or B = 65): no stacked candidate.
+    assert!(!kernel::applicable_to(333, 5, 1, &c).contains(&KernelVariant::Stacked));
+    assert!(!KernelVariant::Stacked.applicable_to(333, 65, 10, &c));
+    assert!(!KernelVariant::Stacked.applicable(333, 5, &c));
+    assert_eq!(
+        kernel::applicable_to(333, 5, 3, &caps(false)),
+        [
+            KernelVariant::Tiled,
+            KernelVariant::SplitK,
+            KernelVariant::Stacked
+        ]
+    );
+    assert!(KernelVariant::StackedInt64.applicable_to(333, 64, 2, &c));
+    assert!(!KernelVariant::StackedInt64.applicable_to(333, 64, 2, &caps(false)));
+    // n = 16384, B = 16: 256 tiled workgroups → 32 networks reach 8,192.
+    assert_eq!(kernel::stack_count(16384, 16, 100, &c), 32);
+    assert_eq!(kernel::stack_count(16384, 16, 5, &c), 5);
+    assert_eq!(kernel::stack_count(1024, 65, 100, &c), 0);
+    // n = 4096, B = 64: 64 tiled workgroups → 128 networks, as many
+    // as 128 MiB holds; a binding of 2 stacks allows 2, one float less 1.
+    assert_eq!(kernel::stack_count(4096, 64, 1000, &c), 128);
+    let mut tight = c;
+    tight.max_storage_binding = 2 * 4096 * 64 * 4;
+    assert_eq!(kernel::stack_count(4096, 64, 100, &tight), 2);
+    tight.max_storage_binding -= 4;
+    assert!(!KernelVariant::Stacked.applicable_to(4096, 64, 100, &tight));
+    assert_eq!(
+        KernelVariant::Stacked.stacked_workgroups(333, 5, 1 << 20, 3),
+        (1, 6, 3)
+    );
+    assert_eq!(
+        KernelVariant::Tiled.stacked_workgroups(333, 5, 1 << 20, 3),
+        (1, 6, 1)
+    );
+}
+
+/// A run's stacks differ by at most one network; records name the stack.
+#[test]
+fn stacks_are_balanced_and_records_name_the_variant() {
+    assert_eq!(kernel::balanced_stack(100, 32), 25);
+    assert_eq!(kernel::balanced_stack(5, 2), 2);
+    assert_eq!(kernel::balanced_stack(1, 2), 1);
+    assert_eq!(kernel::balanced_stack(7, 100), 7);
+    // Every stack of a run holds ⌊left/k⌋ or ⌈left/k⌉ samples, at most `most`.
+    for (total, most) in [(5, 2), (33, 32), (100, 7), (9, 4)] {
+        let (mut left, mut sizes) = (total, Vec::new());
+        while left > 0 {
+            let s = kernel::balanced_stack(left, most);
+            assert!(s >= 1 && s <= most && s <= left);
+            sizes.push(s);
+            left -= s;
+        }
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(hi - lo <= 1, "{total}/{most}: {sizes:?}");
+    }
+    assert_eq!(KernelVariant::Stacked.label(4), "stacked (S=4)");
+    assert_eq!(KernelVariant::Tiled.label(4), "tiled");
+    for v in KernelVariant::ALL {
+        assert_eq!(KernelVariant::from_record(&v.label(3)), Some(v));
+        assert_eq!(KernelVariant::from_record(v.name()), Some(v));
+    }
+    assert_eq!(KernelVariant::from_record("tiled (S=3)"), None);
+    assert_eq!(KernelVariant::from_record("stacked (S=x)"), None);
+    assert_eq!(KernelVariant::from_record("stacked (S=2) + tiled"), None);
+}
+
+/// The stacked variants' inputs: B = 5 (a circle) or B = 16 (8 pairs).
+fn stack_inputs(batch: usize) -> Inputs {
+    match batch {
+        5 => Inputs::Circle { points: 5 },
+        _ => Inputs::Pairs {
+            c0: vec![0.5],
+            pairs: batch / 2,
+        },
+    }
+}
+
+/// `stacked` and `stacked-int64` (layer.wgsl with STACK: S = 3 networks
+/// per dispatch, sample on z): each network's pre-activations after three
+/// layers are bitwise those of the tiled kernel run on that network alone
+/// (same tiles, same loop order; σ_b = 0.1, so the per-sample bias is
+/// checked too), Gaussian and Rademacher; one layer of each network equals
+/// the CPU twin with that network's stream to f32 rounding (|Δ| ≤ 1e-5·rms)
+/// at n = 200, 333 and B = 5, 16; the same seed gives the same bits.
+#[test]
+fn layer_stacked_variants_gpu_equal_tiled_and_cpu() {
+    let Some(mut b) = backend() else { return };
+    let caps = b.kernel_caps();
+    let mut ran = Vec::new();
+    for (width, batch, weights) in [
+        (333, 5, Weights::Gaussian),
+        (333, 5, Weights::Rademacher),
+        (200, 16, Weights::Gaussian),
+        (200, 16, Weights::Rademacher),
+    ] {
+        let three = spec(width, 3, 3, stack_inputs(batch), weights);
+        let one = SimSpec {
+            depth: 1,
+            ..three.clone()
+        };
+        assert_eq!(three.sigma_b, 0.1);
+        let x: Vec<Vec<Vec<f64>>> = (0..3).map(|k| three.input_vectors(k)).collect();
+        assert_eq!(x[0].len(), batch);
+        b.set_kernel(KernelChoice::Forced(KernelVariant::Tiled), None);
+        let tiled: Vec<Vec<u32>> = (0..3u32)
+            .map(|k| bits(&b.propagate(&three, &x[k as usize], k).unwrap()))
+            .collect();
+        assert_ne!(tiled[0], tiled[1], "two networks gave the same output");
+        let act = SimActivation::from_activation(&one.activation);
+        for v in [KernelVariant::Stacked, KernelVariant::StackedInt64] {
+            if !v.applicable_to(width, batch, 3, &caps) {
+                continue;
+            }
+            b.set_kernel(KernelChoice::Forced(v), None);
+            let what = format!("{v} n {width} B {batch} {weights}");
+            let deep = b.propagate_stack(&three, &x, 0).unwrap();
+            assert_eq!(deep.len(), 3);
+            for (k, h) in deep.iter().enumerate() {
+                assert!(
+                    bits(h) == tiled[k],
+                    "{what}: network {k} differs from tiled"
+                );
+            }
+            let again = b.propagate_stack(&three, &x, 0).unwrap();
+            assert!(deep == again, "{what}: same seed, different bits");
+            assert_eq!(b.kernels_used(), [v]);
+            assert_eq!(b.info().kernel, Some(format!("{v} (S=3)")));
+            let got = b.propagate_stack(&one, &x, 0).unwrap();
+            for (k, xs) in x.iter().enumerate() {
+                let a: Vec<f32> = cpu::feature_major(xs, width)
+                    .iter()
+                    .map(|&v| act.eval(v))
+                    .collect();
+                let mut want = vec![0f32; width * batch];
+                cpu::ensemble_layer_with_stats(
+                    weights,
+                    &a,
+                    width,
+                    batch,
+                    &Stream::new(one.seed, k as u32),
+                    1,
+                    one.sigma_w,
+                    one.sigma_b,
+                    &mut want,
+                    None,
+                );
+                common::assert_within_rounding(&format!("{what} network {k}"), &got[k], &want);
+            }
+            ran.push(v);
+        }
+    }
+    assert_every_variant_ran(
+        "",
+        [KernelVariant::Stacked, KernelVariant::StackedInt64],
+        &ran,
+        caps.int64,
+    );
+}
+
+/// `sim::simulate` with `stacked` forced, at most 2 networks per dispatch
+/// (5 samples: stacks of 2, 2 and 1), gives bitwise the statistics of
+/// `tiled` (each network's layers are the tiled kernel's bits, and the
+/// aggregate commits samples in order), Gaussian and Rademacher, pairs and
+/// a circle; the record names the stack. Cancelled in the second stack's
+/// second layer, it keeps exactly the 2 samples of the first stack, bitwise
+/// those of a 2-sample tiled run.
+#[test]
+fn simulate_stacked_equals_tiled_bitwise() {
+    use quantdepth::sim::{simulate, Control};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(mut b) = backend() else { return };
+    for (inputs, weights) in [
+        (
+            Inputs::Pairs {
+                c0: vec![0.3, 0.9],
+                pairs: 2,
+            },
+            Weights::Gaussian,
+        ),
+        (Inputs::Circle { points: 5 }, Weights::Rademacher),
+    ] {
+        let s = spec(333, 6, 5, inputs, weights);
+        b.set_kernel(KernelChoice::Forced(KernelVariant::Tiled), None);
+        let tiled = common::run(&mut b, &s);
+        b.set_kernel(KernelChoice::Forced(KernelVariant::Stacked), None);
+        b.set_stack_limit(Some(2));
+        assert_eq!(b.samples_per_pass(&s, 5), 2);
+        assert_eq!(b.samples_per_pass(&s, 1), 1);
+        let stacked = common::run(&mut b, &s);
+        assert!(stacked.complete && stacked.stats.samples == 5);
+        assert_eq!(stacked.backend.kernel.as_deref(), Some("stacked (S=2)"));
+        assert!(
+            stacked.stats == tiled.stats,
+            "{weights}: stacked statistics differ from tiled"
+        );
+        if weights == Weights::Gaussian {
+            // Cancel at the 11th network-layer: the first stack (2 × 6) is
+            // done at 12, so set it at 14 (second stack, layer 1 of both).
+            let cancel = AtomicBool::new(false);
+            let progress = |done: u64| {
+                if done == 14 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            };
+            let ctl = Control {
+                progress: &progress,
+                cancel: &cancel,
+            };
+            let part = simulate(&mut b, &s, &ctl).unwrap();
+            assert!(!part.complete);
+            assert_eq!(part.stopped.as_deref(), Some("interrupted"));
+            b.set_kernel(KernelChoice::Forced(KernelVariant::Tiled), None);
+            let two = common::run(
+                &mut b,
+                &SimSpec {
+                    samples: 2,
+                    ..s.clone()
+                },
+            );
+            assert!(
+                part.stats == two.stats,
+                "the kept samples are not the first stack's"
+            );
+        }
+        b.set_stack_limit(None);
+    }
+}
+
+/// The tuner offers the stacked variants only for a stack of networks at
+/// a small batch: one sample or B = 66 → not timed; 3 samples at B = 6 →
+/// timed, under a cache key of its own (` S=3`).
+#[test]
+fn tuner_offers_stacked_only_to_several_networks_at_small_batch() {
+    let Some(mut b) = backend() else { return };
+    let dir = temp_dir("stack-tune");
+    let pairs = |p| Inputs::Pairs {
+        c0: vec![0.5],
+        pairs: p,
+    };
+    for (samples, p, offered) in [(1, 3, false), (3, 33, false), (3, 3, true)] {
+        let s = spec(96, 1, samples, pairs(p), Weights::Gaussian);
+        let seen = notices(&mut b, &dir);
+        assert!(common::run(&mut b, &s).complete);
+        let seen = seen.lock().unwrap();
+        let timing: Vec<&String> = seen.iter().filter(|m| m.starts_with("tuning")).collect();
+        assert_eq!(timing.len(), 1, "samples {samples} B {}: {seen:?}", 2 * p);
+        assert_eq!(
+            timing[0].contains("stacked"),
+            offered,
+            "samples {samples} B {}: {}",
+            2 * p,
+            timing[0]
+        );
+    }
+    let text = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
+    assert!(text.contains("n=96 B=6 S=3 gaussian"), "{text}");
+    assert!(text.contains("n=96 B=6 gaussian"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Twenty layers: every variant's statistics agree with the CPU backend's
 /// within 5 combined standard errors (the variants use the same weights, so
 /// only f32 rounding, amplified by the chaotic dynamics, separates them).
@@ -253,10 +529,11 @@ fn twenty_layer_statistics_of_every_variant_agree_with_cpu() {
         );
         assert_eq!(s.measurements().batch, batch);
         let c = common::run(&mut CpuBackend, &s);
-        for v in kernel::applicable(200, batch, &caps) {
+        for v in kernel::applicable_to(200, batch, s.samples, &caps) {
             b.set_kernel(KernelChoice::Forced(v), None);
             let g = common::run(&mut b, &s);
-            assert_eq!(g.backend.kernel.as_deref(), Some(v.name()));
+            let record = g.backend.kernel.as_deref().unwrap();
+            assert_eq!(KernelVariant::from_record(record), Some(v), "{record}");
             for (pg, pc) in g.stats.pairs.iter().zip(&c.stats.pairs) {
                 for (eg, ec) in pg.layers.iter().zip(&pc.layers).skip(1) {
                     common::assert_layer_within_5se(&format!("{v} B {batch}"), eg, ec);
@@ -485,9 +762,12 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
         err.contains("tuning the GPU layer kernel for n = 160, B = 6"),
         "{err}"
     );
+    // The record names a stacked choice with its stack, "stacked (S=2)";
+    // the cache holds the variant's name.
+    let name = chosen.split(" (").next().unwrap();
     let cached = std::fs::read_to_string(dir.join(CACHE_FILE)).unwrap();
     assert!(
-        cached.contains(&format!("\"variant\": \"{chosen}\"")),
+        cached.contains(&format!("\"variant\": \"{name}\"")),
         "{cached}"
     );
     let (code, _, err) = run("wide");
@@ -517,9 +797,85 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `quantdepth simulate --kernel stacked`: with 3 samples it runs (JSON
+/// `"kernel": "stacked (S=3)"`) and prints the curves of `--kernel tiled`
+/// bit for bit; with one sample, or at B = 66, it is refused naming the
+/// variants that apply; with `--backward` the backward step is the tiled
+/// one (the same output as `--kernel tiled`).
+#[test]
+fn cli_kernel_stacked_is_forced_or_refused() {
+    let Some(_b) = backend() else { return };
+    let dir = temp_dir("cli-stack");
+    let run = |kernel: &str, samples: &str, pairs: &str, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args([
+                "simulate",
+                "--backend",
+                "gpu",
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--pairs",
+                pairs,
+                "--width",
+                "160",
+                "--depth",
+                "3",
+                "--samples",
+                samples,
+                "--json",
+                "--kernel",
+                kernel,
+            ])
+            .args(extra)
+            .env("QUANTDEPTH_CACHE_DIR", &dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let json = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap();
+    let (code, stacked, err) = run("stacked", "3", "3", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, tiled, err) = run("tiled", "3", "3", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (stacked, tiled) = (json(&stacked), json(&tiled));
+    assert_eq!(stacked["meta"]["backend"]["kernel"], "stacked (S=3)");
+    assert_eq!(stacked["meta"]["samples"], 3);
+    assert!(
+        stacked["curves"] == tiled["curves"],
+        "stacked curves differ from tiled"
+    );
+    let (code, _, err) = run("stacked", "1", "3", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--kernel = stacked: stacked needs B ≤ 64, at least 2 network samples")
+            && err.contains("1 network sample(s)")
+            && err.contains("these apply: tiled, splitk"),
+        "{err}"
+    );
+    let (code, _, err) = run("stacked", "3", "33", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("at n = 160, B = 66, 3 network sample(s)"),
+        "{err}"
+    );
+    let (code, back_stacked, err) = run("stacked", "2", "3", &["--backward"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, back_tiled, err) = run("tiled", "2", "3", &["--backward"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(back_stacked, back_tiled);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every layer variant's backward form: split-K stays split-K, `wide` and
 /// `wide256` run the wide backward step of their own tile width (one
-/// generated weight tile for 128/256 columns), and the multiply follows.
+/// generated weight tile for 128/256 columns), `stacked` the tiled step
+/// (one network at a time), and the multiply follows.
 #[test]
 fn backward_variant_follows_the_forward_variant() {
     for v in KernelVariant::ALL {
@@ -538,6 +894,11 @@ fn backward_variant_follows_the_forward_variant() {
         KernelVariant::Wide256Int64
     );
     assert_eq!(KernelVariant::Wide.backward(), KernelVariant::Wide);
+    assert_eq!(KernelVariant::Stacked.backward(), KernelVariant::Tiled);
+    assert_eq!(
+        KernelVariant::StackedInt64.backward(),
+        KernelVariant::TiledInt64
+    );
 }
 
 /// One backward step (backward.wgsl; with SPLIT, then layer_combine.wgsl

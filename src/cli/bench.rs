@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// timed at every width and batch).
     #[arg(long)]
     pub no_variants: bool,
+    /// Network samples of the run the variant table is timed for: the
+    /// stacked variants run S ≤ this many networks per dispatch (S as a run
+    /// of this many samples would take it; at least 2 for them to apply).
+    #[arg(long, default_value_t = 16, value_parser = super::parse_count, allow_negative_numbers = true)]
+    pub samples: usize,
 }
 
 fn list(name: &str, s: &str) -> Result<Vec<usize>> {
@@ -321,7 +326,7 @@ fn variant_table(
         outln!();
         outln!("# layer kernel variants on {}", g.context().describe());
         outln!(
-            "{:>10} {:>8} {:>5} {:>13} {:>12} {:>7} {:>11} {:>11} {:>9}",
+            "{:>10} {:>8} {:>5} {:>20} {:>12} {:>7} {:>11} {:>11} {:>9}",
             "weights",
             "n",
             "B",
@@ -337,8 +342,11 @@ fn variant_table(
         for &n in widths {
             for &batch in batches {
                 eprintln!("bench: kernel variants, {weights} n = {n}, B = {batch} ...");
-                let spec = bench_spec(&r, n, batch, args.layers, weights);
-                for (v, t, device) in g.time_variants(&spec, 3)? {
+                let spec = SimSpec {
+                    samples: args.samples,
+                    ..bench_spec(&r, n, batch, args.layers, weights)
+                };
+                for (v, t, device, stack) in g.time_variants(&spec, 3)? {
                     let macs = (n * n * batch) as f64 / t;
                     let per_s = (n * n) as f64 / t;
                     let frac = peak.map(|p| 2.0 * macs / p);
@@ -346,17 +354,17 @@ fn variant_table(
                         outln!(
                             "{}",
                             json!({"adapter": info.name, "driver": info.driver_info, "weights": weights.name(),
-                               "width": n, "batch": batch, "kernel": v.name(), "seconds_per_layer": t,
+                               "width": n, "batch": batch, "kernel": v.name(), "stack": stack, "seconds_per_layer": t,
                                "clock": if device { "device" } else { "wall" }, "madds_per_s": macs,
                                "weights_per_s": per_s, "fp32_peak_fraction": frac})
                         );
                     } else {
                         outln!(
-                            "{:>10} {:>8} {:>5} {:>13} {:>12.4e} {:>7} {:>11.3e} {:>11.3e} {:>9}",
+                            "{:>10} {:>8} {:>5} {:>20} {:>12.4e} {:>7} {:>11.3e} {:>11.3e} {:>9}",
                             weights.name(),
                             n,
                             batch,
-                            v.name(),
+                            v.label(stack),
                             t,
                             if device { "device" } else { "wall" },
                             macs,
@@ -369,7 +377,8 @@ fn variant_table(
         }
     }
     if !args.json {
-        outln!("# s/layer: best of 3 runs of --layers layers (layer and statistics passes); clock: device");
+        outln!("# s/layer: best of 3 runs of --layers layers (layer and statistics passes), per network: a");
+        outln!("# stacked variant's time for S networks (S of --samples) over S; clock: device");
         outln!("# timestamps, or the wall clock around submit and wait. MAC/s = n²·B per layer / s; weights/s =");
         outln!("# n² distinct weights per layer / s; % FP32 = 2·MAC/s over the adapter's datasheet FP32 peak");
         outln!("# (known adapters only).");

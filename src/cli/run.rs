@@ -16,7 +16,7 @@ adapter, driver, width n, batch B and weight ensemble, each variant that applies
 a few layers and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json). With --resume the default \
 is the variant the folder's meta.json records, so resumed points run as the first ones did. \
-Or force one of tiled, splitk, wide, wide256 and their -int64 forms (see `quantdepth \
+Or force one of tiled, splitk, wide, wide256, stacked and their -int64 forms (see `quantdepth \
 simulate --help`). The variant that ran is recorded in meta.json (\"kernel\").";
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// `quantdepth merge` combines the shard folders.
     #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
     pub shard: Option<String>,
-    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, stacked, and
     /// their -int64 forms [default: auto; on --resume, the variant the
     /// folder's meta.json records].
     #[arg(long, value_name = "VARIANT", value_parser = super::simulate::parse_kernel, long_help = RUN_KERNEL_HELP)]
@@ -115,7 +115,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             commit
                 .kernel
                 .as_deref()
-                .and_then(KernelVariant::from_name)
+                .and_then(KernelVariant::from_record)
                 .map_or(KernelChoice::Auto, KernelChoice::Forced)
         });
         let (b, note) = open_backend(&cfg, kernel)?;

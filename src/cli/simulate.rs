@@ -43,7 +43,7 @@ pub struct SimulateArgs {
     /// power-of-two widths). The mean-field theory is the same for all three.
     #[arg(long, value_name = "ENSEMBLE", default_value = "gaussian", value_parser = ["gaussian", "rademacher", "hadamard"])]
     pub weights: String,
-    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, and
+    /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, stacked, and
     /// their -int64 forms.
     #[arg(long, value_name = "VARIANT", default_value = "auto", value_parser = parse_kernel, long_help = KERNEL_HELP)]
     pub kernel: KernelChoice,
@@ -70,11 +70,13 @@ software adapter) and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json); later runs read the \
 cache. Or force one: tiled (the reference kernel), splitk (small batches: the input \
 dimension split over more workgroups), wide (B > 64: 128-column tiles), wide256 (B > 128: \
-256-column tiles), and their -int64 \
+256-column tiles), stacked (B ≤ 64 and 2 or more --samples: S networks per dispatch, \
+the network sample on the grid's third axis; the same bits as tiled), and their -int64 \
 forms (adapters with SHADER_INT64: the generator's multiply in 64 bits, the same numbers). \
 All variants generate the same weights; results agree to f32 rounding, and the variant \
 that ran is recorded with the results. With --backward the backward step follows the \
-forward variant (tiled, splitk, wide and wide256 each run their own backward step, ± int64). \
+forward variant (tiled, splitk, wide and wide256 each run their own backward step, stacked \
+runs the tiled one, each ± int64). \
 Ignored on the CPU backend.";
 
 /// Parses `--kernel`.

@@ -12,6 +12,7 @@
 //! | layer, `wide` variant | `shaders/layer_wide.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | layer, `wide256` variant | `shaders/layer_wide.wgsl` (TB = 256) | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | layer, `splitk` variant | `shaders/layer.wgsl` (SPLIT) + `shaders/layer_combine.wgsl` | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
+//! | layer, `stacked` variant (S networks per dispatch) | `shaders/layer.wgsl` (STACK) | `gpu/layer.rs` | [`layer::LayerWeights::layer`] |
 //! | statistics | `shaders/stats.wgsl` | `gpu/stats.rs` | [`stats::block_stats`] |
 //! | backward | `shaders/backward.wgsl` | `gpu/backward.rs` | [`layer::LayerWeights::transposed`], [`backward::cpu_sample`] |
 //! | Hadamard layer | `shaders/hadamard.wgsl` | `gpu/hadamard.rs` | [`hadamard`], [`layer::LayerWeights::hadamard`] |
@@ -62,6 +63,29 @@ pub struct BackendInfo {
 /// (layer, sums of squares per input, dot products per measured pair).
 pub type LayerSink<'a> = dyn FnMut(usize, &[f64], &[f64]) -> Result<()> + 'a;
 
+/// Receives the statistics of several network samples run together
+/// ([`Backend::run_samples`]): (sample offset k in the group, layer, sums of
+/// squares per input, dot products per measured pair). Each sample's
+/// layers arrive in order; the samples' layers may interleave.
+pub type SamplesSink<'a> = dyn FnMut(usize, usize, &[f64], &[f64]) -> Result<()> + 'a;
+
+/// [`Backend::run_samples`] as a loop over [`Backend::run_sample`]: network
+/// `first + k` for k = 0..count, one after another.
+pub fn run_one_by_one<B: Backend + ?Sized>(
+    backend: &mut B,
+    spec: &SimSpec,
+    first: u32,
+    count: usize,
+    sink: &mut SamplesSink<'_>,
+) -> Result<()> {
+    for k in 0..count {
+        let sample = first + k as u32;
+        let inputs = spec.input_vectors(sample);
+        backend.run_sample(spec, &inputs, sample, &mut |l, s, d| sink(k, l, s, d))?;
+    }
+    Ok(())
+}
+
 /// The start every backend's [`Backend::run_sample`] shares: the inputs
 /// feature-major (H⁰[j·B + b], f32, as both backends propagate them) and
 /// layer 0's statistics passed to `sink`. Returns H⁰ and what is measured.
@@ -91,6 +115,28 @@ pub trait Backend {
         sample: u32,
         sink: &mut LayerSink<'_>,
     ) -> Result<()>;
+    /// How many network samples the next [`Backend::run_samples`] call
+    /// should take when `left` remain in the run (1 ≤ it ≤ `left`): 1 by
+    /// default; the GPU backend stacks several where a stacked layer kernel
+    /// may run ([`gpu::KernelVariant::Stacked`]).
+    fn samples_per_pass(&self, spec: &SimSpec, left: usize) -> usize {
+        let _ = (spec, left);
+        1
+    }
+    /// Runs network samples `first .. first + count` of `spec` on their
+    /// inputs (`spec.input_vectors(sample)`), calling `sink` with each
+    /// sample's offset k and its layers 0..=L in order. By default one
+    /// sample after another through [`Backend::run_sample`]. A sink error
+    /// (e.g. cancellation) ends the call.
+    fn run_samples(
+        &mut self,
+        spec: &SimSpec,
+        first: u32,
+        count: usize,
+        sink: &mut SamplesSink<'_>,
+    ) -> Result<()> {
+        run_one_by_one(self, spec, first, count, sink)
+    }
     /// The device that runs this backend's backward passes, if not the CPU.
     fn gradient_pass(&self) -> Option<&dyn GradientPass> {
         None
@@ -165,9 +211,16 @@ pub struct SimOutcome {
 
 /// Runs every network sample of `spec` on `backend` and aggregates.
 ///
-/// Cancellation or a backend failure after some samples finished returns
-/// those samples with `complete = false` and the reason in `stopped`; a
-/// failure before any sample finished is an error.
+/// Samples run in groups of [`Backend::samples_per_pass`] (one on the CPU;
+/// a stack of several where the GPU runs a stacked layer kernel); the
+/// aggregate commits them in sample order, so it does not depend on the
+/// grouping. Cancellation is checked after every layer of every sample;
+/// cancellation or a backend failure keeps the samples that finished
+/// (every layer recorded) — the finished leading samples of the group in
+/// progress, too, so the samples of a group that had not finished (a
+/// stacked group finishes all its samples together, at its last layer)
+/// are dropped — and returns them with `complete = false` and the reason
+/// in `stopped`; a failure before any sample finished is an error.
 pub fn simulate(
     backend: &mut dyn Backend,
     spec: &SimSpec,
@@ -178,13 +231,23 @@ pub fn simulate(
     let mut agg = stats::Aggregator::new(spec);
     let mut done_layers = 0u64;
     let mut stopped = None;
-    for sample in 0..spec.samples {
+    let mut next = 0usize;
+    while next < spec.samples {
         if ctl.cancel.load(Ordering::Relaxed) {
             stopped = Some("interrupted".to_string());
             break;
         }
-        let mut sink = |layer: usize, sumsq: &[f64], dots: &[f64]| -> Result<()> {
-            agg.record_layer(layer, sumsq, dots)?;
+        let left = spec.samples - next;
+        let count = backend.samples_per_pass(spec, left).clamp(1, left);
+        let mut records = vec![agg.new_record(); count];
+        let mut finished = vec![false; count];
+        let mut sink = |k: usize, layer: usize, sumsq: &[f64], dots: &[f64]| -> Result<()> {
+            let rec = records.get_mut(k).ok_or_else(|| {
+                Error::Gpu(format!(
+                    "a backend reported sample {k} of a group of {count}"
+                ))
+            })?;
+            agg.record_layer_into(rec, layer, sumsq, dots)?;
             if layer > 0 {
                 done_layers += 1;
                 (ctl.progress)(done_layers);
@@ -192,11 +255,23 @@ pub fn simulate(
             if ctl.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
+            if layer == spec.depth {
+                finished[k] = true;
+            }
             Ok(())
         };
-        let inputs = spec.input_vectors(sample as u32);
-        match backend.run_sample(spec, &inputs, sample as u32, &mut sink) {
-            Ok(()) => agg.commit_sample(),
+        let result = backend.run_samples(spec, next as u32, count, &mut sink);
+        // A group that ran through has every sample finished; one that
+        // stopped keeps its finished leading samples.
+        let keep = match result {
+            Ok(()) => count,
+            Err(_) => finished.iter().take_while(|f| **f).count(),
+        };
+        for rec in &records[..keep] {
+            agg.commit_record(rec);
+        }
+        match result {
+            Ok(()) => next += count,
             Err(Error::Interrupted) => {
                 stopped = Some("interrupted".to_string());
                 break;

@@ -159,6 +159,35 @@ impl Aggregator {
     /// Records layer `layer` of the sample in progress from its sums of
     /// squares (one per input) and dot products (one per measured pair).
     pub fn record_layer(&mut self, layer: usize, sumsq: &[f64], dots: &[f64]) -> Result<()> {
+        let mut current = std::mem::take(&mut self.current);
+        let r = self.record_layer_into(&mut current, layer, sumsq, dots);
+        self.current = current;
+        r
+    }
+
+    /// An empty record of one sample, for samples in progress side by side
+    /// (several networks run at once): fill it with
+    /// [`Self::record_layer_into`], add it with [`Self::commit_record`].
+    pub fn new_record(&self) -> Vec<f64> {
+        vec![0.0; self.acc.len()]
+    }
+
+    /// [`Self::record_layer`] into the sample record `out` ([`Self::new_record`]).
+    pub fn record_layer_into(
+        &self,
+        out: &mut [f64],
+        layer: usize,
+        sumsq: &[f64],
+        dots: &[f64],
+    ) -> Result<()> {
+        if out.len() != self.acc.len() || layer > self.depth {
+            return Err(Error::Numerical(format!(
+                "layer {layer} of a {}-layer record of {} values recorded into {} values",
+                self.depth,
+                self.acc.len(),
+                out.len()
+            )));
+        }
         let n = self.width as f64;
         let q: Vec<f64> = sumsq.iter().map(|s| s / n).collect();
         if let Some((i, v)) = q
@@ -171,7 +200,7 @@ impl Aggregator {
                  (the signal vanished or overflowed — check sigma_w, sigma_b and the spacing)"
             )));
         }
-        let out = &mut self.current[layer * self.per_layer..(layer + 1) * self.per_layer];
+        let out = &mut out[layer * self.per_layer..(layer + 1) * self.per_layer];
         match &self.spec_inputs {
             Inputs::Pairs { c0, pairs } => {
                 for g in 0..c0.len() {
@@ -220,15 +249,24 @@ impl Aggregator {
 
     /// Adds the sample whose layers were all recorded.
     pub fn commit_sample(&mut self) {
+        let current = std::mem::take(&mut self.current);
+        self.commit_record(&current);
+        self.current = current;
+    }
+
+    /// Adds a sample recorded in `record` ([`Self::record_layer_into`]
+    /// for every layer): as [`Self::commit_sample`] does, so samples
+    /// committed in the same order give the same bits either way.
+    pub fn commit_record(&mut self, record: &[f64]) {
         self.samples += 1;
         let k = self.samples as f64;
-        for (w, &x) in self.acc.iter_mut().zip(&self.current) {
+        for (w, &x) in self.acc.iter_mut().zip(record) {
             let delta = x - w.mean;
             w.mean += delta / k;
             w.m2 += delta * (x - w.mean);
         }
         if matches!(self.spec_inputs, Inputs::Pairs { .. }) {
-            self.kept.push(self.current.clone());
+            self.kept.push(record.to_vec());
         }
     }
 

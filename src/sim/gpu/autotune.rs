@@ -1,9 +1,12 @@
 //! Choosing a layer-kernel variant by measurement, with a cache.
 //!
 //! On first use of an (adapter, backend, driver, driver version, n, B,
-//! weight ensemble) the GPU backend times each applicable
+//! stack S of networks per dispatch, weight ensemble) the GPU backend times each applicable
 //! [`KernelVariant`] over a few layers (device timestamps where the adapter
 //! has them, else wall clock around submit and wait) and keeps the fastest.
+//! Times are per network-layer: a stacked variant's dispatch over S
+//! networks counts S network-layers, so it is compared fairly with the
+//! others; S is part of the key, as the stacked candidates depend on it.
 //! The choice is cached as JSON in the user's cache folder
 //! ([`default_cache_dir`]: `$QUANTDEPTH_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/quantdepth`, else `~/.cache/quantdepth`), file
@@ -39,23 +42,37 @@ pub struct TuneKey {
     pub n: usize,
     /// Batch per pass B.
     pub batch: usize,
+    /// Network samples per dispatch S offered to the stacked variants (1:
+    /// one network, no stacked candidate).
+    pub stack: usize,
     /// Weight ensemble name.
     pub weights: String,
 }
 
 impl TuneKey {
-    /// The key's text in the cache file.
+    /// The key's text in the cache file (` S=…` only for a stack of
+    /// several networks, so one network's keys read as before).
     pub fn id(&self) -> String {
         format!(
-            "{} | {} | {} | {} | n={} B={} {}",
+            "{} | {} | {} | {} | n={} B={}{} {}",
             self.adapter,
             self.backend,
             self.driver,
             self.driver_info,
             self.n,
             self.batch,
+            self.stack_text(),
             self.weights
         )
+    }
+
+    /// ` S=4` for a stack of 4 networks, empty for one.
+    fn stack_text(&self) -> String {
+        if self.stack > 1 {
+            format!(" S={}", self.stack)
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -202,10 +219,15 @@ impl Tuner {
             None => String::new(),
         };
         (self.notify)(&format!(
-            "tuning the GPU layer kernel for n = {}, B = {}, {} weights on {} (first use): \
+            "tuning the GPU layer kernel for n = {}, B = {}{}, {} weights on {} (first use): \
              timing {} over a few layers{}",
             key.n,
             key.batch,
+            if key.stack > 1 {
+                format!(" ({} networks per stacked dispatch)", key.stack)
+            } else {
+                String::new()
+            },
             key.weights,
             key.adapter,
             names.join(", "),
@@ -314,6 +336,7 @@ mod tests {
             driver_info: driver_info.into(),
             n: 256,
             batch: 16,
+            stack: 1,
             weights: "gaussian".into(),
         }
     }

@@ -238,7 +238,8 @@ impl GradientPass for GpuBackend {
         // tuned for the forward layer at this (n, B)); the forward layers
         // here run that variant too where it is one pass (wide, wide256),
         // else the tiled kernel with its multiply (split-K forward layers
-        // would need its partial sums and combine pass here too).
+        // would need its partial sums and combine pass here too; a stacked
+        // one runs several networks, the backward pass one).
         let h0 = feature_major(inputs, n);
         let chosen = self
             .layer_variant(spec, &h0, &meas, sample)?
@@ -250,8 +251,10 @@ impl GradientPass for GpuBackend {
         let back = chosen.backward();
         let forward = match chosen.tiling() {
             Tiling::Wide | Tiling::Wide256 => chosen,
-            Tiling::Tiled | Tiling::SplitK if chosen.int64() => KernelVariant::TiledInt64,
-            Tiling::Tiled | Tiling::SplitK => KernelVariant::Tiled,
+            Tiling::Tiled | Tiling::SplitK | Tiling::Stacked if chosen.int64() => {
+                KernelVariant::TiledInt64
+            }
+            Tiling::Tiled | Tiling::SplitK | Tiling::Stacked => KernelVariant::Tiled,
         };
         let forward_pipe = self.kernels.layer.variant(ctx, forward, batch)?.main;
         let step = BackwardStep::new(self, back, n, batch)?;

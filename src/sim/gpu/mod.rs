@@ -20,7 +20,8 @@
 //! (`params.wgsl`) and the buffers a network's passes share, [`shaders`]
 //! the WGSL composition, and [`device`] the device plumbing (also the
 //! trainer's). This file is the backend and its chunk driver. The layer
-//! kernel's variants (split-K, wide tiles, the u64 multiply) are named in
+//! kernel's variants (split-K, wide tiles, stacked networks, the u64
+//! multiply) are named in
 //! [`variant`], chosen per chunk in `kernel.rs` (forced, or timed and
 //! cached through [`autotune`]) and compiled in `layer.rs`.
 
@@ -51,7 +52,9 @@ use stats::StatsKernel;
 
 use crate::error::{Error, Result};
 use crate::sim::spec::{feature_major, Inputs, Measurements, SimSpec, Weights};
-use crate::sim::{input_layer, Backend, BackendInfo, GradientPass, LayerSink};
+use crate::sim::{
+    input_layer, run_one_by_one, Backend, BackendInfo, GradientPass, LayerSink, SamplesSink,
+};
 use std::time::Instant;
 
 /// Most layers whose statistics one readback holds.
@@ -87,6 +90,9 @@ pub struct GpuBackend {
     ctx: GpuContext,
     kernels: Kernels,
     batch_limit: Option<usize>,
+    /// Most network samples per stacked dispatch (tests), below the
+    /// device's limit.
+    stack_limit: Option<usize>,
     /// GPU time of the layer passes since the last `device_seconds` call,
     /// from timestamp queries (when the adapter has them).
     gpu_seconds: std::cell::Cell<f64>,
@@ -104,6 +110,7 @@ impl GpuBackend {
             ctx,
             kernels,
             batch_limit: None,
+            stack_limit: None,
             gpu_seconds: std::cell::Cell::new(0.0),
             kernel: KernelState::new(caps),
         })
@@ -128,43 +135,63 @@ impl GpuBackend {
         self.batch_limit.map_or(limit, |l| l.min(limit))
     }
 
-    /// Runs layers 1..=depth of one network on a batch chunk whose inputs
-    /// are `h0` (feature-major), calling `deliver(layer, sumsq, dots)`.
-    #[allow(clippy::type_complexity)]
+    /// Runs layers 1..=depth of `stack` networks (samples `sample` ..
+    /// `sample + stack`; more than one only with a stacked variant) on a
+    /// batch chunk whose inputs are `h0` (feature-major, sample after
+    /// sample: stack × n × B) with the layer kernel `variant` (`None`:
+    /// Hadamard), calling `deliver(layer, sample offset, sumsq, dots)`,
+    /// layer by layer, the samples of a layer in order. With `keep_last`,
+    /// returns the last layer's activations (stack × n × B).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn run_chunk(
         &self,
         spec: &SimSpec,
         h0: &[f32],
         meas: &Measurements,
         sample: u32,
-        deliver: &mut dyn FnMut(usize, Vec<f64>, Vec<f64>) -> Result<()>,
+        stack: usize,
+        variant: Option<KernelVariant>,
+        deliver: &mut dyn FnMut(usize, usize, Vec<f64>, Vec<f64>) -> Result<()>,
         keep_last: bool,
-        force: Option<KernelVariant>,
     ) -> Result<Option<Vec<f32>>> {
         let ctx = &self.ctx;
         let kernels = &self.kernels;
         let n = spec.width;
         let batch = meas.batch;
-        // The layer kernel variant (tuned on first use under `auto`).
-        let variant = match force {
-            Some(v) => Some(v),
-            None => self.layer_variant(spec, h0, meas, sample)?,
+        let stacked = variant.is_some_and(|v| v.tiling() == variant::Tiling::Stacked);
+        let too_big = || {
+            Error::Gpu(format!(
+                "{stack} networks of {n} × {batch} activations overflow"
+            ))
         };
-        if let (Some(v), None) = (variant, force) {
-            self.kernel
-                .used
-                .borrow_mut()
-                .insert((n, batch, spec.weights.name()), v);
+        let values = stack
+            .checked_mul(n)
+            .and_then(|v| v.checked_mul(batch))
+            .ok_or_else(too_big)?;
+        if stack == 0 || (stack > 1 && !stacked) || h0.len() != values {
+            return Err(Error::Gpu(format!(
+                "a layer pass over {stack} network(s) at n = {n}, B = {batch} takes a stacked \
+                 variant for more than one and {values} inputs, not {:?} and {}",
+                variant.map(KernelVariant::name),
+                h0.len()
+            )));
         }
         let q = batch + meas.pairs.len();
         let groups = stats::groups(n);
-        let per_submit = MAX_LAYERS_PER_SUBMIT.min(spec.depth);
+        // Per layer, S slots of q quantities × groups partials (stats.wgsl);
+        // the layers of one submission must fit one storage binding.
+        let unit_floats = stack * q * groups as usize;
+        let by_binding = self.kernel.caps.max_storage_binding / (4 * unit_floats as u64).max(1);
+        let per_submit = MAX_LAYERS_PER_SUBMIT
+            .min(spec.depth)
+            .min(usize::try_from(by_binding).unwrap_or(usize::MAX))
+            .max(1);
         let shared = SharedBuffers::new(ctx, spec, meas, sample, None, &|l| {
             ((l - 1) % per_submit) as u32
         })?;
         use wgpu::BufferUsages as U;
-        let act_bytes = (n * batch * 4) as u64;
-        let stats_bytes = (per_submit * q * groups as usize * 4) as u64;
+        let act_bytes = (values as u64).checked_mul(4).ok_or_else(too_big)?;
+        let stats_bytes = (per_submit * unit_floats * 4) as u64;
         let h = [
             ctx.buffer(
                 "activations A",
@@ -198,7 +225,7 @@ impl GpuBackend {
             None => None,
         };
         let wg = variant.map_or((1, 1, 1), |v| {
-            v.workgroups(n, batch, self.kernel.caps.max_storage_binding)
+            v.stacked_workgroups(n, batch, self.kernel.caps.max_storage_binding, stack)
         });
         // Split-K: S × n × B partial sums, written by the main pass and
         // read by the combine pass (a pair of bind groups per parity).
@@ -259,11 +286,11 @@ impl GpuBackend {
                     }
                     kernels
                         .stats
-                        .record(&mut pass, &stats_bg[l % 2], &offset, q, n);
+                        .record_stacked(&mut pass, &stats_bg[l % 2], &offset, q, n, stack);
                 }
             }
             let first_slot = (next - 1) % per_submit;
-            let unit = (q * groups as usize * 4) as u64;
+            let unit = (unit_floats * 4) as u64;
             let stats_len = count as u64 * unit;
             enc.copy_buffer_to_buffer(&stats_buf, first_slot as u64 * unit, &staging, 0, stats_len);
             if let Some(t) = &timer {
@@ -275,9 +302,11 @@ impl GpuBackend {
                 let secs = PassTimer::take_seconds(&mut raw, &ctx.queue);
                 self.gpu_seconds.set(self.gpu_seconds.get() + secs);
             }
-            for (k, layer_raw) in raw.chunks_exact(q * groups as usize).enumerate() {
-                let (sumsq, dots) = stats::reduce(layer_raw, groups, batch);
-                deliver(next + k, sumsq, dots)?;
+            for (k, layer_raw) in raw.chunks_exact(unit_floats).enumerate() {
+                for (z, sample_raw) in layer_raw.chunks_exact(q * groups as usize).enumerate() {
+                    let (sumsq, dots) = stats::reduce(sample_raw, groups, batch);
+                    deliver(next + k, z, sumsq, dots)?;
+                }
             }
             let secs = start.elapsed().as_secs_f64().max(1e-6);
             let per_layer = secs / count as f64;
@@ -312,8 +341,65 @@ impl GpuBackend {
             )));
         }
         let h0 = feature_major(inputs, spec.width);
-        let out = self.run_chunk(spec, &h0, &meas, sample, &mut |_, _, _| Ok(()), true, None)?;
+        let v = self.chunk_variant(spec, &h0, &meas, sample, 1)?;
+        let out = self.run_chunk(
+            spec,
+            &h0,
+            &meas,
+            sample,
+            1,
+            v,
+            &mut |_, _, _, _| Ok(()),
+            true,
+        )?;
         out.ok_or_else(|| Error::Gpu("no activations were read back".into()))
+    }
+
+    /// [`Self::propagate`] for networks `first`, `first + 1`, … with
+    /// inputs `inputs[k]` for network `first + k`, run as the simulator runs
+    /// them: one stacked dispatch per layer where the variant (forced, or
+    /// tuned for this stack) is stacked, else one network after another.
+    pub fn propagate_stack(
+        &self,
+        spec: &SimSpec,
+        inputs: &[Vec<Vec<f64>>],
+        first: u32,
+    ) -> Result<Vec<Vec<f32>>> {
+        spec.validate()?;
+        let meas = spec.measurements();
+        let nb = spec.width * meas.batch;
+        let h0: Vec<f32> = inputs
+            .iter()
+            .flat_map(|x| feature_major(x, spec.width))
+            .collect();
+        let mut out = Vec::with_capacity(inputs.len());
+        let v = self.chunk_variant(spec, &h0, &meas, first, inputs.len())?;
+        let mut ignore = |_, _, _, _| Ok(());
+        if v.is_some_and(|v| v.tiling() == variant::Tiling::Stacked) {
+            let all =
+                self.run_chunk(spec, &h0, &meas, first, inputs.len(), v, &mut ignore, true)?;
+            out.extend(
+                all.unwrap_or_default()
+                    .chunks_exact(nb)
+                    .map(<[f32]>::to_vec),
+            );
+        } else {
+            for (k, h) in h0.chunks_exact(nb).enumerate() {
+                let s = first + k as u32;
+                let one = self.run_chunk(spec, h, &meas, s, 1, v, &mut ignore, true)?;
+                out.push(one.unwrap_or_default());
+            }
+        }
+        if out.len() != inputs.len() || out.iter().any(|h| h.len() != nb) {
+            return Err(Error::Gpu("no activations were read back".into()));
+        }
+        Ok(out)
+    }
+
+    /// Caps the network samples of one stacked dispatch (to exercise
+    /// partial stacks); `None` restores the limit of [`variant::stack_count`].
+    pub fn set_stack_limit(&mut self, limit: Option<usize>) {
+        self.stack_limit = limit;
     }
 }
 
@@ -334,6 +420,47 @@ impl Backend for GpuBackend {
         self.ctx.timestamps.then(|| self.gpu_seconds.replace(0.0))
     }
 
+    fn samples_per_pass(&self, spec: &SimSpec, left: usize) -> usize {
+        self.stack_size(spec, left)
+    }
+
+    /// `count` networks: with a stacked variant (forced, or tuned for this
+    /// stack of `count`) one dispatch per layer for all of them, else one
+    /// network after another with the variant chosen for the stack. Layer
+    /// 0 of every network reaches `sink` first.
+    fn run_samples(
+        &mut self,
+        spec: &SimSpec,
+        first: u32,
+        count: usize,
+        sink: &mut SamplesSink<'_>,
+    ) -> Result<()> {
+        if count <= 1 {
+            return run_one_by_one(self, spec, first, count, sink);
+        }
+        let mut h0 = Vec::new();
+        let mut meas = None;
+        for k in 0..count {
+            let inputs = spec.input_vectors(first + k as u32);
+            let (h, m) = input_layer(spec, &inputs, &mut |l, s, d| sink(k, l, s, d))?;
+            h0.extend(h);
+            meas = Some(m);
+        }
+        let meas = meas.unwrap_or_else(|| spec.measurements());
+        let v = self.chunk_variant(spec, &h0, &meas, first, count)?;
+        if v.is_some_and(|v| v.tiling() == variant::Tiling::Stacked) {
+            let mut deliver = |l, k, s: Vec<f64>, d: Vec<f64>| sink(k, l, &s, &d);
+            self.run_chunk(spec, &h0, &meas, first, count, v, &mut deliver, false)?;
+            return Ok(());
+        }
+        let nb = spec.width * meas.batch;
+        for (k, h) in h0.chunks_exact(nb).enumerate() {
+            let mut deliver = |l, _, s: Vec<f64>, d: Vec<f64>| sink(k, l, &s, &d);
+            self.run_chunk(spec, h, &meas, first + k as u32, 1, v, &mut deliver, false)?;
+        }
+        Ok(())
+    }
+
     fn run_sample(
         &mut self,
         spec: &SimSpec,
@@ -345,16 +472,10 @@ impl Backend for GpuBackend {
         let (h0_all, meas) = input_layer(spec, inputs, sink)?;
         let max_batch = self.max_batch(n);
         if meas.batch <= max_batch {
+            let v = self.chunk_variant(spec, &h0_all, &meas, sample, 1)?;
+            let mut deliver = |l, _, s: Vec<f64>, d: Vec<f64>| sink(l, &s, &d);
             return self
-                .run_chunk(
-                    spec,
-                    &h0_all,
-                    &meas,
-                    sample,
-                    &mut |l, s, d| sink(l, &s, &d),
-                    false,
-                    None,
-                )
+                .run_chunk(spec, &h0_all, &meas, sample, 1, v, &mut deliver, false)
                 .map(|_| ());
         }
         // Split the batch: pairs stay whole, so each chunk holds whole pairs.
@@ -376,18 +497,20 @@ impl Backend for GpuBackend {
                     .collect(),
             };
             let h0 = feature_major(&inputs[c0..c1], n);
+            let v = self.chunk_variant(spec, &h0, &chunk_meas, sample, 1)?;
             self.run_chunk(
                 spec,
                 &h0,
                 &chunk_meas,
                 sample,
-                &mut |l, s, d| {
+                1,
+                v,
+                &mut |l, _, s, d| {
                     sumsq[l][c0..c1].copy_from_slice(&s);
                     dots[l][c0 / 2..c1 / 2].copy_from_slice(&d);
                     Ok(())
                 },
                 false,
-                None,
             )?;
         }
         for l in 1..=spec.depth {

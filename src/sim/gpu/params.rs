@@ -16,7 +16,8 @@ pub const STATS_ROWS: u32 = 4096;
 pub struct GpuParams {
     /// Layer index l (RNG counter).
     pub layer: u32,
-    /// Network sample (RNG counter).
+    /// Network sample (RNG counter; a stacked dispatch's first, the
+    /// workgroup z adds its offset).
     pub sample: u32,
     /// Key, low word of the seed.
     pub key0: u32,

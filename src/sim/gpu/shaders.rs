@@ -98,6 +98,17 @@ pub fn layer_split(tb: u32) -> String {
     )
 }
 
+/// layer.wgsl with network samples on the grid's z axis (the `stacked`
+/// variant), `tb` batch columns per workgroup.
+pub fn layer_stacked(tb: u32) -> String {
+    with_line(
+        "layer.wgsl",
+        &layer(tb),
+        "const STACK: bool = false;",
+        "const STACK: bool = true;",
+    )
+}
+
 /// layer_combine.wgsl with the generator and the parameters.
 pub fn layer_combine() -> String {
     format!("{RNG}\n{PARAMS}\n{LAYER_STORE}\n{LAYER_COMBINE}")

@@ -61,9 +61,24 @@ impl StatsKernel {
         quantities: usize,
         n: usize,
     ) {
+        self.record_stacked(pass, bind_group, offset, quantities, n, 1);
+    }
+
+    /// Records the statistics of one layer of `stack` network samples
+    /// (activations S × n × B, sample on the grid's z axis): slot
+    /// `p.slot·S + z` holds sample z's partials.
+    pub fn record_stacked(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        offset: &[u32],
+        quantities: usize,
+        n: usize,
+        stack: usize,
+    ) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, bind_group, offset);
-        pass.dispatch_workgroups(quantities as u32, groups(n), 1);
+        pass.dispatch_workgroups(quantities as u32, groups(n), stack.max(1) as u32);
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `splitk` | layer.wgsl (SPLIT) + layer_combine.wgsl | small batches: S workgroups per output tile, each over a slice of the input dimension, combined in a fixed order (no float atomics) |
 //! | `wide`   | layer_wide.wgsl, 64 × 128 tiles, weight tile k-major | large batches: one generated weight tile serves 128 columns |
 //! | `wide256` | layer_wide.wgsl at TB = 256, 64 × 256 tiles, 16-unit weight tile k-major | the largest batches: one weight tile serves 256 columns |
+//! | `stacked` | layer.wgsl (STACK), the tiled kernel's tiles with workgroup z = network sample | small batches: S network samples per dispatch (one layer of S networks) |
 //!
 //! Each has an `-int64` form (`tiled-int64`, …) where the adapter offers
 //! `SHADER_INT64`: Philox's 32×32→64 multiply as one u64 product
@@ -39,6 +40,10 @@ pub enum KernelVariant {
     WideInt64,
     /// `Wide256` with the u64 Philox multiply.
     Wide256Int64,
+    /// The tiled kernel over S network samples at once (grid z = sample).
+    Stacked,
+    /// `Stacked` with the u64 Philox multiply.
+    StackedInt64,
 }
 
 /// How a variant lays the layer out over workgroups.
@@ -52,6 +57,8 @@ pub enum Tiling {
     Wide,
     /// 64 × 256 tiles.
     Wide256,
+    /// 64 × TB tiles of S network samples, z = sample offset.
+    Stacked,
 }
 
 /// What the adapter offers that the variants depend on.
@@ -105,6 +112,8 @@ pub const WIDE256_MIN_BATCH: usize = 129;
 const SPLITK_TARGET_WORKGROUPS: usize = 8192;
 /// Fewest weight tiles (of 32 units) per split-K slice.
 const SPLITK_MIN_TILES: usize = 2;
+/// Fewest network samples a stacked dispatch is offered for.
+pub const STACK_MIN_SAMPLES: usize = 2;
 
 /// The batch columns per workgroup of the tiled and split-K layer kernels
 /// (and of the backward kernel) for a batch.
@@ -118,15 +127,17 @@ pub fn tile_columns(batch: usize) -> u32 {
 
 impl KernelVariant {
     /// Every variant, in the order ties are broken.
-    pub const ALL: [KernelVariant; 8] = [
+    pub const ALL: [KernelVariant; 10] = [
         KernelVariant::Tiled,
         KernelVariant::SplitK,
         KernelVariant::Wide,
         KernelVariant::Wide256,
+        KernelVariant::Stacked,
         KernelVariant::TiledInt64,
         KernelVariant::SplitKInt64,
         KernelVariant::WideInt64,
         KernelVariant::Wide256Int64,
+        KernelVariant::StackedInt64,
     ];
 
     /// The stable name (`--kernel`, the tuning cache, meta.json).
@@ -140,12 +151,39 @@ impl KernelVariant {
             KernelVariant::WideInt64 => "wide-int64",
             KernelVariant::Wide256 => "wide256",
             KernelVariant::Wide256Int64 => "wide256-int64",
+            KernelVariant::Stacked => "stacked",
+            KernelVariant::StackedInt64 => "stacked-int64",
         }
     }
 
     /// The variant called `name`, if there is one.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The variant a kernel record names (meta.json's `"kernel"`): a name,
+    /// or a stacked variant with its stack, `stacked (S=4)`
+    /// ([`Self::label`]); `None` for anything else (several variants).
+    pub fn from_record(record: &str) -> Option<Self> {
+        let v = match record.split_once(" (S=") {
+            Some((name, rest)) => {
+                let s = rest.strip_suffix(')')?;
+                s.parse::<usize>().ok().filter(|s| *s >= 1)?;
+                Self::from_name(name).filter(|v| v.tiling() == Tiling::Stacked)?
+            }
+            None => Self::from_name(record)?,
+        };
+        Some(v)
+    }
+
+    /// The name as records show it: with the stack `s` for the stacked
+    /// variants (`stacked (S=4)`), the name alone for the others.
+    pub fn label(self, s: usize) -> String {
+        if self.tiling() == Tiling::Stacked {
+            format!("{} (S={s})", self.name())
+        } else {
+            self.name().to_string()
+        }
     }
 
     /// The tiling.
@@ -155,6 +193,7 @@ impl KernelVariant {
             KernelVariant::SplitK | KernelVariant::SplitKInt64 => Tiling::SplitK,
             KernelVariant::Wide | KernelVariant::WideInt64 => Tiling::Wide,
             KernelVariant::Wide256 | KernelVariant::Wide256Int64 => Tiling::Wide256,
+            KernelVariant::Stacked | KernelVariant::StackedInt64 => Tiling::Stacked,
         }
     }
 
@@ -166,6 +205,7 @@ impl KernelVariant {
                 | KernelVariant::SplitKInt64
                 | KernelVariant::WideInt64
                 | KernelVariant::Wide256Int64
+                | KernelVariant::StackedInt64
         )
     }
 
@@ -176,6 +216,7 @@ impl KernelVariant {
             Tiling::SplitK => KernelVariant::SplitK,
             Tiling::Wide => KernelVariant::Wide,
             Tiling::Wide256 => KernelVariant::Wide256,
+            Tiling::Stacked => KernelVariant::Stacked,
         }
     }
 
@@ -183,22 +224,37 @@ impl KernelVariant {
     /// the same tiling and multiply — split-K stays split-K (the backward
     /// batch, 2 × pairs, is usually small), `wide`/`wide256` run the wide
     /// backward step (layer_wide.wgsl with BACKWARD: one generated weight
-    /// tile serves 128/256 columns), `tiled` the tiled backward.wgsl; ± int64
-    /// follows. The backward pass has no tuner of its own.
+    /// tile serves 128/256 columns), `tiled` and `stacked` the tiled
+    /// backward.wgsl (one network at a time); ± int64 follows. The backward pass has no tuner of its own.
     pub fn backward(self) -> KernelVariant {
         match self.tiling() {
             Tiling::Tiled | Tiling::SplitK | Tiling::Wide | Tiling::Wide256 => self,
+            // The backward pass runs one network at a time.
+            Tiling::Stacked if self.int64() => KernelVariant::TiledInt64,
+            Tiling::Stacked => KernelVariant::Tiled,
         }
     }
 
     /// Whether this variant can run a layer of width `n` on `batch` inputs
-    /// on a device with `caps`.
+    /// of one network on a device with `caps` (the stacked variants never:
+    /// they need several networks, [`Self::applicable_to`]).
     pub fn applicable(self, n: usize, batch: usize, caps: &DeviceCaps) -> bool {
+        self.applicable_to(n, batch, 1, caps)
+    }
+
+    /// Whether this variant can run a layer of width `n` on `batch` inputs
+    /// with `samples` network samples left in the run on a device with
+    /// `caps`. Only the stacked variants depend on `samples`: they need
+    /// B ≤ [`SPLITK_MAX_BATCH`] and a stack of at least
+    /// [`STACK_MIN_SAMPLES`] ([`stack_count`]); the Hadamard ensemble (its
+    /// own kernels) is the caller's to exclude.
+    pub fn applicable_to(self, n: usize, batch: usize, samples: usize, caps: &DeviceCaps) -> bool {
         if n == 0 || batch == 0 || (self.int64() && !caps.int64) {
             return false;
         }
         match self.tiling() {
             Tiling::Tiled => true,
+            Tiling::Stacked => stack_count(n, batch, samples, caps) >= STACK_MIN_SAMPLES,
             Tiling::SplitK => {
                 batch <= SPLITK_MAX_BATCH && split_count(n, batch, caps.max_storage_binding) >= 2
             }
@@ -224,6 +280,7 @@ impl KernelVariant {
             Tiling::SplitK => "small batches: the input dimension split over more workgroups",
             Tiling::Wide => "large batches: one weight tile serves 128 columns",
             Tiling::Wide256 => "the largest batches: one weight tile serves 256 columns",
+            Tiling::Stacked => "small batches: S network samples per dispatch (grid z = sample)",
         }
     }
 
@@ -238,6 +295,10 @@ impl KernelVariant {
             ),
             Tiling::Wide => format!("B ≥ {WIDE_MIN_BATCH}"),
             Tiling::Wide256 => format!("B ≥ {WIDE256_MIN_BATCH}"),
+            Tiling::Stacked => format!(
+                "B ≤ {SPLITK_MAX_BATCH}, at least {STACK_MIN_SAMPLES} network samples \
+                 (--samples) and {STACK_MIN_SAMPLES} × n × B activations within one storage binding"
+            ),
         };
         if self.int64() {
             format!("{tiling}, on an adapter with SHADER_INT64")
@@ -247,11 +308,29 @@ impl KernelVariant {
     }
 
     /// The workgroups of one layer dispatch at (n, B): (x, y, z) for the
-    /// main pass.
+    /// main pass (the stacked variants: z = 1, one network; see
+    /// [`Self::stacked_workgroups`]).
     pub fn workgroups(self, n: usize, batch: usize, max_storage_binding: u64) -> (u32, u32, u32) {
+        self.stacked_workgroups(n, batch, max_storage_binding, 1)
+    }
+
+    /// [`Self::workgroups`] for a dispatch over `stack` network samples:
+    /// the stacked variants put them on z, the others ignore `stack`.
+    pub fn stacked_workgroups(
+        self,
+        n: usize,
+        batch: usize,
+        max_storage_binding: u64,
+        stack: usize,
+    ) -> (u32, u32, u32) {
         let rows = n.div_ceil(TILE_ROWS) as u32;
         match self.tiling() {
             Tiling::Tiled => (batch.div_ceil(tile_columns(batch) as usize) as u32, rows, 1),
+            Tiling::Stacked => (
+                batch.div_ceil(tile_columns(batch) as usize) as u32,
+                rows,
+                stack.max(1) as u32,
+            ),
             Tiling::SplitK => (
                 batch.div_ceil(tile_columns(batch) as usize) as u32,
                 rows,
@@ -286,6 +365,37 @@ pub fn split_count(n: usize, batch: usize, max_storage_binding: u64) -> usize {
     // shader derives the same `per` from the dispatch's z count).
     let per = tiles.div_ceil(want.max(1));
     tiles.div_ceil(per.max(1))
+}
+
+/// The network samples S a stacked dispatch takes at (n, B) with `samples`
+/// left in the run: enough workgroups to fill a large device (the split-K
+/// target, ≈ 8,192, over the tiled grid's), at most `samples`, the S × n ×
+/// B activations within one storage binding and S within one dispatch
+/// dimension; 0 for B > [`SPLITK_MAX_BATCH`] (the tiled grid is large
+/// enough there). Below [`STACK_MIN_SAMPLES`] stacking does not apply.
+pub fn stack_count(n: usize, batch: usize, samples: usize, caps: &DeviceCaps) -> usize {
+    if batch > SPLITK_MAX_BATCH || n == 0 || batch == 0 {
+        return 0;
+    }
+    let base = batch.div_ceil(tile_columns(batch) as usize) * n.div_ceil(TILE_ROWS);
+    let by_memory = (caps.max_storage_binding / 4)
+        .checked_div(n as u64 * batch as u64)
+        .unwrap_or(0);
+    let by_memory = usize::try_from(by_memory).unwrap_or(usize::MAX);
+    SPLITK_TARGET_WORKGROUPS
+        .div_ceil(base)
+        .min(samples)
+        .min(by_memory)
+        .min(caps.max_workgroups_per_dim as usize)
+}
+
+/// The size of the next stack when `left` samples remain and a stack
+/// holds at most `most`: the samples spread evenly over ⌈left/most⌉
+/// stacks (100 left, at most 32: four stacks of 25), so the stacks of one
+/// run differ by at most one sample.
+pub fn balanced_stack(left: usize, most: usize) -> usize {
+    let most = most.clamp(1, left.max(1));
+    left.div_ceil(left.div_ceil(most).max(1)).max(1)
 }
 
 /// The user's kernel choice: measured (`auto`) or forced.
@@ -324,11 +434,24 @@ pub fn names() -> String {
     KernelVariant::ALL.map(KernelVariant::name).join(", ")
 }
 
-/// The variants that apply at (n, B) on `caps`, in [`KernelVariant::ALL`] order.
+/// The variants that apply at (n, B) to one network on `caps`, in
+/// [`KernelVariant::ALL`] order.
 pub fn applicable(n: usize, batch: usize, caps: &DeviceCaps) -> Vec<KernelVariant> {
+    applicable_to(n, batch, 1, caps)
+}
+
+/// The variants that apply at (n, B) with `samples` network samples to
+/// run on `caps` ([`KernelVariant::applicable_to`]), in
+/// [`KernelVariant::ALL`] order.
+pub fn applicable_to(
+    n: usize,
+    batch: usize,
+    samples: usize,
+    caps: &DeviceCaps,
+) -> Vec<KernelVariant> {
     KernelVariant::ALL
         .into_iter()
-        .filter(|v| v.applicable(n, batch, caps))
+        .filter(|v| v.applicable_to(n, batch, samples, caps))
         .collect()
 }
 
@@ -340,6 +463,7 @@ pub fn layer_source(variant: KernelVariant, tb: u32) -> String {
         Tiling::SplitK => shaders::layer_split(tb),
         Tiling::Wide => shaders::layer_wide(128),
         Tiling::Wide256 => shaders::layer_wide(256),
+        Tiling::Stacked => shaders::layer_stacked(tb),
     };
     with_multiply(src, variant.int64())
 }
@@ -356,7 +480,8 @@ pub fn combine_source(int64: bool) -> String {
 /// with mul64.wgsl for the `-int64` variants.
 pub fn backward_source(variant: KernelVariant, tb: u32) -> String {
     let src = match variant.tiling() {
-        Tiling::Tiled => shaders::backward(tb),
+        // Stacked's backward is the tiled step ([`KernelVariant::backward`]).
+        Tiling::Tiled | Tiling::Stacked => shaders::backward(tb),
         Tiling::SplitK => shaders::backward_split(tb),
         Tiling::Wide => shaders::backward_wide(128),
         Tiling::Wide256 => shaders::backward_wide(256),
