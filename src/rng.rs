@@ -199,31 +199,7 @@ impl Stream {
             w[1] = [row; LANES];
             w[2] = [layer; LANES];
             w[3] = [self.sample; LANES];
-            let mut k = self.key;
-            for r in 0..10 {
-                if r > 0 {
-                    k[0] = k[0].wrapping_add(W0);
-                    k[1] = k[1].wrapping_add(W1);
-                }
-                for l in 0..LANES {
-                    let p0 = u64::from(M0) * u64::from(w[0][l]);
-                    let p1 = u64::from(M1) * u64::from(w[2][l]);
-                    let n0 = ((p1 >> 32) as u32) ^ w[1][l] ^ k[0];
-                    let n2 = ((p0 >> 32) as u32) ^ w[3][l] ^ k[1];
-                    w[0][l] = n0;
-                    w[1][l] = p1 as u32;
-                    w[2][l] = n2;
-                    w[3][l] = p0 as u32;
-                }
-            }
-            let mut z = [[0f32; LANES]; 4];
-            for l in 0..LANES {
-                let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
-                z[0][l] = v[0];
-                z[1][l] = v[1];
-                z[2][l] = v[2];
-                z[3][l] = v[3];
-            }
+            let z = normals_lanes(w, self.key);
             for l in 0..LANES {
                 chunk[4 * l..4 * l + 4].copy_from_slice(&[z[0][l], z[1][l], z[2][l], z[3][l]]);
             }
@@ -363,14 +339,7 @@ impl Stream {
             }
             w[2] = [layer; PANEL_LANES];
             w[3] = [self.sample; PANEL_LANES];
-            philox10_lanes(&mut w, self.key);
-            let mut z = [[0f32; PANEL_LANES]; 4];
-            for l in 0..PANEL_LANES {
-                let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
-                for q in 0..4 {
-                    z[q][l] = v[q];
-                }
-            }
+            let z = normals_lanes(w, self.key);
             let dst = &mut out[4 * s * cb * MR..4 * (s + 1) * cb * MR];
             for b in 0..cb {
                 for q in 0..4 {
@@ -442,18 +411,21 @@ impl Stream {
     }
 }
 
-/// Ten Philox4x32 rounds on `PANEL_LANES` counters at once (struct of
-/// arrays, so the compiler turns each round into SIMD), key schedule as
-/// [`philox4x32`].
+/// The four standard normals of each of L counters (lane l of `w` holds
+/// counter l's four words): ten Philox4x32 rounds on all lanes at once,
+/// key schedule as [`philox4x32`], then [`box_muller`] per lane — struct of
+/// arrays, so the compiler turns each round into SIMD. Shared by
+/// [`Stream::fill_row`] and [`Stream::fill_panel`]; `z[q][l]` is normal q of
+/// lane l.
 #[inline(always)]
-fn philox10_lanes(w: &mut [[u32; PANEL_LANES]; 4], key: [u32; 2]) {
+fn normals_lanes<const L: usize>(mut w: [[u32; L]; 4], key: [u32; 2]) -> [[f32; L]; 4] {
     let mut k = key;
     for r in 0..10 {
         if r > 0 {
             k[0] = k[0].wrapping_add(W0);
             k[1] = k[1].wrapping_add(W1);
         }
-        for l in 0..PANEL_LANES {
+        for l in 0..L {
             let p0 = u64::from(M0) * u64::from(w[0][l]);
             let p1 = u64::from(M1) * u64::from(w[2][l]);
             let n0 = ((p1 >> 32) as u32) ^ w[1][l] ^ k[0];
@@ -464,6 +436,14 @@ fn philox10_lanes(w: &mut [[u32; PANEL_LANES]; 4], key: [u32; 2]) {
             w[3][l] = p0 as u32;
         }
     }
+    let mut z = [[0f32; L]; 4];
+    for l in 0..L {
+        let v = box_muller([w[0][l], w[1][l], w[2][l], w[3][l]]);
+        for q in 0..4 {
+            z[q][l] = v[q];
+        }
+    }
+    z
 }
 
 #[cfg(test)]
