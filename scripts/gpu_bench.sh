@@ -57,10 +57,12 @@ for (n, b), rs in sorted(cells.items()):
         frac = r["fp32_peak_fraction"]
         t = torch_rows.get((n, b))
         tt = t["torch_layer_seconds"] if t else None
-        print(f"{n:>6} {b:>4} {mark}{r['kernel']:>13} {r['seconds_per_layer']:>10.3e} "
-              f"{(100 * frac if frac is not None else float('nan')):>6.1f}%  "
-              f"{(tt if tt is not None else float('nan')):>13.3e} "
-              f"{(tt / r['seconds_per_layer'] if tt else float('nan')):>10.2f}  {t['device'] if t else '-'}")
+        s = r["seconds_per_layer"]
+        peak = f"{100 * frac:.1f}%" if frac is not None else "-"
+        torch = f"{tt:.3e}" if tt is not None else "-"
+        ratio = f"{tt / s:.2f}" if tt else "-"
+        print(f"{n:>6} {b:>4} {mark}{r['kernel']:>13} {s:>10.3e} {peak:>7}  "
+              f"{torch:>13} {ratio:>10}  {t['device'] if t else '-'}")
 EOF
 if [ "${SCALING:-0}" = 1 ]; then
     sed 's/^states = .*/states = [2, 4, 8, 16, 32]/; s/^name = .*/name = "scaling_gpu_subset"/' \
