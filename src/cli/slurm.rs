@@ -191,6 +191,59 @@ fn check_sbatch_value(flag: &str, v: &str, allowed: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks `--time` against sbatch's time formats: "M", "M:S", "H:M:S",
+/// "D-H", "D-H:M", "D-H:M:S" (each field digits; minutes and seconds
+/// below 60 where an hour or a minute field precedes them), or
+/// "UNLIMITED"/"INFINITE"; a limit of zero is refused (sbatch would take
+/// it as no limit). Returns the limit in seconds (`None`: unlimited).
+fn check_slurm_time(t: &str) -> Result<Option<u64>> {
+    let forms = "give minutes (90), M:S, H:M:S (2:00:00), D-H, D-H:M or D-H:M:S \
+                 (1-00:00:00), or UNLIMITED";
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
+        return Ok(None);
+    }
+    let bad = |why: &str| anyhow::anyhow!("--time {t:?}: {why}; {forms}");
+    let (days, rest) = match t.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, t),
+    };
+    let field = |f: &str| -> Result<u64> {
+        if f.is_empty() || !f.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad(&format!("{f:?} is not a whole number")));
+        }
+        f.parse::<u64>()
+            .map_err(|_| bad(&format!("{f} is too large")))
+    };
+    let parts = rest.split(':').map(field).collect::<Result<Vec<u64>>>()?;
+    let below_60 = |v: u64, what: &str| {
+        if v < 60 {
+            Ok(v)
+        } else {
+            Err(bad(&format!("{what} {v} is not below 60")))
+        }
+    };
+    // (hours, minutes, seconds) of the part after the day count.
+    let (h, m, s) = match (days.is_some(), parts.as_slice()) {
+        (false, [m]) => (0, *m, 0),
+        (false, [m, s]) => (0, *m, below_60(*s, "seconds")?),
+        (_, [h, m, s]) => (*h, below_60(*m, "minutes")?, below_60(*s, "seconds")?),
+        (true, [h]) => (*h, 0, 0),
+        (true, [h, m]) => (*h, below_60(*m, "minutes")?, 0),
+        _ => return Err(bad("too many ':' fields")),
+    };
+    let d = days.map(field).transpose()?.unwrap_or(0);
+    let secs = d
+        .checked_mul(86_400)
+        .and_then(|x| x.checked_add(h.checked_mul(3600)?))
+        .and_then(|x| x.checked_add(m.checked_mul(60)?))
+        .and_then(|x| x.checked_add(s))
+        .ok_or_else(|| bad("too long"))?;
+    if secs == 0 {
+        return Err(bad("a limit of zero"));
+    }
+    Ok(Some(secs))
+}
+
 fn timestamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
@@ -259,7 +312,7 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
         check_sbatch_value("--partition", p, "_-.,")?;
     }
     if let Some(t) = &args.time {
-        check_sbatch_value("--time", t, ":-")?;
+        check_slurm_time(t)?;
     }
     if args.gpus_per_task == Some(0) {
         bail!("--gpus-per-task 0: leave the flag out for CPU-only tasks, or give at least 1");
@@ -415,6 +468,39 @@ mod tests {
         }
         assert!(!s.contains("shard-3-of-3"));
         assert!(!s.contains("--array"));
+    }
+
+    /// sbatch's time formats and their values in seconds; what sbatch
+    /// would reject, or take as "no limit", is refused before submitting.
+    #[test]
+    fn slurm_time_formats_are_checked() {
+        for (t, secs) in [
+            ("90", Some(5_400)),
+            ("5:30", Some(330)),
+            ("2:00:00", Some(7_200)),
+            ("1-0", Some(86_400)),
+            ("1-2:30", Some(95_400)),
+            ("1-00:00:01", Some(86_401)),
+            ("UNLIMITED", None),
+            ("infinite", None),
+        ] {
+            assert_eq!(check_slurm_time(t).unwrap(), secs, "{t}");
+        }
+        for (t, why) in [
+            ("2h", "\"2h\" is not a whole number"),
+            ("1:2:3:4", "too many ':' fields"),
+            ("1:60:00", "minutes 60 is not below 60"),
+            ("10:75", "seconds 75 is not below 60"),
+            ("-5", "\"\" is not a whole number"),
+            ("0", "a limit of zero"),
+            ("0-0:0:0", "a limit of zero"),
+            ("", "\"\" is not a whole number"),
+            ("1-", "\"\" is not a whole number"),
+            ("99999999999999999999", "is too large"),
+        ] {
+            let e = check_slurm_time(t).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("H:M:S (2:00:00)"), "{t}: {e}");
+        }
     }
 
     #[test]
