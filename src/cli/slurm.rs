@@ -239,7 +239,9 @@ fn check_slurm_time(t: &str) -> Result<Option<u64>> {
         .and_then(|x| x.checked_add(s))
         .ok_or_else(|| bad("too long"))?;
     if secs == 0 {
-        return Err(bad("a limit of zero"));
+        return Err(bad(
+            "a limit of zero (sbatch reads it as no limit: write UNLIMITED for that)",
+        ));
     }
     Ok(Some(secs))
 }
