@@ -263,6 +263,7 @@ def simulate(
     pairs: int = 1,
     seed: int = 0,
     backend: str = "auto",
+    kernel: Optional[str] = None,
     W_std: Optional[float] = None,
     b_std: float = 0.0,
     q0: Optional[float] = None,
@@ -279,6 +280,10 @@ def simulate(
     generated from ``seed``) propagates ``pairs`` pairs of inputs for each
     correlation in ``c0``. ``backend``: 'cpu', 'gpu' (a hardware GPU, else the
     software adapter) or 'auto' (a hardware GPU if there is one, else the CPU).
+    ``kernel``: the GPU layer kernel (README "GPU kernel variants"): None for
+    the reference ``'tiled'``, ``'auto'`` to time the variants that apply on
+    first use and cache the fastest (as the CLI does), or a variant name
+    (``'splitk'``, ``'wide'``, ``'stacked'``, ...); ignored on the CPU.
     Network defaults as :func:`curve`. Runs with the GIL released; Ctrl-C
     raises ``KeyboardInterrupt``.
 
@@ -286,8 +291,8 @@ def simulate(
     ``q_mean``, ``q_se`` (q-hat: mean squared pre-activation), ``c_mean``,
     ``c_se`` (c-hat: correlation of each pair), means and standard errors over
     the networks (SE is NaN with one sample), and ``q_theory``, ``c_theory``;
-    plus ``c0`` (array), ``samples``, ``backend``, ``adapter``,
-    ``backend_note``, ``wall_seconds`` and ``network``.
+    plus ``c0`` (array), ``samples``, ``backend``, ``adapter``, ``kernel``
+    (the GPU variant that ran, None on the CPU), ``backend_note``, ``wall_seconds`` and ``network``.
     """
     c0s, _ = _c0_list(c0)
     d = _quantdepth.simulate(
@@ -299,6 +304,7 @@ def simulate(
         int(pairs),
         int(seed),
         str(backend),
+        None if kernel is None else str(kernel),
     )
     return _arrays(d, ["c0", "q_mean", "q_se", "c_mean", "c_se", "q_theory", "c_theory"])
 
@@ -309,6 +315,7 @@ def run(
     *,
     backend: Optional[str] = None,
     seed: Optional[int] = None,
+    kernel: Optional[str] = None,
 ) -> pathlib.Path:
     """Run an experiment from a config (``quantdepth run CONFIG``) and return
     the results folder.
@@ -316,7 +323,8 @@ def run(
     The folder (under ``out``, else the config's ``outputs.dir``, else
     ``results``) holds config.toml, meta.json, curves.csv/json and
     summary.json; plots/ is drawn only where :data:`PLOTS` is true (the CLI
-    always draws them). ``backend`` and ``seed`` override the config's.
+    always draws them). ``backend`` and ``seed`` override the config's;
+    ``kernel`` is the GPU layer kernel as in :func:`simulate`.
     Runs with the GIL released; on Ctrl-C the finished points are kept, the
     folder is marked incomplete and ``KeyboardInterrupt`` names it.
     """
@@ -325,5 +333,6 @@ def run(
         None if out is None else str(out),
         None if backend is None else str(backend),
         None if seed is None else int(seed),
+        None if kernel is None else str(kernel),
     )
     return pathlib.Path(folder)

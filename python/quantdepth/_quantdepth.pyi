@@ -43,7 +43,12 @@ def simulate(
     pairs: int,
     seed: int,
     backend: str,
+    kernel: Optional[str],
 ) -> Dict[str, Any]: ...
 def run(
-    config_path: str, out: Optional[str], backend: Optional[str], seed: Optional[int]
+    config_path: str,
+    out: Optional[str],
+    backend: Optional[str],
+    seed: Optional[int],
+    kernel: Optional[str],
 ) -> Tuple[str, bool, str]: ...

@@ -35,6 +35,14 @@ fn py_err(e: Error) -> PyErr {
     }
 }
 
+/// The GPU layer kernel a caller named (`auto` or a variant; `None`: the
+/// library's `tiled`), checked before anything runs.
+fn kernel_choice(kernel: Option<String>) -> PyResult<Option<sim::gpu::KernelChoice>> {
+    kernel
+        .map(|k| sim::gpu::KernelChoice::parse("kernel", &k).map_err(py_err))
+        .transpose()
+}
+
 fn invalid(name: &str, value: impl std::fmt::Display, expected: &str) -> PyErr {
     py_err(Error::invalid(name, value, expected))
 }
@@ -393,7 +401,7 @@ fn backward<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (net, c0, width, depth, samples, pairs, seed, backend))]
+#[pyo3(signature = (net, c0, width, depth, samples, pairs, seed, backend, kernel))]
 #[allow(clippy::too_many_arguments)]
 fn simulate<'py>(
     py: Python<'py>,
@@ -405,8 +413,10 @@ fn simulate<'py>(
     pairs: i64,
     seed: u64,
     backend: String,
+    kernel: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let r = net.resolve()?;
+    let kernel = kernel_choice(kernel)?;
     // Zero and the upper limits are checked by SimSpec::validate, with the
     // CLI's messages; here only what a usize cannot hold.
     let width = count(
@@ -441,7 +451,7 @@ fn simulate<'py>(
         .collect::<quantdepth::Result<Vec<_>>>()
         .map_err(py_err)?;
     let out = interruptible(py, |cancel| {
-        let (mut b, note) = sim::open_backend(&backend)?;
+        let (mut b, note) = sim::open_backend_with_kernel(&backend, kernel)?;
         let o = sim::simulate(
             b.as_mut(),
             &spec,
@@ -503,6 +513,7 @@ fn simulate<'py>(
     d.set_item("samples", out.stats.samples)?;
     d.set_item("backend", &out.backend.backend)?;
     d.set_item("adapter", &out.backend.adapter)?;
+    d.set_item("kernel", &out.backend.kernel)?;
     d.set_item("backend_note", note)?;
     d.set_item("wall_seconds", out.wall_seconds)?;
     d.set_item("network", network_dict(py, &r)?)?;
@@ -510,14 +521,16 @@ fn simulate<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (config_path, out, backend, seed))]
+#[pyo3(signature = (config_path, out, backend, seed, kernel))]
 fn run(
     py: Python<'_>,
     config_path: PathBuf,
     out: Option<PathBuf>,
     backend: Option<String>,
     seed: Option<u64>,
+    kernel: Option<String>,
 ) -> PyResult<(String, bool, String)> {
+    let kernel = kernel_choice(kernel)?;
     let text = std::fs::read_to_string(&config_path).map_err(|e| {
         PyValueError::new_err(format!(
             "cannot read the config {}: {e}",
@@ -537,7 +550,7 @@ fn run(
         let (mut b, note): (Box<dyn sim::Backend>, String) = if cfg.kind == Kind::Optimal {
             (Box::new(sim::cpu::CpuBackend), "theory only".into())
         } else {
-            sim::open_backend(cfg.backend())?
+            sim::open_backend_with_kernel(cfg.backend(), kernel)?
         };
         let mut cfg = cfg.clone();
         cfg.backend = Some(cfg.backend().to_string());

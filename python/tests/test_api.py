@@ -7,6 +7,7 @@ so the same computation gives the same bits: equality is expected.
 """
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -178,6 +179,8 @@ def test_errors_the_cli_parser_catches_are_value_errors_too():
         (lambda: qd.curve(4, 10, c0=1.5), "invalid c0 = 1.5: a correlation must lie in [-1, 1]"),
         (lambda: qd.simulate(4, 0.5, width=-8, depth=3, samples=2, backend="cpu"), "invalid width = -8"),
         (lambda: qd.simulate(4, 0.5, width=8, depth=3, samples=2, backend="cuda"), "invalid backend = cuda: one of auto, cpu, gpu"),
+        (lambda: qd.simulate(4, 0.5, width=8, depth=3, samples=2, backend="cpu", kernel="fast"), "invalid kernel = fast: auto or one of tiled, splitk"),
+        (lambda: qd.run("configs/quickstart.toml", kernel="fast"), "invalid kernel = fast"),
         (lambda: qd.curve(4, 10, activation="relu"), "give exactly one of"),
         (lambda: qd.curve(None, 10, activation="relu"), "invalid activation = 'relu'"),
         (lambda: qd.scaling([3, 4]), "at least 3 values of N"),
@@ -232,3 +235,26 @@ def test_run_reports_config_errors_as_the_cli_does(cli, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('name = "bad"\n\n[network]\nwidht = 64\n')
     _cli_and_py_messages_agree(cli, ["run", config], lambda: qd.run(config))
+
+
+def test_simulate_runs_the_gpu_kernel_it_is_given():
+    # kernel= reaches the GPU backend: None keeps the library's reference
+    # kernel, and a stacked run (3 networks per dispatch) gives each network
+    # the tiled kernel's bits, so the statistics are identical (README "GPU
+    # kernel variants"). Skipped without a GPU adapter unless
+    # QUANTDEPTH_REQUIRE_GPU is set (CI, on lavapipe).
+    def sim(kernel):
+        return qd.simulate(4, 0.5, width=160, depth=3, samples=3, pairs=3, seed=5, backend="gpu", kernel=kernel)
+
+    try:
+        ref = sim(None)
+    except RuntimeError as e:
+        if os.environ.get("QUANTDEPTH_REQUIRE_GPU"):
+            raise
+        pytest.skip(f"no GPU adapter: {e}")
+    assert ref["kernel"] == "tiled"
+    stacked = sim("stacked")
+    assert stacked["kernel"] == "stacked (S=3)"
+    assert np.array_equal(stacked["c_mean"], ref["c_mean"])
+    assert np.array_equal(stacked["q_mean"], ref["q_mean"])
+    assert qd.simulate(4, 0.5, width=16, depth=2, samples=2, backend="cpu", kernel="stacked")["kernel"] is None
