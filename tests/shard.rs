@@ -357,3 +357,50 @@ fn slurm_refuses_zero_shards_in_the_users_terms() {
     assert!(!sub.exists());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A shard beyond the point count (`--shard 5/6` of a 3-value optimal
+/// scan) says it holds no point, still writes its folder, and `merge` of
+/// all six shards gives the unsharded scan's values; a shard with points
+/// says how many.
+#[test]
+fn an_empty_shard_says_so_and_still_merges() {
+    let root = temp_root("empty-shard");
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = root.join("opt.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"opt\"\nkind = \"optimal\"\n[sweep]\nstates = [3, 4, 5]\n[outputs]\npng = false\n",
+    )
+    .unwrap();
+    let (cfg, shards) = (cfg.to_str().unwrap(), root.join("shards"));
+    let mut dirs = Vec::new();
+    for k in 0..6 {
+        let (ok, err) = quantdepth(&[
+            "run",
+            cfg,
+            "--shard",
+            &format!("{k}/6"),
+            "--out",
+            shards.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        // assign() deals the values out largest first, one per shard
+        // (N = 5, 4, 3 to shards 0, 1, 2); shards 3 to 5 get none.
+        let want = if k < 3 {
+            "1 of the sweep's 3 point(s)".to_string()
+        } else {
+            format!("warning: shard {k}/6 holds none of the sweep's 3 point(s)")
+        };
+        assert!(err.contains(&want), "shard {k}: {err}");
+        dirs.push(shards.join(format!("opt-shard-{k}-of-6")));
+    }
+    let merged = root.join("merged");
+    let mut args = vec!["merge".to_string(), merged.to_str().unwrap().to_string()];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, err) = quantdepth(&args);
+    assert!(ok, "{err}");
+    let csv = std::fs::read_to_string(merged.join("optimal.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and N = 3, 4, 5:\n{csv}");
+    let _ = std::fs::remove_dir_all(&root);
+}

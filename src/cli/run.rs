@@ -153,6 +153,25 @@ pub fn run(args: RunArgs) -> Result<()> {
         let gpu = backend.info().backend == "gpu";
         eprintln!("{}", plan::plan_run(&cfg, gpu)?.describe());
     }
+    if let (Some(shard), None) = (shard, &resume) {
+        use quantdepth::experiment::shard::{shard_points, sweep_costs};
+        let costs = sweep_costs(&cfg)?;
+        let mine = shard_points(&costs, shard).len();
+        if mine == 0 {
+            eprintln!(
+                "warning: shard {shard} holds none of the sweep's {} point(s) (more shards than \
+                 points); its folder is written empty so that `quantdepth merge` finds all {} \
+                 shards",
+                costs.len(),
+                shard.count
+            );
+        } else {
+            eprintln!(
+                "shard {shard}: {mine} of the sweep's {} point(s)",
+                costs.len()
+            );
+        }
+    }
     let out_root = args
         .out
         .clone()
