@@ -7,7 +7,7 @@
 # result line.
 #
 # Usage: scripts/gpu_bench.sh [OUT_DIR]
-#   WIDTHS=1024,4096,16384 BATCHES=16,64,256 LAYERS=4  (defaults; smaller
+#   WIDTHS=1024,4096,16384 BATCHES=16,64,256 LAYERS=4 SAMPLES=8  (defaults; smaller
 #   values give a dry run on lavapipe: WIDTHS=256 BATCHES=16,130 LAYERS=1)
 #   QUANTDEPTH=path/to/quantdepth (default target/release/quantdepth)
 #   PYTHON=python3 (with torch; the yardstick is skipped if it has none)
@@ -19,6 +19,9 @@ out="${1:-gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
 widths="${WIDTHS:-1024,4096,16384}"
 batches="${BATCHES:-16,64,256}"
 layers="${LAYERS:-4}"
+# The stacked variants are timed for a run of this many networks (S of them
+# per dispatch); configs/scaling_gpu.toml runs 8 per point.
+samples="${SAMPLES:-8}"
 qd="${QUANTDEPTH:-target/release/quantdepth}"
 py="${PYTHON:-python3}"
 mkdir -p "$out"
@@ -29,7 +32,7 @@ export QUANTDEPTH_CACHE_DIR="$out/cache"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
 } > "$out/machine.txt"
 "$qd" bench --backend gpu --widths "$widths" --batches "$batches" --layers "$layers" \
-    --weights gaussian --no-baseline --json > "$out/bench.jsonl" 2> "$out/bench.log"
+    --weights gaussian --no-baseline --samples "$samples" --json > "$out/bench.jsonl" 2> "$out/bench.log"
 if "$py" -c "import torch" 2>/dev/null; then
     "$py" scripts/torch_baseline.py --widths "$widths" --batches "$batches" \
         --layers "$layers" > "$out/torch.jsonl" 2> "$out/torch.log"
@@ -49,7 +52,9 @@ cells = {}
 for r in variants:
     cells.setdefault((r["width"], r["batch"]), []).append(r)
 print("adapter:", variants[0]["adapter"] if variants else "-", "| driver:", variants[0]["driver"] if variants else "-")
-print(f"{'n':>6} {'B':>4}  {'variant':>13} {'s/layer':>10} {'% FP32':>7}  {'torch s/layer':>13} {'torch/ours':>10}  device")
+print("s/layer: per network-layer (a stacked dispatch's time over S); * the fastest variant of its (n, B);")
+print("torch/ours: PyTorch's time over ours (above 1: quantdepth faster); torch device: where PyTorch ran")
+print(f"{'n':>6} {'B':>4} {'variant':>20} {'s/layer':>10} {'% FP32':>7}  {'torch s/layer':>13} {'torch/ours':>10}  torch device")
 for (n, b), rs in sorted(cells.items()):
     best = min(rs, key=lambda r: r["seconds_per_layer"])
     for r in rs:
@@ -61,7 +66,8 @@ for (n, b), rs in sorted(cells.items()):
         peak = f"{100 * frac:.1f}%" if frac is not None else "-"
         torch = f"{tt:.3e}" if tt is not None else "-"
         ratio = f"{tt / s:.2f}" if tt else "-"
-        print(f"{n:>6} {b:>4} {mark}{r['kernel']:>13} {s:>10.3e} {peak:>7}  "
+        name = r["kernel"] + (f" (S={r['stack']})" if r.get("stack", 1) > 1 else "")
+        print(f"{n:>6} {b:>4} {mark + name:>20} {s:>10.3e} {peak:>7}  "
               f"{torch:>13} {ratio:>10}  {t['device'] if t else '-'}")
 EOF
 if [ "${SCALING:-0}" = 1 ]; then

@@ -1148,3 +1148,86 @@ fn cli_backward_with_wide_kernels_agrees_with_tiled() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--kernel` takes a variant as a results folder records it
+/// (`stacked (S=3)`, copied from meta.json), and nothing else in that form.
+#[test]
+fn kernel_choice_takes_the_recorded_form() {
+    assert_eq!(
+        KernelChoice::parse("--kernel", "stacked (S=3)").unwrap(),
+        KernelChoice::Forced(KernelVariant::Stacked)
+    );
+    for bad in ["wide (S=3)", "stacked (S=0)", "stacked (S=3"] {
+        let e = KernelChoice::parse("--kernel", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auto or one of tiled"), "{bad}: {e}");
+    }
+}
+
+/// A forced variant that does not fit a later point of a sweep (split-K at
+/// n = 64, where it needs n > 96) stops the run at that point with the
+/// variant's requirement, not as a numerical failure; `run --resume` then
+/// keeps the recorded variant where it applies and tunes where it does
+/// not, completes the folder, and meta.json keeps the first session's
+/// record beside the resumed one's.
+#[test]
+fn resume_after_a_forced_kernel_stops_tunes_the_rest_and_keeps_the_record() {
+    let Some(_b) = backend() else { return };
+    let dir = temp_dir("resume-kernel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("rk.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"rk\"\nseed = 1\nbackend = \"gpu\"\n[network]\nsigma_w = \"opt\"\ndepth = 4\n\
+         samples = 3\n[inputs]\nkind = \"pairs\"\nc0 = [0.6]\npairs = 4\n[sweep]\nstates = [4]\n\
+         width = [256, 64]\n[outputs]\nplots = false\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args(args)
+            .env("QUANTDEPTH_CACHE_DIR", dir.join("cache"))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--kernel",
+        "splitk",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("point 1 (") && err.contains("splitk needs") && !err.contains("numerical"),
+        "{err}"
+    );
+    let folder = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let meta = |f: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(f.join("meta.json")).unwrap()).unwrap()
+    };
+    assert_eq!(meta(&folder)["kernel"], "splitk");
+    let (code, err) = run(&["run", "--resume", folder.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("splitk (as recorded in the results folder"),
+        "{err}"
+    );
+    let m = meta(&folder);
+    assert_eq!(m["status"], "complete");
+    let kernel = m["kernel"].as_str().unwrap();
+    assert!(kernel.starts_with("splitk; after resume: "), "{kernel}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,8 +45,16 @@ pub struct BenchArgs {
     /// Network samples of the run the variant table is timed for: the
     /// stacked variants run S ≤ this many networks per dispatch (S as a run
     /// of this many samples would take it; at least 2 for them to apply).
-    #[arg(long, default_value_t = 16, value_parser = super::parse_count, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 16, value_parser = parse_samples, allow_negative_numbers = true)]
     pub samples: usize,
+}
+
+/// `--samples`: a count of at least 1.
+fn parse_samples(s: &str) -> std::result::Result<usize, String> {
+    match super::parse_count(s)? {
+        0 => Err("0 networks: give at least 1 (2 or more for the stacked variants)".into()),
+        v => Ok(v),
+    }
 }
 
 fn list(name: &str, s: &str) -> Result<Vec<usize>> {

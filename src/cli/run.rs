@@ -115,8 +115,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             commit
                 .kernel
                 .as_deref()
+                // The last session's variant where several resumed.
+                .and_then(|k| k.rsplit("; after resume: ").next())
                 .and_then(KernelVariant::from_record)
-                .map_or(KernelChoice::Auto, KernelChoice::Forced)
+                .map_or(KernelChoice::Auto, KernelChoice::Recorded)
         });
         let (b, note) = open_backend(&cfg, kernel)?;
         (cfg, b, note)

@@ -64,7 +64,8 @@ pub struct SimulateArgs {
 
 /// `--kernel`'s long help (simulate, run).
 pub const KERNEL_HELP: &str = "GPU layer kernel. auto: on first use of an adapter, driver, \
-width n, batch B and weight ensemble, each variant that applies is timed for a few layers \
+width n, batch B (the inputs one network takes: 2 × pairs × the number of c0 values, or \
+the circle's points) and weight ensemble, each variant that applies is timed for a few layers \
 (device timestamps where the adapter has them; about a second on a GPU, longer on a \
 software adapter) and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json); later runs read the \

@@ -27,6 +27,21 @@ pub use crate::experiment::records::{
 pub use crate::experiment::session::read_folder;
 pub use crate::experiment::summary::sig;
 
+/// meta.json's `"kernel"`: this session's variants (`now`), after those
+/// of the sessions before a resume (`before`) where they differ —
+/// `"splitk; after resume: tiled-int64"` — so no point loses the record of
+/// the kernel that ran it.
+fn kernel_record(before: Option<&str>, now: Option<String>) -> Option<String> {
+    match (before, now) {
+        (Some(b), Some(n)) if b != n && !b.ends_with(&format!("; after resume: {n}")) => {
+            Some(format!("{b}; after resume: {n}"))
+        }
+        (Some(b), Some(_)) => Some(b.to_string()),
+        (b, None) => b.map(str::to_string),
+        (None, n) => n,
+    }
+}
+
 /// Runs the points not yet held, then finishes the folder.
 fn execute(
     mut session: Session<'_>,
@@ -35,6 +50,9 @@ fn execute(
     hooks: &Hooks<'_>,
 ) -> Result<RunReport> {
     let mut complete = true;
+    // The kernel record of the sessions before a resume, kept beside this
+    // session's.
+    let before = session.commit.kernel.clone();
     let todo: Vec<&RunPoint> = points
         .iter()
         .filter(|p| !session.records.contains_key(&p.index))
@@ -48,7 +66,7 @@ fn execute(
             .and_then(|o| match o {
                 Some(s) => {
                     // The layer kernel variant(s) that ran so far, for meta.json.
-                    session.commit.kernel = backend.info().kernel;
+                    session.commit.kernel = kernel_record(before.as_deref(), backend.info().kernel);
                     session.add(&s).map(|()| Some(s))
                 }
                 None => Ok(None),
@@ -62,6 +80,11 @@ fn execute(
             Err(e) => {
                 let e = match e {
                     Error::Folder(_) | Error::TooLarge(_) => e,
+                    // A value outside what the point allows (e.g. a forced
+                    // kernel variant at this size) is not a numerical failure.
+                    e @ Error::Invalid { .. } => {
+                        Error::Config(format!("point {} ({}): {e}", p.index, p.label()))
+                    }
                     other => {
                         Error::Numerical(format!("point {} ({}): {other}", p.index, p.label()))
                     }
@@ -273,4 +296,36 @@ pub fn finish_folder(dir: &Path) -> Result<RunReport> {
         scaling: sc,
         table,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_record;
+
+    /// A resumed run keeps the earlier sessions' kernel record and adds its
+    /// own where it differs; a repeat of the same session's variant adds
+    /// nothing.
+    #[test]
+    fn kernel_record_keeps_the_sessions_before_a_resume() {
+        let rec = |b: Option<&str>, n: Option<&str>| kernel_record(b, n.map(str::to_string));
+        assert_eq!(rec(None, Some("splitk")).as_deref(), Some("splitk"));
+        assert_eq!(
+            rec(Some("splitk"), Some("splitk")).as_deref(),
+            Some("splitk")
+        );
+        assert_eq!(
+            rec(Some("splitk"), Some("tiled-int64")).as_deref(),
+            Some("splitk; after resume: tiled-int64")
+        );
+        assert_eq!(
+            rec(
+                Some("splitk; after resume: tiled-int64"),
+                Some("tiled-int64")
+            )
+            .as_deref(),
+            Some("splitk; after resume: tiled-int64")
+        );
+        assert_eq!(rec(Some("splitk"), None).as_deref(), Some("splitk"));
+        assert_eq!(rec(None, None), None);
+    }
 }

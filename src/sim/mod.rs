@@ -292,6 +292,17 @@ pub fn simulate(
     })
 }
 
+/// The CPU backend's note, saying that a forced GPU layer kernel has
+/// nothing to run on it.
+fn cpu_note(note: &str, kernel: Option<gpu::KernelChoice>) -> String {
+    match kernel {
+        Some(gpu::KernelChoice::Forced(v)) => {
+            format!("{note} (--kernel {v} is for the GPU backend: ignored)")
+        }
+        _ => note.to_string(),
+    }
+}
+
 /// Opens the backend a user named: "cpu"; "gpu" (a hardware GPU, else the
 /// software adapter, said so in the note); or "auto" (a hardware GPU, else
 /// the CPU). Returns the backend and a note saying which one was taken and why.
@@ -323,12 +334,15 @@ pub fn open_backend_with_kernel(
                 "auto (timed on first use of a width and batch; no cache folder)".into()
             }
             (gpu::KernelChoice::Forced(v), _) => format!("{v} (forced)"),
+            (gpu::KernelChoice::Recorded(v), _) => {
+                format!("{v} (as recorded in the results folder; tuned where it does not apply)")
+            }
         };
         b.set_kernel(k, dir);
         (Box::new(b), format!("{note}; layer kernel {how}"))
     };
     match name {
-        "cpu" => Ok((Box::new(cpu::CpuBackend), "backend cpu".into())),
+        "cpu" => Ok((Box::new(cpu::CpuBackend), cpu_note("backend cpu", kernel))),
         "gpu" => {
             let b = GpuBackend::new(AdapterPolicy::PreferHardware)?;
             let note = if b.context().is_gl() {
@@ -353,7 +367,10 @@ pub fn open_backend_with_kernel(
             }
             Err(e) => Ok((
                 Box::new(cpu::CpuBackend),
-                format!("backend auto: no hardware GPU ({e}); took the CPU backend"),
+                cpu_note(
+                    &format!("backend auto: no hardware GPU ({e}); took the CPU backend"),
+                    kernel,
+                ),
             )),
         },
         other => Err(Error::invalid("backend", other, "one of auto, cpu, gpu")),

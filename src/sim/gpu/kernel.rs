@@ -125,6 +125,8 @@ impl GpuBackend {
         let may_stack = match self.kernel.choice {
             KernelChoice::Auto => true,
             KernelChoice::Forced(v) => v.tiling() == Tiling::Stacked,
+            // Where the recorded variant does not apply, the tuner may stack.
+            KernelChoice::Recorded(_) => true,
         };
         if !may_stack || left < 2 || spec.weights == Weights::Hadamard {
             return 1;
@@ -209,7 +211,9 @@ impl GpuBackend {
             _ => v.applicable(n, batch, caps),
         };
         match self.kernel.choice {
-            KernelChoice::Forced(v) if forced_applies(v) => Ok(Some(v)),
+            KernelChoice::Forced(v) | KernelChoice::Recorded(v) if forced_applies(v) => {
+                Ok(Some(v))
+            }
             KernelChoice::Forced(v) => Err(Error::invalid(
                 "--kernel",
                 v,
@@ -225,7 +229,7 @@ impl GpuBackend {
                         .join(", ")
                 ),
             )),
-            KernelChoice::Auto => {
+            KernelChoice::Auto | KernelChoice::Recorded(_) => {
                 let candidates = variant::applicable_to(n, batch, stack, caps);
                 let key = TuneKey {
                     adapter: self.ctx.info.name.clone(),

@@ -407,6 +407,10 @@ pub enum KernelChoice {
     Auto,
     /// Always this variant (an error where it does not apply).
     Forced(KernelVariant),
+    /// The variant a results folder records (`run --resume`): used where
+    /// it applies, so resumed points get the bits of the first ones;
+    /// tuned as under `Auto` where it does not (another width or batch).
+    Recorded(KernelVariant),
 }
 
 impl KernelChoice {
@@ -415,7 +419,9 @@ impl KernelChoice {
         if s == "auto" {
             return Ok(KernelChoice::Auto);
         }
+        // A name as a record shows it ("stacked (S=4)") is taken too.
         KernelVariant::from_name(s)
+            .or_else(|| KernelVariant::from_record(s))
             .map(KernelChoice::Forced)
             .ok_or_else(|| Error::invalid(flag, s, &format!("auto or one of {}", names())))
     }
@@ -424,7 +430,7 @@ impl KernelChoice {
     pub fn name(self) -> &'static str {
         match self {
             KernelChoice::Auto => "auto",
-            KernelChoice::Forced(v) => v.name(),
+            KernelChoice::Forced(v) | KernelChoice::Recorded(v) => v.name(),
         }
     }
 }
