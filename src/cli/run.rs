@@ -15,7 +15,9 @@ const RUN_KERNEL_HELP: &str = "GPU layer kernel. auto (the default): on first us
 adapter, driver, width n, batch B and weight ensemble, each variant that applies is timed for \
 a few layers and the fastest is kept, cached in $QUANTDEPTH_CACHE_DIR, else \
 $XDG_CACHE_HOME/quantdepth, else ~/.cache/quantdepth (kernels.json). With --resume the default \
-is the variant the folder's meta.json records, so resumed points run as the first ones did. \
+is the variant the folder's meta.json records, where it applies, so resumed points run as the \
+first ones did (tuned where it does not: another width or batch; meta.json then keeps both \
+records, \"V1; after resume: V2\"). \
 Or force one of tiled, splitk, wide, wide256, stacked and their -int64 forms (see `quantdepth \
 simulate --help`). The variant that ran is recorded in meta.json (\"kernel\").";
 use std::path::PathBuf;
@@ -51,7 +53,7 @@ pub struct RunArgs {
     pub shard: Option<String>,
     /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, stacked, and
     /// their -int64 forms [default: auto; on --resume, the variant the
-    /// folder's meta.json records].
+    /// folder's meta.json records, where it applies].
     #[arg(long, value_name = "VARIANT", value_parser = super::simulate::parse_kernel, long_help = RUN_KERNEL_HELP)]
     pub kernel: Option<KernelChoice>,
 }
