@@ -575,6 +575,26 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Runs the CLI on `args` (split at whitespace) then `extra`, with the
+/// kernel tuning cache in `cache`: (exit code, stdout, stderr).
+fn quantdepth(
+    cache: &std::path::Path,
+    args: &str,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+        .args(args.split_whitespace())
+        .args(extra)
+        .env("QUANTDEPTH_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 fn notices(b: &mut GpuBackend, dir: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
@@ -714,36 +734,11 @@ fn cli_kernel_flag_forces_tunes_and_reports_the_variant() {
     let Some(b) = backend() else { return };
     let dir = temp_dir("cli");
     let run_with = |kernel: &str, extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args([
-                "simulate",
-                "--backend",
-                "gpu",
-                "--states",
-                "4",
-                "--c0",
-                "0.5",
-                "--pairs",
-                "3",
-                "--width",
-                "160",
-                "--depth",
-                "2",
-                "--samples",
-                "2",
-                "--json",
-                "--kernel",
-                kernel,
-            ])
-            .args(extra)
-            .env("QUANTDEPTH_CACHE_DIR", &dir)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        let args = format!(
+            "simulate --backend gpu --states 4 --c0 0.5 --pairs 3 --width 160 --depth 2 \
+             --samples 2 --json --kernel {kernel}"
+        );
+        quantdepth(&dir, &args, extra)
     };
     let run = |kernel: &str| run_with(kernel, &[]);
     let kernel_of = |out: &str| -> String {
@@ -807,36 +802,11 @@ fn cli_kernel_stacked_is_forced_or_refused() {
     let Some(_b) = backend() else { return };
     let dir = temp_dir("cli-stack");
     let run = |kernel: &str, samples: &str, pairs: &str, extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args([
-                "simulate",
-                "--backend",
-                "gpu",
-                "--states",
-                "4",
-                "--c0",
-                "0.5",
-                "--pairs",
-                pairs,
-                "--width",
-                "160",
-                "--depth",
-                "3",
-                "--samples",
-                samples,
-                "--json",
-                "--kernel",
-                kernel,
-            ])
-            .args(extra)
-            .env("QUANTDEPTH_CACHE_DIR", &dir)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        let args = format!(
+            "simulate --backend gpu --states 4 --c0 0.5 --pairs {pairs} --width 160 --depth 3 \
+             --samples {samples} --json --kernel {kernel}"
+        );
+        quantdepth(&dir, &args, extra)
     };
     let json = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap();
     let (code, stacked, err) = run("stacked", "3", "3", &[]);
@@ -1105,14 +1075,9 @@ fn cli_backward_with_wide_kernels_agrees_with_tiled() {
     let run = |kernel: &str| -> serde_json::Value {
         let args = "simulate --backend gpu --states 4 --c0 0.5 --pairs 65 --width 160 --depth 3 \
                     --samples 4 --json --backward --kernel";
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args(args.split_whitespace().chain([kernel]))
-            .env("QUANTDEPTH_CACHE_DIR", &dir)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "--kernel {kernel}: {err}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        let (code, out, err) = quantdepth(&dir, args, &[kernel]);
+        assert_eq!(code, Some(0), "--kernel {kernel}: {err}");
+        serde_json::from_str(&out).unwrap()
     };
     let tiled = run("tiled");
     for kernel in ["wide", "wide256"] {
@@ -1186,15 +1151,8 @@ fn resume_after_a_forced_kernel_stops_tunes_the_rest_and_keeps_the_record() {
     .unwrap();
     let out = dir.join("out");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args(args)
-            .env("QUANTDEPTH_CACHE_DIR", dir.join("cache"))
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
+        let (code, _, err) = quantdepth(&dir.join("cache"), "", args);
+        (code, err)
     };
     let (code, err) = run(&[
         "run",
