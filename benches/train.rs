@@ -1,6 +1,7 @@
 //! Training throughput: multiply-adds per second of one SGD step (forward,
 //! backward through the transposed weights, weight gradient and update;
-//! 3·B·Σ fan_in·fan_out per step) on the CPU, and on a hardware GPU when
+//! 3·B·Σ fan_in·fan_out − B·784·n per step: the first layer's input gradient
+//! is never computed) on the CPU, and on a hardware GPU when
 //! there is one, beside the simulator's forward rate (n²·B per layer, weights
 //! generated) at the same width and batch.
 //!
@@ -59,7 +60,7 @@ fn train_rate(b: &mut dyn TrainBackend, spec: &ModelSpec, batch: usize, steps: u
             b.step(&x, &y, 1e-3, 0.5).expect("step");
         }
         b.take_loss().expect("sync");
-        let macs = 3.0 * spec.forward_macs() * batch as f64 * steps as f64;
+        let macs = spec.step_macs() * batch as f64 * steps as f64;
         best = best.max(macs / t.elapsed().as_secs_f64());
     }
     best
@@ -101,7 +102,7 @@ fn main() {
     );
     for &n in &widths {
         let s = spec(n, depth);
-        let steps = (2e9 / (3.0 * s.forward_macs() * batch as f64)).clamp(2.0, 200.0) as usize;
+        let steps = (2e9 / (s.step_macs() * batch as f64)).clamp(2.0, 200.0) as usize;
         let cpu = train_rate(&mut CpuTrainBackend::default(), &s, batch, steps);
         let sim = sim_rate(n, batch, 4);
         let g = gpu

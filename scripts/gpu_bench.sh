@@ -13,6 +13,8 @@
 #   PYTHON=python3 (with torch; the yardstick is skipped if it has none)
 #   SCALING=1 also runs configs/scaling_gpu.toml for N = 2, 4, 8, 16, 32
 #   (ξ_emp; tens of minutes on a data-centre card, far too long elsewhere)
+#   TRAIN_BENCH=path/to/train-bench-binary also times the training step
+#   (TRAIN_WIDTHS=512,2048,4096, L = 16, B = 32) beside PyTorch on CUDA
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -70,6 +72,18 @@ for (n, b), rs in sorted(cells.items()):
         print(f"{n:>6} {b:>4} {mark + name:>20} {s:>10.3e} {peak:>7}  "
               f"{torch:>13} {ratio:>10}  {t['device'] if t else '-'}")
 EOF
+# Training: the step's rate on the card (benches/train.rs built with
+# `cargo bench --bench train --no-run`, path in TRAIN_BENCH) beside PyTorch
+# doing the same step on the same card (scripts/train_baseline.py).
+if [ -n "${TRAIN_BENCH:-}" ]; then
+    tw="${TRAIN_WIDTHS:-512,2048,4096}"
+    "$TRAIN_BENCH" --widths "$tw" --batch 32 --depth 16 > "$out/train_bench.txt" 2>&1 || true
+    if "$py" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+        "$py" scripts/train_baseline.py --widths "$tw" --batch 32 --depth 16 --impl torch \
+            --device cuda --steps 200 > "$out/train_torch.jsonl" 2> "$out/train_torch.log" || true
+    fi
+    cat "$out/train_bench.txt" "$out/train_torch.jsonl" 2>/dev/null || true
+fi
 if [ "${SCALING:-0}" = 1 ]; then
     sed 's/^states = .*/states = [2, 4, 8, 16, 32]/; s/^name = .*/name = "scaling_gpu_subset"/' \
         configs/scaling_gpu.toml > "$out/scaling_gpu_subset.toml"

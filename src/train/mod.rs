@@ -221,7 +221,7 @@ pub fn train(
     };
     let mut perm = Vec::new();
     let mut next_report = 0;
-    let step_macs = 3.0 * spec.forward_macs() * proto.batch as f64;
+    let step_macs = spec.step_macs() * proto.batch as f64;
     for step in 0..proto.steps {
         if cancel.load(Ordering::Relaxed) {
             return Ok(out);

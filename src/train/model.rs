@@ -264,6 +264,15 @@ impl ModelSpec {
             .sum()
     }
 
+    /// Multiply-adds of one SGD step on one input: forward (W·A), input
+    /// gradient (Wᵀ·G) and weight gradient (G·Aᵀ) for every layer, less the
+    /// first layer's input gradient, which is never computed:
+    /// 3·Σ fan_in·fan_out − input_dim·fan_out(0).
+    pub fn step_macs(&self) -> f64 {
+        let (i, o) = self.layer_shape(0);
+        3.0 * self.forward_macs() - (i * o) as f64
+    }
+
     /// φ (in f64; the kernels evaluate the same formula in f32, which can
     /// differ only for an input within rounding of a threshold).
     #[inline(always)]
