@@ -157,7 +157,7 @@ pub fn gemm<T: Real>(
 
 /// The straight-through derivative s·1{|h| ≤ t}.
 #[inline(always)]
-fn ste<T: Real>(h: T, s: T, t: T) -> T {
+pub(super) fn ste<T: Real>(h: T, s: T, t: T) -> T {
     let zero = T::default();
     let abs = if h < zero { zero - h } else { h };
     if abs <= t {
@@ -188,14 +188,17 @@ pub struct Trainer<T> {
     pub velocity: Params<T>,
     /// Gradients of the last backward pass (of the mean loss over the batch).
     pub grads: Params<T>,
-    batch: usize,
+    pub(super) batch: usize,
     /// Pre-activations per layer, fan_out × B.
-    h: Vec<Vec<T>>,
+    pub(super) h: Vec<Vec<T>>,
     /// φ(H) per layer (the logits' only when they are quantized).
-    a: Vec<Vec<T>>,
+    pub(super) a: Vec<Vec<T>>,
     /// Gradient with respect to the current layer's pre-activations.
-    g: Vec<T>,
-    g_prev: Vec<T>,
+    pub(super) g: Vec<T>,
+    pub(super) g_prev: Vec<T>,
+    /// Scratch of the fused step (`train::fused`): packed operands, padded G.
+    pub(super) pack: Vec<T>,
+    pub(super) gpad: Vec<T>,
 }
 
 impl<T: Real> Trainer<T> {
@@ -211,10 +214,12 @@ impl<T: Real> Trainer<T> {
             a: Vec::new(),
             g: Vec::new(),
             g_prev: Vec::new(),
+            pack: Vec::new(),
+            gpad: Vec::new(),
         }
     }
 
-    fn resize(&mut self, batch: usize) {
+    pub(super) fn resize(&mut self, batch: usize) {
         if self.batch == batch && !self.h.is_empty() {
             return;
         }

@@ -11,6 +11,8 @@
 
 pub mod cpu;
 pub mod data;
+mod fused;
+pub mod gemm;
 pub mod gpu;
 pub mod model;
 
@@ -44,11 +46,30 @@ pub trait TrainBackend {
     }
 }
 
-/// The CPU backend: [`cpu::Trainer`] in f32.
-#[derive(Debug, Default)]
+/// The CPU backend: [`cpu::Trainer`] in f32, stepped by the fused products
+/// of [`gemm`] (the micro-kernel [`crate::sim::gemm::Kernel::detect`] picks).
+#[derive(Debug)]
 pub struct CpuTrainBackend {
     trainer: Option<Trainer<f32>>,
     loss: (f64, usize),
+    kernel: crate::sim::gemm::Kernel,
+}
+
+impl Default for CpuTrainBackend {
+    fn default() -> Self {
+        CpuTrainBackend::with_kernel(crate::sim::gemm::Kernel::detect())
+    }
+}
+
+impl CpuTrainBackend {
+    /// A backend running `kernel` (one of [`crate::sim::gemm::Kernel::available`]).
+    pub fn with_kernel(kernel: crate::sim::gemm::Kernel) -> Self {
+        CpuTrainBackend {
+            trainer: None,
+            loss: (0.0, 0),
+            kernel,
+        }
+    }
 }
 
 impl CpuTrainBackend {
@@ -70,7 +91,8 @@ impl TrainBackend for CpuTrainBackend {
         Ok(())
     }
     fn step(&mut self, x: &[f32], labels: &[u8], lr: f32, momentum: f32) -> Result<()> {
-        let l = self.t()?.step(x, labels, lr, momentum);
+        let kernel = self.kernel;
+        let l = self.t()?.step_fused(kernel, x, labels, lr, momentum);
         self.loss.0 += l.loss_sum;
         self.loss.1 += labels.len();
         Ok(())
@@ -79,7 +101,8 @@ impl TrainBackend for CpuTrainBackend {
         Ok(std::mem::take(&mut self.loss))
     }
     fn evaluate(&mut self, x: &[f32], labels: &[u8]) -> Result<cpu::BatchLoss> {
-        Ok(self.t()?.evaluate(x, labels))
+        let kernel = self.kernel;
+        Ok(self.t()?.evaluate_fused(kernel, x, labels))
     }
     fn params(&mut self) -> Result<Params<f32>> {
         Ok(self.t()?.params.clone())
