@@ -287,10 +287,22 @@ pub fn forward(
         });
 }
 
+/// Column strips of W (NR columns each) per task of [`input_grad`]: one
+/// k-slice of them is copied row by row (STRIPS·NR contiguous floats of each
+/// row of W: whole cache lines, in the order the prefetcher follows) into
+/// KC × NR panels that every row panel of G then reads from cache.
+const STRIPS: usize = 8;
+
+/// Reduction slice of [`input_grad`]: G's slice (KC_IN × B floats, 16 KiB at
+/// B = 32), read by every strip, and one strip's panel of W (8 KiB) stay in
+/// a 32 KiB L1 together.
+const KC_IN: usize = 128;
+
 /// `out` (fi × B) = (Wᵀ·G) ⊙ mask: W is fo × fi (row-major), G is given
 /// padded by [`pad_rows_cols`] (fo × `g_stride`, g_stride ≥ B a multiple of
 /// MR), and `mask(i, b)` multiplies element (i, b) (the STE derivative of the
-/// layer below).
+/// layer below). Computed as (Gᵀ·W)ᵀ: W is the micro-kernel's vector operand.
+#[allow(clippy::too_many_arguments)]
 pub fn input_grad(
     kernel: Kernel,
     w: &[f32],
@@ -309,40 +321,53 @@ pub fn input_grad(
         return;
     }
     let row_panels = g_stride / MR;
-    out.par_chunks_mut(NR * batch)
+    out.par_chunks_mut(STRIPS * NR * batch)
         .enumerate()
-        .for_each(|(j, strip)| {
-            let (i0, nc) = (j * NR, strip.len() / batch);
+        .for_each(|(task, cols)| {
+            let i0 = task * STRIPS * NR;
+            let ncols = cols.len() / batch;
+            let strips = ncols.div_ceil(NR);
             SCRATCH.with_borrow_mut(|scratch| {
-                // tiles for every row panel (batch rows), then, for a ragged
-                // strip, W's columns i0.. zero-padded to NR.
-                let tiles_len = row_panels * MR * NR;
+                let tiles_len = strips * row_panels * MR * NR;
+                let wlen = strips * KC_IN.min(fo.max(1)) * NR;
                 scratch.clear();
-                scratch.resize(tiles_len + if nc < NR { fo * NR } else { 0 }, 0.0);
-                let (tiles, wpad) = scratch.split_at_mut(tiles_len);
-                let (b, b_ks): (&[f32], usize) = if nc == NR {
-                    (&w[i0..], fi)
-                } else {
-                    for (o, run) in wpad.chunks_exact_mut(NR).enumerate() {
-                        run[..nc].copy_from_slice(&w[o * fi + i0..][..nc]);
+                scratch.resize(tiles_len + wlen, 0.0);
+                let (tiles, wpack) = scratch.split_at_mut(tiles_len);
+                for k0 in (0..fo).step_by(KC_IN) {
+                    let len = KC_IN.min(fo - k0);
+                    // W[k0 + k][i0 + s·NR + c] → wpack[(s·len + k)·NR + c].
+                    for k in 0..len {
+                        let row = &w[(k0 + k) * fi + i0..][..ncols];
+                        let mut runs = row.chunks_exact(NR);
+                        for (s, run) in runs.by_ref().enumerate() {
+                            let dst: &mut [f32; NR] = (&mut wpack[(s * len + k) * NR..][..NR])
+                                .try_into()
+                                .expect("one run");
+                            *dst = run.try_into().expect("one run");
+                        }
+                        let rest = runs.remainder();
+                        if !rest.is_empty() {
+                            let s = ncols / NR;
+                            wpack[(s * len + k) * NR..][..rest.len()].copy_from_slice(rest);
+                        }
                     }
-                    (&wpad[..], NR)
-                };
-                for k0 in (0..fo).step_by(KC) {
-                    let len = KC.min(fo - k0);
-                    for m in 0..row_panels {
-                        let tile: &mut [f32; MR * NR] = (&mut tiles[m * MR * NR..][..MR * NR])
-                            .try_into()
-                            .expect("one tile");
-                        let a = &g[k0 * g_stride + m * MR..];
-                        micro(kernel, len, a, (1, g_stride), &b[k0 * b_ks..], b_ks, tile, k0 > 0);
+                    for s in 0..strips {
+                        let b = &wpack[s * len * NR..(s + 1) * len * NR];
+                        for m in 0..row_panels {
+                            let tile: &mut [f32; MR * NR] = (&mut tiles
+                                [(s * row_panels + m) * MR * NR..][..MR * NR])
+                                .try_into()
+                                .expect("one tile");
+                            let a = &g[k0 * g_stride + m * MR..];
+                            micro(kernel, len, a, (1, g_stride), b, NR, tile, k0 > 0);
+                        }
                     }
                 }
-                for c in 0..nc {
-                    let row = &mut strip[c * batch..(c + 1) * batch];
+                for (c, row) in cols.chunks_exact_mut(batch).enumerate() {
+                    let (s, cc) = (c / NR, c % NR);
                     for (bi, v) in row.iter_mut().enumerate() {
                         let (m, r) = (bi / MR, bi % MR);
-                        *v = tiles[m * MR * NR + r * NR + c] * mask(i0 + c, bi);
+                        *v = tiles[(s * row_panels + m) * MR * NR + r * NR + cc] * mask(i0 + c, bi);
                     }
                 }
             });
