@@ -8,7 +8,9 @@
 //! process gives. A second process is refused at once ("in use by pid P
 //! (host H)") before it reads or removes anything.
 //!
-//! The holder removes the file when it is done. Because a file can be
+//! Anything at `.lock` that is not a regular file (a link, a FIFO) is
+//! removed as an entry and the file made anew. The holder removes the file
+//! when it is done. Because a file can be
 //! removed between another process opening it and locking it, a lock counts
 //! only when the file locked is still the one at `.lock` (same inode); else
 //! the taker tries again with the new file.
@@ -76,24 +78,20 @@ impl FolderLock {
                 {
                     return Ok(None)
                 }
+                // A symbolic link there (O_NOFOLLOW): removed as a link,
+                // its target untouched, and the lock file made anew.
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    return Err(lock_error(
-                        dir,
-                        format!("{} is a symbolic link; remove it", path.display()),
-                    ))
+                    safe_fs::remove_entry(&path).map_err(|e| lock_error(dir, e))?;
+                    continue;
                 }
                 Err(e) => return Err(lock_error(dir, e)),
             };
             let meta = file.metadata().map_err(|e| lock_error(dir, e))?;
             if !meta.is_file() {
-                return Err(lock_error(
-                    dir,
-                    format!(
-                        "{} is {}; remove it",
-                        path.display(),
-                        safe_fs::kind_of(&meta.file_type())
-                    ),
-                ));
+                // A FIFO, a device node or a folder is not a lock file of ours.
+                drop(file);
+                safe_fs::remove_entry(&path).map_err(|e| lock_error(dir, e))?;
+                continue;
             }
             if !safe_fs::try_lock_exclusive(&file).map_err(|e| lock_error(dir, e))? {
                 return Err(in_use(dir, file));
