@@ -23,6 +23,7 @@ pub use error::{Error, Result};
 pub mod analysis;
 pub mod experiment;
 pub mod rng;
+pub mod safe_fs;
 pub mod setup;
 pub mod sim;
 pub mod train;

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first: a module may use modules of its own layer and of
 /// the layers below. The same list, top first, is ARCHITECTURE.md's "Layers".
 const LAYERS: &[&[&str]] = &[
-    &["error", "gauss", "rng"],
+    &["error", "gauss", "rng", "safe_fs"],
     &["quadrature"],
     &["activation"],
     &["theory"],

@@ -270,7 +270,7 @@ fn sizes_are_checked_before_anything_is_allocated() {
                 "simulate --samples 99999999999 --states 4 --c0 0.5 --width 4 --depth 2 --backend cpu",
                 "samples",
             ),
-            ("run /dev/zero", "larger than 1 MiB"),
+            ("run /dev/zero", "is a character device, not a regular file"),
             ("run /", "is a folder"),
         ],
     );

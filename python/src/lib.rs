@@ -531,12 +531,7 @@ fn run(
     kernel: Option<String>,
 ) -> PyResult<(String, bool, String)> {
     let kernel = kernel_choice(kernel)?;
-    let text = std::fs::read_to_string(&config_path).map_err(|e| {
-        PyValueError::new_err(format!(
-            "cannot read the config {}: {e}",
-            config_path.display()
-        ))
-    })?;
+    let text = Config::read_file(&config_path).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let mut cfg = Config::from_toml(&text)
         .map_err(|e| PyValueError::new_err(format!("in {}: {e}", config_path.display())))?;
     if let Some(b) = backend {

@@ -14,6 +14,7 @@ pub mod merge;
 pub mod run;
 pub mod simulate;
 pub mod slurm;
+pub mod submission;
 pub mod theory;
 
 /// Prints a line to stdout; a closed pipe (`quantdepth … | head`) ends the

@@ -58,36 +58,6 @@ pub struct RunArgs {
     pub kernel: Option<KernelChoice>,
 }
 
-/// Largest config file read (a config is a few KiB; this stops `run /dev/zero`).
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Reads a config file of at most 1 MiB as UTF-8.
-fn read_config(path: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the config {}", path.display()))?;
-    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        anyhow::bail!("the config {} is a folder, not a TOML file", path.display());
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read the config {}", path.display()))?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        anyhow::bail!(
-            "the config {} is larger than 1 MiB: is it a config file?",
-            path.display()
-        );
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "the config {} is not UTF-8 text (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
-}
-
 /// The backend a config names (a GPU with the layer kernel `kernel`), with
 /// the note saying which was taken.
 fn open_backend(cfg: &Config, kernel: KernelChoice) -> Result<(Box<dyn sim::Backend>, String)> {
@@ -129,7 +99,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .config
             .clone()
             .context("give a config or --resume DIR")?;
-        let text = read_config(&path)?;
+        let text = Config::read_file(&path)?;
         let mut cfg = Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
         for w in cfg.warnings() {
             eprintln!("warning: {w}");

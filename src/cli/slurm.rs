@@ -19,6 +19,7 @@
 use crate::outln;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use super::submission::{check_ours, Made, OURS};
 use quantdepth::experiment::shard::{assign, sweep_costs, Shard};
 use quantdepth::experiment::Config;
 use std::fmt::Write as _;
@@ -294,8 +295,7 @@ fn which(prog: &str) -> bool {
 }
 
 pub fn slurm(args: SlurmArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read the config {}", args.config.display()))?;
+    let text = Config::read_file(&args.config)?;
     let cfg = Config::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
     let costs = sweep_costs(&cfg)?;
     let m = args.shards;
@@ -339,27 +339,21 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
             dir.display()
         );
     }
-    for sub in ["logs", "shards"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    // Everything that can refuse --out is checked before anything is made,
+    // and what was made is removed again if a later step fails.
+    let config_copy = format!(
+        "{OURS} the config the array runs (a copy of {:?}).\n{text}",
+        args.config
+    );
+    for name in ["config.toml", "array.sbatch", "merge.sbatch"] {
+        check_ours(&dir.join(name))?;
     }
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    if path_str(&dir)?
-        .chars()
-        .any(|c| c.is_whitespace() || c == '%')
-    {
-        bail!(
-            "the submission folder {:?} contains whitespace or '%': #SBATCH --output cannot name it; give --out a path without them",
-            dir.display()
-        );
-    }
-    let exe = std::env::current_exe()
-        .and_then(|e| e.canonicalize())
-        .context("cannot find the path of the quantdepth binary")?;
+    let mut made = Made::default();
+    let dir = made.create(&dir)?;
     let plan = Plan {
-        exe,
+        exe: std::env::current_exe()
+            .and_then(|e| e.canonicalize())
+            .context("cannot find the path of the quantdepth binary")?,
         dir: dir.clone(),
         name: cfg.name.clone(),
         shards: m,
@@ -368,14 +362,16 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
         gpus_per_task: args.gpus_per_task,
         cpus_per_task: cpus,
     };
-    std::fs::write(dir.join("config.toml"), &text)
-        .with_context(|| format!("cannot write {}", dir.join("config.toml").display()))?;
     let array = dir.join("array.sbatch");
     let merge = dir.join("merge.sbatch");
-    std::fs::write(&array, plan.array_script()?)
-        .with_context(|| format!("cannot write {}", array.display()))?;
-    std::fs::write(&merge, plan.merge_script()?)
-        .with_context(|| format!("cannot write {}", merge.display()))?;
+    for (path, body) in [
+        (dir.join("config.toml"), config_copy),
+        (array.clone(), plan.array_script()?),
+        (merge.clone(), plan.merge_script()?),
+    ] {
+        made.write(&path, &body)?;
+    }
+    made.keep();
 
     let assignment = assign(&costs, m);
     let total: u128 = costs.iter().sum::<u128>().max(1);

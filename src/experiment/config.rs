@@ -196,6 +196,20 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Reads a config file's text: a regular file (a FIFO or a device is
+    /// refused, never waited on or read on and on) of at most 1 MiB of UTF-8
+    /// (a config is a few KiB). The command line and Python read configs
+    /// here.
+    pub fn read_file(path: &std::path::Path) -> Result<String> {
+        crate::safe_fs::read_capped_text(path, crate::experiment::folder::CONFIG_CAP).map_err(
+            |e| {
+                let msg = e.to_string();
+                let msg = msg.split(" (os error").next().unwrap_or(&msg);
+                Error::Config(format!("cannot read the config {}: {msg}", path.display()))
+            },
+        )
+    }
+
     /// The seed (default 0).
     pub fn seed(&self) -> u64 {
         self.seed.unwrap_or(0)

@@ -15,6 +15,13 @@
 //!                      the records whenever the run ends (complete, interrupted, failed)
 //! ```
 //!
+//! Nothing outside the folder is ever touched: a symbolic link inside it is
+//! never followed to write or delete (a link where `plots/` or `points/`
+//! should be is refused; a link where a file of ours should be is replaced
+//! or removed as a link, its target untouched), temporary files are created
+//! new (`O_EXCL | O_NOFOLLOW`), and every file read back is read only when
+//! it is a regular file, up to a cap (see [`crate::safe_fs`]).
+//!
 //! Every file is written to a temporary name and renamed, so a kill leaves
 //! either the old or the new version. Point records and per-point plots are
 //! written before the commit record that names them; aggregates are written
@@ -24,6 +31,7 @@
 //! [`clean_leftovers`] removes.
 
 use crate::error::{Error, Result};
+use crate::safe_fs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +55,26 @@ const TMP_SUFFIX: &str = ".tmp";
 /// Staging folder for plots, renamed file by file into `plots/`.
 const STAGING: &str = ".staging";
 
+/// Largest `config.toml` read back (a config is a few KiB).
+pub const CONFIG_CAP: u64 = 1 << 20;
+
+/// Largest `meta.json` read back (a million points' indices fit in 16 MiB).
+pub const META_CAP: u64 = 64 << 20;
+
+/// Largest plot copied by `merge` (an SVG or PNG of a few MiB).
+pub const PLOT_CAP: u64 = 256 << 20;
+
+/// Largest point record read back (a record holds a few numbers per layer
+/// and input: 10⁵ layers × 64 inputs fit in well under 512 MiB).
+pub const RECORD_CAP: u64 = 512 << 20;
+
+/// Reads the regular file `path` as UTF-8, at most `cap` bytes (see
+/// [`safe_fs::read_capped`]): a FIFO, a device or an oversized file is
+/// refused with what it is, never waited on or read to exhaustion.
+pub fn read_text(path: &Path, cap: u64) -> Result<String> {
+    safe_fs::read_capped_text(path, cap).map_err(|e| io_error("read", path, &e))
+}
+
 fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
     let hint = match e.raw_os_error() {
         Some(28) => " (the disk is full: free space, then `quantdepth run --resume` the folder)",
@@ -61,8 +89,9 @@ fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed to disk, then renamed over `path`. On failure the temporary file
-/// is removed and `path` is untouched.
+/// flushed to disk, then renamed over `path` (a symbolic link at `path` is
+/// replaced, its target untouched). On failure the temporary file is
+/// removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let name = path
@@ -71,13 +100,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Created new, never through a link; a leftover of a process with
+        // this pid before (a link included) is removed as an entry first.
+        let mut f = match safe_fs::create_new(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                safe_fs::remove_entry(&tmp)?;
+                safe_fs::create_new(&tmp)?
+            }
+            r => r?,
+        };
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = safe_fs::remove_entry(&tmp);
         io_error("write", path, &e)
     })
 }
@@ -277,13 +314,16 @@ impl Commit {
             )));
         }
         let path = folder.join("meta.json");
-        if !path.is_file() {
-            return Err(Error::Folder(format!(
-                "{} is not a results folder (it has no meta.json)",
-                folder.display()
-            )));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| io_error("read", &path, &e))?;
+        let text = match safe_fs::read_capped_text(&path, META_CAP) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Folder(format!(
+                    "{} is not a results folder (it has no meta.json)",
+                    folder.display()
+                )))
+            }
+            Err(e) => return Err(io_error("read", &path, &e)),
+        };
         serde_json::from_str(&text).map_err(|e| {
             Error::Folder(format!(
                 "{} is not a results folder of format {FORMAT} ({e})",
@@ -319,26 +359,90 @@ pub fn record_path(folder: &Path, index: usize) -> PathBuf {
 
 /// Writes a record losslessly (CBOR keeps every f64, NaN and ∞ included).
 pub fn write_record<T: Serialize>(folder: &Path, index: usize, record: &T) -> Result<()> {
+    own_subfolder(folder, "points")?;
     let mut bytes = Vec::new();
     ciborium::into_writer(record, &mut bytes)
         .map_err(|e| Error::Folder(format!("point {index} cannot be encoded: {e}")))?;
     write_atomic(&record_path(folder, index), &bytes)
 }
 
-/// Reads point `index`'s record.
+/// Reads point `index`'s record: a regular file of at most [`RECORD_CAP`]
+/// bytes (a link to one is followed for reading; it is replaced, never
+/// written through, when the point is written again).
 pub fn read_record<T: serde::de::DeserializeOwned>(folder: &Path, index: usize) -> Result<T> {
+    use std::io::Read;
     let path = record_path(folder, index);
-    let f = std::fs::File::open(&path).map_err(|e| io_error("read", &path, &e))?;
-    ciborium::from_reader(std::io::BufReader::new(f))
+    let (f, len) = safe_fs::open_regular(&path).map_err(|e| io_error("read", &path, &e))?;
+    if len > RECORD_CAP {
+        return Err(Error::Folder(format!(
+            "{} is {}, larger than a point record ever is ({}): it is not one",
+            path.display(),
+            safe_fs::fmt_bytes(len),
+            safe_fs::fmt_bytes(RECORD_CAP)
+        )));
+    }
+    ciborium::from_reader(std::io::BufReader::new(f.take(RECORD_CAP)))
         .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display())))
+}
+
+/// Copies the regular file `from` (at most `cap` bytes; a FIFO, a device
+/// or a larger file is refused) to the new file `to` (created new: never
+/// over an existing file or through a link).
+pub fn copy_file(from: &Path, to: &Path, cap: u64) -> Result<()> {
+    use std::io::Read;
+    let (f, len) = safe_fs::open_regular(from).map_err(|e| io_error("read", from, &e))?;
+    if len > cap {
+        return Err(Error::Folder(format!(
+            "{} is {}, larger than quantdepth writes such a file ({}): it is not one of its files",
+            from.display(),
+            safe_fs::fmt_bytes(len),
+            safe_fs::fmt_bytes(cap)
+        )));
+    }
+    let mut out = safe_fs::create_new(to).map_err(|e| io_error("write", to, &e))?;
+    std::io::copy(&mut f.take(cap), &mut out).map_err(|e| io_error("copy", from, &e))?;
+    Ok(())
+}
+
+/// `folder/sub` (`plots`, `points`) as a folder inside the results folder:
+/// created when absent; a symbolic link there is refused, never followed
+/// (writing or cleaning through it would touch whatever it points to), and
+/// so is anything else that is not a folder.
+pub fn own_subfolder(folder: &Path, sub: &str) -> Result<PathBuf> {
+    let p = folder.join(sub);
+    match safe_fs::entry_type(&p).map_err(|e| io_error("read", &p, &e))? {
+        Some(ft) if ft.is_dir() => Ok(p),
+        None => {
+            std::fs::create_dir(&p).map_err(|e| io_error("create the folder", &p, &e))?;
+            Ok(p)
+        }
+        Some(ft) if ft.is_symlink() => {
+            let to = std::fs::read_link(&p)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            Err(Error::Folder(format!(
+                "{} is a symbolic link (to {to}), not a folder: quantdepth never writes or \
+                 deletes through a link in a results folder; replace the link by a folder \
+                 holding its files (rm {sub}; cp -r {to} {sub}), then run the command again",
+                p.display()
+            )))
+        }
+        Some(ft) => Err(Error::Folder(format!(
+            "{} is {}, not a folder: a results folder keeps its {sub} in a folder; move it \
+             away, then run the command again",
+            p.display(),
+            safe_fs::kind_of(&ft)
+        ))),
+    }
 }
 
 /// Runs `draw(stage)` with a staging folder that has a `plots/` inside, then
 /// renames every file it wrote into `folder/plots/`: a plot is never seen
 /// half written.
 pub fn write_plots(folder: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    own_subfolder(folder, "plots")?;
     let stage = folder.join(STAGING);
-    let _ = std::fs::remove_dir_all(&stage);
+    let _ = safe_fs::remove_entry(&stage);
     std::fs::create_dir_all(stage.join("plots"))
         .map_err(|e| io_error("create the folder", &stage, &e))?;
     let drawn = draw(&stage);
@@ -352,7 +456,7 @@ pub fn write_plots(folder: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Res
         }
         Ok(())
     });
-    let _ = std::fs::remove_dir_all(&stage);
+    let _ = safe_fs::remove_entry(&stage);
     moved
 }
 
@@ -367,15 +471,17 @@ fn point_of(name: &str) -> Option<usize> {
 /// Removes everything the commit record does not name: temporary files,
 /// the plot staging folder, records and plots of uncommitted points, and the
 /// aggregates (rebuilt when the run stops). Returns the names removed.
+///
+/// Nothing is followed: `plots/` or `points/` as a symbolic link is refused
+/// before anything is removed, and a link among the entries is removed as a
+/// link (its target untouched).
 pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec<String>> {
+    for sub in ["plots", "points"] {
+        own_subfolder(folder, sub)?;
+    }
     let mut removed = Vec::new();
     let mut remove = |p: &Path| -> Result<()> {
-        let r = if p.is_dir() {
-            std::fs::remove_dir_all(p)
-        } else {
-            std::fs::remove_file(p)
-        };
-        r.map_err(|e| io_error("remove", p, &e))?;
+        safe_fs::remove_entry(p).map_err(|e| io_error("remove", p, &e))?;
         removed.push(
             p.strip_prefix(folder)
                 .unwrap_or(p)
@@ -404,10 +510,6 @@ pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec
                 remove(&p)?;
             }
         }
-    }
-    for sub in ["plots", "points"] {
-        std::fs::create_dir_all(folder.join(sub))
-            .map_err(|e| io_error("create the folder", &folder.join(sub), &e))?;
     }
     Ok(removed)
 }

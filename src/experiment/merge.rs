@@ -45,7 +45,7 @@ impl Input {
             )));
         }
         let meta_path = path.join("meta.json");
-        let meta: serde_json::Value = std::fs::read_to_string(&meta_path)
+        let meta: serde_json::Value = crate::safe_fs::read_capped_text(&meta_path, folder::META_CAP)
             .map_err(|e| {
                 Error::Folder(format!(
                     "{} is not a results folder (cannot read meta.json: {e})",
@@ -81,8 +81,7 @@ impl Input {
                 ))
             })?;
         let config_path = path.join("config.toml");
-        let config_text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Error::Folder(format!("cannot read {}: {e}", config_path.display())))?;
+        let config_text = folder::read_text(&config_path, folder::CONFIG_CAP)?;
         Ok(Input {
             path: path.to_path_buf(),
             version,
@@ -334,10 +333,14 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
 /// name beside `out` and renamed at the end, so `out` never exists half
 /// written. `shards.json` in it records where each point came from.
 pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
-    let inputs = dirs
+    let read_all = || dirs.iter().map(|d| Input::read(d)).collect::<Result<Vec<_>>>();
+    read_all()?;
+    // Locked while read (no resume of an input meanwhile), read again under the locks.
+    let _locks = dirs
         .iter()
-        .map(|d| Input::read(d))
+        .map(|d| crate::experiment::lock::FolderLock::acquire_if_writable(d))
         .collect::<Result<Vec<_>>>()?;
+    let inputs = read_all()?;
     let checked = check(&inputs)?;
     if out.exists() {
         return Err(Error::Folder(format!(
@@ -390,11 +393,11 @@ fn build(dir: &Path, inputs: &[Input], checked: &Checked) -> Result<RunReport> {
     for (p, &src) in checked.source.iter().enumerate() {
         let from = &inputs[src].path;
         let rec = folder::record_path(from, p);
-        std::fs::copy(&rec, folder::record_path(dir, p)).map_err(|e| io("copy", &rec, e))?;
+        folder::copy_file(&rec, &folder::record_path(dir, p), folder::RECORD_CAP)?;
         let prefix = format!("point{p:03}-");
         for n in plot_names[src].iter().filter(|n| n.starts_with(&prefix)) {
-            let f = from.join("plots").join(n);
-            std::fs::copy(&f, dir.join("plots").join(n)).map_err(|e| io("copy", &f, e))?;
+            let to = dir.join("plots").join(n);
+            folder::copy_file(&from.join("plots").join(n), &to, folder::PLOT_CAP)?;
         }
     }
     let commits = inputs

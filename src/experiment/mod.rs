@@ -15,7 +15,8 @@
 //! - [`config`] the schema, its value types and checks, the sweep expanded
 //!   into run points; [`plan`] the cost and memory of a sweep before it runs;
 //!   [`shard`] the points of one shard;
-//! - [`folder`] atomic writes, the commit record (`meta.json`), names;
+//! - [`folder`] atomic writes, the commit record (`meta.json`), names,
+//!   never through a link, capped reads; [`lock`] one process per folder;
 //! - [`records`] the results of a point and of a run, and a point's record;
 //!   [`aggregate`] curves.csv/json, backward.csv, summary.json and the ξ
 //!   scaling, rebuilt from the records; [`summary`] the terminal table;
@@ -30,6 +31,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod folder;
+pub mod lock;
 pub mod merge;
 pub mod optimal;
 pub mod plan;

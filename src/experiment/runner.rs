@@ -145,12 +145,21 @@ pub fn run_experiment(
 /// the missing points, and rebuilds the aggregates. The files end identical
 /// (apart from timings) to those of an uninterrupted run. `backend` must be
 /// the kind named in the folder's config.
+///
+/// The folder is locked first (a second process is refused, see
+/// [`crate::experiment::lock`]); everything is read and checked before
+/// anything is removed: a committed point whose record is missing, does not
+/// read back or belongs to another run is run again (with a warning on
+/// stderr), so no damaged record makes a folder unresumable.
 pub fn resume_experiment(
     dir: &Path,
     backend: &mut dyn Backend,
     backend_note: &str,
     hooks: &Hooks<'_>,
 ) -> Result<RunReport> {
+    // Read once to know it is a results folder, then again under the lock.
+    read_folder(dir)?;
+    let lock = crate::experiment::lock::FolderLock::acquire(dir)?;
     let (cfg, mut commit) = read_folder(dir)?;
     if commit.status == "running" && !commit.is_stale() {
         return Err(Error::Folder(format!(
@@ -171,14 +180,16 @@ pub fn resume_experiment(
         )));
     }
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
-    folder::clean_leftovers(dir, &held)?;
     commit.sessions += 1;
     commit.error = None;
     commit.failed_point = None;
     if cfg.kind == Kind::Optimal {
+        let shard = crate::experiment::shard::ShardFile::read(dir)?;
+        folder::clean_leftovers(dir, &held)?;
         let mut s = Session::new(dir.to_path_buf(), &cfg, commit);
+        s.lock = Some(lock);
         s.commit("running")?;
-        if let Some(sf) = crate::experiment::shard::ShardFile::read(dir)? {
+        if let Some(sf) = shard {
             return optimal_shard(s, &cfg, &sf.points);
         }
         return optimal_into(s, &cfg);
@@ -198,9 +209,16 @@ pub fn resume_experiment(
     crate::experiment::plan::plan_run(&cfg, info.backend == "gpu")?;
     let points = cfg.points()?;
     let mut session = Session::new(dir.to_path_buf(), &cfg, commit);
-    load_records(&mut session, &points, &held)?;
+    session.lock = Some(lock);
+    for problem in load_records(&mut session, &points, &held)? {
+        eprintln!("warning: {problem}; its point is run again");
+    }
     // A shard folder runs only its shard's points.
     let points = crate::experiment::shard::restrict(dir, &cfg, points)?;
+    // Only now, with every record read and checked: the leftovers go
+    // (the records just refused among them).
+    let kept: std::collections::BTreeSet<usize> = session.records.keys().copied().collect();
+    folder::clean_leftovers(dir, &kept)?;
     session.commit("running")?;
     execute(session, &points, backend, hooks)
 }
@@ -286,7 +304,9 @@ pub fn finish_folder(dir: &Path) -> Result<RunReport> {
         )));
     }
     let mut session = Session::new(dir.to_path_buf(), &cfg, commit);
-    load_records(&mut session, &points, &held)?;
+    if let Some(problem) = load_records(&mut session, &points, &held)?.first() {
+        return Err(Error::Folder(problem.clone()));
+    }
     let (done, sc) = session.finish("complete")?;
     let table = summary_table(&done, &sc);
     Ok(RunReport {

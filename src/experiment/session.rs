@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::experiment::aggregate::{point_record, write_aggregates};
 use crate::experiment::config::{Config, Kind, RunPoint};
 use crate::experiment::folder::{self, write_atomic, Commit};
+use crate::experiment::lock::FolderLock;
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
 use crate::experiment::point::resolve_point;
@@ -34,6 +35,9 @@ pub(crate) struct Session<'a> {
     png: bool,
     #[cfg_attr(not(feature = "plots"), allow(dead_code))]
     plots: bool,
+    /// The folder's lock, held while this session writes it (a new folder's
+    /// session takes it; a resume holds its own).
+    pub(crate) lock: Option<FolderLock>,
 }
 
 impl<'a> Session<'a> {
@@ -47,6 +51,7 @@ impl<'a> Session<'a> {
             commit,
             records: Default::default(),
             clock: Instant::now(),
+            lock: None,
         }
     }
 
@@ -183,6 +188,7 @@ pub(crate) fn new_session_in<'a>(
     note: &str,
     total: usize,
 ) -> Result<Session<'a>> {
+    let lock = FolderLock::acquire(&dir)?;
     let text = config_text(cfg)?;
     write_atomic(&dir.join("config.toml"), text.as_bytes())?;
     let commit = Commit {
@@ -216,13 +222,15 @@ pub(crate) fn new_session_in<'a>(
         failed_point: None,
     };
     let mut s = Session::new(dir, cfg, commit);
+    s.lock = Some(lock);
     s.commit("running")?;
     Ok(s)
 }
 
 /// A new results folder under `out_root` holding config.toml and a first
 /// commit record (status running, no points), for run kinds that keep their
-/// own per-point results (training).
+/// own per-point results (training); with the folder's lock, to hold while
+/// writing it.
 pub(crate) fn start_folder(
     cfg: &Config,
     out_root: &Path,
@@ -230,9 +238,10 @@ pub(crate) fn start_folder(
     adapter: &str,
     note: &str,
     total: usize,
-) -> Result<(PathBuf, Commit)> {
-    let s = new_session(cfg, out_root, backend, adapter, note, total)?;
-    Ok((s.folder, s.commit))
+) -> Result<(PathBuf, Commit, Option<FolderLock>)> {
+    let mut s = new_session(cfg, out_root, backend, adapter, note, total)?;
+    let lock = s.lock.take();
+    Ok((s.folder, s.commit, lock))
 }
 
 /// Reads a results folder's config and commit record, for
@@ -248,8 +257,7 @@ pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
         )));
     }
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Folder(format!("cannot read {}: {e}", path.display())))?;
+    let text = folder::read_text(&path, folder::CONFIG_CAP)?;
     if folder::config_hash(&text) != commit.config_hash {
         return Err(Error::Folder(format!(
             "{} was changed after the run started (its hash is not the one in meta.json): \
@@ -261,14 +269,19 @@ pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
     Ok((cfg, commit))
 }
 
-/// Loads the records of the `held` points into `session` (resume, merge).
+/// Loads the records of the `held` points into `session` (resume, merge):
+/// each one that reads back whole, holds its point and belongs to this
+/// run. Returns what was wrong with each of the others, which are left out
+/// (a resume runs them again; a merge refuses them). Nothing is removed; a
+/// point beyond the sweep is an error.
 pub(crate) fn load_records(
     session: &mut Session<'_>,
     points: &[RunPoint],
     held: &std::collections::BTreeSet<usize>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let dir = session.folder.clone();
     let dir = dir.as_path();
+    let mut problems = Vec::new();
     for &i in held {
         let Some(p) = points.get(i) else {
             return Err(Error::Folder(format!(
@@ -276,15 +289,20 @@ pub(crate) fn load_records(
                 points.len()
             )));
         };
-        let mut rec: PointRecord = folder::read_record(dir, i)?;
+        let path = folder::record_path(dir, i);
+        let mut rec: PointRecord = match folder::read_record(dir, i) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
         if rec.config_hash != session.commit.config_hash || rec.summary.index != i {
-            return Err(Error::Folder(format!(
-                "{} belongs to another run",
-                folder::record_path(dir, i).display()
-            )));
+            problems.push(format!("{} belongs to another run", path.display()));
+            continue;
         }
         rec.summary.network.network = resolve_point(p)?.network;
         session.records.insert(i, rec);
     }
-    Ok(())
+    Ok(problems)
 }

@@ -195,10 +195,12 @@ pub struct ShardFile {
 }
 
 impl ShardFile {
-    /// Reads `folder/shard.json`; `None` when the folder is not a shard.
+    /// Reads `folder/shard.json` (a regular file of at most
+    /// [`crate::experiment::folder::META_CAP`] bytes, never a FIFO or a
+    /// device); `None` when the folder is not a shard.
     pub fn read(folder: &Path) -> Result<Option<Self>> {
         let path = folder.join(SHARD_FILE);
-        match std::fs::read_to_string(&path) {
+        match crate::safe_fs::read_capped_text(&path, crate::experiment::folder::META_CAP) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
                 .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display()))),

@@ -118,18 +118,88 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     })
 }
 
+/// Largest IDX data read (elements of one file): 2 GiB, four times
+/// EMNIST's largest set; a header declaring more is refused before reading.
+pub const MAX_IDX_BYTES: u64 = 2 << 30;
+
+/// Up to `n` bytes of `r` (fewer at its end).
+fn read_up_to(r: &mut impl Read, n: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(n).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Reads an IDX file, gunzipping it when it starts with the gzip magic.
+///
+/// The file must be a regular file (a FIFO or a device is refused, see
+/// [`crate::safe_fs::open_regular`]). The stream is read header first: the
+/// magic number and the dimensions fix the size of the data (refused above
+/// [`MAX_IDX_BYTES`]), and no more than that, plus one byte to detect
+/// trailing data, is ever read or inflated — a gzip stream that inflates
+/// past its header's size stops there.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| idx_err(path, format!("is not valid gzip (truncated?): {e}")))?;
-        out
+    let (file, _) = crate::safe_fs::open_regular(path)
+        .map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
+    let mut file = std::io::BufReader::new(file);
+    let head = read_up_to(&mut file, 2).map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let whole = std::io::Cursor::new(head).chain(file);
+    let mut r: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(whole))
     } else {
-        raw
+        Box::new(whole)
     };
+    let read_err = |e: std::io::Error| {
+        if gz {
+            idx_err(path, format!("is not valid gzip (truncated?): {e}"))
+        } else {
+            idx_err(path, format!("cannot be read: {e}"))
+        }
+    };
+    // Magic number, then one u32 per dimension.
+    let mut bytes = read_up_to(&mut r, 4).map_err(read_err)?;
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] == 0 {
+        return parse_idx(path, &bytes);
+    }
+    let nd = bytes[3] as u64;
+    bytes.extend(read_up_to(&mut r, 4 * nd).map_err(read_err)?);
+    if bytes.len() as u64 != 4 + 4 * nd {
+        return parse_idx(path, &bytes);
+    }
+    let dims: Vec<u64> = bytes[4..]
+        .chunks(4)
+        .map(|c| u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    let count = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| idx_err(path, format!("dimensions {dims:?} overflow")))?;
+    if count > MAX_IDX_BYTES {
+        return Err(idx_err(
+            path,
+            format!(
+                "dimensions {dims:?} call for {count} bytes of data, more than the {MAX_IDX_BYTES} \
+                 bytes an MNIST-format file may hold here: it is not one"
+            ),
+        ));
+    }
+    // The data, and one byte more to see trailing bytes (never more: a
+    // gzip stream is not inflated past what the header declares).
+    let data = read_up_to(&mut r, count + 1).map_err(read_err)?;
+    if data.len() as u64 > count {
+        return Err(idx_err(
+            path,
+            format!(
+                "trailing bytes: dimensions {dims:?} call for {count} bytes of data, but the {}",
+                if gz {
+                    "gzip stream inflates to more"
+                } else {
+                    "file holds more"
+                }
+            ),
+        ));
+    }
+    bytes.extend(data);
     parse_idx(path, &bytes)
 }
 

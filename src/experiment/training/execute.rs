@@ -134,7 +134,7 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
     report_at.dedup();
     let (mut backend, note) = open_train_backend(cfg.backend())?;
     let desc = backend.describe();
-    let (folder, mut commit) = start_folder(
+    let (folder, mut commit, _lock) = start_folder(
         cfg,
         out_root,
         desc.split(' ').next().unwrap_or("cpu"),

@@ -27,6 +27,9 @@ pub const CACHE_FILE: &str = "kernels.json";
 /// Version of the cache file's layout (a file of another version is replaced).
 const CACHE_FORMAT: u32 = 1;
 
+/// Largest cache file read (an entry is a few hundred bytes).
+const CACHE_CAP: u64 = 16 << 20;
+
 /// What a tuned choice depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TuneKey {
@@ -268,7 +271,9 @@ impl Tuner {
         let Some(path) = self.cache_file() else {
             return empty;
         };
-        let problem = match std::fs::read(&path) {
+        // A regular file of at most 16 MiB (a FIFO or a device there is
+        // reported and replaced, never waited on or read on and on).
+        let problem = match crate::safe_fs::read_capped(&path, CACHE_CAP) {
             Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
                 Ok(f) if f.format == CACHE_FORMAT => return f,
                 Ok(f) => format!("it has format {}, not {CACHE_FORMAT}", f.format),
@@ -313,10 +318,14 @@ impl Tuner {
 }
 
 fn write_atomically(dir: &Path, file: &CacheFile) -> std::io::Result<()> {
+    use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, json)?;
+    // Created new (never through a link), renamed over the cache file (a
+    // link or a FIFO there is replaced, its target untouched).
+    let _ = crate::safe_fs::remove_entry(&tmp);
+    crate::safe_fs::create_new(&tmp)?.write_all(&json)?;
     std::fs::rename(&tmp, dir.join(CACHE_FILE)).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
@@ -457,6 +466,50 @@ mod tests {
             "the replaced file holds the new entry: {text}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A FIFO as kernels.json hung the tuner forever (a read waits for a
+    /// writer) and a link to /dev/zero read until memory ran out: each is
+    /// now reported within the 20 s bound (it takes milliseconds) as not a
+    /// regular file and replaced by the cache, the device untouched.
+    #[test]
+    fn a_fifo_or_a_device_as_the_cache_is_reported_and_replaced_not_read() {
+        for what in ["fifo", "zero"] {
+            let dir = temp_dir(what);
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(CACHE_FILE);
+            if what == "fifo" {
+                let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+            } else {
+                std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            let d = dir.clone();
+            std::thread::spawn(move || {
+                let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+                let sink = seen.clone();
+                let mut t = Tuner::new(Some(d))
+                    .with_notify(Box::new(move |m| sink.lock().unwrap().push(m.to_string())));
+                const T: &[(K, f64)] = &[(K::Tiled, 1e-3), (K::SplitK, 2e-3)];
+                let calls = Arc::new(Mutex::new(Vec::new()));
+                let c = t.choose(&key("1"), &[K::Tiled, K::SplitK], &mut injected(T, calls));
+                let _ = tx.send((c.map(|c| c.variant()).ok(), warnings(&seen)));
+            });
+            let (chosen, seen) = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("the tuner hangs on a {what} as {CACHE_FILE}"));
+            assert_eq!(chosen, Some(K::Tiled));
+            assert_eq!(seen.len(), 1, "{seen:?}");
+            assert!(
+                seen[0].contains("not a regular file") && seen[0].contains("replacing"),
+                "{}",
+                seen[0]
+            );
+            assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
