@@ -170,6 +170,9 @@ pub fn resume_experiment(
             dir.display()
         )));
     }
+    // shard.json is checked (bounds, its points against the config) before
+    // anything in the folder is deleted.
+    crate::experiment::shard::read_checked(dir, &cfg)?;
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
     folder::clean_leftovers(dir, &held)?;
     commit.sessions += 1;
