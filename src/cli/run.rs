@@ -74,7 +74,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let shard = args
         .shard
         .as_deref()
-        .map(|spec| quantdepth::experiment::shard::Shard::parse(spec, |k| std::env::var(k).ok()))
+        .map(|spec| quantdepth::experiment::shard::Shard::parse_os(spec, |k| std::env::var_os(k)))
         .transpose()?;
     let (cfg, mut backend, note) = if let Some(dir) = &resume {
         let (cfg, commit) = quantdepth::experiment::runner::read_folder(dir)?;

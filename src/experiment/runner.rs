@@ -179,6 +179,9 @@ pub fn resume_experiment(
             dir.display()
         )));
     }
+    // shard.json is checked (bounds, its points against the config) before
+    // anything in the folder is deleted.
+    crate::experiment::shard::read_checked(dir, &cfg)?;
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();
     commit.sessions += 1;
     commit.error = None;

@@ -18,6 +18,13 @@ use crate::experiment::config::{Config, InputChoice, Kind, RunPoint};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Most shards a sweep is split into. A sweep holds at most
+/// [`crate::experiment::plan::DEFAULT_MAX_POINTS`]-scale point counts (10⁴ by
+/// default), and Slurm's own array limit (MaxArraySize) defaults to 1001:
+/// 100,000 shards is far beyond any real split, and bounds every buffer
+/// sized by a shard count (flag, environment or a hand-edited shard.json).
+pub const MAX_SHARDS: usize = 100_000;
+
 /// Shard `index` of `count` (0-based: shard 0 of 3 is the first of three,
 /// matching Slurm's `--array=0-2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,14 +42,24 @@ impl std::fmt::Display for Shard {
 }
 
 impl Shard {
-    /// A checked shard: `count ≥ 1`, `index < count`; `what` names the flag
-    /// or variable in errors.
+    /// A checked shard: `1 ≤ count ≤` [`MAX_SHARDS`], `index < count`;
+    /// `what` names the flag or variable in errors.
     pub fn new(index: usize, count: usize, what: &str) -> Result<Self> {
         if count == 0 {
             return Err(Error::invalid(
                 what,
                 format!("{index}/{count}"),
                 "the shard count M must be at least 1",
+            ));
+        }
+        if count > MAX_SHARDS {
+            return Err(Error::invalid(
+                what,
+                format!("{index}/{count}"),
+                &format!(
+                    "the shard count M must be at most {MAX_SHARDS} (a sweep has at most a few \
+                     thousand points; Slurm arrays default to at most 1001 tasks)"
+                ),
             ));
         }
         if index >= count {
@@ -63,10 +80,20 @@ impl Shard {
     /// and M from `SLURM_ARRAY_TASK_COUNT` (an array submitted as
     /// `--array=0-(M-1)`), read through `env`.
     pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::parse_os(spec, |k| env(k).map(std::ffi::OsString::from))
+    }
+
+    /// [`Shard::parse`] with the environment read as the OS gives it, so that
+    /// a variable that is set but not valid Unicode is named as such (not
+    /// "not set"): `Shard::parse_os(spec, |k| std::env::var_os(k))`.
+    pub fn parse_os(
+        spec: &str,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self> {
         let spec = spec.trim();
         if spec == "slurm" {
             let var = |name: &str| -> Result<usize> {
-                let v = env(name).ok_or_else(|| {
+                let raw = env(name).ok_or_else(|| {
                     Error::invalid(
                         "--shard",
                         "slurm",
@@ -76,12 +103,24 @@ impl Shard {
                         ),
                     )
                 })?;
-                v.trim()
-                    .parse::<usize>()
-                    .map_err(|_| Error::invalid(name, format!("\"{v}\""), "a non-negative integer"))
+                let v = raw.into_string().map_err(|raw| {
+                    Error::invalid(
+                        name,
+                        format!("{raw:?}"),
+                        "a non-negative integer (the value is not valid Unicode text)",
+                    )
+                })?;
+                v.trim().parse::<usize>().map_err(|_| {
+                    Error::invalid(
+                        name,
+                        format!("\"{v}\""),
+                        &format!("a non-negative integer, at most {MAX_SHARDS} for a count"),
+                    )
+                })
             };
             let (k, m) = (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_COUNT")?);
             if let Some(min) = env("SLURM_ARRAY_TASK_MIN") {
+                let min = min.to_string_lossy();
                 if min.trim() != "0" {
                     return Err(Error::invalid(
                         "SLURM_ARRAY_TASK_MIN",
@@ -97,7 +136,7 @@ impl Shard {
             Error::invalid(
                 "--shard",
                 format!("\"{spec}\""),
-                "K/M with 0 ≤ K < M (e.g. 0/3), or \"slurm\"",
+                &format!("K/M with 0 ≤ K < M ≤ {MAX_SHARDS} (e.g. 0/3), or \"slurm\""),
             )
         };
         let (k, m) = spec.split_once('/').ok_or_else(bad)?;
@@ -153,21 +192,28 @@ pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
 /// Assigns each of `costs.len()` points to one of `count` shards: entry i is
 /// the shard of point i. Longest processing time first; ties broken by the
 /// lower point index, then the lower shard index, so the result depends
-/// only on the costs.
+/// only on the costs. (`count` 0 is taken as 1; callers pass a checked
+/// [`Shard`] count.)
+///
+/// Only the first min(count, points) shards can receive a point (each
+/// point goes to the least-loaded shard of lowest index, and an untouched
+/// shard of lowest index is always among the least loaded), so the loads
+/// kept are that many, whatever the count: memory O(points), time
+/// O(points · log points), with the loads in a min-heap of (load, shard).
 pub fn assign(costs: &[u128], count: usize) -> Vec<usize> {
-    assert!(count >= 1, "assign: at least one shard");
+    use std::cmp::Reverse;
     let mut order: Vec<usize> = (0..costs.len()).collect();
     order.sort_by(|&a, &b| costs[b].cmp(&costs[a]).then(a.cmp(&b)));
-    let mut load = vec![0u128; count];
+    let used = count.clamp(1, costs.len().max(1));
+    let mut load: std::collections::BinaryHeap<Reverse<(u128, usize)>> =
+        (0..used).map(|k| Reverse((0, k))).collect();
     let mut out = vec![0usize; costs.len()];
     for i in order {
-        let (k, _) = load
-            .iter()
-            .enumerate()
-            .min_by(|(ka, la), (kb, lb)| la.cmp(lb).then(ka.cmp(kb)))
-            .expect("count >= 1");
+        let Some(Reverse((l, k))) = load.pop() else {
+            break;
+        };
         out[i] = k;
-        load[k] = load[k].saturating_add(costs[i]);
+        load.push(Reverse((l.saturating_add(costs[i]), k)));
     }
     out
 }
@@ -197,13 +243,14 @@ pub struct ShardFile {
 impl ShardFile {
     /// Reads `folder/shard.json` (a regular file of at most
     /// [`crate::experiment::folder::META_CAP`] bytes, never a FIFO or a
-    /// device); `None` when the folder is not a shard.
+    /// device); `None` when the folder is not a shard. Its contents are
+    /// checked ([`ShardFile::check`]) before anything uses them.
     pub fn read(folder: &Path) -> Result<Option<Self>> {
         let path = folder.join(SHARD_FILE);
         match crate::safe_fs::read_capped_text(&path, crate::experiment::folder::META_CAP) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display()))),
+            Ok(text) => serde_json::from_str::<ShardFile>(&text)
+                .map_err(|e| Error::Folder(format!("{} does not parse: {e}", path.display())))
+                .and_then(|sf| sf.check(&path).map(|()| Some(sf))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Folder(format!(
                 "cannot read {}: {e}",
@@ -214,6 +261,28 @@ impl ShardFile {
 }
 
 impl ShardFile {
+    /// Checks a deserialized shard record (`path` names it in errors): the
+    /// shard as [`Shard::new`] checks it (1 ≤ M ≤ [`MAX_SHARDS`], K < M)
+    /// and its point indices strictly increasing (each once, sweep order).
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let bad = |why: String| {
+            Error::Folder(format!(
+                "{} is not a valid shard record: {why}; it is written by `quantdepth run \
+                 --shard`, do not edit it",
+                path.display()
+            ))
+        };
+        Shard::new(self.shard.index, self.shard.count, "shard")
+            .map_err(|e| bad(format!("shard {}: {e}", self.shard)))?;
+        if let Some(w) = self.points.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(bad(format!(
+                "its points are not strictly increasing ({} then {})",
+                w[0], w[1]
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes `folder/shard.json` (atomically).
     pub fn write(&self, folder: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
@@ -267,8 +336,21 @@ pub fn create_folder(root: &Path, name: &str, shard: Shard, points: Vec<usize>) 
 /// points of its shard, otherwise all of `points`. The shard's points are
 /// recomputed from the config and must agree with the file.
 pub fn restrict(folder: &Path, cfg: &Config, points: Vec<RunPoint>) -> Result<Vec<RunPoint>> {
-    let Some(sf) = ShardFile::read(folder)? else {
+    let Some(sf) = read_checked(folder, cfg)? else {
         return Ok(points);
+    };
+    Ok(points
+        .into_iter()
+        .filter(|p| sf.points.contains(&p.index))
+        .collect())
+}
+
+/// Reads a folder's `shard.json` ([`ShardFile::read`], `None` when the
+/// folder is not a shard) and checks that its config assigns the shard the
+/// points it lists. `run --resume` calls it before deleting anything.
+pub fn read_checked(folder: &Path, cfg: &Config) -> Result<Option<ShardFile>> {
+    let Some(sf) = ShardFile::read(folder)? else {
+        return Ok(None);
     };
     let expected = shard_points(&sweep_costs(cfg)?, sf.shard);
     if expected != sf.points {
@@ -281,10 +363,7 @@ pub fn restrict(folder: &Path, cfg: &Config, points: Vec<RunPoint>) -> Result<Ve
             expected
         )));
     }
-    Ok(points
-        .into_iter()
-        .filter(|p| sf.points.contains(&p.index))
-        .collect())
+    Ok(Some(sf))
 }
 
 #[cfg(test)]

@@ -38,14 +38,15 @@
 //! table); the plots are in `experiment::plots::training`.
 
 pub mod analysis;
+pub mod budget;
 pub mod execute;
 pub mod plan;
 
 pub use analysis::{
-    exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
+    divergence, exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
 pub use execute::{open_train_backend, run_training};
-pub use plan::{plan, validate, DepthSpec, Lengths, Plan, TrainPoint};
+pub use plan::{plan, validate, DepthSpec, Lengths, Plan, Resolved, TrainPoint, MAX_STEPS};
 
 use crate::experiment::config::values::{IntAxis, NumOrStr};
 use serde::{Deserialize, Serialize};

@@ -173,6 +173,9 @@ pub struct TrainOutcome {
     pub train_macs: f64,
     /// True when every step ran.
     pub complete: bool,
+    /// Mean loss of the untrained network on the first training batch (the
+    /// reference of divergence detection).
+    pub initial_loss: f64,
 }
 
 fn evaluate_split(
@@ -241,7 +244,14 @@ pub fn train(
         eval_seconds: 0.0,
         train_macs: 0.0,
         complete: false,
+        initial_loss: f64::NAN,
     };
+    {
+        let first: Vec<u32> = (0..proto.batch as u32).collect();
+        gather(&data.train, &first, &mut x, &mut y);
+        let l = backend.evaluate(&x, &y)?;
+        out.initial_loss = l.loss_sum / proto.batch as f64;
+    }
     let mut perm = Vec::new();
     let mut next_report = 0;
     let step_macs = spec.step_macs() * proto.batch as f64;

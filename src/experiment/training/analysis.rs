@@ -33,9 +33,56 @@ pub struct TrainedPoint {
     pub eval_seconds: f64,
     /// Training throughput, multiply-adds per second (forward + backward + weight gradient).
     pub train_mac_per_s: f64,
-    /// True when a reported loss is not finite (training diverged; the
-    /// accuracies are still what the network scores).
+    /// Mean loss of the untrained network on the first training batch.
+    pub initial_loss: f64,
+    /// True when training diverged (see [`divergence`]; the accuracies are
+    /// still what the network scores).
     pub diverged: bool,
+    /// Why it counts as diverged, when it does.
+    pub divergence: Option<String>,
+}
+
+/// A training loss above this factor times the initial loss counts as
+/// diverging (softmax cross-entropy starts near ln 10 ≈ 2.3 for ten classes;
+/// a trained network's is below it).
+pub const DIVERGENCE_FACTOR: f64 = 10.0;
+
+/// Consecutive reports above [`DIVERGENCE_FACTOR`] × the initial loss that
+/// mark a network diverged (all of them when fewer were taken).
+pub const DIVERGENCE_REPORTS: usize = 2;
+
+/// Why a network's reports say it diverged, or `None`: a non-finite
+/// training or test loss, or a training loss above [`DIVERGENCE_FACTOR`] ×
+/// `initial` for [`DIVERGENCE_REPORTS`] consecutive reports (or at every
+/// report when fewer were taken).
+pub fn divergence(reports: &[Report], initial: f64) -> Option<String> {
+    if let Some(r) = reports
+        .iter()
+        .find(|r| !(r.loss.is_finite() && r.test_loss.is_finite()))
+    {
+        return Some(format!("non-finite loss at step {}", r.step));
+    }
+    let k = DIVERGENCE_REPORTS.min(reports.len());
+    if k == 0 || !(initial.is_finite() && initial > 0.0) {
+        return None;
+    }
+    let limit = DIVERGENCE_FACTOR * initial;
+    let mut run = 0;
+    for r in reports {
+        if r.loss > limit {
+            run += 1;
+            if run >= k {
+                return Some(format!(
+                    "loss {:.3e} at step {}, above {DIVERGENCE_FACTOR}× the initial loss {:.3} \
+                     for {k} consecutive report(s)",
+                    r.loss, r.step, initial
+                ));
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
 }
 
 /// The empirical trainable depth of one cell group (fixed N, σ_w, width,

@@ -8,6 +8,46 @@ use crate::train::data::{CLASSES, FASHION_MNIST_DIR};
 use crate::train::model::{theory_init, Init, ModelSpec, Phi, Preset};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Most training steps of one network (10⁹: days of the fastest step on
+/// any machine; a longer length is a typo, refused before anything runs).
+pub const MAX_STEPS: usize = 1_000_000_000;
+
+/// Checks a learning rate (`key` names it): training runs in f32, so it
+/// must be a normal f32, [1.2e-38, 3.4e38] (1e-300 would become 0 and
+/// 1e39 infinity).
+fn f32_rate(key: &str, v: f64) -> Result<f64> {
+    positive(key, v)?;
+    let f = v as f32;
+    if !(f.is_finite() && f.is_normal()) {
+        return Err(Error::invalid(
+            key,
+            crate::error::fmt_value(v),
+            &format!(
+                "a learning rate in f32's normal range [{:.1e}, {:.1e}]: training runs in f32, \
+                 where {} becomes {f}",
+                f32::MIN_POSITIVE,
+                f32::MAX,
+                crate::error::fmt_value(v)
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// A point resolved by the theory: everything needed to train it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The initialization.
+    pub init: Init,
+    /// Depth in weight layers.
+    pub depth: usize,
+    /// Learning rate used (after `lr_deep`).
+    pub lr: f64,
+    /// The network, checked.
+    pub spec: ModelSpec,
+}
 
 /// How a point's depth is given.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -176,8 +216,11 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
     positive_list("training.sigma_w_ratio", &ratios, "give at least one value")?;
     let lrs = t.lr.clone().unwrap_or_else(|| vec![1e-3]);
     positive_list("training.lr", &lrs, "give at least one learning rate")?;
+    for &lr in &lrs {
+        f32_rate("training.lr", lr)?;
+    }
     let lr_deep = match (t.lr_deep, t.lr_deep_from) {
-        (Some(l), Some(d)) => Some((positive("training.lr_deep", l)?, d)),
+        (Some(l), Some(d)) => Some((f32_rate("training.lr_deep", l)?, d)),
         (None, None) => None,
         _ => {
             return Err(Error::invalid(
@@ -219,10 +262,26 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
                     "one or more training lengths ≥ 1 step",
                 ));
             }
+            if let Some(&big) = s.iter().find(|&&x| x > MAX_STEPS) {
+                return Err(Error::invalid(
+                    "training.steps",
+                    big,
+                    &format!("at most {MAX_STEPS} steps per network"),
+                ));
+            }
             Lengths::Steps(s.clone())
         }
         (None, Some(e)) => {
             positive_list("training.epochs", e, "give at least one length")?;
+            // An epoch is at least one step: more epochs than MAX_STEPS are
+            // more steps (the exact bound is checked with the data).
+            if let Some(&big) = e.iter().find(|&&x| x > MAX_STEPS as f64) {
+                return Err(Error::invalid(
+                    "training.epochs",
+                    crate::error::fmt_value(big),
+                    &format!("at most {MAX_STEPS} steps per network"),
+                ));
+            }
             Lengths::Epochs(e.clone())
         }
         (None, None) => Lengths::Epochs(vec![1.0]),
@@ -238,6 +297,17 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
     let sigma_b = t.sigma_b.unwrap_or(0.0);
     if !(sigma_b.is_finite() && sigma_b >= 0.0) {
         return Err(Error::invalid("training.sigma_b", sigma_b, "a number ≥ 0"));
+    }
+    let max_bias_states = crate::theory::init::MAX_STATES_WITH_BIAS;
+    if let Some(&n) = states.iter().find(|&&n| sigma_b > 0.0 && n > max_bias_states) {
+        return Err(Error::invalid(
+            "training.states",
+            n,
+            &format!(
+                "with sigma_b > 0, N is limited to {max_bias_states} (c* > 0 needs the O(N²) \
+                 correlation map, minutes per point beyond); use sigma_b = 0 for larger N"
+            ),
+        ));
     }
     let ste_threshold = positive("training.ste_threshold", t.ste_threshold.unwrap_or(1.0))?;
     let m = positive("training.m", t.m.unwrap_or(1.0))?;
@@ -302,8 +372,76 @@ pub fn validate(cfg: &Config) -> Result<()> {
 }
 
 impl Plan {
+    /// Resolves every point (its initialization, depth, learning rate and
+    /// checked network for images of `input_dim` pixels) before anything is
+    /// written: an error names the point. Points sharing N, σ_w and the
+    /// ratio share one initialization. Stops with [`Error::Interrupted`]
+    /// when `cancel` is set.
+    pub fn resolve_all(&self, input_dim: usize, cancel: &AtomicBool) -> Result<Vec<Resolved>> {
+        let mut inits: Vec<((usize, SigmaW, u64), Init)> = Vec::new();
+        let mut out = Vec::with_capacity(self.points.len());
+        for p in &self.points {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            let at = |e: Error| -> Error {
+                let label = format!(
+                    "point {}: N = {}, sigma_w = {}, ratio {}, depth {}",
+                    p.index,
+                    p.states,
+                    p.sigma_w.label(),
+                    p.sigma_w_ratio,
+                    match p.depth {
+                        DepthSpec::Layers(d) => d.to_string(),
+                        DepthSpec::PerXi(k) => format!("{k}·ξ"),
+                    }
+                );
+                match e {
+                    Error::Invalid {
+                        name,
+                        value,
+                        expected,
+                    } => Error::Invalid {
+                        name: format!("{name} ({label})"),
+                        value,
+                        expected,
+                    },
+                    Error::NoFixedPoint(m) => Error::NoFixedPoint(format!("{m} ({label})")),
+                    Error::Numerical(m) => Error::Numerical(format!("{m} ({label})")),
+                    other => other,
+                }
+            };
+            let key = (p.states, p.sigma_w, p.sigma_w_ratio.to_bits());
+            let init = match inits.iter().find(|(k, _)| *k == key) {
+                Some((_, init)) => init.clone(),
+                None => {
+                    let init = self.init_of(p).map_err(at)?;
+                    inits.push((key, init.clone()));
+                    init
+                }
+            };
+            let (depth, lr) = self.depth_lr(p, &init).map_err(at)?;
+            let spec = self.model(p, &init, depth, input_dim);
+            spec.validate().map_err(at)?;
+            out.push(Resolved {
+                init,
+                depth,
+                lr,
+                spec,
+            });
+        }
+        Ok(out)
+    }
+
     /// Resolves a point: its theory-derived initialization, depth and learning rate.
     pub fn resolve(&self, p: &TrainPoint) -> Result<(Init, usize, f64)> {
+        let init = self.init_of(p)?;
+        let (depth, lr) = self.depth_lr(p, &init)?;
+        Ok((init, depth, lr))
+    }
+
+    /// The theory-derived initialization of a point.
+    fn init_of(&self, p: &TrainPoint) -> Result<Init> {
         let offset = match p.sigma_w {
             SigmaW::Opt(o) => o,
             SigmaW::Value(_) => 0.0,
@@ -329,6 +467,11 @@ impl Plan {
             )?;
             init = base;
         }
+        Ok(init)
+    }
+
+    /// A point's depth and learning rate, given its initialization.
+    fn depth_lr(&self, p: &TrainPoint, init: &Init) -> Result<(usize, f64)> {
         let depth = match p.depth {
             DepthSpec::Layers(d) => d,
             DepthSpec::PerXi(k) => {
@@ -347,7 +490,7 @@ impl Plan {
             Some((l, from)) if depth >= from => l,
             _ => p.lr,
         };
-        Ok((init, depth, lr))
+        Ok((depth, lr))
     }
 
     /// The network of a point.
@@ -370,18 +513,34 @@ impl Plan {
         }
     }
 
-    /// Training lengths in steps for `train_len` images.
-    pub fn length_steps(&self, train_len: usize) -> Vec<usize> {
+    /// Training lengths in steps for `train_len` images, each at most
+    /// [`MAX_STEPS`].
+    pub fn length_steps(&self, train_len: usize) -> Result<Vec<usize>> {
         let per_epoch = (train_len / self.batch).max(1);
         let mut v: Vec<usize> = match &self.lengths {
             Lengths::Steps(s) => s.clone(),
-            Lengths::Epochs(e) => e
-                .iter()
-                .map(|x| ((x * per_epoch as f64).round() as usize).max(1))
-                .collect(),
+            Lengths::Epochs(e) => {
+                let mut v = Vec::with_capacity(e.len());
+                for &x in e {
+                    let steps = (x * per_epoch as f64).round();
+                    if !(steps <= MAX_STEPS as f64) {
+                        return Err(Error::invalid(
+                            "training.epochs",
+                            crate::error::fmt_value(x),
+                            &format!(
+                                "at most {MAX_STEPS} steps per network: {} epochs of {per_epoch} \
+                                 steps are {steps:.3e}",
+                                crate::error::fmt_value(x)
+                            ),
+                        ));
+                    }
+                    v.push((steps as usize).max(1));
+                }
+                v
+            }
         };
         v.sort_unstable();
         v.dedup();
-        v
+        Ok(v)
     }
 }
