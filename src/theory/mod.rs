@@ -5,9 +5,11 @@
 //! * [`scaling`]: log-log fits and local exponents of the trade-off;
 //! * [`backward`]: straight-through gradients and the NTK;
 //! * [`nonuniform`]: optimal symmetric quantizers with free thresholds;
+//! * [`finite_width`]: the 1/n corrections a width-n experiment measures;
 //! * [`init`]: the initialization a user types into a model (σ_w, levels, thresholds, STE slope).
 
 pub mod backward;
+pub mod finite_width;
 pub mod init;
 pub mod maps;
 pub mod nonuniform;
