@@ -404,3 +404,100 @@ fn an_empty_shard_says_so_and_still_merges() {
     assert_eq!(csv.lines().count(), 4, "a header and N = 3, 4, 5:\n{csv}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The true work of each point of a `depth_per_xi = 4` config at σ_w^opt: samples ×
+/// ⌈4·ξ_max(N)⌉ layers, from the theory's optimum directly (not through the shard
+/// code), times the per-layer work, which is the same for every point of these configs
+/// (one width, one ensemble, one batch).
+fn true_work(states: &[usize], samples: usize) -> Vec<f64> {
+    states
+        .iter()
+        .map(|&n| {
+            let xi = quantdepth::theory::optimal::uniform_optimum(n, 6.0)
+                .unwrap()
+                .xi_max;
+            (samples as f64) * (4.0 * xi).ceil()
+        })
+        .collect()
+}
+
+/// The largest shard's share of the true work over the ideal 1/M, for the split
+/// `sweep_costs` + `assign` makes.
+fn worst_over_ideal(cfg: &Config, work: &[f64], m: usize) -> f64 {
+    use quantdepth::experiment::shard::{assign, sweep_costs};
+    let a = assign(&sweep_costs(cfg).unwrap(), m);
+    let mut load = vec![0.0; m];
+    for (i, &k) in a.iter().enumerate() {
+        load[k] += work[i];
+    }
+    let total: f64 = work.iter().sum();
+    load.iter().cloned().fold(0.0, f64::max) / (total / m as f64)
+}
+
+#[test]
+fn shards_of_depth_per_xi_configs_balance_the_layers_that_run() {
+    // depth_scale_cpu (N = 2..8, 24 networks) and scaling_cpu (11 N, 8 networks) run
+    // ⌈4ξ⌉ layers per point, from 9 (N = 2) to 3,844 (N = 64). Costed at the depth cap
+    // (every point equal) the 4-shard split was 2,2,2,1 points and its slowest shard
+    // took ≈ 1.5× (depth_scale) and ≈ 1.9× (scaling) the ideal quarter. Costed by the
+    // depth each point runs, longest-processing-time-first keeps the slowest shard within
+    // 1.15× the ideal, or at the one largest point where that alone exceeds it.
+    for (file, m) in [
+        ("configs/depth_scale_cpu.toml", 2),
+        ("configs/depth_scale_cpu.toml", 3),
+        ("configs/depth_scale_cpu.toml", 4),
+        ("configs/scaling_cpu.toml", 2),
+        ("configs/scaling_cpu.toml", 3),
+        ("configs/scaling_cpu.toml", 4),
+    ] {
+        let cfg = Config::from_toml(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let points = cfg.points().unwrap();
+        let states: Vec<usize> = points.iter().map(|p| p.states.unwrap()).collect();
+        let work = true_work(&states, points[0].samples);
+        let total: f64 = work.iter().sum();
+        let largest = work.iter().cloned().fold(0.0, f64::max) / (total / m as f64);
+        let worst = worst_over_ideal(&cfg, &work, m);
+        let bound = 1.15f64.max(largest);
+        assert!(
+            worst <= bound + 1e-12,
+            "{file}, {m} shards: slowest shard {worst:.3}× the ideal (bound {bound:.3})"
+        );
+    }
+}
+
+#[test]
+fn plan_counts_the_layers_each_point_runs() {
+    // scaling_cpu: Σ_N ⌈4·ξ_max(N)⌉ = 8,785 layers per network (the config's comment),
+    // × 8 networks = 70,280 layers, not 11 × 4,000 × 8 = 352,000 at the cap.
+    let cfg = Config::from_toml(&std::fs::read_to_string("configs/scaling_cpu.toml").unwrap())
+        .unwrap();
+    let plan = quantdepth::experiment::plan::plan_run(&cfg, false).unwrap();
+    assert_eq!(plan.layers, 70_280, "{}", plan.describe());
+}
+
+#[test]
+fn training_configs_are_refused_by_shard_and_slurm_with_a_clear_message() {
+    // Until training runs shard, `--shard` and `slurm` refuse kind = "training" by its
+    // kind, not with a [network] field that training configs do not have.
+    let root = temp_root("training");
+    std::fs::create_dir_all(&root).unwrap();
+    for args in [
+        vec!["run", "configs/trainability_quick.toml", "--shard", "0/2"],
+        vec!["slurm", "configs/trainability_quick.toml", "--shards", "2"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args(&args)
+            .args(["--out", root.to_str().unwrap()])
+            .env("QUANTDEPTH_CACHE_DIR", &root)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(
+            err.contains("training runs cannot be sharded yet"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("network.states"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -20,7 +20,12 @@ quantizer and ``init_``).
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import pathlib
+import tempfile
+import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -47,6 +52,48 @@ __all__ = [
 StatesSpec = Union[int, str, Sequence[int]]
 
 
+def __dir__() -> list:
+    # The public API only: not the modules and typing names imported above.
+    return sorted(__all__ + ["nn"])
+
+
+def _whole(name: str, v: Any) -> int:
+    """A count as the CLI takes it: a whole number (``10`` or ``10.0``, ``1e3``),
+    refused with the CLI's message when fractional or not a number."""
+    if isinstance(v, bool):
+        raise ValueError(f"invalid {name} = {v!r}: give a whole number, not a bool")
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if math.isfinite(f) and f.is_integer():
+            return int(f)
+        if math.isfinite(f):
+            raise ValueError(f"invalid {name} = {v}: {v} is not a whole number: give e.g. {round(f)}")
+        raise ValueError(f"invalid {name} = {v}: give a whole number")
+    raise ValueError(f"invalid {name} = {v!r}: {v!r} is not a number: give a whole number (e.g. 1024)")
+
+
+def _real(name: str, v: Any, hint: str = "") -> float:
+    """A real number, refused with a message naming the argument when it is a
+    string or another non-number (instead of float()'s bare conversion error)."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, np.ndarray) and v.ndim == 0 and np.issubdtype(v.dtype, np.number):
+        return float(v)
+    raise ValueError(f"invalid {name} = {v!r}: give a number{hint}")
+
+
+def _quiet_wayland_probe() -> None:
+    # As the CLI does: the Vulkan/GL drivers' probe loads libwayland-client, which
+    # prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." when
+    # the variable is unset or not an absolute path (headless servers). An absolute
+    # path without a Wayland socket in it makes the probe fail quietly.
+    v = os.environ.get("XDG_RUNTIME_DIR")
+    if not (v and os.path.isabs(v)):
+        os.environ["XDG_RUNTIME_DIR"] = os.path.join(tempfile.gettempdir(), "quantdepth-no-wayland")
+
+
 def _net(
     n_states: Optional[int],
     W_std: Optional[float],
@@ -58,19 +105,19 @@ def _net(
     levels: Optional[Sequence[float]],
     thresholds: Optional[Sequence[float]],
 ) -> Dict[str, Any]:
-    def num(x: Optional[float]) -> Optional[float]:
-        return None if x is None else float(x)
+    def num(name: str, x: Optional[float], hint: str = "") -> Optional[float]:
+        return None if x is None else _real(name, x, hint)
 
     def vec(x: Optional[Sequence[float]]) -> Optional[list]:
         return None if x is None else [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
 
     return {
-        "n_states": None if n_states is None else int(n_states),
-        "W_std": num(W_std),
-        "b_std": num(b_std),
-        "q0": num(q0),
-        "spacing": num(spacing),
-        "amplitude": num(amplitude),
+        "n_states": None if n_states is None else _whole("n_states", n_states),
+        "W_std": num("W_std", W_std, " (leave W_std=None for sigma_w^opt, the optimum; 'opt' is the config's spelling)"),
+        "b_std": num("b_std", b_std),
+        "q0": num("q0", q0, " (leave q0=None for q*)"),
+        "spacing": num("spacing", spacing, " (leave spacing=None for D_opt)"),
+        "amplitude": num("amplitude", amplitude),
         "activation": activation,
         "levels": vec(levels),
         "thresholds": vec(thresholds),
@@ -93,14 +140,18 @@ def _arrays(d: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
 
 
 def optimal_init(
-    n_states: int,
+    n_states: Optional[int] = None,
     amplitude: float = 1.0,
     b_std: float = 0.0,
     kappa: float = 6.0,
     *,
+    bits: Optional[int] = None,
     ste_threshold: float = 1.0,
 ) -> Dict[str, Any]:
     """The initialization that maximizes the depth scale of an N-state network.
+
+    Give ``n_states`` (N) or ``bits`` (N = 2**bits: ``bits=4`` is N = 16), as
+    ``quantdepth init`` takes ``--states N`` or ``--bits B``.
 
     The uniform symmetric quantizer with ``n_states`` levels from ``-amplitude``
     to ``amplitude``; pre-activations are measured in their own std at the
@@ -110,15 +161,23 @@ def optimal_init(
     Returns a dict with
 
     - ``W_std``: sigma_w; initialize weights with std ``W_std / sqrt(fan_in)``
-      (2.5286408548... for N = 16, amplitude 1);
+      (2.5286408548... for N = 16, amplitude 1); ``sigma_w`` is an alias
+      (the name in the CLI's JSON before it gained ``W_std``);
     - ``b_std``: bias std (with ``b_std > 0``, W_std is lowered so q* stays 1);
+      alias ``sigma_b``;
+    - ``first_layer_W_std``: the std (times 1/sqrt(fan_in)) of a first Linear
+      layer that maps standardized inputs to the first quantizer, so that
+      q^1 = q* (sqrt(q* - b_std**2); W_std there would give q^1 = W_std**2 + b_std**2);
     - ``spacing``: threshold spacing Delta (None for N = 2, sign);
     - ``levels`` (N,) and ``thresholds`` (N - 1,): float64 arrays; phi(x) is
       ``levels[#{thresholds <= x}]`` (see :func:`quantdepth.nn.quantize`);
     - ``q_star``: pre-activation variance at the fixed point; ``input_scale``
       = sqrt(q*): multiply standardized inputs by it so q^0 = q*;
     - ``chi``, ``one_minus_chi``: slope of the correlation map at c*
-      (``c_star``); ``xi`` = -1/ln chi, the depth scale; ``L_max`` = kappa * xi;
+      (``c_star``); ``xi`` = -1/ln chi, the depth scale; ``L_max`` = kappa * xi,
+      the mean-field bound with kappa = 6 after Schoenholz et al. (2017), not a
+      measured trainable depth (see the README's "Training: trainable depth,
+      measured");
     - ``ste_slope``: the straight-through slope s for the surrogate
       s * 1{|x| <= ste_threshold} that keeps gradient norms constant (M = 1);
     - ``n_states``, ``bits``, ``amplitude``, ``d_opt``, ``kappa``, ``ste_threshold``.
@@ -127,7 +186,12 @@ def optimal_init(
     kappa, b_std outside [0, 1), or a non-positive ste_threshold.
     """
     d = _quantdepth.optimal_init(
-        int(n_states), float(amplitude), float(b_std), float(kappa), float(ste_threshold)
+        None if n_states is None else _whole("n_states", n_states),
+        None if bits is None else _whole("bits", bits),
+        _real("amplitude", amplitude),
+        _real("b_std", b_std),
+        _real("kappa", kappa),
+        _real("ste_threshold", ste_threshold),
     )
     return _arrays(d, ["levels", "thresholds"])
 
@@ -164,7 +228,7 @@ def curve(
     c0s, scalar = _c0_list(c0)
     d = _quantdepth.curve(
         _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
-        int(depth),
+        _whole("depth", depth),
         c0s,
     )
     _arrays(d, ["q", "c"])
@@ -243,11 +307,11 @@ def backward(
     """
     d = _quantdepth.backward(
         _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
-        int(depth),
-        float(c0),
-        float(ste_threshold),
-        None if ste_slope is None else float(ste_slope),
-        float(grad_c_out),
+        _whole("depth", depth),
+        _real("c0", c0),
+        _real("ste_threshold", ste_threshold),
+        None if ste_slope is None else _real("ste_slope", ste_slope),
+        _real("grad_c_out", grad_c_out),
     )
     d["layer"] = np.asarray(d["layer"], dtype=np.int64)
     return _arrays(d, ["c", "grad_norm_ratio", "grad_corr", "ntk_aa", "ntk_ab", "ntk_corr"])
@@ -264,6 +328,7 @@ def simulate(
     seed: int = 0,
     backend: str = "auto",
     kernel: Optional[str] = None,
+    weights: str = "gaussian",
     W_std: Optional[float] = None,
     b_std: float = 0.0,
     q0: Optional[float] = None,
@@ -284,6 +349,11 @@ def simulate(
     the reference ``'tiled'``, ``'auto'`` to time the variants that apply on
     first use and cache the fastest (as the CLI does), or a variant name
     (``'splitk'``, ``'wide'``, ``'stacked'``, ...); ignored on the CPU.
+    ``weights``: the weight ensemble, as the CLI's ``--weights``: ``'gaussian'``
+    (the default), ``'rademacher'`` (i.i.d. +-W_std/sqrt(n)) or ``'hadamard'``
+    (structured orthogonal, width a power of two; README "Weight ensembles").
+    Counts (``width``, ``depth``, ``samples``, ``pairs``, ``seed``) must be
+    whole numbers, as on the command line.
     Network defaults as :func:`curve`. Runs with the GIL released; Ctrl-C
     raises ``KeyboardInterrupt``.
 
@@ -292,19 +362,23 @@ def simulate(
     ``c_se`` (c-hat: correlation of each pair), means and standard errors over
     the networks (SE is NaN with one sample), and ``q_theory``, ``c_theory``;
     plus ``c0`` (array), ``samples``, ``backend``, ``adapter``, ``kernel``
-    (the GPU variant that ran, None on the CPU), ``backend_note``, ``wall_seconds`` and ``network``.
+    (the GPU variant that ran, None on the CPU), ``weights``, ``backend_note``,
+    ``wall_seconds`` and ``network``.
     """
     c0s, _ = _c0_list(c0)
+    net = _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds)
+    counts = [_whole(k, v) for k, v in
+              [("width", width), ("depth", depth), ("samples", samples), ("pairs", pairs), ("seed", seed)]]
+    if counts[4] < 0:
+        raise ValueError(f"invalid seed = {seed}: give a whole number >= 0")
+    _quiet_wayland_probe()
     d = _quantdepth.simulate(
-        _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
+        net,
         c0s,
-        int(width),
-        int(depth),
-        int(samples),
-        int(pairs),
-        int(seed),
+        *counts,
         str(backend),
         None if kernel is None else str(kernel),
+        str(weights),
     )
     return _arrays(d, ["c0", "q_mean", "q_se", "c_mean", "c_se", "q_theory", "c_theory"])
 
@@ -321,18 +395,32 @@ def run(
     the results folder.
 
     The folder (under ``out``, else the config's ``outputs.dir``, else
-    ``results``) holds config.toml, meta.json, curves.csv/json and
-    summary.json; plots/ is drawn only where :data:`PLOTS` is true (the CLI
-    always draws them). ``backend`` and ``seed`` override the config's;
+    ``results``) holds config.toml, meta.json, curves.csv/json, summary.json
+    and plots/. The wheel that ``pip install .`` builds draws the plots
+    (:data:`PLOTS` is true); a build without the ``plots`` feature
+    (``maturin develop`` without ``--features plots``) leaves plots/ empty and
+    says so with a ``UserWarning``. ``backend`` and ``seed`` override the config's;
     ``kernel`` is the GPU layer kernel as in :func:`simulate`.
     Runs with the GIL released; on Ctrl-C the finished points are kept, the
     folder is marked incomplete and ``KeyboardInterrupt`` names it.
     """
+    seed = None if seed is None else _whole("seed", seed)
+    if seed is not None and seed < 0:
+        raise ValueError(f"invalid seed = {seed}: give a whole number >= 0")
+    _quiet_wayland_probe()
     folder, _complete, _table = _quantdepth.run(
         str(config_path),
         None if out is None else str(out),
         None if backend is None else str(backend),
-        None if seed is None else int(seed),
+        seed,
         None if kernel is None else str(kernel),
     )
+    if not PLOTS:
+        warnings.warn(
+            f"this build of quantdepth draws no plots (built without the `plots` feature): "
+            f"{folder}/plots is empty; rebuild with `maturin develop --features plots` "
+            f"(or `pip install .`, which enables it), or run the config with the CLI",
+            UserWarning,
+            stacklevel=2,
+        )
     return pathlib.Path(folder)

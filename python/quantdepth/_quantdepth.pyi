@@ -21,7 +21,12 @@ class NetKw(TypedDict):
     thresholds: Optional[List[float]]
 
 def optimal_init(
-    n_states: int, amplitude: float, b_std: float, kappa: float, ste_threshold: float
+    n_states: Optional[int],
+    bits: Optional[int],
+    amplitude: float,
+    b_std: float,
+    kappa: float,
+    ste_threshold: float,
 ) -> Dict[str, Any]: ...
 def optimal(n_states: Union[str, Sequence[int]], kappa: float) -> Dict[str, List[Any]]: ...
 def scaling(n_states: Union[str, Sequence[int]]) -> Dict[str, Any]: ...
@@ -44,6 +49,7 @@ def simulate(
     seed: int,
     backend: str,
     kernel: Optional[str],
+    weights: str,
 ) -> Dict[str, Any]: ...
 def run(
     config_path: str,

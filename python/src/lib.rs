@@ -184,26 +184,45 @@ fn network_dict<'py>(py: Python<'py>, r: &ResolvedNetwork) -> PyResult<Bound<'py
 }
 
 #[pyfunction]
-#[pyo3(signature = (n_states, amplitude, b_std, kappa, ste_threshold))]
+#[pyo3(signature = (n_states, bits, amplitude, b_std, kappa, ste_threshold))]
 fn optimal_init(
     py: Python<'_>,
-    n_states: i64,
+    n_states: Option<i64>,
+    bits: Option<i64>,
     amplitude: f64,
     b_std: f64,
     kappa: f64,
     ste_threshold: f64,
 ) -> PyResult<Bound<'_, PyDict>> {
-    // N's range is checked by `recommend`; here only what a usize cannot hold.
-    let n = count(
-        "states N",
-        n_states,
-        0,
-        &format!("a quantizer needs N from 2 to {MAX_STATES} (2^20) states"),
-    )?;
+    let n = match (n_states, bits) {
+        // N's range is checked by `recommend`; here only what a usize cannot hold.
+        (Some(n), None) => count(
+            "states N",
+            n,
+            0,
+            &format!("a quantizer needs N from 2 to {MAX_STATES} (2^20) states"),
+        )?,
+        (None, Some(b)) => {
+            let b = u32::try_from(b).map_err(|_| {
+                invalid("bits", b, "a bit width from 1 (N = 2, sign) to 20 (N = 2^20)")
+            })?;
+            quantdepth::theory::init::states_from_bits(b).map_err(py_err)?
+        }
+        _ => {
+            return Err(PyValueError::new_err(
+                "give exactly one of n_states (N) and bits (N = 2**bits), as `quantdepth init` \
+                 takes --states N or --bits B",
+            ))
+        }
+    };
     let r = recommend(n, amplitude, b_std, kappa, ste_threshold).map_err(py_err)?;
     let d = PyDict::new(py);
     d.set_item("W_std", r.sigma_w)?;
     d.set_item("b_std", r.sigma_b)?;
+    // The CLI's JSON names, kept as aliases: one value under both names.
+    d.set_item("sigma_w", r.sigma_w)?;
+    d.set_item("sigma_b", r.sigma_b)?;
+    d.set_item("first_layer_W_std", r.first_layer_sigma_w)?;
     d.set_item("spacing", r.spacing)?;
     d.set_item("levels", r.levels)?;
     d.set_item("thresholds", r.thresholds)?;
@@ -401,7 +420,7 @@ fn backward<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (net, c0, width, depth, samples, pairs, seed, backend, kernel))]
+#[pyo3(signature = (net, c0, width, depth, samples, pairs, seed, backend, kernel, weights))]
 #[allow(clippy::too_many_arguments)]
 fn simulate<'py>(
     py: Python<'py>,
@@ -414,9 +433,12 @@ fn simulate<'py>(
     seed: u64,
     backend: String,
     kernel: Option<String>,
+    weights: String,
 ) -> PyResult<Bound<'py, PyDict>> {
     let r = net.resolve()?;
     let kernel = kernel_choice(kernel)?;
+    // The CLI's `--weights` names and message.
+    let weights = sim::Weights::parse("weights", &weights).map_err(py_err)?;
     // Zero and the upper limits are checked by SimSpec::validate, with the
     // CLI's messages; here only what a usize cannot hold.
     let width = count(
@@ -443,7 +465,8 @@ fn simulate<'py>(
             c0: c0.clone(),
             pairs,
         },
-    );
+    )
+    .with_weights(weights);
     spec.validate().map_err(py_err)?;
     let theory = c0
         .iter()
@@ -515,6 +538,7 @@ fn simulate<'py>(
     d.set_item("adapter", &out.backend.adapter)?;
     d.set_item("kernel", &out.backend.kernel)?;
     d.set_item("backend_note", note)?;
+    d.set_item("weights", weights.name())?;
     d.set_item("wall_seconds", out.wall_seconds)?;
     d.set_item("network", network_dict(py, &r)?)?;
     Ok(d)

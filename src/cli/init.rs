@@ -94,12 +94,40 @@ pub fn init(args: InitArgs) -> Result<()> {
         args.ste_threshold,
     )?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&InitJson::of(&r))?);
     } else {
         print_text(&r);
     }
     Ok(())
 }
+
+/// `init --json`: the recommendation's fields, led by the weight and bias stds under the
+/// names the Python package and the README use (`W_std`, `b_std`, `first_layer_W_std`);
+/// `sigma_w`, `sigma_b` and `first_layer_sigma_w` stay as aliases with the same values.
+#[derive(serde::Serialize)]
+struct InitJson<'a> {
+    #[serde(rename = "W_std")]
+    w_std: f64,
+    b_std: f64,
+    #[serde(rename = "first_layer_W_std")]
+    first_layer_w_std: f64,
+    #[serde(flatten)]
+    r: &'a InitRecommendation,
+}
+
+impl<'a> InitJson<'a> {
+    fn of(r: &'a InitRecommendation) -> Self {
+        InitJson {
+            w_std: r.sigma_w,
+            b_std: r.sigma_b,
+            first_layer_w_std: r.first_layer_sigma_w,
+            r,
+        }
+    }
+}
+
+/// The README section with the trainable depths this project measured.
+const TRAINING_SECTION: &str = "README, \"Training: trainable depth, measured\"";
 
 fn print_text(r: &InitRecommendation) {
     let bits = match r.bits {
@@ -128,9 +156,17 @@ fn print_text(r: &InitRecommendation) {
         _ => outln!("spacing     - (N = 2 is sign: one threshold, at 0, whatever the spacing)"),
     }
     outln!(
-        "inputs      scale standardized inputs by {:.10} so that q^0 = q* = {:.10}",
+        "inputs      if phi acts on the inputs themselves (inputs as pre-activations): scale \
+         standardized inputs by {:.10} so that q^0 = q* = {:.10}",
         r.input_scale,
         r.q_star
+    );
+    outln!(
+        "            if a first Linear layer comes before the first quantizer (standardized \
+         inputs): give that layer std {:.10} / sqrt(fan_in), so that q^1 = q* (sigma_w there \
+         would give q^1 = {})",
+        r.first_layer_sigma_w,
+        sig(r.sigma_w * r.sigma_w + r.sigma_b * r.sigma_b)
     );
     outln!(
         "STE         phi'(x) = s·1{{|x| <= t}}, t = {}, s = {:.10}: gradient norms neither grow nor shrink (M = 1)",
@@ -138,12 +174,17 @@ fn print_text(r: &InitRecommendation) {
         r.ste_slope
     );
     outln!(
-        "theory      c* = {:.10}, chi(c*) = {:.10} (1 - chi = {:.6e}), xi = {}, L_max = {} * xi = {}",
+        "theory      c* = {:.10}, chi(c*) = {:.10} (1 - chi = {:.6e}), xi = {}",
         r.c_star,
         r.chi,
         r.one_minus_chi,
-        sig(r.xi),
-        r.kappa,
-        sig(r.l_max)
+        sig(r.xi)
+    );
+    outln!(
+        "depth       L_max = kappa·xi = {} with kappa = {} (Schoenholz et al. 2017): the \
+         mean-field bound, not a measured trainable depth; for the depths short training \
+         reaches, see the {TRAINING_SECTION}",
+        sig(r.l_max),
+        r.kappa
     );
 }

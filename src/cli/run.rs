@@ -78,6 +78,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         .transpose()?;
     let (cfg, mut backend, note) = if let Some(dir) = &resume {
         let (cfg, commit) = quantdepth::experiment::runner::read_folder(dir)?;
+        if commit.complete {
+            // Nothing to run: say so before any plan or device.
+            outln!(
+                "{} is complete: all {} point(s) of its sweep ran; nothing to resume \
+                 (results in {}; run the config again for a new folder)",
+                dir.display(),
+                commit.points_total,
+                dir.join("summary.json").display()
+            );
+            return Ok(());
+        }
         if commit.is_stale() {
             eprintln!("{}: {}", dir.display(), commit.effective_status());
         }

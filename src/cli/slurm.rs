@@ -389,6 +389,14 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
             pts
         );
     }
+    let largest = costs.iter().copied().max().unwrap_or(0);
+    if largest as f64 > total as f64 / m as f64 {
+        outln!(
+            "#   (the largest point alone is {:.1} % of the cost, more than 1/{m} of it: \
+             the shard that holds it sets the run's length)",
+            100.0 * largest as f64 / total as f64
+        );
+    }
     outln!("wrote {}", array.display());
     outln!("wrote {}", merge.display());
     let (array_s, merge_s) = (path_str(&array)?, path_str(&merge)?);

@@ -112,14 +112,15 @@ pub enum TheoryCommand {
     Curve {
         #[command(flatten)]
         net: NetArgs,
-        /// Input correlation c^0 in [−1, 1].
+        /// Input correlation c^0 in [−1, 1], or a comma-separated list of them
+        /// (0.5,0.9: one c column per value, as `simulate --c0` takes a list).
         #[arg(
             long,
-            value_name = "C",
-            default_value_t = 0.5,
+            value_name = "C[,C...]",
+            default_value = "0.5",
             allow_negative_numbers = true
         )]
-        c0: f64,
+        c0: String,
         /// Number of layers L (at least 1).
         #[arg(long, value_name = "L", default_value_t = 100, value_parser = parse_count, allow_negative_numbers = true)]
         depth: usize,
@@ -178,7 +179,7 @@ pub fn theory(cmd: TheoryCommand) -> Result<()> {
             c0,
             depth,
             json,
-        } => curve_table(&net, c0, depth, json),
+        } => curve_table(&net, &quantdepth::setup::parse_list("--c0", &c0)?, depth, json),
     }
 }
 
@@ -260,34 +261,64 @@ fn scaling_table(ns: &[usize], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `theory curve`: the mean-field depth curve with c*, χ(c*) and ξ_c.
-fn curve_table(net: &NetArgs, c0: f64, depth: usize, json: bool) -> Result<()> {
-    check_depth_c0(depth, c0, "a depth curve")?;
+/// `theory curve`: the mean-field depth curves of one or more c⁰ with c*, χ(c*) and ξ_c.
+/// One c⁰ keeps the one-curve JSON (`curve`); several give `curves`, one per c⁰.
+fn curve_table(net: &NetArgs, c0s: &[f64], depth: usize, json: bool) -> Result<()> {
+    for &c0 in c0s {
+        check_depth_c0(depth, c0, "a depth curve")?;
+    }
     let r = net.resolve()?;
     let c_star = r.network.c_star(r.q_star)?;
     let chi = r.network.chi(r.q_star, c_star);
     let xi = r.network.depth_scale(r.q_star, c_star);
-    let curve = curve_with_progress(&r, c0, depth)?;
+    let curves = c0s
+        .iter()
+        .map(|&c0| curve_with_progress(&r, c0, depth))
+        .collect::<Result<Vec<_>>>()?;
     if json {
-        let layers: Vec<_> = curve
-            .iter()
-            .map(|p| json!({"layer": p.layer, "q": p.q_a, "c": p.c}))
-            .collect();
-        let out = json!({
+        let layers = |curve: &[quantdepth::theory::CurvePoint]| -> Vec<serde_json::Value> {
+            curve
+                .iter()
+                .map(|p| json!({"layer": p.layer, "q": p.q_a, "c": p.c}))
+                .collect()
+        };
+        let mut out = json!({
             "network": r,
             "c_star": c_star,
             "chi_c_star": chi,
             "xi_c": xi,
-            "curve": layers,
         });
+        if curves.len() == 1 {
+            out["curve"] = json!(layers(&curves[0]));
+        } else {
+            out["curves"] = json!(c0s
+                .iter()
+                .zip(&curves)
+                .map(|(c0, c)| json!({"c0": c0, "curve": layers(c)}))
+                .collect::<Vec<_>>());
+        }
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     print_network(&r);
     outln!("# c* = {c_star:.9}, chi(c*) = {chi:.9}, xi_c = {xi:.6}");
-    outln!("{:>6} {:>16} {:>16}", "layer", "q", "c");
-    for p in &curve {
-        outln!("{:>6} {:>16.10} {:>16.10}", p.layer, p.q_a, p.c);
+    // q^l does not depend on c⁰ (both inputs start at q⁰): one q column.
+    let mut head = format!("{:>6} {:>16}", "layer", "q");
+    for c0 in c0s {
+        let name = if c0s.len() == 1 {
+            "c".to_string()
+        } else {
+            format!("c (c0={c0})")
+        };
+        head.push_str(&format!(" {name:>16}"));
+    }
+    outln!("{head}");
+    for (l, p) in curves[0].iter().enumerate() {
+        let mut row = format!("{:>6} {:>16.10}", p.layer, p.q_a);
+        for c in &curves {
+            row.push_str(&format!(" {:>16.10}", c[l].c));
+        }
+        outln!("{row}");
     }
     Ok(())
 }

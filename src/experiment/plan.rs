@@ -59,7 +59,8 @@ pub fn check_host_memory(need: u64, what: &str) -> Result<()> {
 pub struct RunPlan {
     /// Sweep points.
     pub points: usize,
-    /// Layers to simulate, Σ samples × depth.
+    /// Layers to simulate, Σ samples × depth (the depth each point runs:
+    /// ⌈k·ξ⌉ under `depth_per_xi`).
     pub layers: u128,
     /// Multiply-adds, Σ samples × depth × width² × batch.
     pub multiply_adds: f64,
@@ -133,6 +134,10 @@ pub fn plan_run(cfg: &Config, gpu: bool) -> Result<RunPlan> {
         available_bytes: available_memory(),
     };
     for p in &points {
+        // The depth the point runs (⌈k·ξ⌉ under depth_per_xi), not the cap.
+        let mut p = p.clone();
+        p.depth = crate::experiment::point::run_depth(&p)?;
+        let p = &p;
         let spec = sizing_spec(p);
         spec.validate().map_err(|e| match e {
             Error::Invalid {

@@ -110,6 +110,28 @@ fn curves_for(
     Ok(out)
 }
 
+/// The depth a point runs given its ξ: ⌈depth_per_xi · ξ⌉ clamped to
+/// 1..=depth when `depth_per_xi` is set (and ξ finite), else the config's depth.
+fn depth_from_xi(p: &RunPoint, xi: f64) -> usize {
+    match p.depth_per_xi {
+        Some(k) if xi.is_finite() => ((k * xi).ceil() as usize).clamp(1, p.depth),
+        _ => p.depth,
+    }
+}
+
+/// The depth point `p` will actually run: with `depth_per_xi`, ⌈k·ξ⌉ of its
+/// network (capped by `depth`), from the theory exactly as [`run_point`]
+/// computes it; otherwise `depth`. Plans and shard costs use it, so they
+/// count the layers that run, not the cap.
+pub fn run_depth(p: &RunPoint) -> Result<usize> {
+    if p.depth_per_xi.is_none() {
+        return Ok(p.depth);
+    }
+    let r = resolve_point(p)?;
+    let c_star = r.network.c_star(r.q_star)?;
+    Ok(depth_from_xi(p, r.network.depth_scale(r.q_star, c_star)))
+}
+
 /// One layer of a curve: the simulation's q̂, ĉ (and, circle inputs, the
 /// covariance) beside the theory's q^l, c^l (and q^l c^l).
 fn curve_row(
@@ -147,10 +169,7 @@ pub(crate) fn run_point(
     let c_star = net.c_star(r.q_star)?;
     let chi = net.chi(r.q_star, c_star);
     let xi = net.depth_scale(r.q_star, c_star);
-    let depth = match p.depth_per_xi {
-        Some(k) if xi.is_finite() => ((k * xi).ceil() as usize).clamp(1, p.depth),
-        _ => p.depth,
-    };
+    let depth = depth_from_xi(p, xi);
     let inputs = match &p.inputs {
         InputChoice::Pairs { c0, pairs } => Inputs::Pairs {
             c0: c0.clone(),

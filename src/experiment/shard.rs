@@ -151,30 +151,60 @@ impl Shard {
     }
 }
 
-/// Estimated cost of a point in multiply-adds: samples × depth × width² ×
-/// vectors per network (2·pairs·|c⁰|, or the circle's points), times
-/// 1 + 2·|M| when backward passes are asked for (each one a transposed
-/// product and a second forward pass). With `depth_per_xi` the depth cap is
-/// used: the estimate is a bound, computed without any theory.
+/// Estimated cost of a point in multiply-adds: samples × `depth` × the
+/// weight product per vector (width² for dense weights, 3·n·log₂n for the
+/// Hadamard ensemble) × vectors per network (2·pairs·|c⁰|, or the circle's
+/// points), times 1 + 2·|M| when backward passes are asked for (each one a
+/// transposed product and a second forward pass). `depth` is the depth the
+/// point runs ([`crate::experiment::point::run_depth`]: ⌈k·ξ⌉ with
+/// `depth_per_xi`), not the config's cap.
 ///
 /// Saturates instead of overflowing; the estimate only orders points.
-pub fn point_cost(p: &RunPoint, backward_targets: usize) -> u128 {
+pub fn point_cost(
+    p: &RunPoint,
+    depth: usize,
+    weights: crate::sim::Weights,
+    backward_targets: usize,
+) -> u128 {
     let batch = match &p.inputs {
         InputChoice::Pairs { c0, pairs } => 2 * (*pairs as u128) * (c0.len() as u128),
         InputChoice::Circle { points } => *points as u128,
     };
     let w = p.width as u128;
+    let per_vector = match weights {
+        crate::sim::Weights::Hadamard => {
+            3u128.saturating_mul(w).saturating_mul(w.max(2).ilog2() as u128)
+        }
+        _ => w.saturating_mul(w),
+    };
     let forward = (p.samples as u128)
-        .saturating_mul(p.depth as u128)
-        .saturating_mul(w.saturating_mul(w))
+        .saturating_mul(depth as u128)
+        .saturating_mul(per_vector)
         .saturating_mul(batch.max(1));
     forward.saturating_mul(1 + 2 * backward_targets as u128)
 }
 
+/// Refuses to shard a config whose kind has no shard support yet: training
+/// runs (`kind = "training"`). The one place `--shard`, `slurm` and `merge`
+/// learn which kinds split; lift it here when training shards exist.
+pub fn check_shardable(cfg: &Config) -> Result<()> {
+    if cfg.kind == Kind::Training {
+        return Err(Error::invalid(
+            "kind",
+            "\"training\"",
+            "training runs cannot be sharded yet (`--shard`, `slurm` and `merge` split \
+             simulation and optimal sweeps only): run the config whole with \
+             `quantdepth run CONFIG`",
+        ));
+    }
+    Ok(())
+}
+
 /// The estimated cost of every point of a config's sweep, in sweep order.
 /// For `kind = "optimal"` a point is one N, costing N (the quadrature runs
-/// over N levels).
+/// over N levels). Training configs are refused ([`check_shardable`]).
 pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
+    check_shardable(cfg)?;
     if cfg.kind == Kind::Optimal {
         return Ok(cfg.optimal_states()?.iter().map(|&n| n as u128).collect());
     }
@@ -182,11 +212,11 @@ pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
         .backward
         .as_ref()
         .map_or(0, |b| b.m.as_ref().map_or(1, Vec::len));
-    Ok(cfg
-        .points()?
+    let weights = cfg.weights()?;
+    cfg.points()?
         .iter()
-        .map(|p| point_cost(p, targets))
-        .collect())
+        .map(|p| Ok(point_cost(p, crate::experiment::point::run_depth(p)?, weights, targets)))
+        .collect()
 }
 
 /// Assigns each of `costs.len()` points to one of `count` shards: entry i is
@@ -478,9 +508,14 @@ mod tests {
         )
         .unwrap();
         let p = cfg.points().unwrap();
+        let g = crate::sim::Weights::Gaussian;
         // 2 samples × 10 layers × 32² × (2·3·2 = 12 vectors).
-        assert_eq!(point_cost(&p[0], 0), 2 * 10 * 32 * 32 * 12);
-        assert_eq!(point_cost(&p[1], 0), 4 * point_cost(&p[0], 0));
-        assert_eq!(point_cost(&p[0], 2), 5 * point_cost(&p[0], 0));
+        assert_eq!(point_cost(&p[0], 10, g, 0), 2 * 10 * 32 * 32 * 12);
+        assert_eq!(point_cost(&p[1], 10, g, 0), 4 * point_cost(&p[0], 10, g, 0));
+        assert_eq!(point_cost(&p[0], 10, g, 2), 5 * point_cost(&p[0], 10, g, 0));
+        // Linear in the depth that runs; Hadamard: 3·n·log₂n = 3·32·5 per vector.
+        assert_eq!(point_cost(&p[0], 5, g, 0), point_cost(&p[0], 10, g, 0) / 2);
+        let h = crate::sim::Weights::Hadamard;
+        assert_eq!(point_cost(&p[0], 10, h, 0), 2 * 10 * (3 * 32 * 5) * 12);
     }
 }

@@ -29,19 +29,26 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
     let mut notes: Vec<String> = Vec::new();
     let _ = writeln!(
         t,
-        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>7} {:>7}",
+        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>6} {:>7} {:>7}",
         "#",
         "point",
         "sigma_w",
-        "E",
+        "nets",
         "c*",
         "xi_theory",
         "xi_emp ± SE [95% CI]",
+        "covers",
         "rms z_c",
         "max z_c"
     );
     let mut methods = Vec::new();
     for p in points {
+        // Whether the 95 % interval of ξ_emp holds ξ_theory.
+        let covers = match p.xi_emp {
+            Some(f) if f.ci_low <= p.xi_theory && p.xi_theory <= f.ci_high => "yes",
+            Some(_) => "no",
+            None => "-",
+        };
         let xe = match p.xi_emp {
             Some(f) => {
                 if !methods.contains(&f.interval) {
@@ -68,7 +75,7 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
         };
         let _ = writeln!(
             t,
-            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7.2} {:>7.2}",
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>6} {:>7.2} {:>7.2}",
             p.index,
             p.label,
             p.network.sigma_w,
@@ -76,6 +83,7 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
             p.c_star,
             sig(p.xi_theory, 4),
             xe,
+            covers,
             p.agreement_c.rms_z,
             p.agreement_c.max_z
         );
@@ -142,7 +150,8 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
     if !points.is_empty() {
         let _ = writeln!(
             t,
-            "z scores: (simulation - theory)/SE per layer mapped from Student t (E - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
+            "nets: networks per point; covers: whether the 95% CI of xi_emp holds xi_theory\n\
+             z scores: (simulation - theory)/SE per layer mapped from Student t (nets - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
         );
     }
     for n in notes {

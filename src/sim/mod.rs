@@ -365,13 +365,22 @@ pub fn open_backend_with_kernel(
                 let note = format!("backend auto: took the GPU {}", b.context().describe());
                 Ok(with_kernel(b, note))
             }
-            Err(e) => Ok((
-                Box::new(cpu::CpuBackend),
-                cpu_note(
-                    &format!("backend auto: no hardware GPU ({e}); took the CPU backend"),
-                    kernel,
-                ),
-            )),
+            Err(e) => {
+                // The usual case in one short line: which adapters answered, not
+                // which wgpu backends were tried.
+                let why = e.to_string();
+                let why = match why.split_once("found only: ") {
+                    Some((_, seen)) => format!("found only {}", seen.strip_suffix(')').unwrap_or(seen)),
+                    None => why,
+                };
+                Ok((
+                    Box::new(cpu::CpuBackend),
+                    cpu_note(
+                        &format!("backend auto: no hardware GPU ({why}); took the CPU backend"),
+                        kernel,
+                    ),
+                ))
+            }
         },
         other => Err(Error::invalid("backend", other, "one of auto, cpu, gpu")),
     }

@@ -64,6 +64,11 @@ pub struct InitRecommendation {
     /// √q*: scale standardized inputs by this so that q⁰ = q* (every
     /// coordinate's mean square is q*).
     pub input_scale: f64,
+    /// The first layer's σ when the inputs reach the first quantizer through a
+    /// Linear layer (standardized inputs, mean square 1 per coordinate):
+    /// √(q* − σ_b²), so q¹ = σ₁² + σ_b² = q* (σ_w there would give q¹ = σ_w² + σ_b²).
+    /// Weights of that layer: std `first_layer_sigma_w / √fan_in`.
+    pub first_layer_sigma_w: f64,
     /// The stable fixed point c* of the correlation map (0 when σ_b = 0).
     pub c_star: f64,
     /// χ(c*), the slope of the correlation map at c*.
@@ -197,6 +202,7 @@ pub fn recommend(
         thresholds,
         q_star,
         input_scale: q_star.sqrt(),
+        first_layer_sigma_w: (q_star - sigma_b * sigma_b).sqrt(),
         c_star,
         chi,
         one_minus_chi,

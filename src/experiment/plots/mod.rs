@@ -44,7 +44,8 @@ macro_rules! both {
         }
         if $png {
             let path = $stem.with_extension("png");
-            let root = BitMapBackend::new(&path, $size).into_drawing_area();
+            let root = $crate::experiment::plots::text::GlyphText::new(BitMapBackend::new(&path, $size))
+                .into_drawing_area();
             root.fill(&WHITE).map_err(perr)?;
             $draw(&root, $args)?;
             root.present().map_err(perr)?;
@@ -55,6 +56,7 @@ macro_rules! both {
 
 mod axis;
 pub mod simulation;
+mod text;
 pub mod training;
 
 use axis::Axis;

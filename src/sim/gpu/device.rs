@@ -83,7 +83,10 @@ impl GpuContext {
             .iter()
             .map(|a| {
                 let i = a.get_info();
-                format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend)
+                // "llvmpipe (LLVM 15.0.6, 256 bits)" → "llvmpipe": the driver's version
+                // detail would double the line.
+                let name = i.name.split(" (").next().unwrap_or(&i.name);
+                format!("{name} ({:?}, {:?})", i.device_type, i.backend)
             })
             .collect();
         let adapter = adapters
