@@ -216,7 +216,7 @@ pub fn forward(
     bias: &[f32],
     h: &mut [f32],
     out: &mut [f32],
-    phi: Option<&(dyn Fn(f32) -> f32 + Sync)>,
+    phi: Option<&(impl Fn(f32) -> f32 + Sync)>,
 ) {
     check(kernel);
     assert_eq!(w.len(), fo * fi, "W is fo × fi");
@@ -311,7 +311,7 @@ pub fn input_grad(
     g_stride: usize,
     batch: usize,
     out: &mut [f32],
-    mask: &(dyn Fn(usize, usize) -> f32 + Sync),
+    mask: &(impl Fn(usize, usize) -> f32 + Sync),
 ) {
     check(kernel);
     assert_eq!(w.len(), fo * fi, "W is fo × fi");
