@@ -428,8 +428,8 @@ pub fn own_subfolder(folder: &Path, sub: &str) -> Result<PathBuf> {
             )))
         }
         Some(ft) => Err(Error::Folder(format!(
-            "{} is {}, not a folder: a results folder keeps its {sub} in a folder; move it \
-             away, then run the command again",
+            "cannot write into {}: it is {}, not a folder (a results folder keeps its {sub} \
+             in a folder); move it away, then run the command again",
             p.display(),
             safe_fs::kind_of(&ft)
         ))),
