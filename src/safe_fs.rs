@@ -192,7 +192,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn dir(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("quantdepth-safefs-{tag}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("quantdepth-safefs-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -229,7 +230,9 @@ mod tests {
         assert!(e.contains("larger than 1 KiB (1.0 KiB)"), "{e}");
         assert_eq!(read_capped(&d.join("big"), 1025).unwrap().len(), 1025);
         std::fs::write(d.join("bad"), [b'a', 0xff]).unwrap();
-        let e = read_capped_text(&d.join("bad"), 10).unwrap_err().to_string();
+        let e = read_capped_text(&d.join("bad"), 10)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "it is not UTF-8 text (byte 1 is not)");
         let _ = std::fs::remove_dir_all(&d);
     }

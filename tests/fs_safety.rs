@@ -124,7 +124,13 @@ impl Census {
             self.tried, self.panics, self.hangs, self.aborts, self.torn, self.outside
         );
         assert_eq!(
-            (self.panics, self.hangs, self.aborts, self.torn, self.outside),
+            (
+                self.panics,
+                self.hangs,
+                self.aborts,
+                self.torn,
+                self.outside
+            ),
             (0, 0, 0, 0, 0),
             "{category}"
         );
@@ -202,7 +208,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
                 walk(&p, out);
                 "dir".into()
             } else if ft.is_file() {
-                format!("file {}", folder::config_hash(&String::from_utf8_lossy(&std::fs::read(&p).unwrap())))
+                format!(
+                    "file {}",
+                    folder::config_hash(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()))
+                )
             } else {
                 quantdepth::safe_fs::kind_of(&ft).to_string()
             };
@@ -217,7 +226,12 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(s(p)).unwrap();
     // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{}", p.display());
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "{}",
+        p.display()
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -311,7 +325,11 @@ fn a_symlinked_plots_or_points_folder_is_refused_and_its_target_untouched() {
             "{}",
             o.stderr
         );
-        assert_eq!(snapshot(&dir), inside, "{sub}: the refused resume changed the folder");
+        assert_eq!(
+            snapshot(&dir),
+            inside,
+            "{sub}: the refused resume changed the folder"
+        );
         // The user's fix: the folder back in place of the link.
         std::fs::remove_file(dir.join(sub)).unwrap();
         std::fs::rename(&held, dir.join(sub)).unwrap();
@@ -364,7 +382,13 @@ fn slurm_never_overwrites_a_users_file_or_writes_through_a_link() {
         census.count(&o);
         assert_eq!(o.code, Some(0), "{o:?}");
     }
-    for f in ["config.toml", "array.sbatch", "merge.sbatch", "logs", "shards"] {
+    for f in [
+        "config.toml",
+        "array.sbatch",
+        "merge.sbatch",
+        "logs",
+        "shards",
+    ] {
         assert!(fresh.join(f).exists(), "{f}");
     }
     census.report("slurm --out over users' files and links");
@@ -384,13 +408,25 @@ fn fifos_and_devices_where_files_are_read_are_refused_at_once() {
     let cfg = write_config(&root, SMALL);
     let shards = root.join("shards");
     for k in 0..2 {
-        let o = cli(&["run", s(&cfg), "--shard", &format!("{k}/2"), "--out", s(&shards)]);
+        let o = cli(&[
+            "run",
+            s(&cfg),
+            "--shard",
+            &format!("{k}/2"),
+            "--out",
+            s(&shards),
+        ]);
         assert_eq!(o.code, Some(0), "{o:?}");
     }
     let s0 = shards.join("fs-shard-0-of-2");
     let s1 = shards.join("fs-shard-1-of-2");
     let mut census = Census::default();
-    for name in ["meta.json", "config.toml", "shard.json", "points/point000.cbor"] {
+    for name in [
+        "meta.json",
+        "config.toml",
+        "shard.json",
+        "points/point000.cbor",
+    ] {
         for kind in ["fifo", "zero"] {
             let f = s0.join(name);
             let saved = std::fs::read(&f).unwrap();
@@ -415,11 +451,19 @@ fn fifos_and_devices_where_files_are_read_are_refused_at_once() {
                 let o = cli(&args);
                 census.count(&o);
                 assert!(!o.timed_out, "{args:?} with a {kind} as {name} hangs");
-                assert!(o.stderr.contains(want), "{args:?}, {kind} {name}: {}", o.stderr);
+                assert!(
+                    o.stderr.contains(want),
+                    "{args:?}, {kind} {name}: {}",
+                    o.stderr
+                );
                 // A committed record that does not read is run again by a
                 // resume (with a warning), replacing the FIFO or the link.
                 let resumed = record && args[0] == "run";
-                assert_eq!(o.code, Some(if resumed { 0 } else { 1 }), "{args:?}, {kind} {name}: {o:?}");
+                assert_eq!(
+                    o.code,
+                    Some(if resumed { 0 } else { 1 }),
+                    "{args:?}, {kind} {name}: {o:?}"
+                );
                 if !resumed {
                     let after = snapshot(&shards);
                     census.outside += usize::from(after != before);
@@ -441,13 +485,18 @@ fn fifos_and_devices_where_files_are_read_are_refused_at_once() {
     mkfifo(&fifo);
     for (path, want) in [
         (fifo.as_path(), "a FIFO (named pipe), not a regular file"),
-        (Path::new("/dev/zero"), "a character device, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "a character device, not a regular file",
+        ),
     ] {
         let o = cli(&["run", s(path)]);
         census.count(&o);
         assert_eq!(o.code, Some(1), "{o:?}");
         assert!(o.stderr.contains(want), "{}", o.stderr);
-        let e = quantdepth::experiment::Config::read_file(path).unwrap_err().to_string();
+        let e = quantdepth::experiment::Config::read_file(path)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{e}");
     }
     census.report("FIFOs and /dev/zero");
@@ -499,7 +548,9 @@ fn a_gzip_bomb_is_refused_after_the_size_its_header_declares() {
     let f = root.join("train-images-idx3-ubyte.gz");
     std::fs::write(&f, &gz).unwrap();
     let t = Instant::now();
-    let e = quantdepth::train::data::read_idx(&f).unwrap_err().to_string();
+    let e = quantdepth::train::data::read_idx(&f)
+        .unwrap_err()
+        .to_string();
     let took = t.elapsed();
     println!("census gzip bombs: inputs tried 1, panics 0, hangs 0, aborts 0, torn folders 0, writes outside 0 ({took:?})");
     assert!(
@@ -518,7 +569,9 @@ fn a_gzip_bomb_is_refused_after_the_size_its_header_declares() {
     gz.extend(&a);
     gz.extend(&end);
     std::fs::write(&f, &gz).unwrap();
-    let e = quantdepth::train::data::read_idx(&f).unwrap_err().to_string();
+    let e = quantdepth::train::data::read_idx(&f)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("more than the 2147483648 bytes"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -539,7 +592,9 @@ fn concurrent_resumes_take_turns_and_the_others_are_told_who_holds_the_folder() 
     let dir = complete_run(&cfg, &root.join("run"));
     interrupt(&dir, 1);
     let mut census = Census::default();
-    let children: Vec<Child> = (0..8).map(|_| spawn(&["run", "--resume", s(&dir)])).collect();
+    let children: Vec<Child> = (0..8)
+        .map(|_| spawn(&["run", "--resume", s(&dir)]))
+        .collect();
     let outcomes: Vec<Outcome> = children.into_iter().map(|c| wait(c, HANG)).collect();
     let mut ran = 0;
     for o in &outcomes {
@@ -578,7 +633,10 @@ fn a_missing_or_damaged_record_is_run_again_not_fatal() {
     let root = temp_root("case8");
     let cfg = write_config(&root, SMALL);
     let reference = complete_run(&cfg, &root.join("ref"));
-    let other = complete_run(&write_config(&root.join("ref"), &SMALL.replace("seed = 5", "seed = 6")), &root.join("other"));
+    let other = complete_run(
+        &write_config(&root.join("ref"), &SMALL.replace("seed = 5", "seed = 6")),
+        &root.join("other"),
+    );
     let dir = complete_run(&cfg, &root.join("run"));
     interrupt(&dir, 4);
     std::fs::remove_file(folder::record_path(&dir, 1)).unwrap();
@@ -716,7 +774,14 @@ fn fuzzed_links_and_fifos_never_touch_anything_outside_the_folder() {
     interrupt(&run, 2);
     let shards = root.join("tpl-shards");
     for k in 0..2 {
-        let o = cli(&["run", s(&cfg), "--shard", &format!("{k}/2"), "--out", s(&shards)]);
+        let o = cli(&[
+            "run",
+            s(&cfg),
+            "--shard",
+            &format!("{k}/2"),
+            "--out",
+            s(&shards),
+        ]);
         assert_eq!(o.code, Some(0), "{o:?}");
     }
     let mut rng = SplitMix(21);
@@ -777,10 +842,17 @@ fn fuzzed_links_and_fifos_never_touch_anything_outside_the_folder() {
         }
         if o.code == Some(0) {
             succeeded += 1;
-            let done = if merge { dir.join("merged") } else { target.clone() };
+            let done = if merge {
+                dir.join("merged")
+            } else {
+                target.clone()
+            };
             if !Commit::read(&done).is_ok_and(|c| c.complete) {
                 census.torn += 1;
-                eprintln!("case {case} {planted:?}: exit 0 but {} is not complete", done.display());
+                eprintln!(
+                    "case {case} {planted:?}: exit 0 but {} is not complete",
+                    done.display()
+                );
             }
         } else {
             refused += 1;

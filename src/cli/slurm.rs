@@ -16,10 +16,10 @@
 //! with `--dependency=afterok:<array id>` and `--kill-on-invalid-dep=yes`
 //! (a failed shard cancels the merge instead of leaving it pending forever).
 
+use super::submission::{check_ours, Made, OURS};
 use crate::outln;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use super::submission::{check_ours, Made, OURS};
 use quantdepth::experiment::shard::{assign, sweep_costs, Shard};
 use quantdepth::experiment::Config;
 use std::fmt::Write as _;

@@ -32,10 +32,9 @@ pub fn check_ours(path: &Path) -> Result<()> {
     {
         None => Ok(()),
         Some(ft) if ft.is_symlink() => Err(refuse("is a symbolic link (never written through)")),
-        Some(ft) if !ft.is_file() => Err(refuse(&format!(
-            "is {}",
-            quantdepth::safe_fs::kind_of(&ft)
-        ))),
+        Some(ft) if !ft.is_file() => {
+            Err(refuse(&format!("is {}", quantdepth::safe_fs::kind_of(&ft))))
+        }
         Some(_) => {
             let text = quantdepth::safe_fs::read_capped_text(path, 1 << 20).unwrap_or_default();
             if text.lines().any(|l| l.starts_with(OURS)) {
@@ -122,4 +121,3 @@ impl Drop for Made {
         }
     }
 }
-

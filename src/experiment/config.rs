@@ -201,13 +201,11 @@ impl Config {
     /// (a config is a few KiB). The command line and Python read configs
     /// here.
     pub fn read_file(path: &std::path::Path) -> Result<String> {
-        crate::safe_fs::read_capped_text(path, crate::experiment::folder::CONFIG_CAP).map_err(
-            |e| {
-                let msg = e.to_string();
-                let msg = msg.split(" (os error").next().unwrap_or(&msg);
-                Error::Config(format!("cannot read the config {}: {msg}", path.display()))
-            },
-        )
+        crate::safe_fs::read_capped_text(path, crate::experiment::folder::CONFIG_CAP).map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.split(" (os error").next().unwrap_or(&msg);
+            Error::Config(format!("cannot read the config {}: {msg}", path.display()))
+        })
     }
 
     /// The seed (default 0).

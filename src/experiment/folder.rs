@@ -8,6 +8,7 @@
 //! ```text
 //! config.toml          the config as run (its hash is in meta.json)
 //! meta.json            the commit record: status, points held, config hash, pid, host
+//! .lock                while a process writes the folder: its pid and host (see `lock`)
 //! points/pointNNN.cbor one record per finished point (lossless: every f64 bit for bit)
 //! plots/pointNNN-*.svg per-point plots (temp file + rename)
 //! curves.csv, curves.json, backward.csv, summary.json, plots/xi-scaling-*
@@ -428,8 +429,8 @@ pub fn own_subfolder(folder: &Path, sub: &str) -> Result<PathBuf> {
             )))
         }
         Some(ft) => Err(Error::Folder(format!(
-            "{} is {}, not a folder: a results folder keeps its {sub} in a folder; move it \
-             away, then run the command again",
+            "cannot write into {}: it is {}, not a folder (a results folder keeps its {sub} \
+             in a folder); move it away, then run the command again",
             p.display(),
             safe_fs::kind_of(&ft)
         ))),

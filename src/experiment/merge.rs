@@ -45,18 +45,19 @@ impl Input {
             )));
         }
         let meta_path = path.join("meta.json");
-        let meta: serde_json::Value = crate::safe_fs::read_capped_text(&meta_path, folder::META_CAP)
-            .map_err(|e| {
-                Error::Folder(format!(
-                    "{} is not a results folder (cannot read meta.json: {e})",
-                    path.display()
-                ))
-            })
-            .and_then(|t| {
-                serde_json::from_str(&t).map_err(|e| {
-                    Error::Folder(format!("{} does not parse: {e}", meta_path.display()))
+        let meta: serde_json::Value =
+            crate::safe_fs::read_capped_text(&meta_path, folder::META_CAP)
+                .map_err(|e| {
+                    Error::Folder(format!(
+                        "{} is not a results folder (cannot read meta.json: {e})",
+                        path.display()
+                    ))
                 })
-            })?;
+                .and_then(|t| {
+                    serde_json::from_str(&t).map_err(|e| {
+                        Error::Folder(format!("{} does not parse: {e}", meta_path.display()))
+                    })
+                })?;
         let field = |k: &str| -> Result<&serde_json::Value> {
             meta.get(k).ok_or_else(|| {
                 Error::Folder(format!(
@@ -333,10 +334,21 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
 /// name beside `out` and renamed at the end, so `out` never exists half
 /// written. `shards.json` in it records where each point came from.
 pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
-    let read_all = || dirs.iter().map(|d| Input::read(d)).collect::<Result<Vec<_>>>();
+    let read_all = || {
+        dirs.iter()
+            .map(|d| Input::read(d))
+            .collect::<Result<Vec<_>>>()
+    };
     read_all()?;
-    // Locked while read (no resume of an input meanwhile), read again under the locks.
-    let _locks = dirs
+    // Locked while read (no resume of an input meanwhile), read again under
+    // the locks; a folder given twice is locked once (check refuses it).
+    let mut unique: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize().unwrap_or(d.clone()))
+        .collect();
+    unique.sort();
+    unique.dedup();
+    let _locks = unique
         .iter()
         .map(|d| crate::experiment::lock::FolderLock::acquire_if_writable(d))
         .collect::<Result<Vec<_>>>()?;

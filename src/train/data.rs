@@ -141,7 +141,8 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let (file, _) = crate::safe_fs::open_regular(path)
         .map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
     let mut file = std::io::BufReader::new(file);
-    let head = read_up_to(&mut file, 2).map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
+    let head =
+        read_up_to(&mut file, 2).map_err(|e| idx_err(path, format!("cannot be read: {e}")))?;
     let gz = head.starts_with(&[0x1f, 0x8b]);
     let whole = std::io::Cursor::new(head).chain(file);
     let mut r: Box<dyn Read> = if gz {
