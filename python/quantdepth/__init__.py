@@ -20,6 +20,8 @@ quantizer and ``init_``).
 
 from __future__ import annotations
 
+import math
+import operator
 import pathlib
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -47,6 +49,21 @@ __all__ = [
 StatesSpec = Union[int, str, Sequence[int]]
 
 
+def _whole(name: str, v: Any) -> int:
+    """``v`` as an int when it is a whole number (an int, a numpy integer, or
+    a float such as 16.0); ``ValueError`` otherwise (16.5 is not truncated to
+    16)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{name} must be a whole number, got {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        pass
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
+    raise ValueError(f"{name} must be a whole number, got {v!r}")
+
+
 def _net(
     n_states: Optional[int],
     W_std: Optional[float],
@@ -65,7 +82,7 @@ def _net(
         return None if x is None else [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
 
     return {
-        "n_states": None if n_states is None else int(n_states),
+        "n_states": None if n_states is None else _whole("n_states", n_states),
         "W_std": num(W_std),
         "b_std": num(b_std),
         "q0": num(q0),
@@ -127,7 +144,11 @@ def optimal_init(
     kappa, b_std outside [0, 1), or a non-positive ste_threshold.
     """
     d = _quantdepth.optimal_init(
-        int(n_states), float(amplitude), float(b_std), float(kappa), float(ste_threshold)
+        _whole("n_states", n_states),
+        float(amplitude),
+        float(b_std),
+        float(kappa),
+        float(ste_threshold),
     )
     return _arrays(d, ["levels", "thresholds"])
 
@@ -164,7 +185,7 @@ def curve(
     c0s, scalar = _c0_list(c0)
     d = _quantdepth.curve(
         _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
-        int(depth),
+        _whole("depth", depth),
         c0s,
     )
     _arrays(d, ["q", "c"])
@@ -184,9 +205,9 @@ def optimal(n_states: StatesSpec, kappa: float = 6.0) -> Dict[str, np.ndarray]:
     (computed without cancellation), ``xi_max``, ``L_max`` = kappa * xi_max.
     """
     if isinstance(n_states, (int, np.integer)):
-        n_states = [int(n_states)]
+        n_states = [_whole("n_states", n_states)]
     elif not isinstance(n_states, str):
-        n_states = [int(n) for n in n_states]
+        n_states = [_whole("n_states", n) for n in n_states]
     d = _quantdepth.optimal(n_states, float(kappa))
     d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
     return _arrays(d, ["d_opt", "chi_max", "one_minus_chi_max", "xi_max", "L_max"])
@@ -203,7 +224,7 @@ def scaling(n_states: StatesSpec) -> Dict[str, Any]:
     The slope of ln xi_max is the exponent of L_max ~ N^slope (1.82 in the paper).
     """
     if not isinstance(n_states, str):
-        n_states = [int(n) for n in n_states]
+        n_states = [_whole("n_states", n) for n in n_states]
     d = _quantdepth.scaling(n_states)
     d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
     le = d["local_exponents"]
@@ -243,7 +264,7 @@ def backward(
     """
     d = _quantdepth.backward(
         _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
-        int(depth),
+        _whole("depth", depth),
         float(c0),
         float(ste_threshold),
         None if ste_slope is None else float(ste_slope),
@@ -298,11 +319,11 @@ def simulate(
     d = _quantdepth.simulate(
         _net(n_states, W_std, b_std, q0, spacing, amplitude, activation, levels, thresholds),
         c0s,
-        int(width),
-        int(depth),
-        int(samples),
-        int(pairs),
-        int(seed),
+        _whole("width", width),
+        _whole("depth", depth),
+        _whole("samples", samples),
+        _whole("pairs", pairs),
+        _whole("seed", seed),
         str(backend),
         None if kernel is None else str(kernel),
     )
@@ -332,7 +353,7 @@ def run(
         str(config_path),
         None if out is None else str(out),
         None if backend is None else str(backend),
-        None if seed is None else int(seed),
+        None if seed is None else _whole("seed", seed),
         None if kernel is None else str(kernel),
     )
     return pathlib.Path(folder)

@@ -17,7 +17,7 @@ use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{run_experiment, Config, Hooks};
 use quantdepth::setup::{parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork};
 use quantdepth::sim::{self, Control, Inputs, SimSpec};
-use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+use quantdepth::theory::backward::{backward_curve_with, backward_factor, unit_slope, Ste};
 use quantdepth::theory::init::{recommend, MAX_STATES};
 use quantdepth::theory::optimal::uniform_optimum;
 use quantdepth::theory::scaling::{scaling as fit_scaling, LinearFit};
@@ -340,15 +340,23 @@ fn curve<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let depth = depth_arg(depth)?;
     let r = net.resolve()?;
-    let c_star = r.network.c_star(r.q_star).map_err(py_err)?;
-    let chi = r.network.chi(r.q_star, c_star);
-    let xi = r.network.depth_scale(r.q_star, c_star);
+    // On a worker thread, Ctrl-C checked every 50 ms: a long curve (10^7
+    // layers, or O(N²) layers of a large N) stops at the next layer.
+    let (c_star, chi, xi, curves) = interruptible(py, |cancel| {
+        let c_star = r.network.c_star(r.q_star)?;
+        let chi = r.network.chi(r.q_star, c_star);
+        let xi = r.network.depth_scale(r.q_star, c_star);
+        let curves = c0
+            .iter()
+            .map(|&c| {
+                r.network
+                    .depth_curve_with(r.q0, r.q0, c, depth, &|_| {}, cancel)
+            })
+            .collect::<quantdepth::Result<Vec<_>>>()?;
+        Ok((c_star, chi, xi, curves))
+    })?;
     let (mut q, mut c) = (Vec::new(), Vec::new());
-    for &c0 in &c0 {
-        let pts = r
-            .network
-            .depth_curve(r.q0, r.q0, c0, depth)
-            .map_err(py_err)?;
+    for pts in &curves {
         q.push(pts.iter().map(|p| p.q_a).collect::<Vec<_>>());
         c.push(pts.iter().map(|p| p.c).collect::<Vec<_>>());
     }
@@ -381,7 +389,18 @@ fn backward<'py>(
     };
     let ste = Ste::new(s, ste_threshold).map_err(py_err)?;
     let m = backward_factor(&r.network, r.q_star, &ste);
-    let pts = backward_curve(&r.network, &ste, r.q0, c0, depth, grad_c_out).map_err(py_err)?;
+    let pts = interruptible(py, |cancel| {
+        backward_curve_with(
+            &r.network,
+            &ste,
+            r.q0,
+            c0,
+            depth,
+            grad_c_out,
+            &|_| {},
+            cancel,
+        )
+    })?;
     let col = |f: &dyn Fn(&quantdepth::theory::backward::BackwardPoint) -> f64| {
         pts.iter().map(f).collect::<Vec<f64>>()
     };
