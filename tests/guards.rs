@@ -393,9 +393,13 @@ fn a_training_error_after_the_folder_exists_marks_it_failed() {
     let folders = entries(&out);
     assert_eq!(folders.len(), 1, "{folders:?}");
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(&folders[0]).join("meta.json")).unwrap()).unwrap();
+    // A folder left "running" with no error is torn.
+    let torn = usize::from(meta["status"] != "failed" || meta["error"].is_null());
+    let census = Census { tried: 1, torn, ..Census::default() };
     assert_eq!(meta["status"], "failed", "{meta}");
     assert!(meta["error"].as_str().unwrap().contains("training.csv"), "{meta}");
     assert_eq!(meta["failed_point"], 0, "{meta}");
+    census.report("training failure after the folder exists");
 }
 
 /// Case 10: a learning rate of 10³⁰ trains to a finite loss of ~10³⁰: it
