@@ -454,10 +454,19 @@ mod tests {
     /// equal or unequal variances.
     #[test]
     fn independent_inputs_factorize_as_the_pair_sums() {
-        for (n, d) in [(2usize, 1.0), (3, 0.9), (16, 0.21), (64, 0.06), (257, 0.013)] {
+        for (n, d) in [
+            (2usize, 1.0),
+            (3, 0.9),
+            (16, 0.21),
+            (64, 0.06),
+            (257, 0.013),
+        ] {
             let q = Quantizer::uniform(n, d, 1.0).unwrap();
             for (qa, qb) in [(1.0, 1.0), (0.7, 1.9)] {
-                let (fast, pairs) = (q.cross_moment(qa, qb, 0.0), q.cross_moment_pairs(qa, qb, 0.0));
+                let (fast, pairs) = (
+                    q.cross_moment(qa, qb, 0.0),
+                    q.cross_moment_pairs(qa, qb, 0.0),
+                );
                 let scale = q.second_moment(qa).max(1e-300);
                 assert!(
                     (fast - pairs).abs() <= 1e-12 * scale,

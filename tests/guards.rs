@@ -46,7 +46,9 @@ impl Outcome {
     }
     fn aborted(&self) -> bool {
         self.code == Some(134)
-            || self.signal.is_some_and(|s| s == 6 || s == 9 || s == 11 || s == 7)
+            || self
+                .signal
+                .is_some_and(|s| s == 6 || s == 9 || s == 11 || s == 7)
             || self.stderr.contains("memory allocation of")
     }
 }
@@ -162,7 +164,10 @@ fn entries(dir: &Path) -> Vec<String> {
 const SWEEP: &str = "name = \"g\"\nseed = 3\nbackend = \"cpu\"\n[network]\nwidth = 8\ndepth = 3\n\
 samples = 2\n[inputs]\nc0 = [0.5]\npairs = 1\n[sweep]\nstates = [2, 3, 4, 5]\n[outputs]\npng = false\n";
 
-fn hooks<'a>(cancel: &'a AtomicBool, finished: &'a (dyn Fn(&quantdepth::experiment::runner::PointSummary) + Sync)) -> Hooks<'a> {
+fn hooks<'a>(
+    cancel: &'a AtomicBool,
+    finished: &'a (dyn Fn(&quantdepth::experiment::runner::PointSummary) + Sync),
+) -> Hooks<'a> {
     Hooks {
         point_started: &|_, _, _, _| {},
         layers: &|_| {},
@@ -216,7 +221,11 @@ fn shard_counts_are_bounded_at_every_entry() {
         let r = cli(args, env);
         census.count(&r);
         assert_eq!(r.code, Some(1), "{args:?} {env:?}: {r:?}");
-        assert!(r.stderr.contains(want), "{args:?} {env:?}: {:?} lacks {want:?}", r.stderr);
+        assert!(
+            r.stderr.contains(want),
+            "{args:?} {env:?}: {:?} lacks {want:?}",
+            r.stderr
+        );
         assert!(!r.stderr.contains("not set"), "{args:?}: {:?}", r.stderr);
         assert!(!out.exists(), "{args:?}: {} was created", out.display());
     }
@@ -234,21 +243,50 @@ fn hand_edited_shard_records_are_refused_before_anything_is_deleted() {
     let cfg = Config::from_toml(SWEEP).unwrap();
     let shards = root.join("shards");
     let done = AtomicBool::new(false);
-    let s1 = run_shard(&cfg, &shards, Shard::new(1, 2, "t").unwrap(), &mut CpuBackend, "cpu", &hooks(&done, &|_| {}))
-        .unwrap()
-        .folder;
+    let s1 = run_shard(
+        &cfg,
+        &shards,
+        Shard::new(1, 2, "t").unwrap(),
+        &mut CpuBackend,
+        "cpu",
+        &hooks(&done, &|_| {}),
+    )
+    .unwrap()
+    .folder;
     // Shard 0 stops after its first point: an unfinished folder to resume.
     let stop = AtomicBool::new(false);
-    let s0 = run_shard(&cfg, &shards, Shard::new(0, 2, "t").unwrap(), &mut CpuBackend, "cpu", &hooks(&stop, &|_| stop.store(true, Ordering::SeqCst)))
-        .unwrap()
-        .folder;
+    let s0 = run_shard(
+        &cfg,
+        &shards,
+        Shard::new(0, 2, "t").unwrap(),
+        &mut CpuBackend,
+        "cpu",
+        &hooks(&stop, &|_| stop.store(true, Ordering::SeqCst)),
+    )
+    .unwrap()
+    .folder;
     let good = std::fs::read_to_string(s0.join("shard.json")).unwrap();
     let bad = [
-        (r#"{"shard":{"index":0,"count":0},"points":[0,2]}"#, "at least 1"),
-        (r#"{"shard":{"index":0,"count":1000000000000},"points":[0,2]}"#, "at most 100000"),
-        (r#"{"shard":{"index":0,"count":18446744073709551615},"points":[0,2]}"#, "at most 100000"),
-        (r#"{"shard":{"index":5,"count":2},"points":[0,2]}"#, "K must lie in 0..2"),
-        (r#"{"shard":{"index":0,"count":2},"points":[2,0]}"#, "not strictly increasing"),
+        (
+            r#"{"shard":{"index":0,"count":0},"points":[0,2]}"#,
+            "at least 1",
+        ),
+        (
+            r#"{"shard":{"index":0,"count":1000000000000},"points":[0,2]}"#,
+            "at most 100000",
+        ),
+        (
+            r#"{"shard":{"index":0,"count":18446744073709551615},"points":[0,2]}"#,
+            "at most 100000",
+        ),
+        (
+            r#"{"shard":{"index":5,"count":2},"points":[0,2]}"#,
+            "K must lie in 0..2",
+        ),
+        (
+            r#"{"shard":{"index":0,"count":2},"points":[2,0]}"#,
+            "not strictly increasing",
+        ),
     ];
     let mut census = Census::default();
     let merged = root.join("merged");
@@ -258,16 +296,36 @@ fn hand_edited_shard_records_are_refused_before_anything_is_deleted() {
         let r = cli(&["run", "--resume", s0.to_str().unwrap()], &[]);
         census.count(&r);
         assert_eq!(r.code, Some(1), "{text}: {r:?}");
-        assert!(r.stderr.contains("is not a valid shard record") && r.stderr.contains(want), "{text}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("is not a valid shard record") && r.stderr.contains(want),
+            "{text}: {}",
+            r.stderr
+        );
         let after = snapshot(&s0);
         census.torn += usize::from(after != before);
         let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&after), names(&before), "{text}: resume changed the folder");
-        let r = cli(&["merge", merged.to_str().unwrap(), s0.to_str().unwrap(), s1.to_str().unwrap()], &[]);
+        assert_eq!(
+            names(&after),
+            names(&before),
+            "{text}: resume changed the folder"
+        );
+        let r = cli(
+            &[
+                "merge",
+                merged.to_str().unwrap(),
+                s0.to_str().unwrap(),
+                s1.to_str().unwrap(),
+            ],
+            &[],
+        );
         census.count(&r);
         assert_eq!(r.code, Some(1), "{text}: {r:?}");
         assert!(r.stderr.contains(want), "{text}: {}", r.stderr);
-        assert_eq!(entries(&root), vec!["shards".to_string()], "{text}: merge left a folder");
+        assert_eq!(
+            entries(&root),
+            vec!["shards".to_string()],
+            "{text}: merge left a folder"
+        );
     }
     census.report("shard records (shard.json)");
     // The untouched record still resumes.
@@ -287,17 +345,29 @@ fn write_dataset(dir: &Path, train: usize, test: usize) {
         b.extend_from_slice(data);
         b
     };
-    let names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
     for (k, count) in [(0usize, train), (2, test)] {
         let labels: Vec<u8> = (0..count).map(|i| ((i * 7 + k) % 10) as u8).collect();
         let mut px = Vec::with_capacity(count * 36);
         for (i, &l) in labels.iter().enumerate() {
             for p in 0..36usize {
                 let noise = ((i * 131 + p * 17 + k) % 60) as u8;
-                px.push(if p % 10 == l as usize { 180 + noise } else { noise });
+                px.push(if p % 10 == l as usize {
+                    180 + noise
+                } else {
+                    noise
+                });
             }
         }
-        for (name, bytes) in [(names[k], idx(&[count as u32, 6, 6], &px)), (names[k + 1], idx(&[count as u32], &labels))] {
+        for (name, bytes) in [
+            (names[k], idx(&[count as u32, 6, 6], &px)),
+            (names[k + 1], idx(&[count as u32], &labels)),
+        ] {
             let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
             let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
             e.write_all(&bytes).unwrap();
@@ -327,42 +397,102 @@ fn training_errors_and_memory_are_refused_before_the_folder_exists() {
     write_dataset(&data, 64, 64);
     let have = quantdepth::experiment::plan::available_memory().unwrap_or(u64::MAX);
     let mut cases: Vec<(&str, &str)> = vec![
-        ("states = [4]\nwidth = 65536\ndepth = [1000]\nsteps = [1]", "needs about"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [\"opt-100\"]\nsteps = [1]", "sigma_w"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [1e308]\nsteps = [1]", "sigma_w"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [\"opt+1e308\"]\nsteps = [1]", "sigma_w"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_w_ratio = [1e300]\nsteps = [1]", "sigma_w"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_w_ratio = [1e-300]\nsteps = [1]", "sigma_w"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsigma_b = 1e308\nsteps = [1]", "sigma_b"),
-        ("states = [4]\nwidth = 16\ndepth_per_xi = [1e6]\nsteps = [1]", "depth_per_xi"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nsteps = [9223372036854775807]", "at most 1000000000 steps"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nepochs = [1e300]", "at most 1000000000 steps"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nepochs = [3e8]", "at most 1000000000 steps"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nlr = [1e-300]\nsteps = [1]", "f32's normal range"),
-        ("states = [4]\nwidth = 16\ndepth = [3]\nlr = [1e39]\nsteps = [1]", "f32's normal range"),
-        ("states = [512]\nwidth = 16\ndepth = [3]\nsigma_b = 0.1\nsteps = [1]", "N is limited to 256"),
+        (
+            "states = [4]\nwidth = 65536\ndepth = [1000]\nsteps = [1]",
+            "needs about",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [\"opt-100\"]\nsteps = [1]",
+            "sigma_w",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [1e308]\nsteps = [1]",
+            "sigma_w",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_w = [\"opt+1e308\"]\nsteps = [1]",
+            "sigma_w",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_w_ratio = [1e300]\nsteps = [1]",
+            "sigma_w",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_w_ratio = [1e-300]\nsteps = [1]",
+            "sigma_w",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsigma_b = 1e308\nsteps = [1]",
+            "sigma_b",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth_per_xi = [1e6]\nsteps = [1]",
+            "depth_per_xi",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nsteps = [9223372036854775807]",
+            "at most 1000000000 steps",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nepochs = [1e300]",
+            "at most 1000000000 steps",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nepochs = [3e8]",
+            "at most 1000000000 steps",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nlr = [1e-300]\nsteps = [1]",
+            "f32's normal range",
+        ),
+        (
+            "states = [4]\nwidth = 16\ndepth = [3]\nlr = [1e39]\nsteps = [1]",
+            "f32's normal range",
+        ),
+        (
+            "states = [512]\nwidth = 16\ndepth = [3]\nsigma_b = 0.1\nsteps = [1]",
+            "N is limited to 256",
+        ),
     ];
     // 784 → 65536 → 65536 → 10 here 36 → 65536 → 65536 → 10: 4.3e9 weights.
     let p = (36 + 1 + 65536 + 1) * 65536u64 + 65536 * 10 + 10;
     if have < 16 * p {
-        cases.push(("states = [4]\nwidth = 65536\ndepth = [3]\nsteps = [1]", "needs about"));
+        cases.push((
+            "states = [4]\nwidth = 65536\ndepth = [3]\nsteps = [1]",
+            "needs about",
+        ));
     }
     let mut census = Census::default();
     for (i, (body, want)) in cases.iter().enumerate() {
         let cfg = root.join(format!("c{i}.toml"));
         std::fs::write(&cfg, training_toml(&data, body)).unwrap();
         let out = root.join(format!("out{i}"));
-        let r = cli(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+        let r = cli(
+            &["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()],
+            &[],
+        );
         census.count(&r);
         assert_eq!(r.code, Some(1), "{body}: {r:?}");
-        assert!(r.stderr.contains(want), "{body}: {:?} lacks {want:?}", r.stderr);
+        assert!(
+            r.stderr.contains(want),
+            "{body}: {:?} lacks {want:?}",
+            r.stderr
+        );
         census.torn += usize::from(!entries(&out).is_empty());
-        assert!(entries(&out).is_empty(), "{body}: a folder was created: {:?}", entries(&out));
+        assert!(
+            entries(&out).is_empty(),
+            "{body}: a folder was created: {:?}",
+            entries(&out)
+        );
     }
     census.report("training memory and point errors");
 }
 
-fn run_training_with(cfg: &Config, root: &Path, started: &(dyn Fn(usize, usize, &str, u64) + Sync)) -> quantdepth::Result<quantdepth::experiment::RunReport> {
+fn run_training_with(
+    cfg: &Config,
+    root: &Path,
+    started: &(dyn Fn(usize, usize, &str, u64) + Sync),
+) -> quantdepth::Result<quantdepth::experiment::RunReport> {
     let cancel = AtomicBool::new(false);
     let hooks = Hooks {
         point_started: started,
@@ -382,22 +512,38 @@ fn a_training_error_after_the_folder_exists_marks_it_failed() {
     let data = root.join("data");
     write_dataset(&data, 64, 64);
     let out = root.join("out");
-    let cfg = Config::from_toml(&training_toml(&data, "states = [4]\nwidth = 16\ndepth = [2, 3]\nsteps = [2]")).unwrap();
+    let cfg = Config::from_toml(&training_toml(
+        &data,
+        "states = [4]\nwidth = 16\ndepth = [2, 3]\nsteps = [2]",
+    ))
+    .unwrap();
     let block = |_: usize, _: usize, _: &str, _: u64| {
         for f in entries(&out) {
             let _ = std::fs::create_dir_all(out.join(f).join("training.csv"));
         }
     };
-    let e = run_training_with(&cfg, &out, &block).unwrap_err().to_string();
+    let e = run_training_with(&cfg, &out, &block)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("training.csv"), "{e}");
     let folders = entries(&out);
     assert_eq!(folders.len(), 1, "{folders:?}");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(&folders[0]).join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(&folders[0]).join("meta.json")).unwrap(),
+    )
+    .unwrap();
     // A folder left "running" with no error is torn.
     let torn = usize::from(meta["status"] != "failed" || meta["error"].is_null());
-    let census = Census { tried: 1, torn, ..Census::default() };
+    let census = Census {
+        tried: 1,
+        torn,
+        ..Census::default()
+    };
     assert_eq!(meta["status"], "failed", "{meta}");
-    assert!(meta["error"].as_str().unwrap().contains("training.csv"), "{meta}");
+    assert!(
+        meta["error"].as_str().unwrap().contains("training.csv"),
+        "{meta}"
+    );
     assert_eq!(meta["failed_point"], 0, "{meta}");
     census.report("training failure after the folder exists");
 }
@@ -417,27 +563,56 @@ fn divergence_beyond_nan_and_lr_deep_are_reported_consistently() {
     let r = run_training_with(&cfg, &root.join("out"), &|_, _, _, _| {}).unwrap();
     let csv = std::fs::read_to_string(r.folder.join("training.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
     let (lr, lr_config, depth, div) = (col("lr"), col("lr_config"), col("depth"), col("diverged"));
     let mut seen_diverged = 0;
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let (used, given, d): (f64, f64, usize) = (f[lr].parse().unwrap(), f[lr_config].parse().unwrap(), f[depth].parse().unwrap());
+        let (used, given, d): (f64, f64, usize) = (
+            f[lr].parse().unwrap(),
+            f[lr_config].parse().unwrap(),
+            f[depth].parse().unwrap(),
+        );
         // lr_deep from depth 4: the used rate is 0.02 there, the configured one otherwise.
         assert_eq!(used, if d >= 4 { 0.02 } else { given }, "{line}");
         let diverged = f[div] == "true";
         seen_diverged += usize::from(diverged);
         assert_eq!(diverged, given == 1e30 && d < 4, "{line}");
     }
-    assert_eq!(seen_diverged, 2 * 4, "two networks, four reports each: {csv}");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.folder.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        seen_diverged,
+        2 * 4,
+        "two networks, four reports each: {csv}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.folder.join("summary.json")).unwrap())
+            .unwrap();
     let pts = summary["points"].as_array().unwrap();
     assert_eq!(pts.iter().filter(|p| p["diverged"] == true).count(), 2);
-    assert!(pts.iter().any(|p| p["divergence"].as_str().is_some_and(|d| d.contains("initial loss"))), "{summary}");
+    assert!(
+        pts.iter().any(|p| p["divergence"]
+            .as_str()
+            .is_some_and(|d| d.contains("initial loss"))),
+        "{summary}"
+    );
     let groups = summary["trainable_depth"].as_array().unwrap();
-    assert!(groups.iter().any(|g| g["lr"] == 0.05 && g["lr_used"] == serde_json::json!([0.02, 0.05])), "{groups:?}");
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["lr"] == 0.05 && g["lr_used"] == serde_json::json!([0.02, 0.05])),
+        "{groups:?}"
+    );
     assert!(r.table.contains("lr=0.05 (used 0.02, 0.05)"), "{}", r.table);
-    assert!(r.table.contains("warning: training diverged at point(s)"), "{}", r.table);
+    assert!(
+        r.table.contains("warning: training diverged at point(s)"),
+        "{}",
+        r.table
+    );
 }
 
 /// Case 10: messages in the user's terms: a file given to --resume is
@@ -452,16 +627,57 @@ fn resume_of_a_file_and_slurm_limits_are_refused_in_the_users_terms() {
     let long = "p".repeat(100_000);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "--resume", c], "is not a folder"),
-        (vec!["slurm", c, "--shards", "2", "--out", o, "--time", "213503982334601-0"], "longer than 365 days"),
-        (vec!["slurm", c, "--shards", "2", "--out", o, "--partition", &long], "is 100000 characters"),
-        (vec!["slurm", c, "--shards", "2", "--out", o, "--gpus-per-task", "18446744073709551615"], "at most 64"),
+        (
+            vec![
+                "slurm",
+                c,
+                "--shards",
+                "2",
+                "--out",
+                o,
+                "--time",
+                "213503982334601-0",
+            ],
+            "longer than 365 days",
+        ),
+        (
+            vec![
+                "slurm",
+                c,
+                "--shards",
+                "2",
+                "--out",
+                o,
+                "--partition",
+                &long,
+            ],
+            "is 100000 characters",
+        ),
+        (
+            vec![
+                "slurm",
+                c,
+                "--shards",
+                "2",
+                "--out",
+                o,
+                "--gpus-per-task",
+                "18446744073709551615",
+            ],
+            "at most 64",
+        ),
     ];
     let mut census = Census::default();
     for (args, want) in &cases {
         let r = cli(args, &[]);
         census.count(&r);
         assert_eq!(r.code, Some(1), "{:?}: {r:?}", &args[..2]);
-        assert!(r.stderr.contains(want) && r.stderr.len() < 2000, "{:?}: {:?}", &args[..2], r.stderr.chars().take(300).collect::<String>());
+        assert!(
+            r.stderr.contains(want) && r.stderr.len() < 2000,
+            "{:?}: {:?}",
+            &args[..2],
+            r.stderr.chars().take(300).collect::<String>()
+        );
         assert!(!Path::new(o).exists());
     }
     census.report("messages (resume, slurm limits)");
@@ -488,21 +704,57 @@ fn training_init_at_65536_states_is_linear() {
 fn depth_curves_copy_their_fixed_point_and_stop_when_cancelled() {
     use quantdepth::activation::{Activation, Quantizer};
     use quantdepth::theory::maps::Network;
-    let net = Network::new(Activation::Quantized(Quantizer::uniform(4, 0.9, 1.0).unwrap()), 1.2, 0.3).unwrap();
+    let net = Network::new(
+        Activation::Quantized(Quantizer::uniform(4, 0.9, 1.0).unwrap()),
+        1.2,
+        0.3,
+    )
+    .unwrap();
     let q0 = net.q_star().unwrap();
     let never = AtomicBool::new(false);
     let calls = std::sync::atomic::AtomicUsize::new(0);
-    let curve = net.depth_curve_with(q0, q0, 0.2, 5000, &|_| { calls.fetch_add(1, Ordering::SeqCst); }, &never).unwrap();
+    let curve = net
+        .depth_curve_with(
+            q0,
+            q0,
+            0.2,
+            5000,
+            &|_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+            },
+            &never,
+        )
+        .unwrap();
     let (mut qa, mut qb, mut c) = (q0, q0, 0.2);
     for p in &curve[1..] {
         (qa, qb, c) = net.step(qa, qb, c);
-        assert_eq!((p.q_a.to_bits(), p.q_b.to_bits(), p.c.to_bits()), (qa.to_bits(), qb.to_bits(), c.to_bits()), "layer {}", p.layer);
+        assert_eq!(
+            (p.q_a.to_bits(), p.q_b.to_bits(), p.c.to_bits()),
+            (qa.to_bits(), qb.to_bits(), c.to_bits()),
+            "layer {}",
+            p.layer
+        );
     }
     // It converged: far fewer layers computed than 5000.
-    assert!(calls.load(Ordering::SeqCst) < 1000, "{} layers computed", calls.load(Ordering::SeqCst));
+    assert!(
+        calls.load(Ordering::SeqCst) < 1000,
+        "{} layers computed",
+        calls.load(Ordering::SeqCst)
+    );
     let cancel = AtomicBool::new(false);
     let e = net
-        .depth_curve_with(q0, q0, 0.2, 10_000_000, &|l| if l == 5 { cancel.store(true, Ordering::SeqCst) }, &cancel)
+        .depth_curve_with(
+            q0,
+            q0,
+            0.2,
+            10_000_000,
+            &|l| {
+                if l == 5 {
+                    cancel.store(true, Ordering::SeqCst)
+                }
+            },
+            &cancel,
+        )
         .unwrap_err();
     assert!(matches!(e, quantdepth::Error::Interrupted), "{e}");
 }
@@ -518,19 +770,41 @@ fn merge_refuses_huge_plots_names_shard_files_and_cleans_up_when_cancelled() {
     let shards = root.join("shards");
     let none = AtomicBool::new(false);
     let dirs: Vec<PathBuf> = (0..2)
-        .map(|k| run_shard(&cfg, &shards, Shard::new(k, 2, "t").unwrap(), &mut CpuBackend, "cpu", &hooks(&none, &|_| {})).unwrap().folder)
+        .map(|k| {
+            run_shard(
+                &cfg,
+                &shards,
+                Shard::new(k, 2, "t").unwrap(),
+                &mut CpuBackend,
+                "cpu",
+                &hooks(&none, &|_| {}),
+            )
+            .unwrap()
+            .folder
+        })
         .collect();
     let out = root.join("merged");
-    let left = || entries(&root).into_iter().filter(|n| n != "shards").collect::<Vec<_>>();
+    let left = || {
+        entries(&root)
+            .into_iter()
+            .filter(|n| n != "shards")
+            .collect::<Vec<_>>()
+    };
     let cancel = AtomicBool::new(true);
     let e = merge_with(&out, &dirs, &cancel).unwrap_err();
     assert!(matches!(e, quantdepth::Error::Interrupted), "{e}");
     assert!(left().is_empty(), "{:?}", left());
 
     let huge = dirs[0].join("plots").join("point000-huge.svg");
-    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
     let e = merge_with(&out, &dirs, &none).unwrap_err().to_string();
-    assert!(e.contains("point000-huge.svg") && e.contains("larger than any plot"), "{e}");
+    assert!(
+        e.contains("point000-huge.svg") && e.contains("larger than any plot"),
+        "{e}"
+    );
     assert!(left().is_empty(), "{:?}", left());
     std::fs::remove_file(&huge).unwrap();
 

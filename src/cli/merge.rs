@@ -28,8 +28,7 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         }
         eprintln!("\ninterrupted: removing the partly merged folder (again to quit at once)");
     });
-    let report = match quantdepth::experiment::merge::merge_with(&args.out, &args.shards, &cancel)
-    {
+    let report = match quantdepth::experiment::merge::merge_with(&args.out, &args.shards, &cancel) {
         Err(quantdepth::Error::Interrupted) => {
             eprintln!(
                 "merge interrupted: {} was not written; run the merge again",

@@ -8,6 +8,9 @@
 //! once; otherwise it says what is wrong: the missing points and the shard
 //! that should have them (and how to rerun it), duplicated points, other
 //! configs or versions, no input.
+//!
+//! Long because checking, copying and naming errors all read one merge's
+//! `Input`s and `Checked` (kept private here); the unit tests are a fifth.
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
@@ -372,12 +375,12 @@ pub fn merge_with(out: &Path, dirs: &[PathBuf], cancel: &AtomicBool) -> Result<R
     let result = build(&tmp, &inputs, &checked, cancel)
         .map_err(|e| name_sources(e, &tmp, out, &inputs, &checked))
         .and_then(|report| {
-        std::fs::rename(&tmp, out).map_err(|e| io("rename the merged folder to", out, e))?;
-        Ok(RunReport {
-            folder: out.to_path_buf(),
-            ..report
-        })
-    });
+            std::fs::rename(&tmp, out).map_err(|e| io("rename the merged folder to", out, e))?;
+            Ok(RunReport {
+                folder: out.to_path_buf(),
+                ..report
+            })
+        });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -399,13 +402,21 @@ fn name_sources(e: Error, tmp: &Path, out: &Path, inputs: &[Input], checked: &Ch
         let (ours, theirs) = (folder::record_path(tmp, p), folder::record_path(from, p));
         msg = msg.replace(&ours.display().to_string(), &theirs.display().to_string());
         let prefix = format!("point{p:03}-");
-        let (ours, theirs) = (tmp.join("plots").join(&prefix), from.join("plots").join(&prefix));
+        let (ours, theirs) = (
+            tmp.join("plots").join(&prefix),
+            from.join("plots").join(&prefix),
+        );
         msg = msg.replace(&ours.display().to_string(), &theirs.display().to_string());
     }
     Error::Folder(msg.replace(&tmp_text, &out.display().to_string()))
 }
 
-fn build(dir: &Path, inputs: &[Input], checked: &Checked, cancel: &AtomicBool) -> Result<RunReport> {
+fn build(
+    dir: &Path,
+    inputs: &[Input],
+    checked: &Checked,
+    cancel: &AtomicBool,
+) -> Result<RunReport> {
     let stop = || -> Result<()> {
         if cancel.load(Ordering::Relaxed) {
             Err(Error::Interrupted)

@@ -347,7 +347,11 @@ impl Network {
             // Periodic from here on (period 1 or 2): the rest repeats exactly.
             let n = out.len();
             if n >= 3 && bits(&out[n - 1]) == bits(&out[n - 3]) {
-                let period = if bits(&out[n - 1]) == bits(&out[n - 2]) { 1 } else { 2 };
+                let period = if bits(&out[n - 1]) == bits(&out[n - 2]) {
+                    1
+                } else {
+                    2
+                };
                 for l in layer..=depth {
                     let p = out[out.len() - period];
                     out.push(CurvePoint { layer: l, ..p });
