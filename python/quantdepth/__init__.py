@@ -248,9 +248,9 @@ def optimal(n_states: StatesSpec, kappa: float = 6.0) -> Dict[str, np.ndarray]:
     (computed without cancellation), ``xi_max``, ``L_max`` = kappa * xi_max.
     """
     if isinstance(n_states, (int, np.integer)):
-        n_states = [int(n_states)]
+        n_states = [_whole("n_states", n_states)]
     elif not isinstance(n_states, str):
-        n_states = [int(n) for n in n_states]
+        n_states = [_whole("n_states", n) for n in n_states]
     d = _quantdepth.optimal(n_states, float(kappa))
     d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
     return _arrays(d, ["d_opt", "chi_max", "one_minus_chi_max", "xi_max", "L_max"])
@@ -267,7 +267,7 @@ def scaling(n_states: StatesSpec) -> Dict[str, Any]:
     The slope of ln xi_max is the exponent of L_max ~ N^slope (1.82 in the paper).
     """
     if not isinstance(n_states, str):
-        n_states = [int(n) for n in n_states]
+        n_states = [_whole("n_states", n) for n in n_states]
     d = _quantdepth.scaling(n_states)
     d["n_states"] = np.asarray(d["n_states"], dtype=np.int64)
     le = d["local_exponents"]
@@ -375,7 +375,11 @@ def simulate(
     d = _quantdepth.simulate(
         net,
         c0s,
-        *counts,
+        _whole("width", width),
+        _whole("depth", depth),
+        _whole("samples", samples),
+        _whole("pairs", pairs),
+        _whole("seed", seed),
         str(backend),
         None if kernel is None else str(kernel),
         str(weights),

@@ -17,14 +17,14 @@ use quantdepth::experiment::config::Kind;
 use quantdepth::experiment::{run_experiment, Config, Hooks};
 use quantdepth::setup::{parse_states, ActivationChoice, NetworkChoice, ResolvedNetwork};
 use quantdepth::sim::{self, Control, Inputs, SimSpec};
-use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+use quantdepth::theory::backward::{backward_curve_with, backward_factor, unit_slope, Ste};
 use quantdepth::theory::init::{recommend, MAX_STATES};
 use quantdepth::theory::optimal::uniform_optimum;
 use quantdepth::theory::scaling::{scaling as fit_scaling, LinearFit};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+
+mod interrupt;
+use interrupt::{interruptible, interruptible_parts};
 
 /// The library's error as a Python exception, with the CLI's message.
 fn py_err(e: Error) -> PyErr {
@@ -58,59 +58,6 @@ fn count(name: &str, v: i64, min: i64, expected: &str) -> PyResult<usize> {
 
 fn states(v: i64) -> PyResult<usize> {
     count("states N", v, 2, "a quantizer needs N >= 2 states")
-}
-
-/// Runs `work` on a worker thread with the GIL released; the calling thread
-/// checks for signals (Ctrl-C) every 50 ms and sets the cancel flag on one.
-/// Returns the work's result, or the signal's exception once the work has
-/// stopped.
-fn interruptible<T, F>(py: Python<'_>, work: F) -> PyResult<T>
-where
-    T: Send,
-    F: FnOnce(&AtomicBool) -> quantdepth::Result<T> + Send,
-{
-    match interruptible_parts(py, work) {
-        (_, Some(sig)) => Err(sig),
-        (out, None) => out.map_err(py_err),
-    }
-}
-
-/// [`interruptible`]'s parts: the work's result and the signal's exception, if any.
-fn interruptible_parts<T, F>(py: Python<'_>, work: F) -> (quantdepth::Result<T>, Option<PyErr>)
-where
-    T: Send,
-    F: FnOnce(&AtomicBool) -> quantdepth::Result<T> + Send,
-{
-    let cancel = AtomicBool::new(false);
-    py.detach(|| {
-        std::thread::scope(|s| {
-            let (tx, rx) = mpsc::channel();
-            let cancel = &cancel;
-            s.spawn(move || {
-                let _ = tx.send(work(cancel));
-            });
-            let mut signal: Option<PyErr> = None;
-            loop {
-                match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(out) => return (out, signal),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if signal.is_none() {
-                            if let Err(e) = Python::attach(|py| py.check_signals()) {
-                                cancel.store(true, Ordering::SeqCst);
-                                signal = Some(e);
-                            }
-                        }
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return (
-                            Err(Error::Numerical("the worker thread panicked".into())),
-                            signal,
-                        )
-                    }
-                }
-            }
-        })
-    })
 }
 
 /// Network keyword arguments shared by curve, backward and simulate.
@@ -359,15 +306,23 @@ fn curve<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let depth = depth_arg(depth)?;
     let r = net.resolve()?;
-    let c_star = r.network.c_star(r.q_star).map_err(py_err)?;
-    let chi = r.network.chi(r.q_star, c_star);
-    let xi = r.network.depth_scale(r.q_star, c_star);
+    // On a worker thread, Ctrl-C checked every 50 ms: a long curve (10^7
+    // layers, or O(N²) layers of a large N) stops at the next layer.
+    let (c_star, chi, xi, curves) = interruptible(py, |cancel| {
+        let c_star = r.network.c_star(r.q_star)?;
+        let chi = r.network.chi(r.q_star, c_star);
+        let xi = r.network.depth_scale(r.q_star, c_star);
+        let curves = c0
+            .iter()
+            .map(|&c| {
+                r.network
+                    .depth_curve_with(r.q0, r.q0, c, depth, &|_| {}, cancel)
+            })
+            .collect::<quantdepth::Result<Vec<_>>>()?;
+        Ok((c_star, chi, xi, curves))
+    })?;
     let (mut q, mut c) = (Vec::new(), Vec::new());
-    for &c0 in &c0 {
-        let pts = r
-            .network
-            .depth_curve(r.q0, r.q0, c0, depth)
-            .map_err(py_err)?;
+    for pts in &curves {
         q.push(pts.iter().map(|p| p.q_a).collect::<Vec<_>>());
         c.push(pts.iter().map(|p| p.c).collect::<Vec<_>>());
     }
@@ -400,7 +355,18 @@ fn backward<'py>(
     };
     let ste = Ste::new(s, ste_threshold).map_err(py_err)?;
     let m = backward_factor(&r.network, r.q_star, &ste);
-    let pts = backward_curve(&r.network, &ste, r.q0, c0, depth, grad_c_out).map_err(py_err)?;
+    let pts = interruptible(py, |cancel| {
+        backward_curve_with(
+            &r.network,
+            &ste,
+            r.q0,
+            c0,
+            depth,
+            grad_c_out,
+            &|_| {},
+            cancel,
+        )
+    })?;
     let col = |f: &dyn Fn(&quantdepth::theory::backward::BackwardPoint) -> f64| {
         pts.iter().map(f).collect::<Vec<f64>>()
     };

@@ -258,3 +258,15 @@ def test_simulate_runs_the_gpu_kernel_it_is_given():
     assert np.array_equal(stacked["c_mean"], ref["c_mean"])
     assert np.array_equal(stacked["q_mean"], ref["q_mean"])
     assert qd.simulate(4, 0.5, width=16, depth=2, samples=2, backend="cpu", kernel="stacked")["kernel"] is None
+
+
+def test_counts_must_be_whole_numbers():
+    # 16.5 states was truncated to 16; a float with an integer value is fine.
+    with pytest.raises(ValueError, match="n_states must be a whole number, got 16.5"):
+        qd.optimal_init(16.5)
+    assert qd.optimal_init(16.0)["W_std"] == qd.optimal_init(16)["W_std"]
+    with pytest.raises(ValueError, match="depth must be a whole number"):
+        qd.curve(4, 10.5)
+    with pytest.raises(ValueError, match="n_states must be a whole number"):
+        qd.optimal([4, 8.25])
+

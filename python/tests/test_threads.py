@@ -109,3 +109,18 @@ states = [4, 8]
     assert str(folders[0]) in str(e.value)
     meta = json.loads((folders[0] / "meta.json").read_text())
     assert meta["status"] == "interrupted", meta
+
+
+def test_ctrl_c_stops_a_long_curve():
+    # N = 256 with b_std > 0: every layer is 32,000 bivariate normal CDFs
+    # (c* > 0), so 10^7 layers would take days; the curve runs on a worker
+    # thread that stops at the next layer once Ctrl-C sets its flag (it
+    # ignored Ctrl-C for its whole length before).
+    timer = _interrupt_after(0.5)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        qd.curve(256, 10**7, 0.5, b_std=0.3)
+    elapsed = time.perf_counter() - start
+    timer.join()
+    # c* (tens of O(N²) sums, seconds) is found before the first layer.
+    assert elapsed < 30, f"KeyboardInterrupt came after {elapsed:.1f} s"

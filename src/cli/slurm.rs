@@ -192,6 +192,37 @@ fn check_sbatch_value(flag: &str, v: &str, allowed: &str) -> Result<()> {
     Ok(())
 }
 
+/// Most GPUs one array task asks for (a task runs on one node; the
+/// largest nodes hold 8 to 16 GPUs).
+const MAX_GPUS_PER_TASK: usize = 64;
+
+/// Longest partition name accepted (Slurm's own are short identifiers).
+const MAX_PARTITION_NAME: usize = 64;
+
+/// Checks `--partition`: one name or a comma-separated list of names, each
+/// 1 to [`MAX_PARTITION_NAME`] letters, digits, `_`, `-` or `.` (it is
+/// written into an #SBATCH line).
+fn check_partition(p: &str) -> Result<()> {
+    if let Some(name) = p
+        .split(',')
+        .find(|n| n.is_empty() || n.len() > MAX_PARTITION_NAME)
+    {
+        let shown: String = name.chars().take(20).collect();
+        bail!(
+            "--partition: the name {:?}{} is {} characters; give 1 to {MAX_PARTITION_NAME} \
+             (a comma-separated list for several partitions)",
+            shown,
+            if name.len() > 20 { "…" } else { "" },
+            name.len()
+        );
+    }
+    check_sbatch_value("--partition", p, "_-.,")
+}
+
+/// Longest `--time` accepted, in days (sbatch stores limits in minutes;
+/// a year is beyond any cluster's MaxTime: UNLIMITED asks for no limit).
+const MAX_TIME_DAYS: u64 = 365;
+
 /// Checks `--time` against sbatch's time formats: "M", "M:S", "H:M:S",
 /// "D-H", "D-H:M", "D-H:M:S" (each field digits; minutes and seconds
 /// below 60 where an hour or a minute field precedes them), or
@@ -243,6 +274,11 @@ fn check_slurm_time(t: &str) -> Result<Option<u64>> {
         return Err(bad(
             "a limit of zero (sbatch reads it as no limit: write UNLIMITED for that)",
         ));
+    }
+    if secs > MAX_TIME_DAYS * 86_400 {
+        return Err(bad(&format!(
+            "longer than {MAX_TIME_DAYS} days (write UNLIMITED for no limit)"
+        )));
     }
     Ok(Some(secs))
 }
@@ -311,13 +347,16 @@ pub fn slurm(args: SlurmArgs) -> Result<()> {
         );
     }
     if let Some(p) = &args.partition {
-        check_sbatch_value("--partition", p, "_-.,")?;
+        check_partition(p)?;
     }
     if let Some(t) = &args.time {
         check_slurm_time(t)?;
     }
     if args.gpus_per_task == Some(0) {
         bail!("--gpus-per-task 0: leave the flag out for CPU-only tasks, or give at least 1");
+    }
+    if let Some(g) = args.gpus_per_task.filter(|&g| g > MAX_GPUS_PER_TASK) {
+        bail!("--gpus-per-task {g}: at most {MAX_GPUS_PER_TASK} (one task runs on one node)");
     }
     let cpus = args.cpus_per_task.unwrap_or(1);
     if cpus == 0 {
@@ -503,10 +542,31 @@ mod tests {
             ("", "\"\" is not a whole number"),
             ("1-", "\"\" is not a whole number"),
             ("99999999999999999999", "is too large"),
+            ("213503982334601-0", "longer than 365 days"),
+            ("366-0", "longer than 365 days"),
+            ("525601", "longer than 365 days"),
         ] {
             let e = check_slurm_time(t).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains("H:M:S (2:00:00)"), "{t}: {e}");
         }
+    }
+
+    /// Partition names: 1 to 64 of letters, digits, `_-.`, comma-separated;
+    /// a 100,000-character name is refused with a short message.
+    #[test]
+    fn partitions_are_short_names() {
+        for ok in ["gpu", "a100_80g,h100", "debug.q-1"] {
+            check_partition(ok).unwrap();
+        }
+        let long = "p".repeat(100_000);
+        let e = check_partition(&long).unwrap_err().to_string();
+        assert!(e.contains("is 100000 characters; give 1 to 64"), "{e}");
+        assert!(e.len() < 300, "{} characters", e.len());
+        let e = check_partition(&"x".repeat(65)).unwrap_err().to_string();
+        assert!(e.contains("is 65 characters"), "{e}");
+        assert!(check_partition("gpu,,cpu").is_err());
+        assert!(check_partition("gpu;rm").is_err());
+        check_partition(&"x".repeat(64)).unwrap();
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn curve_table(net: &NetArgs, c0s: &[f64], depth: usize, json: bool) -> Result<(
         check_depth_c0(depth, c0, "a depth curve")?;
     }
     let r = net.resolve()?;
-    let c_star = r.network.c_star(r.q_star)?;
+    let c_star = spinning("finding c*", || r.network.c_star(r.q_star))?;
     let chi = r.network.chi(r.q_star, c_star);
     let xi = r.network.depth_scale(r.q_star, c_star);
     let curves = c0s
@@ -495,7 +495,7 @@ fn backward_table(
     depth: usize,
     json: bool,
 ) -> Result<()> {
-    use quantdepth::theory::backward::{backward_curve, backward_factor, unit_slope, Ste};
+    use quantdepth::theory::backward::{backward_curve_with, backward_factor, unit_slope, Ste};
     check_depth_c0(depth, c0, "a curve")?;
     let r = net.resolve()?;
     let s = match slope {
@@ -504,7 +504,19 @@ fn backward_table(
     };
     let ste = Ste::new(s, t)?;
     let m = backward_factor(&r.network, r.q_star, &ste);
-    let curve = backward_curve(&r.network, &ste, r.q0, c0, depth, grad_c_out)?;
+    let bar = layer_bar(depth);
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let curve = backward_curve_with(
+        &r.network,
+        &ste,
+        r.q0,
+        c0,
+        depth,
+        grad_c_out,
+        &|l| bar.set_position(l as u64),
+        &never,
+    )?;
+    bar.finish_and_clear();
     if json {
         outln!(
             "{}",
@@ -544,41 +556,51 @@ fn backward_table(
     Ok(())
 }
 
-/// The depth curve, in chunks of 100,000 layers with a progress bar on
-/// stderr when it is longer (the map is iterated, so chunks continue
-/// exactly where the last one stopped).
+/// The depth curve with a progress bar on stderr (drawn on a terminal
+/// only): a layer costs O(N²) bivariate normal CDFs for N states, so long
+/// curves of large N take minutes. Ctrl-C ends the process as usual.
 fn curve_with_progress(
     r: &ResolvedNetwork,
     c0: f64,
     depth: usize,
 ) -> Result<Vec<quantdepth::theory::CurvePoint>> {
-    const CHUNK: usize = 100_000;
-    if depth <= CHUNK {
-        return Ok(r.network.depth_curve(r.q0, r.q0, c0, depth)?);
-    }
     if depth > quantdepth::theory::maps::MAX_CURVE_DEPTH {
         anyhow::bail!(
             "invalid --depth {depth}: a depth curve has at most {} layers",
             quantdepth::theory::maps::MAX_CURVE_DEPTH
         );
     }
-    let bar = progress_bar(
-        depth as u64,
-        "theory [{elapsed_precise}] {bar:30} {pos}/{len} layers (ETA {eta})",
-    );
-    let mut out = r.network.depth_curve(r.q0, r.q0, c0, 0)?;
-    while out.len() <= depth {
-        let last = out[out.len() - 1];
-        let n = CHUNK.min(depth + 1 - out.len());
-        let more = r.network.depth_curve(last.q_a, last.q_b, last.c, n)?;
-        out.extend(more.into_iter().skip(1).map(|mut p| {
-            p.layer += last.layer;
-            p
-        }));
-        bar.set_position((out.len() - 1) as u64);
-    }
+    let bar = layer_bar(depth);
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let out = r.network.depth_curve_with(
+        r.q0,
+        r.q0,
+        c0,
+        depth,
+        &|l| bar.set_position(l as u64),
+        &never,
+    )?;
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// A progress bar over a curve's layers.
+fn layer_bar(depth: usize) -> indicatif::ProgressBar {
+    progress_bar(
+        depth as u64,
+        "theory [{elapsed_precise}] {bar:30} {pos}/{len} layers (ETA {eta})",
+    )
+}
+
+/// A spinner on stderr while `what` is computed (the fixed points c* and
+/// q* of a large quantizer take seconds); cleared when it returns.
+fn spinning<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let s = indicatif::ProgressBar::new_spinner();
+    s.set_message(format!("{what} …"));
+    s.enable_steady_tick(std::time::Duration::from_millis(200));
+    let out = f();
+    s.finish_and_clear();
+    out
 }
 
 /// Largest N for `theory optimal --nonuniform` (N thresholds optimized jointly).

@@ -8,6 +8,9 @@
 //! once; otherwise it says what is wrong: the missing points and the shard
 //! that should have them (and how to rerun it), duplicated points, other
 //! configs or versions, no input.
+//!
+//! Long because checking, copying and naming errors all read one merge's
+//! `Input`s and `Checked` (kept private here); the unit tests are a fifth.
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
@@ -17,6 +20,7 @@ use crate::experiment::shard::{assign, sweep_costs, Shard, ShardFile};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What merge reads of one input folder.
 #[derive(Debug, Clone)]
@@ -334,6 +338,13 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
 /// name beside `out` and renamed at the end, so `out` never exists half
 /// written. `shards.json` in it records where each point came from.
 pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
+    merge_with(out, dirs, &AtomicBool::new(false))
+}
+
+/// [`merge`], stopping with [`Error::Interrupted`] when `cancel` is set
+/// (checked between copied files): the temporary folder is removed and
+/// `out` is not created.
+pub fn merge_with(out: &Path, dirs: &[PathBuf], cancel: &AtomicBool) -> Result<RunReport> {
     let read_all = || {
         dirs.iter()
             .map(|d| Input::read(d))
@@ -372,20 +383,58 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
     std::fs::create_dir_all(&parent).map_err(|e| io("create", &parent, e))?;
     let tmp = parent.join(format!(".{name}.merging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = build(&tmp, &inputs, &checked).and_then(|report| {
-        std::fs::rename(&tmp, out).map_err(|e| io("rename the merged folder to", out, e))?;
-        Ok(RunReport {
-            folder: out.to_path_buf(),
-            ..report
-        })
-    });
+    let result = build(&tmp, &inputs, &checked, cancel)
+        .map_err(|e| name_sources(e, &tmp, out, &inputs, &checked))
+        .and_then(|report| {
+            std::fs::rename(&tmp, out).map_err(|e| io("rename the merged folder to", out, e))?;
+            Ok(RunReport {
+                folder: out.to_path_buf(),
+                ..report
+            })
+        });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
 }
 
-fn build(dir: &Path, inputs: &[Input], checked: &Checked) -> Result<RunReport> {
+/// An error met while building the merged folder under its temporary name
+/// `tmp`, with that name (which is removed) replaced by the file it came
+/// from: a point's record or plot by the shard folder holding it, anything
+/// else by `out`.
+fn name_sources(e: Error, tmp: &Path, out: &Path, inputs: &[Input], checked: &Checked) -> Error {
+    let mut msg = e.to_string();
+    let tmp_text = tmp.display().to_string();
+    if !msg.contains(&tmp_text) {
+        return e;
+    }
+    for (p, &src) in checked.source.iter().enumerate() {
+        let from = &inputs[src].path;
+        let (ours, theirs) = (folder::record_path(tmp, p), folder::record_path(from, p));
+        msg = msg.replace(&ours.display().to_string(), &theirs.display().to_string());
+        let prefix = format!("point{p:03}-");
+        let (ours, theirs) = (
+            tmp.join("plots").join(&prefix),
+            from.join("plots").join(&prefix),
+        );
+        msg = msg.replace(&ours.display().to_string(), &theirs.display().to_string());
+    }
+    Error::Folder(msg.replace(&tmp_text, &out.display().to_string()))
+}
+
+fn build(
+    dir: &Path,
+    inputs: &[Input],
+    checked: &Checked,
+    cancel: &AtomicBool,
+) -> Result<RunReport> {
+    let stop = || -> Result<()> {
+        if cancel.load(Ordering::Relaxed) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
     for sub in ["", "plots", "points"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| io("create", &dir.join(sub), e))?;
     }
@@ -404,14 +453,17 @@ fn build(dir: &Path, inputs: &[Input], checked: &Checked) -> Result<RunReport> {
         .collect();
     for (p, &src) in checked.source.iter().enumerate() {
         let from = &inputs[src].path;
+        stop()?;
         let rec = folder::record_path(from, p);
         folder::copy_file(&rec, &folder::record_path(dir, p), folder::RECORD_CAP)?;
         let prefix = format!("point{p:03}-");
         for n in plot_names[src].iter().filter(|n| n.starts_with(&prefix)) {
+            stop()?;
             let to = dir.join("plots").join(n);
             folder::copy_file(&from.join("plots").join(n), &to, folder::PLOT_CAP)?;
         }
     }
+    stop()?;
     let commits = inputs
         .iter()
         .map(|i| Commit::read(&i.path))

@@ -247,6 +247,15 @@ pub(crate) fn start_folder(
 /// Reads a results folder's config and commit record, for
 /// [`crate::experiment::runner::resume_experiment`].
 pub fn read_folder(dir: &Path) -> Result<(Config, Commit)> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Folder(format!(
+                "{} is not a folder (a file): give a results folder to resume",
+                dir.display()
+            )))
+        }
+        _ => {}
+    }
     let commit = Commit::read(dir)?;
     if commit.format != folder::FORMAT {
         return Err(Error::Folder(format!(

@@ -86,10 +86,7 @@ impl Shard {
     /// [`Shard::parse`] with the environment read as the OS gives it, so that
     /// a variable that is set but not valid Unicode is named as such (not
     /// "not set"): `Shard::parse_os(spec, |k| std::env::var_os(k))`.
-    pub fn parse_os(
-        spec: &str,
-        env: impl Fn(&str) -> Option<std::ffi::OsString>,
-    ) -> Result<Self> {
+    pub fn parse_os(spec: &str, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
         let spec = spec.trim();
         if spec == "slurm" {
             let var = |name: &str| -> Result<usize> {

@@ -33,7 +33,9 @@
 //! over N and depth with κξ lines) and `collapse-*` (accuracy against depth/ξ).
 //!
 //! The files: [`plan`](mod@plan) (the `[training]` section checked and expanded into
-//! points), [`execute`] (training the points, the results folder),
+//! points, each resolved by the theory before anything is written),
+//! [`budget`] (the memory plan of the largest network against this
+//! machine's), [`execute`] (training the points, the results folder),
 //! [`analysis`] (the trainable depth L_emp and its exponent, the terminal
 //! table); the plots are in `experiment::plots::training`.
 

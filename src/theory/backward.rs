@@ -109,6 +109,24 @@ pub fn backward_curve(
     depth: usize,
     grad_c_out: f64,
 ) -> Result<Vec<BackwardPoint>> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    backward_curve_with(net, ste, q0, c0, depth, grad_c_out, &|_| {}, &never)
+}
+
+/// [`backward_curve`] with the forward curve's progress (layers done) and
+/// cancellation ([`Network::depth_curve_with`]): the forward curve is its
+/// only slow part.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_curve_with(
+    net: &Network,
+    ste: &Ste,
+    q0: f64,
+    c0: f64,
+    depth: usize,
+    grad_c_out: f64,
+    progress: &dyn Fn(usize),
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<BackwardPoint>> {
     if depth == 0 {
         return Err(Error::invalid("depth", 0, "at least 1 layer"));
     }
@@ -119,7 +137,7 @@ pub fn backward_curve(
             "a correlation in [-1, 1]",
         ));
     }
-    let fwd = net.depth_curve(q0, q0, c0, depth)?;
+    let fwd = net.depth_curve_with(q0, q0, c0, depth, progress, cancel)?;
     let sw2 = net.sigma_w.powi(2);
     // Backward from the output: factors of layer l act on δ^l.
     let mut ratio = vec![1.0; depth + 1];

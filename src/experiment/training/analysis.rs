@@ -95,8 +95,13 @@ pub struct TrainableDepth {
     pub sigma_w: String,
     /// Width.
     pub width: usize,
-    /// Learning rate (as given).
+    /// Learning rate as given: the group's key, and training.csv's
+    /// `lr_config` (with `lr_deep` the deep networks train with another).
     pub lr: f64,
+    /// The learning rates the group's networks trained with (training.csv's
+    /// `lr`), ascending: `[lr]`, or `lr` and `lr_deep` when some depths
+    /// reach `lr_deep_from`.
+    pub lr_used: Vec<f64>,
     /// Training length (steps).
     pub steps: usize,
     /// ξ of the theory.
@@ -210,6 +215,9 @@ pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Train
         seeds.sort_unstable();
         seeds.dedup();
         let xi = ps[0].init.xi;
+        let mut lr_used: Vec<f64> = ps.iter().map(|p| p.lr).collect();
+        lr_used.sort_by(f64::total_cmp);
+        lr_used.dedup();
         let acc_of = |d: usize, s: u64| {
             ps.iter()
                 .find(|p| p.depth == d && p.point.seed == s)
@@ -271,6 +279,7 @@ pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Train
             sigma_w,
             width,
             lr: f64::from_bits(lr),
+            lr_used,
             steps,
             xi,
             depths,
@@ -289,9 +298,24 @@ pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Train
 /// What the points of a group share: σ_w, width, learning rate, length.
 pub(crate) fn group_key(t: &TrainableDepth) -> String {
     format!(
-        "σw={} n={} lr={} steps={}",
-        t.sigma_w, t.width, t.lr, t.steps
+        "σw={} n={} {} steps={}",
+        t.sigma_w,
+        t.width,
+        lr_label(t),
+        t.steps
     )
+}
+
+/// "lr=0.01", or with `lr_deep` "lr=0.01 (used 0.0005, 0.01)": the group's
+/// learning rate as given and those its networks trained with, as in
+/// training.csv's `lr_config` and `lr` columns.
+fn lr_label(t: &TrainableDepth) -> String {
+    if t.lr_used.len() == 1 && t.lr_used[0] == t.lr {
+        format!("lr={}", t.lr)
+    } else {
+        let used: Vec<String> = t.lr_used.iter().map(f64::to_string).collect();
+        format!("lr={} (used {})", t.lr, used.join(", "))
+    }
 }
 
 /// Exponents of L_emp and ξ against N + 1 per group (at least 3 N with an L_emp).
@@ -340,7 +364,7 @@ pub(crate) fn table(tds: &[TrainableDepth], ex: &[Exponent]) -> String {
             t,
             "{:>4} {:<28} {:>7.2} {:>8} {:>22} {:>9}  {}{}",
             d.states,
-            format!("σw={} n={} lr={}", d.sigma_w, d.width, d.lr),
+            format!("σw={} n={} {}", d.sigma_w, d.width, lr_label(d)),
             d.xi,
             d.steps,
             l,

@@ -112,8 +112,10 @@ impl TrainPlan {
             },
             self.largest_point,
             fmt_bytes(self.data_bytes),
-            self.available_bytes
-                .map_or(String::new(), |a| format!(" (of {} available)", fmt_bytes(a)))
+            self.available_bytes.map_or(String::new(), |a| format!(
+                " (of {} available)",
+                fmt_bytes(a)
+            ))
         )
     }
 }

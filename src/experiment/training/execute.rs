@@ -4,6 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
+#[cfg(feature = "plots")]
+use crate::experiment::folder::write_plots;
 use crate::experiment::folder::{write_atomic, write_json, Commit};
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
@@ -17,8 +19,6 @@ use crate::experiment::training::plan::{plan, Plan, Resolved};
 use crate::train::data::Dataset;
 use crate::train::model::Params;
 use crate::train::{train, CpuTrainBackend, Protocol, TrainBackend};
-#[cfg(feature = "plots")]
-use crate::experiment::folder::write_plots;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -309,7 +309,11 @@ impl Run<'_> {
         let mut note = String::new();
         let diverged: Vec<String> = done
             .iter()
-            .filter_map(|p| p.divergence.as_ref().map(|d| format!("{} ({d})", p.point.index)))
+            .filter_map(|p| {
+                p.divergence
+                    .as_ref()
+                    .map(|d| format!("{} ({d})", p.point.index))
+            })
             .collect();
         if !diverged.is_empty() {
             note.push_str(&format!(

@@ -299,7 +299,10 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
         return Err(Error::invalid("training.sigma_b", sigma_b, "a number ≥ 0"));
     }
     let max_bias_states = crate::theory::init::MAX_STATES_WITH_BIAS;
-    if let Some(&n) = states.iter().find(|&&n| sigma_b > 0.0 && n > max_bias_states) {
+    if let Some(&n) = states
+        .iter()
+        .find(|&&n| sigma_b > 0.0 && n > max_bias_states)
+    {
         return Err(Error::invalid(
             "training.states",
             n,
