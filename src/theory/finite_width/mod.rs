@@ -27,6 +27,7 @@
 //! Wishart-like noise; neither is modelled.
 
 pub mod kernel;
+pub mod ste;
 
 use crate::activation::{Activation, Quantizer};
 use crate::error::{Error, Result};
