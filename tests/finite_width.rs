@@ -621,3 +621,140 @@ fn ste_readme_cases() {
         );
     }
 }
+
+#[test]
+fn command_line_flags_refuses_and_predicts_the_ste_ratio() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args(["theory", "finite-width"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // N = 2, c0 = 0.999, n = 64: every layer after the input is flagged
+    // (ε₁ = 1.13 at layer 1, see flags_near_c_one_at_small_width_and_refusals).
+    let (ok, out, err) = run(&[
+        "--states", "2", "--c0", "0.999", "--depth", "3", "--width", "64,1024", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["widths"][0]["flagged_layers"],
+        serde_json::json!([1, 2, 3])
+    );
+    assert_eq!(v["widths"][1]["flagged_layers"], serde_json::json!([]));
+    // The table marks flagged layers and says why.
+    let (ok, out, _) = run(&[
+        "--states", "2", "--c0", "0.999", "--depth", "3", "--width", "64",
+    ]);
+    assert!(
+        ok && out.contains(" *\n") && out.contains("eps1 or eps2 > 0.1"),
+        "{out}"
+    );
+    // N = 16, 30 layers, M = 1: the STE ratio 1.434 at n = 1024 (log-normal).
+    let (ok, out, err) = run(&[
+        "--states",
+        "16",
+        "--c0",
+        "0.5",
+        "--depth",
+        "30",
+        "--width",
+        "1024",
+        "--ste-threshold",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = v["widths"][0]["ste_norm_ratio"]["lognormal"]
+        .as_f64()
+        .unwrap();
+    assert!((r - 1.4337).abs() < 1e-3, "{r}");
+    // Refusals with reasons.
+    for (args, why) in [
+        (
+            vec!["--states", "4", "--c0", "1", "--width", "64"],
+            "-1 < c0 < 1",
+        ),
+        (
+            vec!["--states", "4", "--c0", "0.5", "--width", "4"],
+            "at least 8",
+        ),
+        (
+            vec![
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--width",
+                "64",
+                "--weights",
+                "hadamard",
+            ],
+            "Gaussian weights only",
+        ),
+        (
+            vec![
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--width",
+                "64",
+                "--weights",
+                "rademacher",
+            ],
+            "Gaussian weights only",
+        ),
+        (
+            vec![
+                "--activation",
+                "tanh",
+                "--sigma-w",
+                "1.2",
+                "--c0",
+                "0.5",
+                "--width",
+                "64",
+            ],
+            "quantized (step) activations only",
+        ),
+        (
+            vec![
+                "--states", "4", "--c0", "0.5", "--width", "64", "--pairs", "0",
+            ],
+            "at least 1 pair",
+        ),
+        (
+            vec![
+                "--states",
+                "4",
+                "--c0",
+                "0.5",
+                "--width",
+                "64",
+                "--ste-threshold",
+                "-1",
+            ],
+            "ste-threshold",
+        ),
+        (
+            vec!["--states", "4", "--c0", "0.5", "--width", "64,x"],
+            "not a whole number",
+        ),
+    ] {
+        let (ok, _, err) = run(&args);
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    // P not ≪ n: a warning, not a refusal.
+    let (ok, out, _) = run(&[
+        "--states", "4", "--c0", "0.5", "--depth", "2", "--width", "64", "--pairs", "16",
+    ]);
+    assert!(ok && out.contains("warning: --pairs 16"), "{out}");
+}

@@ -7,6 +7,8 @@ use crate::outln;
 use anyhow::{Context, Result};
 use clap::Args;
 use quantdepth::setup::parse_int_spec;
+use quantdepth::theory::backward::{unit_slope, Ste};
+use quantdepth::theory::finite_width::ste::ste_norm_ratio;
 use quantdepth::theory::finite_width::{check_width, expand, EPS_FLAG};
 use serde_json::json;
 
@@ -23,6 +25,13 @@ Columns (per width n; one network measures the average of P pairs):
                 to |c| = 1, where a step's correlation map is not analytic
   eps2          |n(E ĉ − c)| / (n |c − c*|): the correction against the signal
   *             eps1 or eps2 > 0.1: the expansion is not to be trusted there
+
+With --ste-threshold: E‖δ^0‖²/‖δ^L‖² of one input at infinite width, to
+first order in 1/n, and with the log-normal resummation exp(first-order
+term) (use it once L²/n is not small). Each layer's STE mask passes a
+fraction of units that follows that layer's fluctuating variance; the
+fractions' means and cross-layer covariances give the excess over M^L. The
+backward weights are treated as independent of the forward pass.
 
 Model: Gaussian weights W_ij ~ N(0, σ_w²/n), biases N(0, σ_b²); layer 0 is
 the simulator's input (an orthonormal pair scaled to exact second moments,
@@ -50,6 +59,22 @@ pub struct FiniteWidthArgs {
     /// Weight ensemble; only "gaussian" is modelled.
     #[arg(long, value_name = "NAME", default_value = "gaussian")]
     weights: String,
+    /// Also predict the straight-through gradient-norm ratio E‖δ^0‖²/‖δ^L‖² of one
+    /// input at each width, for the surrogate s·1{|x| ≤ T} (inf: the identity surrogate).
+    #[arg(
+        long = "ste-threshold",
+        value_name = "T",
+        allow_negative_numbers = true
+    )]
+    ste_threshold: Option<f64>,
+    /// STE slope s [default: the s that makes the mean-field factor M = 1].
+    #[arg(
+        long = "ste-slope",
+        value_name = "S",
+        requires = "ste_threshold",
+        allow_negative_numbers = true
+    )]
+    ste_slope: Option<f64>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -90,6 +115,25 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
     let r = a.net.resolve()?;
     let e = expand(&r.network, r.q0, a.c0, a.depth)?;
     let xi = r.network.depth_scale(e.q_star, e.c_star);
+    let ste = match a.ste_threshold {
+        None => None,
+        Some(t) => {
+            if t.is_nan() || t <= 0.0 {
+                anyhow::bail!("--ste-threshold {t}: a number > 0 (inf for the identity surrogate)");
+            }
+            let slope = match a.ste_slope {
+                Some(s) => s,
+                None => unit_slope(&r.network, r.q_star, t)?,
+            };
+            let ste = Ste::new(slope, t)?;
+            Some((ste, ste_norm_ratio(&r.network, &ste, r.q0, a.depth)?))
+        }
+    };
+    let ste_at = |n: usize| {
+        ste.as_ref().map(|(_, s)| {
+            json!({"width": n, "first_order": s.first_order(n), "lognormal": s.lognormal(n)})
+        })
+    };
     let mut per_width = Vec::with_capacity(widths.len());
     let mut warnings = Vec::new();
     for &n in &widths {
@@ -112,7 +156,7 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
                     .filter(|l| l.flagged)
                     .map(|l| l.layer)
                     .collect();
-                json!({"width": n, "flagged_layers": flagged, "layers": layers})
+                json!({"width": n, "flagged_layers": flagged, "ste_norm_ratio": ste_at(*n), "layers": layers})
             })
             .collect();
         let out = json!({
@@ -124,6 +168,7 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
             "xi_c": xi,
             "pairs": a.pairs,
             "eps_flag": EPS_FLAG,
+            "ste": ste.as_ref().map(|(st, s)| json!({"surrogate": st, "expansion": s})),
             "expansion": e.layers,
             "widths": widths,
             "warnings": warnings,
@@ -172,6 +217,19 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
                 l.eps1,
                 l.eps2,
                 if l.flagged { " *" } else { "" }
+            );
+        }
+        if let Some((st, s)) = &ste {
+            outln!(
+                "# STE (s = {:.9}, t = {}): E|δ^0|²/|δ^{}|² = {:.6} at infinite width, {:.6} to first order in 1/n, \
+                 {:.6} log-normal (L²/n = {:.3})",
+                st.slope,
+                st.threshold,
+                a.depth,
+                s.infinite,
+                s.first_order(*n),
+                s.lognormal(*n),
+                (a.depth * a.depth) as f64 / *n as f64
             );
         }
         let flagged = layers.iter().filter(|l| l.flagged).count();
