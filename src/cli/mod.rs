@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quantdepth::setup::{parse_list, ActivationChoice, NetworkChoice, ResolvedNetwork};
 
 pub mod bench;
+pub mod finite_width;
 pub mod init;
 pub mod merge;
 pub mod run;

@@ -128,6 +128,12 @@ pub enum TheoryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The finite-width (1/n) corrections of a pair of inputs, layer by layer.
+    ///
+    /// What a width-n simulation measures: per layer the infinite-width c, q,
+    /// the predicted means E ĉ, E q̂ and standard deviations at each width,
+    /// and the expansion's validity parameters (layers where it fails are flagged).
+    FiniteWidth(super::finite_width::FiniteWidthArgs),
 }
 
 /// A progress bar on stderr for a scan over N (drawn only on a terminal,
@@ -180,6 +186,7 @@ pub fn theory(cmd: TheoryCommand) -> Result<()> {
             depth,
             json,
         } => curve_table(&net, &quantdepth::setup::parse_list("--c0", &c0)?, depth, json),
+        TheoryCommand::FiniteWidth(args) => super::finite_width::finite_width(&args),
     }
 }
 

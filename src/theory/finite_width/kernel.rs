@@ -104,7 +104,11 @@ impl Jet {
     /// self^p (self.v > 0).
     pub fn powf(&self, p: f64) -> Jet {
         let x = self.v;
-        self.unary(x.powf(p), p * x.powf(p - 1.0), p * (p - 1.0) * x.powf(p - 2.0))
+        self.unary(
+            x.powf(p),
+            p * x.powf(p - 1.0),
+            p * (p - 1.0) * x.powf(p - 2.0),
+        )
     }
 
     /// f(x₀, x₁, x₂) for a function with value `f`, gradient `d1` and
@@ -227,20 +231,46 @@ impl<'a> KernelMap<'a> {
         };
         let ta: Vec<Jet> = g.iter().map(|&gk| tail(&sa, gk)).collect();
         let tb: Vec<Jet> = g.iter().map(|&gk| tail(&sb, gk)).collect();
-        // T_km = P(h_a > g_k, h_b > g_m) as jets, and its values.
+        // T_km = P(h_a > g_k, h_b > g_m) = T(g_k·s_a, g_m·s_b; ρ): its
+        // derivatives in (s_a, s_b, ρ) are those in (h, k, ρ) times g_k, g_m,
+        // so the double sum is taken first and composed with the jets once.
         let mut t = vec![0.0; m * m];
+        let (mut sum_t, mut d1, mut d2) = (0.0, [0.0; 3], [[0.0; 3]; 3]);
+        let mut add_term = |kk: usize, mm: usize, v: f64, g1: &[f64; 3], g2: &Mat3| {
+            t[kk * m + mm] = v;
+            let w = steps[kk] * steps[mm];
+            let chain = [g[kk], g[mm], 1.0];
+            sum_t += w * v;
+            for i in 0..3 {
+                d1[i] += w * g1[i] * chain[i];
+                for j in 0..3 {
+                    d2[i][j] += w * g2[i][j] * chain[i] * chain[j];
+                }
+            }
+        };
+        // With K_aa = K_bb, T(h, k; ρ) = T(k, h; ρ): the (m, k) term is the
+        // (k, m) term with h and k swapped.
+        let symmetric = sa.v == sb.v;
+        let swap = [1, 0, 2];
+        for kk in 0..m {
+            for mm in 0..m {
+                if symmetric && mm < kk {
+                    continue;
+                }
+                let (v, g1, g2) = orthant(g[kk] * sa.v, g[mm] * sb.v, rho.v);
+                add_term(kk, mm, v, &g1, &g2);
+                if symmetric && mm > kk {
+                    let g1s = swap.map(|i| g1[i]);
+                    let g2s = swap.map(|i| swap.map(|j| g2[i][j]));
+                    add_term(mm, kk, v, &g1s, &g2s);
+                }
+            }
+        }
         let mut cross = Jet::constant(y[0] * y[0]);
         for kk in 0..m {
             cross = cross.add(&ta[kk].add(&tb[kk]).scale(y[0] * steps[kk]));
-            let hk = sa.scale(g[kk]);
-            for mm in 0..m {
-                let km = sb.scale(g[mm]);
-                let (v, d1, d2) = orthant(hk.v, km.v, rho.v);
-                t[kk * m + mm] = v;
-                let jt = Jet::compose3(v, d1, &d2, [&hk, &km, &rho]);
-                cross = cross.add(&jt.scale(steps[kk] * steps[mm]));
-            }
         }
+        cross = cross.add(&Jet::compose3(sum_t, d1, &d2, [&sa, &sb, &rho]));
         // One-input moments E[ψ(h)] of a step function ψ with values `lv`.
         let single = |lv: &[f64], tails: &[Jet]| {
             let mut s = Jet::constant(lv[0]);

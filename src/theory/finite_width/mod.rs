@@ -27,6 +27,7 @@
 //! Wishart-like noise; neither is modelled.
 
 pub mod kernel;
+pub mod ste;
 
 use crate::activation::{Activation, Quantizer};
 use crate::error::{Error, Result};
@@ -170,7 +171,11 @@ fn add(a: &Mat3, b: &Mat3, s: f64) -> Mat3 {
 pub fn expand(net: &Network, q0: f64, c0: f64, depth: usize) -> Result<Expansion> {
     let quant = quantizer(net)?;
     if !(q0.is_finite() && q0 > 0.0) {
-        return Err(Error::invalid("q0", q0, "the input variance must be a finite number > 0"));
+        return Err(Error::invalid(
+            "q0",
+            q0,
+            "the input variance must be a finite number > 0",
+        ));
     }
     if !(c0.is_finite() && c0.abs() < 1.0) {
         return Err(Error::invalid(
@@ -184,7 +189,10 @@ pub fn expand(net: &Network, q0: f64, c0: f64, depth: usize) -> Result<Expansion
         return Err(Error::invalid(
             "depth",
             depth,
-            &format!("between 1 and {} layers", crate::theory::maps::MAX_CURVE_DEPTH),
+            &format!(
+                "between 1 and {} layers",
+                crate::theory::maps::MAX_CURVE_DEPTH
+            ),
         ));
     }
     let q_star = net.q_star()?;
@@ -205,7 +213,11 @@ pub fn expand(net: &Network, q0: f64, c0: f64, depth: usize) -> Result<Expansion
             )));
         }
         let loc = map.local(k);
-        let sigma = if l == 0 { zero } else { add(&v, &wishart(k), 1.0) };
+        let sigma = if l == 0 {
+            zero
+        } else {
+            add(&v, &wishart(k), 1.0)
+        };
         let cj = correlation_jet(k);
         let dc = (0..3).map(|i| cj.g[i] * m[i]).sum::<f64>() + 0.5 * contract(&cj.h, &sigma);
         let dq = (0..3).map(|i| GRAD_Q[i] * m[i]).sum::<f64>();
@@ -302,7 +314,11 @@ impl Expansion {
             .map(|r| {
                 let eps1 = r.var_c / (n * (1.0 - r.c.abs()).powi(2));
                 let gap = (r.c - self.c_star).abs();
-                let eps2 = if r.dc == 0.0 { 0.0 } else { r.dc.abs() / (n * gap) };
+                let eps2 = if r.dc == 0.0 {
+                    0.0
+                } else {
+                    r.dc.abs() / (n * gap)
+                };
                 WidthLayer {
                     layer: r.layer,
                     q: r.q,
