@@ -5,7 +5,9 @@
 //! Conventions: legends sit outside the data, in a column to the right;
 //! every axis has tick labels at round values (log axes: 1-2-5 or 1..9 per
 //! decade, so a narrow range still gets labels); layers are ticked as
-//! integers; labels use precomposed glyphs (ĉ, ξ, χ), not TeX markup.
+//! integers; labels use precomposed glyphs (ĉ, ξ, χ), not TeX markup, and
+//! `σ_w`, `ξ_emp`, `σ_w^opt` are drawn with real sub- and superscripts in
+//! PNGs (text.rs; SVGs get `σw`).
 
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
@@ -37,7 +39,8 @@ macro_rules! both {
         register();
         {
             let path = $stem.with_extension("svg");
-            let root = SVGBackend::new(&path, $size).into_drawing_area();
+            let root = $crate::experiment::plots::text::PlainText(SVGBackend::new(&path, $size))
+                .into_drawing_area();
             root.fill(&WHITE).map_err(perr)?;
             $draw(&root, $args)?;
             root.present().map_err(perr)?;
@@ -76,21 +79,23 @@ pub(crate) fn color(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
-/// Colour k of n along a perceptually ordered ramp (viridis end points and
-/// middle), for series ordered by depth.
+/// Colour k of n along a perceptually ordered ramp (matplotlib's plasma,
+/// from its dark-blue end to orange at 0.8: every colour keeps contrast on
+/// white, unlike viridis's light greens and yellows), for series ordered by
+/// depth.
 fn ramp(k: usize, n: usize) -> RGBColor {
     const STOPS: [(f64, f64, f64); 5] = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
+        (13.0, 8.0, 135.0),
+        (126.0, 3.0, 168.0),
+        (204.0, 71.0, 120.0),
+        (248.0, 149.0, 64.0),
+        (240.0, 249.0, 33.0),
     ];
     let t = if n <= 1 {
         0.0
     } else {
         k as f64 / (n - 1) as f64
-    } * 0.9;
+    } * 0.8;
     let s = t * (STOPS.len() - 1) as f64;
     let i = (s.floor() as usize).min(STOPS.len() - 2);
     let f = s - i as f64;
@@ -156,6 +161,11 @@ struct Panel<'a> {
     x: Axis,
     y: Axis,
     series: &'a [Series],
+    /// x ticks at these values with these labels instead of the axis's own
+    /// (Figure 1: multiples of π/4).
+    x_ticks: Option<&'a [(f64, &'a str)]>,
+    /// Stroke width of the SE bars, pixels.
+    bar_width: u32,
 }
 
 fn series_color(s: &Series, i: usize) -> RGBColor {
@@ -193,7 +203,11 @@ where
         TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     let right =
         TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-    for v in x.ticks() {
+    let xt: Vec<(f64, String)> = match p.x_ticks {
+        Some(t) => t.iter().map(|&(v, l)| (v, l.to_string())).collect(),
+        None => x.ticks().into_iter().map(|v| (v, x.label(v))).collect(),
+    };
+    for (v, label) in xt {
         let t = x.to(v);
         chart
             .draw_series(LineSeries::new([(t, y0), (t, y1)], grid.stroke_width(1)))
@@ -204,7 +218,7 @@ where
             BLACK.stroke_width(1),
         ))
         .map_err(perr)?;
-        area.draw(&Text::new(x.label(v), (px - bx, py - by + 8), top.clone()))
+        area.draw(&Text::new(label, (px - bx, py - by + 8), top.clone()))
             .map_err(perr)?;
     }
     for v in y.ticks() {
@@ -226,6 +240,7 @@ where
         .map_err(perr)?;
     }
     let ylo = y.to(y.lo);
+    let bar = p.bar_width;
     for (i, s) in p.series.iter().enumerate() {
         let col = series_color(s, i);
         if !s.line.is_empty() {
@@ -243,7 +258,14 @@ where
                 } else {
                     m - e
                 };
-                ErrorBar::new_vertical(x.to(a), lo.max(ylo), y.to(m), y.to(m + e), col.filled(), 5)
+                ErrorBar::new_vertical(
+                    x.to(a),
+                    lo.max(ylo),
+                    y.to(m),
+                    y.to(m + e),
+                    col.stroke_width(bar),
+                    7,
+                )
             }))
             .map_err(perr)?;
         chart
@@ -290,29 +312,27 @@ fn range_of(series: &[Series], pick_y: bool, log: bool) -> Option<(f64, f64)> {
     })
 }
 
+/// One entry per series (its line and point marks together), then, where a
+/// series has both, what lines and points are: a narrow legend column.
 fn legend_entries(series: &[Series], points: &str, line: &str) -> Vec<Entry> {
     let mut e = Vec::new();
+    let mut both = false;
     for (i, s) in series.iter().enumerate() {
-        let col = series_color(s, i);
-        if !s.points.is_empty() && !s.line.is_empty() {
+        both |= !s.points.is_empty() && !s.line.is_empty();
+        e.push(Entry {
+            text: s.label.clone(),
+            col: series_color(s, i),
+            line: !s.line.is_empty(),
+            point: !s.points.is_empty(),
+        });
+    }
+    if both {
+        for (text, l, p) in [(line, true, false), (points, false, true)] {
             e.push(Entry {
-                text: format!("{} ({line})", s.label),
-                col,
-                line: true,
-                point: false,
-            });
-            e.push(Entry {
-                text: format!("{} ({points})", s.label),
-                col,
-                line: false,
-                point: true,
-            });
-        } else {
-            e.push(Entry {
-                text: s.label.clone(),
-                col,
-                line: !s.line.is_empty(),
-                point: !s.points.is_empty(),
+                text: text.to_string(),
+                col: BLACK,
+                line: l,
+                point: p,
             });
         }
     }
@@ -375,6 +395,8 @@ where
                 integer: false,
             },
             series: f.series,
+            x_ticks: None,
+            bar_width: 2,
         },
     )?;
     draw_legend(
@@ -424,90 +446,10 @@ pub fn loglog(stem: &Path, png: bool, title: &str, ylabel: &str, series: &[Serie
     both!(stem, (1000, 600), png, draw_figure, &f)
 }
 
-/// One σ_w of the paper's Figure 1: per shown layer, the normalized
-/// covariance (the correlation ĉ) against Δθ.
-pub struct Figure1Panel {
-    /// Panel caption (with the numbers: N, σ_w, its offset from σ_w^opt, ξ).
-    pub caption: String,
-    /// One series per shown layer: simulation (Δθ, mean, SE) and theory (Δθ, c).
-    pub layers: Vec<Series>,
-}
-
-fn draw_figure1<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    (title, panels): (&str, &[Figure1Panel]),
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    if panels.is_empty() {
-        return Ok(());
-    }
-    let root = root.titled(title, ("sans-serif", 18)).map_err(perr)?;
-    let (w, _) = root.dim_in_pixel();
-    let (plots, legend) = root.split_horizontally(w.saturating_sub(170));
-    let areas = plots.split_evenly((1, panels.len()));
-    // One scale for every panel: the correlation lies in [−1, 1].
-    let x = Axis {
-        lo: 0.0,
-        hi: std::f64::consts::PI,
-        log: false,
-        integer: false,
-    };
-    let y = Axis {
-        lo: -1.05,
-        hi: 1.05,
-        log: false,
-        integer: false,
-    };
-    for (area, p) in areas.iter().zip(panels) {
-        draw_panel(
-            area,
-            &Panel {
-                caption: &p.caption,
-                xlabel: "Δθ (radians)",
-                ylabel: "normalized covariance ĉ",
-                x,
-                y,
-                series: &p.layers,
-            },
-        )?;
-    }
-    let mut entries: Vec<Entry> = panels[0]
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Entry {
-            text: s.label.clone(),
-            col: series_color(s, i),
-            line: true,
-            point: true,
-        })
-        .collect();
-    entries.push(Entry {
-        text: "lines: theory".into(),
-        col: BLACK,
-        line: true,
-        point: false,
-    });
-    entries.push(Entry {
-        text: "points: simulation".into(),
-        col: BLACK,
-        line: false,
-        point: true,
-    });
-    draw_legend(&legend, &entries)
-}
-
-/// The paper's Figure 1: normalized covariance against the angle offset Δθ,
-/// one curve per layer (theory lines, simulation points), one panel per σ_w
-/// on a shared scale.
-pub fn figure1(stem: &Path, png: bool, title: &str, panels: &[Figure1Panel]) -> Result<()> {
-    let w = (380 * panels.len().max(1) + 170) as u32;
-    both!(stem, (w, 480), png, draw_figure1, (title, panels))
-}
-
 /// The colour of layer k of n shown layers (Figure 1).
 pub fn layer_color(k: usize, n: usize) -> RGBColor {
     ramp(k, n)
 }
+
+pub(crate) mod figure1;
+pub use figure1::{figure1, Figure1Panel};

@@ -241,6 +241,22 @@ fn figure1_layers(depth: usize) -> Vec<usize> {
 fn figure1_panel(p: &PointSummary) -> Figure1Panel {
     let circle: Vec<&Curve> = p.curves.iter().filter(|c| c.input == "circle").collect();
     let shown = figure1_layers(p.depth);
+    // The theory's lines span the offsets the circle samples strictly inside
+    // (0, π): c^l(0) = 1 and c^l(π) = −1 are fixed points of the map, reached
+    // with infinite slope, so a line into them is a vertical drop; the
+    // simulation's points at 0 and π stay.
+    let inner: Vec<f64> = circle
+        .iter()
+        .filter_map(|c| c.angle)
+        .filter(|&a| a > 1e-12 && a < std::f64::consts::PI - 1e-12)
+        .collect();
+    let (a_lo, a_hi) = match (
+        inner.iter().copied().reduce(f64::min),
+        inner.iter().copied().reduce(f64::max),
+    ) {
+        (Some(lo), Some(hi)) if lo < hi => (lo, hi),
+        _ => (0.0, std::f64::consts::PI),
+    };
     let layers = shown
         .iter()
         .enumerate()
@@ -256,11 +272,11 @@ fn figure1_panel(p: &PointSummary) -> Figure1Panel {
                     })
                     .collect(),
                 line: {
-                    // The theory on a fine grid of Δθ for smooth lines.
+                    // The theory on a grid of Δθ crowding towards 0 and π.
                     let r = &p.network;
-                    (0..=64)
-                        .filter_map(|i| {
-                            let a = std::f64::consts::PI * i as f64 / 64.0;
+                    plots::figure1::theory_angles(a_lo, a_hi)
+                        .into_iter()
+                        .filter_map(|a| {
                             r.network
                                 .depth_curve(r.q0, r.q0, a.cos().clamp(-1.0, 1.0), l)
                                 .ok()
@@ -272,7 +288,18 @@ fn figure1_panel(p: &PointSummary) -> Figure1Panel {
             }
         })
         .collect();
-    let offset = optimal_note(&p.sigma_w_spec, "opt");
+    // "σ_w = 0.8058 = σ_w^opt − 0.2" for "opt-0.2"; "(optimal)" for "opt".
+    let offset = match p.sigma_w_spec.as_str() {
+        "opt" => " (optimal)".to_string(),
+        s if s.starts_with("opt") => {
+            let d = s[3..].trim();
+            match d.strip_prefix('-') {
+                Some(m) => format!(" = σ_w^opt − {}", m.trim()),
+                None => format!(" = σ_w^opt + {}", d.trim_start_matches('+').trim()),
+            }
+        }
+        _ => String::new(),
+    };
     Figure1Panel {
         caption: format!(
             "σ_w = {}{offset}, ξ = {}",
@@ -445,8 +472,83 @@ pub(crate) fn optimal_plots(
         "optimal spacing D_opt = Δ/√q* against N + 1 (Figure 2, log-log)",
         "optimal spacing D_opt",
         &two("D_opt", pts(&|o| o.d_opt), &sc.d_opt),
+    )?;
+    xi_max_plot(stage, png, optima, sc)
+}
+
+/// ξ_max and L_max = κ·ξ_max against N + 1 on log-log axes, with the fit of
+/// ln ξ_max against ln(N + 1): its exponent (the paper's 1.82) and 95 %
+/// interval (slope ± t·SE, Student t with points − 2 df) in the legend.
+fn xi_max_plot(stage: &Path, png: bool, optima: &[UniformOptimum], sc: &Scaling) -> Result<()> {
+    let ns: Vec<usize> = optima.iter().map(|o| o.states).collect();
+    let f = sc.xi_max;
+    let df = f.points.saturating_sub(2).max(1) as f64;
+    let t = crate::analysis::student_t_quantile(0.975, df);
+    let kappa = optima[0].l_max / optima[0].xi_max;
+    let lmax_fit = LinearFit {
+        intercept: f.intercept + kappa.ln(),
+        ..f
+    };
+    let pts = |g: &dyn Fn(&UniformOptimum) -> f64| -> Vec<(f64, f64, f64)> {
+        optima
+            .iter()
+            .map(|o| ((o.states + 1) as f64, g(o), 0.0))
+            .collect()
+    };
+    let dark = plots::layer_color(0, 2);
+    let series = [
+        Series {
+            label: "L_max = κ·ξ_max".replace('κ', &crate::error::fmt_value(kappa)),
+            points: pts(&|o| o.l_max),
+            line: Vec::new(),
+            color: Some(RED_SERIES),
+        },
+        Series {
+            label: "ξ_max".into(),
+            points: pts(&|o| o.xi_max),
+            line: Vec::new(),
+            color: Some(dark),
+        },
+        Series {
+            label: format!("fit: ∝ (N + 1)^{:.4}", f.slope),
+            points: Vec::new(),
+            line: power_law_line(&f, &ns),
+            color: Some(BLACK_SERIES),
+        },
+        // Text only in the legend: the exponent's interval.
+        Series {
+            label: format!(
+                "95 % CI [{:.4}, {:.4}]",
+                f.slope - t * f.stderr,
+                f.slope + t * f.stderr
+            ),
+            points: Vec::new(),
+            line: Vec::new(),
+            color: Some(BLACK_SERIES),
+        },
+        Series {
+            label: "same exponent, × κ".replace('κ', &crate::error::fmt_value(kappa)),
+            points: Vec::new(),
+            line: power_law_line(&lmax_fit, &ns),
+            color: Some(BLACK_SERIES),
+        },
+    ];
+    plots::loglog(
+        &stage.join("plots/xi-max-l-max"),
+        png,
+        &format!(
+            "depth scale ξ_max and L_max = {}·ξ_max against N + 1 (log-log), N = {}..{}",
+            crate::error::fmt_value(kappa),
+            ns[0],
+            ns[ns.len() - 1]
+        ),
+        "ξ_max, L_max (layers)",
+        &series,
     )
 }
+
+/// Fit lines drawn over both series of a plot.
+const BLACK_SERIES: plotters::style::RGBColor = plotters::style::RGBColor(40, 40, 40);
 
 /// The power law exp(intercept)·x^slope of a fit of ln y against ln x, on
 /// 41 log-spaced x from N + 1 of the first to N + 1 of the last of `states`.

@@ -38,11 +38,69 @@ impl<B> GlyphText<B> {
 /// layout box, and its coverage in 0..=1.
 pub(crate) type GlyphPixel = (i32, i32, f32);
 
+/// How a run of text sits: on the baseline, as a subscript or as a superscript.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Script {
+    Normal,
+    Sub,
+    Super,
+}
+
+/// Splits plot text into runs: `_w`, `_emp`, `_max` (an underscore and the
+/// letters and digits after it) become subscripts, `^opt` superscripts; the
+/// markers themselves are not drawn. Other text is normal.
+pub(crate) fn scripts(text: &str) -> Vec<(Script, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<(Script, String)> = Vec::new();
+    // Letters and digits, and a decimal point between digits ("^1.82").
+    let in_run = |i: usize| {
+        chars[i].is_alphanumeric()
+            || (chars[i] == '.'
+                && i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()))
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let kind = match c {
+            '_' => Script::Sub,
+            '^' => Script::Super,
+            _ => Script::Normal,
+        };
+        if kind == Script::Normal || !chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) {
+            match out.last_mut() {
+                Some((Script::Normal, s)) => s.push(c),
+                _ => out.push((Script::Normal, c.to_string())),
+            }
+            i += 1;
+            continue;
+        }
+        // A new run even right after another script run ("σ_w^opt").
+        let mut run = String::new();
+        i += 1;
+        while i < chars.len() && in_run(i) {
+            run.push(chars[i]);
+            i += 1;
+        }
+        out.push((kind, run));
+    }
+    out
+}
+
+/// The text with its script markers removed ("σ_w" → "σw"), for backends
+/// that draw text themselves (SVG).
+pub(crate) fn plain(text: &str) -> String {
+    scripts(text).into_iter().map(|(_, s)| s).collect()
+}
+
 /// Rasterizes `text` at `size` px (plotters' font size: ascent − descent)
 /// into pixels relative to the top-left of plotters' layout box of width
 /// Σ advances + kerning and height size/1.24. The pen advances by the
 /// glyphs' fractional advances and kerning; each glyph is drawn at its own
 /// bearing; the baseline lies where the capitals are centred in the box.
+/// Sub- and superscripts ([`scripts`]) are drawn at 0.7 of the size,
+/// lowered or raised.
 pub(crate) fn draw_glyphs(font: &FontRef<'static>, size: f32, text: &str) -> Vec<GlyphPixel> {
     let scaled = font.as_scaled(size);
     let box_h = size / 1.24;
@@ -56,45 +114,57 @@ pub(crate) fn draw_glyphs(font: &FontRef<'static>, size: f32, text: &str) -> Vec
     let baseline = (0.5 * (box_h + cap)).round();
     let mut out = Vec::new();
     let mut pen = 0f32;
-    let mut prev = None;
-    for c in text.chars() {
-        let id = scaled.glyph_id(c);
-        if let Some(p) = prev {
-            pen += scaled.kern(p, id);
+    for (kind, run) in scripts(text) {
+        let (sz, base) = match kind {
+            Script::Normal => (size, baseline),
+            Script::Sub => (0.7 * size, baseline + (0.2 * size).round()),
+            Script::Super => (0.7 * size, baseline - (0.35 * size).round()),
+        };
+        let sc = font.as_scaled(sz);
+        let mut prev = None;
+        for c in run.chars() {
+            let id = sc.glyph_id(c);
+            if let Some(p) = prev {
+                pen += sc.kern(p, id);
+            }
+            prev = Some(id);
+            let glyph = id.with_scale_and_position(sz, point(pen, base));
+            if let Some(g) = font.outline_glyph(glyph) {
+                let b = g.px_bounds();
+                g.draw(|x, y, cov| {
+                    if cov > 0.0 {
+                        out.push((b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, cov));
+                    }
+                });
+            }
+            pen += sc.h_advance(id);
         }
-        prev = Some(id);
-        let glyph = id.with_scale_and_position(size, point(pen, baseline));
-        if let Some(g) = font.outline_glyph(glyph) {
-            let b = g.px_bounds();
-            g.draw(|x, y, cov| {
-                if cov > 0.0 {
-                    out.push((b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, cov));
-                }
-            });
-        }
-        pen += scaled.h_advance(id);
     }
     out
 }
 
-impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
-    type ErrorType = B::ErrorType;
+/// A drawing backend that draws text through another backend's own text
+/// (SVG) with the script markers removed ([`plain`]).
+pub(crate) struct PlainText<B>(pub(crate) B);
 
+/// The drawing calls other than text, passed to `self.$inner`.
+macro_rules! delegate_shapes {
+    ($($inner:tt)+) => {
     fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
+        self.$($inner)+.get_size()
     }
     fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.ensure_prepared()
+        self.$($inner)+.ensure_prepared()
     }
     fn present(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.present()
+        self.$($inner)+.present()
     }
     fn draw_pixel(
         &mut self,
         p: BackendCoord,
         c: BackendColor,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.draw_pixel(p, c)
+        self.$($inner)+.draw_pixel(p, c)
     }
     fn draw_line<S: BackendStyle>(
         &mut self,
@@ -102,7 +172,7 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
         b: BackendCoord,
         s: &S,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.draw_line(a, b, s)
+        self.$($inner)+.draw_line(a, b, s)
     }
     fn draw_rect<S: BackendStyle>(
         &mut self,
@@ -111,14 +181,14 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
         s: &S,
         fill: bool,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.draw_rect(a, b, s, fill)
+        self.$($inner)+.draw_rect(a, b, s, fill)
     }
     fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
         &mut self,
         path: I,
         s: &S,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.draw_path(path, s)
+        self.$($inner)+.draw_path(path, s)
     }
     fn draw_circle<S: BackendStyle>(
         &mut self,
@@ -127,14 +197,14 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
         s: &S,
         fill: bool,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.draw_circle(c, r, s, fill)
+        self.$($inner)+.draw_circle(c, r, s, fill)
     }
     fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
         &mut self,
         vert: I,
         s: &S,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.fill_polygon(vert, s)
+        self.$($inner)+.fill_polygon(vert, s)
     }
     fn blit_bitmap(
         &mut self,
@@ -142,8 +212,36 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
         (w, h): (u32, u32),
         src: &[u8],
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.inner.blit_bitmap(pos, (w, h), src)
+        self.$($inner)+.blit_bitmap(pos, (w, h), src)
     }
+    };
+}
+
+impl<B: DrawingBackend> DrawingBackend for PlainText<B> {
+    type ErrorType = B::ErrorType;
+    delegate_shapes!(0);
+
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+        self.0.draw_text(&plain(text), style, pos)
+    }
+
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), DrawingErrorKind<B::ErrorType>> {
+        self.0.estimate_text_size(&plain(text), style)
+    }
+}
+
+impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
+    type ErrorType = B::ErrorType;
+    delegate_shapes!(inner);
 
     /// plotters' anchoring and rotation (as its default `draw_text`), with
     /// the glyphs from [`draw_glyphs`].
@@ -158,7 +256,7 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
             return Ok(());
         }
         let ((min_x, min_y), (max_x, max_y)) = style
-            .layout_box(text)
+            .layout_box(&plain(text))
             .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
         let (width, height) = (max_x - min_x, max_y - min_y);
         let dx = match style.anchor().h_pos {
@@ -192,7 +290,7 @@ impl<B: DrawingBackend> DrawingBackend for GlyphText<B> {
         text: &str,
         style: &S,
     ) -> Result<(u32, u32), DrawingErrorKind<B::ErrorType>> {
-        self.inner.estimate_text_size(text, style)
+        self.inner.estimate_text_size(&plain(text), style)
     }
 }
 
@@ -213,6 +311,30 @@ mod tests {
             (xs.clone().min().unwrap(), xs.max().unwrap()),
             (ys.clone().min().unwrap(), ys.max().unwrap()),
         )
+    }
+
+    #[test]
+    fn underscores_and_carets_become_scripts() {
+        use Script::*;
+        assert_eq!(
+            scripts("σ_w^opt − 0.2, ξ_emp"),
+            vec![
+                (Normal, "σ".into()),
+                (Sub, "w".into()),
+                (Super, "opt".into()),
+                (Normal, " − 0.2, ξ".into()),
+                (Sub, "emp".into()),
+            ]
+        );
+        // A lone marker is text: "a _ b", "x^", file-like "a_".
+        assert_eq!(plain("a _ b"), "a _ b");
+        assert_eq!(plain("x^"), "x^");
+        assert_eq!(plain("σ_w = 1.59, σ_b = 0"), "σw = 1.59, σb = 0");
+        // An exponent with its decimals; a sentence's full stop ends it.
+        assert_eq!(
+            scripts("(N + 1)^1.8239."),
+            vec![(Normal, "(N + 1)".into()), (Super, "1.8239".into()), (Normal, ".".into())]
+        );
     }
 
     #[test]
