@@ -249,11 +249,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     let folder = report.folder.display();
     if report.complete {
         outln!("results: {folder}");
-    } else if cfg.kind == Kind::Training {
-        outln!(
-            "results: {folder} (interrupted: finished points kept, marked incomplete; \
-             training runs are not resumed yet: run the config again for the rest)"
-        );
     } else {
         outln!(
             "results: {folder} (interrupted: finished points kept, marked incomplete; \

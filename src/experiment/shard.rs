@@ -134,10 +134,14 @@ pub fn point_cost(p: &RunPoint, backward_targets: usize) -> u128 {
 
 /// The estimated cost of every point of a config's sweep, in sweep order.
 /// For `kind = "optimal"` a point is one N, costing N (the quadrature runs
-/// over N levels).
+/// over N levels); for `kind = "training"` steps × batch × Σ fan_in·fan_out
+/// (`training::cost::sweep_costs`).
 pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
     if cfg.kind == Kind::Optimal {
         return Ok(cfg.optimal_states()?.iter().map(|&n| n as u128).collect());
+    }
+    if cfg.kind == Kind::Training {
+        return crate::experiment::training::cost::sweep_costs(cfg);
     }
     let targets = cfg
         .backward

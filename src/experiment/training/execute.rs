@@ -1,10 +1,14 @@
 //! Training the points of a plan on the data, one after another, and the
-//! results folder: `training.csv` and `summary.json` rewritten after every
-//! point, the commit record after them, the plots at the end.
+//! results folder: per point its record (`points/pointNNN.cbor`), then
+//! `training.csv` and `summary.json` rewritten, then the commit record that
+//! names it; checkpoints of the point in training (see [`checkpoint`]); the
+//! plots at the end. A fresh run, a resumed one, a shard and a merge (see
+//! [`crate::experiment::training::folder`]) write their files through the
+//! same functions.
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
-use crate::experiment::folder::{write_atomic, write_json, Commit};
+use crate::experiment::folder::{self, write_atomic, write_json, Commit};
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
 use crate::experiment::records::{Hooks, RunReport};
@@ -12,12 +16,15 @@ use crate::experiment::session::{start_folder, timestamp};
 use crate::experiment::training::analysis::{
     exponents, table, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
-use crate::experiment::training::plan::{plan, Plan};
+use crate::experiment::training::checkpoint::{self, Identity, Policy, Saver};
+use crate::experiment::training::plan::{plan, Plan, TrainPoint};
 use crate::train::data::Dataset;
 use crate::train::model::Params;
-use crate::train::{train, CpuTrainBackend, Protocol, TrainBackend};
+use crate::train::{train_from, CpuTrainBackend, Protocol, Report, TrainBackend};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Opens the training backend a user named, as the simulator's
@@ -85,6 +92,54 @@ fn training_csv(points: &[TrainedPoint]) -> String {
     s
 }
 
+/// What a point's record (`points/pointNNN.cbor`) holds: its outcome. The
+/// rest of a [`TrainedPoint`] (initialization, depth, learning rate) is
+/// recomputed from the config by the theory, as when it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRecord {
+    /// config_hash of the folder's config.toml.
+    pub config_hash: String,
+    /// Point index.
+    pub index: usize,
+    /// The backend that trained it, as described in summary.json.
+    pub backend: String,
+    /// The training lengths of the run, in steps.
+    pub lengths: Vec<usize>,
+    /// Reports.
+    pub reports: Vec<Report>,
+    /// Seconds in training steps.
+    pub train_seconds: f64,
+    /// Seconds evaluating.
+    pub eval_seconds: f64,
+    /// Multiply-adds of the training steps.
+    pub train_macs: f64,
+}
+
+/// The point `p` of `plan` as trained, from its record.
+pub(crate) fn trained_point(plan: &Plan, p: &TrainPoint, rec: &TrainRecord) -> Result<TrainedPoint> {
+    let (init, depth, lr) = plan.resolve(p)?;
+    let diverged = rec
+        .reports
+        .iter()
+        .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite()));
+    Ok(TrainedPoint {
+        point: p.clone(),
+        depth,
+        depth_over_xi: depth as f64 / init.xi,
+        init,
+        lr,
+        reports: rec.reports.clone(),
+        train_mac_per_s: if rec.train_seconds > 0.0 {
+            rec.train_macs / rec.train_seconds
+        } else {
+            0.0
+        },
+        train_seconds: rec.train_seconds,
+        eval_seconds: rec.eval_seconds,
+        diverged,
+    })
+}
+
 /// Writes training.csv and summary.json of the points trained so far;
 /// returns their trainable depths and exponents.
 fn write_results(
@@ -116,9 +171,34 @@ fn write_results(
     Ok((tds, ex))
 }
 
-/// Runs a training experiment into a new results folder under `out_root`.
-pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<RunReport> {
+/// What training a config needs besides a folder: the plan, the data, the
+/// lengths and report steps, and the backend.
+pub(crate) struct Prepared {
+    pub(crate) plan: Plan,
+    pub(crate) data: Dataset,
+    pub(crate) lengths: Vec<usize>,
+    pub(crate) report_at: Vec<usize>,
+    pub(crate) max_steps: usize,
+    pub(crate) policy: Policy,
+    pub(crate) backend: Box<dyn TrainBackend>,
+    /// The backend as summary.json describes it.
+    pub(crate) desc: String,
+    /// Which backend was taken, and why.
+    pub(crate) note: String,
+}
+
+impl Prepared {
+    /// "cpu" or "gpu".
+    pub(crate) fn kind(&self) -> &str {
+        self.desc.split(' ').next().unwrap_or("cpu")
+    }
+}
+
+/// Plans `cfg`, loads its data and opens its backend (`backend`: the
+/// config's, or the one a resumed folder ran on).
+pub(crate) fn prepare(cfg: &Config, backend: &str) -> Result<Prepared> {
     let plan = plan(cfg)?;
+    let policy = Policy::of(cfg)?;
     let mut data = Dataset::load(&plan.data)?;
     if let Some(k) = plan.train_subset {
         data.train = data.train.take(k);
@@ -132,136 +212,281 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         .collect();
     report_at.sort_unstable();
     report_at.dedup();
-    let (mut backend, note) = open_train_backend(cfg.backend())?;
+    let (backend, note) = open_train_backend(backend)?;
     let desc = backend.describe();
-    let (folder, mut commit) = start_folder(
-        cfg,
-        out_root,
-        desc.split(' ').next().unwrap_or("cpu"),
-        &desc,
-        &note,
-        plan.points.len(),
-    )?;
-    let clock = Instant::now();
-    // The commit record, written after the files it describes.
-    let record = |commit: &mut Commit, status: &str, done: &[TrainedPoint]| -> Result<()> {
-        commit.status = status.to_string();
-        commit.complete = status == "complete";
-        commit.points = done.iter().map(|p| p.point.index).collect();
-        commit.points_done = done.len();
-        commit.non_finite_points = done
-            .iter()
-            .filter(|p| p.diverged)
-            .map(|p| p.point.index)
-            .collect();
-        commit.updated = timestamp();
-        commit.wall_seconds = clock.elapsed().as_secs_f64();
-        commit.write(&folder)
-    };
-    let mut done: Vec<TrainedPoint> = Vec::new();
-    let mut complete = true;
-    for p in &plan.points {
-        let (init, depth, lr) = plan.resolve(p)?;
-        let spec = plan.model(p, &init, depth, data.train.dim);
-        spec.validate()?;
-        let label = format!(
-            "N={} σw={:.4} n={} L={} ({:.1}ξ) lr={} seed={}",
-            p.states,
-            init.sigma_w,
-            p.width,
-            depth,
-            depth as f64 / init.xi,
-            lr,
-            p.seed
-        );
-        (hooks.point_started)(p.index, plan.points.len(), &label, max_steps as u64);
-        let proto = Protocol {
-            lr,
-            momentum: plan.momentum,
-            batch: plan.batch,
-            steps: max_steps,
-            report_at: report_at.clone(),
-            eval_train: plan.eval_train,
-            eval_test: plan.eval_test,
-            eval_batch: plan.eval_batch,
-        };
-        let params = Params::init(&spec, p.seed);
-        let progress = |s: usize| (hooks.layers)(s as u64);
-        let out = match train(
-            backend.as_mut(),
-            &spec,
-            &params,
-            &data,
-            &proto,
-            p.seed,
-            &progress,
-            hooks.cancel,
-        ) {
-            Ok(o) => o,
-            Err(e) => {
-                commit.error = Some(e.to_string());
-                commit.failed_point = Some(p.index);
-                // Best effort: the training error is what the caller reports.
-                let _ = record(&mut commit, "failed", &done);
-                return Err(e);
-            }
-        };
-        if !out.complete {
-            complete = false;
-            break;
+    Ok(Prepared {
+        plan,
+        data,
+        lengths,
+        report_at,
+        max_steps,
+        policy,
+        backend,
+        desc,
+        note,
+    })
+}
+
+/// A training session on a results folder: its commit record and the
+/// points it holds.
+pub(crate) struct TrainSession {
+    pub(crate) folder: PathBuf,
+    pub(crate) commit: Commit,
+    pub(crate) done: BTreeMap<usize, (TrainedPoint, TrainRecord)>,
+    pub(crate) clock: Instant,
+    pub(crate) wall_before: f64,
+}
+
+impl TrainSession {
+    pub(crate) fn new(folder: PathBuf, commit: Commit) -> Self {
+        TrainSession {
+            wall_before: commit.wall_seconds,
+            folder,
+            commit,
+            done: BTreeMap::new(),
+            clock: Instant::now(),
         }
-        let diverged = out
-            .reports
-            .iter()
-            .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite()));
-        done.push(TrainedPoint {
-            point: p.clone(),
-            depth,
-            depth_over_xi: depth as f64 / init.xi,
-            init,
-            lr,
-            reports: out.reports,
-            train_mac_per_s: if out.train_seconds > 0.0 {
-                out.train_macs / out.train_seconds
-            } else {
-                0.0
-            },
-            train_seconds: out.train_seconds,
-            eval_seconds: out.eval_seconds,
-            diverged,
-        });
-        write_results(&folder, &plan, &lengths, &done, &desc)?;
-        record(&mut commit, "running", &done)?;
     }
-    let (tds, ex) = write_results(&folder, &plan, &lengths, &done, &desc)?;
-    let mut note = note.clone();
-    let diverged: Vec<usize> = done
-        .iter()
-        .filter(|p| p.diverged)
-        .map(|p| p.point.index)
-        .collect();
+
+    /// The commit record, written after the files it describes.
+    pub(crate) fn record(&mut self, status: &str) -> Result<()> {
+        let c = &mut self.commit;
+        c.status = status.to_string();
+        c.complete = status == "complete";
+        c.points = self.done.keys().copied().collect();
+        c.points_done = c.points.len();
+        c.non_finite_points = self
+            .done
+            .values()
+            .filter(|(p, _)| p.diverged)
+            .map(|(p, _)| p.point.index)
+            .collect();
+        c.updated = timestamp();
+        c.wall_seconds = self.wall_before + self.clock.elapsed().as_secs_f64();
+        c.pid = std::process::id();
+        c.host = folder::host_name();
+        c.write(&self.folder)
+    }
+
+    /// The points held, in sweep order.
+    fn points(&self) -> Vec<TrainedPoint> {
+        self.done.values().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The backends of the points held, as summary.json names them
+    /// (`fallback` when none is held).
+    fn backends(&self, fallback: &str) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for (_, r) in self.done.values() {
+            if !seen.contains(&r.backend.as_str()) {
+                seen.push(&r.backend);
+            }
+        }
+        if seen.is_empty() {
+            fallback.to_string()
+        } else {
+            seen.join("; ")
+        }
+    }
+
+    /// Marks the folder failed with `e` at `point` (best effort: `e` is what
+    /// the caller reports) and returns `e`.
+    fn fail(&mut self, point: Option<usize>, e: Error) -> Error {
+        self.commit.error = Some(e.to_string());
+        self.commit.failed_point = point;
+        let _ = self.record("failed");
+        e
+    }
+
+    /// training.csv, summary.json and the plots of the points held, then the
+    /// commit record with `status`. Returns the terminal table.
+    pub(crate) fn finish(
+        &mut self,
+        cfg: &Config,
+        plan: &Plan,
+        lengths: &[usize],
+        desc: &str,
+        status: &str,
+    ) -> Result<String> {
+        let done = self.points();
+        let (tds, ex) = write_results(&self.folder, plan, lengths, &done, &self.backends(desc))?;
+        #[cfg(feature = "plots")]
+        if cfg.outputs.plots.unwrap_or(true) {
+            let png = cfg.outputs.png.unwrap_or(true);
+            folder::write_plots(&self.folder, |stage| {
+                plots::training::run_plots(stage, png, plan, &tds, &done)
+            })?;
+        }
+        #[cfg(not(feature = "plots"))]
+        let _ = cfg;
+        self.record(status)?;
+        Ok(table(&tds, &ex))
+    }
+}
+
+/// Trains the points of `todo` not yet held by `s`, one after another:
+/// each from its checkpoint when one is there and usable, committed to the
+/// folder when done; then finishes the folder (complete when every point of
+/// `total` is held, interrupted when cancelled). An error marks the folder
+/// failed.
+pub(crate) fn train_points(
+    cfg: &Config,
+    prep: &mut Prepared,
+    mut s: TrainSession,
+    todo: &[TrainPoint],
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    let mut notes = vec![prep.note.clone()];
+    let mut cancelled = false;
+    for p in todo {
+        if s.done.contains_key(&p.index) {
+            continue;
+        }
+        match train_one(prep, &mut s, p, hooks, &mut notes) {
+            Ok(true) => {}
+            Ok(false) => {
+                cancelled = true;
+                break;
+            }
+            Err(e) => return Err(s.fail(Some(p.index), e)),
+        }
+    }
+    let complete = !cancelled && todo.iter().all(|p| s.done.contains_key(&p.index));
+    let status = if complete { "complete" } else { "interrupted" };
+    let table = match s.finish(cfg, &prep.plan, &prep.lengths, &prep.desc, status) {
+        Ok(t) => t,
+        Err(e) => return Err(s.fail(None, e)),
+    };
+    let diverged: Vec<usize> = s.commit.non_finite_points.clone();
     if !diverged.is_empty() {
-        note.push_str(&format!(
-            "\nwarning: training diverged (non-finite loss) at points {diverged:?}: their loss is NaN or inf in training.csv; a lower training.lr avoids it"
+        notes.push(format!(
+            "warning: training diverged (non-finite loss) at points {diverged:?}: their loss is NaN or inf in training.csv; a lower training.lr avoids it"
         ));
     }
-    #[cfg(feature = "plots")]
-    if cfg.outputs.plots.unwrap_or(true) {
-        let png = cfg.outputs.png.unwrap_or(true);
-        crate::experiment::folder::write_plots(&folder, |stage| {
-            plots::training::run_plots(stage, png, &plan, &tds, &done)
-        })?;
-    }
-    record(
-        &mut commit,
-        if complete { "complete" } else { "interrupted" },
-        &done,
-    )?;
     Ok(RunReport {
-        folder,
+        folder: s.folder,
         complete,
         points: Vec::new(),
         scaling: Vec::new(),
-        table: format!("{note}\n{}", table(&tds, &ex)),
+        table: format!("{}\n{table}", notes.join("\n")),
     })
+}
+
+/// Trains point `p` (from its checkpoint where usable) and commits it;
+/// false when cancelled part-way (its checkpoint then holds where it stopped).
+fn train_one(
+    prep: &mut Prepared,
+    s: &mut TrainSession,
+    p: &TrainPoint,
+    hooks: &Hooks<'_>,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    let plan = &prep.plan;
+    let (init, depth, lr) = plan.resolve(p)?;
+    let spec = plan.model(p, &init, depth, prep.data.train.dim);
+    spec.validate()?;
+    let id = Identity {
+        config_hash: s.commit.config_hash.clone(),
+        point: p.index,
+        seed: p.seed,
+        backend: prep.kind().to_string(),
+        steps: prep.max_steps,
+        images: (prep.data.train.len(), prep.data.test.len()),
+    };
+    let start = match checkpoint::load(&s.folder, &id, &spec) {
+        Ok(snap) => snap,
+        Err(why) => {
+            notes.push(format!(
+                "warning: the checkpoint of point {} is not used ({why}): the point restarted from its initialization",
+                p.index
+            ));
+            checkpoint::remove(&s.folder, p.index)?;
+            None
+        }
+    };
+    let mut label = format!(
+        "N={} σw={:.4} n={} L={} ({:.1}ξ) lr={} seed={}",
+        p.states,
+        init.sigma_w,
+        p.width,
+        depth,
+        depth as f64 / init.xi,
+        lr,
+        p.seed
+    );
+    if let Some(snap) = &start {
+        let _ = write!(label, " (from its checkpoint at step {})", snap.step);
+    }
+    (hooks.point_started)(p.index, plan.points.len(), &label, prep.max_steps as u64);
+    let proto = Protocol {
+        lr,
+        momentum: plan.momentum,
+        batch: plan.batch,
+        steps: prep.max_steps,
+        report_at: prep.report_at.clone(),
+        eval_train: plan.eval_train,
+        eval_test: plan.eval_test,
+        eval_batch: plan.eval_batch,
+    };
+    let params = match start {
+        Some(_) => Params::zeros(&spec),
+        None => Params::init(&spec, p.seed),
+    };
+    let progress = |step: usize| (hooks.layers)(step as u64);
+    let mut saver = Saver::new(&s.folder, &id, &spec, prep.policy);
+    let out = train_from(
+        prep.backend.as_mut(),
+        &spec,
+        &params,
+        &prep.data,
+        &proto,
+        p.seed,
+        &progress,
+        hooks.cancel,
+        start.as_ref(),
+        &mut saver,
+    )?;
+    if !out.complete {
+        return Ok(false);
+    }
+    let rec = TrainRecord {
+        config_hash: s.commit.config_hash.clone(),
+        index: p.index,
+        backend: prep.desc.clone(),
+        lengths: prep.lengths.clone(),
+        reports: out.reports,
+        train_seconds: out.train_seconds,
+        eval_seconds: out.eval_seconds,
+        train_macs: out.train_macs,
+    };
+    folder::write_record(&s.folder, p.index, &rec)?;
+    s.done
+        .insert(p.index, (trained_point(plan, p, &rec)?, rec));
+    write_results(
+        &s.folder,
+        plan,
+        &prep.lengths,
+        &s.points(),
+        &s.backends(&prep.desc),
+    )?;
+    s.record("running")?;
+    if !prep.policy.keep {
+        checkpoint::remove(&s.folder, p.index)?;
+    }
+    Ok(true)
+}
+
+/// Runs a training experiment into a new results folder under `out_root`.
+pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<RunReport> {
+    let mut prep = prepare(cfg, cfg.backend())?;
+    let (folder, commit) = start_folder(
+        cfg,
+        out_root,
+        prep.kind(),
+        &prep.desc,
+        &prep.note,
+        prep.plan.points.len(),
+    )?;
+    let todo = prep.plan.points.clone();
+    train_points(cfg, &mut prep, TrainSession::new(folder, commit), &todo, hooks)
 }
