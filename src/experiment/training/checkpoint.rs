@@ -357,3 +357,140 @@ impl Checkpoints for Saver<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::model::Phi;
+
+    fn spec() -> ModelSpec {
+        ModelSpec {
+            input_dim: 5,
+            width: 4,
+            depth: 3,
+            classes: 3,
+            phi: Phi::Surrogate,
+            ste_slope: 1.0,
+            ste_threshold: 1.0,
+            sigma_w: 1.0,
+            sigma_b: 0.0,
+            quantize_logits: false,
+        }
+    }
+
+    fn id() -> Identity {
+        Identity {
+            config_hash: "00112233aabbccdd".into(),
+            point: 7,
+            seed: 3,
+            backend: "cpu".into(),
+            steps: 100,
+            images: (600, 200),
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let s = spec();
+        let mut velocity = Params::init(&s, 9);
+        velocity.biases[1][2] = -0.0;
+        Snapshot {
+            step: 42,
+            state: BackendState {
+                params: Params::init(&s, 3),
+                velocity,
+                loss_sums: vec![12.345678901234567],
+                loss_inputs: 64,
+            },
+            outcome: TrainOutcome {
+                reports: vec![Report {
+                    step: 40,
+                    train_acc: 0.3,
+                    test_acc: 0.1 + 0.2,
+                    loss: 1.0 / 3.0,
+                    test_loss: 2.5,
+                }],
+                train_seconds: 0.25,
+                eval_seconds: 0.125,
+                train_macs: 1.5e9,
+                complete: false,
+            },
+        }
+    }
+
+    /// Every number comes back bit for bit (−0.0 and 0.1 + 0.2 included).
+    #[test]
+    fn a_checkpoint_reads_back_bit_for_bit() {
+        let bytes = encode(&id(), &spec(), &snapshot()).unwrap();
+        let back = decode(&bytes, &id(), &spec()).unwrap();
+        assert_eq!(back, snapshot());
+        assert!(back.state.velocity.biases[1][2].is_sign_negative());
+        assert_eq!(
+            back.outcome.reports[0].test_acc.to_bits(),
+            (0.1f64 + 0.2).to_bits()
+        );
+    }
+
+    /// Damage, truncation, another point, run or network, and a step out of
+    /// range are each refused with their reason.
+    #[test]
+    fn damaged_or_foreign_checkpoints_are_refused_with_the_reason() {
+        let good = encode(&id(), &spec(), &snapshot()).unwrap();
+        let why = |bytes: &[u8], id: &Identity, spec: &ModelSpec| {
+            decode(bytes, id, spec).unwrap_err()
+        };
+        let mut flipped = good.clone();
+        let n = flipped.len();
+        flipped[n - 40] ^= 1;
+        assert!(why(&flipped, &id(), &spec()).contains("CRC-32"));
+        assert!(why(&good[..n - 9], &id(), &spec()).contains("CRC-32"));
+        assert!(why(&good[..10], &id(), &spec()).contains("not a quantdepth checkpoint"));
+        assert!(why(b"", &id(), &spec()).contains("not a quantdepth checkpoint"));
+        let other = Identity {
+            point: 8,
+            ..id()
+        };
+        assert!(why(&good, &other, &spec()).contains("written for"));
+        let other = Identity {
+            backend: "gpu".into(),
+            ..id()
+        };
+        assert!(why(&good, &other, &spec()).contains("written for"));
+        let wider = ModelSpec {
+            width: 5,
+            ..spec()
+        };
+        assert!(why(&good, &id(), &wider).contains("layer shapes"));
+        let mut late = snapshot();
+        late.step = 100;
+        let bytes = encode(&id(), &spec(), &late).unwrap();
+        assert!(why(&bytes, &id(), &spec()).contains("step 100 is not in 1..100"));
+        let mut nan = snapshot();
+        nan.state.params.weights[0][0] = f32::NAN;
+        assert!(!is_finite(&nan));
+        let bytes = encode(&id(), &spec(), &nan).unwrap();
+        assert!(why(&bytes, &id(), &spec()).contains("non-finite"));
+    }
+
+    #[test]
+    fn policy_keys_are_checked() {
+        let cfg = |extra: &str| {
+            Config::from_toml(&format!(
+                "name = \"t\"\nkind = \"training\"\n[training]\nstates = [2]\ndepth = [2]\n\
+                 width = 8\n{extra}"
+            ))
+        };
+        let p = Policy::of(&cfg("").unwrap()).unwrap();
+        assert_eq!((p.seconds, p.steps, p.keep), (DEFAULT_SECONDS, None, false));
+        let p = Policy::of(&cfg("checkpoint_steps = 5\nkeep_checkpoints = true").unwrap()).unwrap();
+        assert_eq!((p.steps, p.keep), (Some(5), true));
+        for (extra, key) in [
+            ("checkpoint_seconds = 0.0", "training.checkpoint_seconds"),
+            ("checkpoint_seconds = -3.0", "training.checkpoint_seconds"),
+            ("checkpoint_seconds = nan", "training.checkpoint_seconds"),
+            ("checkpoint_steps = 0", "training.checkpoint_steps"),
+        ] {
+            let e = cfg(extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+    }
+}
