@@ -35,11 +35,16 @@ fn temp(tag: &str) -> PathBuf {
 /// of batch 16 on 600 images (37 steps an epoch, so checkpoints fall
 /// mid-epoch), reports at 100, 250, 400. `extra` adds `[training]` keys.
 fn config_text(data: &Path, extra: &str) -> String {
+    config_on("cpu", data, extra)
+}
+
+/// [`config_text`] on `backend`.
+fn config_on(backend: &str, data: &Path, extra: &str) -> String {
     format!(
         r#"name = "ckpt"
 kind = "training"
 seed = 7
-backend = "cpu"
+backend = "{backend}"
 
 [training]
 data = "{}"
@@ -152,7 +157,7 @@ fn assert_same_results(got: &Path, want: &Path) {
     }
     let meta = Commit::read(got).unwrap();
     assert_eq!(meta.status, "complete");
-    assert_eq!(meta.points, vec![0, 1, 2, 3]);
+    assert_eq!(meta.points, Commit::read(want).unwrap().points);
 }
 
 fn checkpoints(dir: &Path) -> Vec<String> {
@@ -359,11 +364,16 @@ fn sigterm_saves_the_point_in_training_and_resume_finishes_it() {
 /// Runs the study with a cancel raised after `stop` steps of its third
 /// network (point 2), as Ctrl-C would; returns the folder.
 fn cancelled_at(cfg: &Config, root: &Path, stop: u64) -> PathBuf {
+    cancelled_in(cfg, root, 2, stop)
+}
+
+/// [`cancelled_at`] in point `at`.
+fn cancelled_in(cfg: &Config, root: &Path, at: usize, stop: u64) -> PathBuf {
     let cancel = AtomicBool::new(false);
     let point = std::sync::atomic::AtomicUsize::new(0);
     let started = |i: usize, _: usize, _: &str, _: u64| point.store(i, Ordering::SeqCst);
     let layers = |s: u64| {
-        if point.load(Ordering::SeqCst) == 2 && s == stop {
+        if point.load(Ordering::SeqCst) == at && s == stop {
             cancel.store(true, Ordering::SeqCst);
         }
     };
@@ -415,6 +425,40 @@ fn cancel_then_resume_and_a_damaged_checkpoint_restarts_the_point() {
         "{}",
         r.table
     );
+    assert_same_results(&dir, &reference);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The same on the GPU backend (the software adapter in CI): a cancel at a
+/// step leaves a checkpoint read back from the device (weights, momentum,
+/// per-position loss sums), and the resume ends as the uninterrupted GPU run.
+#[test]
+fn gpu_training_cancelled_then_resumed_ends_as_the_uninterrupted_gpu_run() {
+    use quantdepth::sim::gpu::AdapterPolicy;
+    use quantdepth::train::gpu::GpuTrainBackend;
+    if common::or_skip(
+        GpuTrainBackend::new(AdapterPolicy::PreferHardware),
+        "GPU checkpoint test",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let root = temp("gpu");
+    let data = root.join("data");
+    write_dataset(&data, 600, 200);
+    // Networks of depth 2 and 3 and 200 steps (the software adapter is
+    // slow); the cancel at step 77 of the third: epoch 3, before the report
+    // at 100.
+    let text = config_on("gpu", &data, "")
+        .replace("depth = [3, 4]", "depth = [2, 3]")
+        .replace("steps = [250, 400]", "steps = [120, 200]");
+    let cfg = Config::from_toml(&text).unwrap();
+    let reference = run(&cfg, &root.join("ref")).folder;
+    let dir = cancelled_in(&cfg, &root.join("a"), 2, 77);
+    assert_eq!(checkpoints(&dir), vec!["point002.ckpt"]);
+    let r = resume(&dir);
+    assert!(r.complete && !r.table.contains("not used"), "{}", r.table);
     assert_same_results(&dir, &reference);
     let _ = std::fs::remove_dir_all(&root);
 }
