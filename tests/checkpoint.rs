@@ -214,7 +214,11 @@ fn sigkill_at_random_moments_then_resume_ends_as_the_uninterrupted_run() {
         .output()
         .unwrap();
     let full = t.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference = only_dir(&root.join("ref")).unwrap();
     eprintln!("uninterrupted run: {:.2} s", full.as_secs_f64());
     let mut moments = Moments(20_261_204);
@@ -229,7 +233,12 @@ fn sigkill_at_random_moments_then_resume_ends_as_the_uninterrupted_run() {
             None => {
                 studies += 1;
                 let out = root.join(format!("study{studies}"));
-                cmd.args(["run", config.to_str().unwrap(), "--out", out.to_str().unwrap()])
+                cmd.args([
+                    "run",
+                    config.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                ])
             }
         };
         let mut child = cmd
@@ -285,7 +294,10 @@ fn sigkill_at_random_moments_then_resume_ends_as_the_uninterrupted_run() {
     assert!(compared >= 1);
     // Kills land every ~25 % of a run with a checkpoint every 15 of 400
     // steps: most find one on disk (none would mean checkpoints are not used).
-    assert!(mid_point >= 4, "only {mid_point} of {kills} kills found a checkpoint");
+    assert!(
+        mid_point >= 4,
+        "only {mid_point} of {kills} kills found a checkpoint"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -308,7 +320,12 @@ fn sigterm_saves_the_point_in_training_and_resume_finishes_it() {
     .folder;
     let out = root.join("term");
     let child = Command::new(BIN)
-        .args(["run", config.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -579,8 +579,7 @@ fn training_config_on_a_slurm_array_merges_to_the_unsharded_run() {
     if !slurm_usable() {
         return;
     }
-    let root =
-        std::env::temp_dir().join(format!("quantdepth-slurm-train-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("quantdepth-slurm-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let data = root.join("data");
@@ -643,7 +642,10 @@ fn training_config_on_a_slurm_array_merges_to_the_unsharded_run() {
         v
     };
     let want = plots(&plain);
-    assert!(want.iter().any(|(n, _)| n.starts_with("heatmap")), "no plots");
+    assert!(
+        want.iter().any(|(n, _)| n.starts_with("heatmap")),
+        "no plots"
+    );
     assert!(plots(&merged) == want, "the merged folder's plots differ");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(merged.join("meta.json")).unwrap()).unwrap();

@@ -323,7 +323,11 @@ fn train_state_save_and_restore_continue_bit_for_bit() {
         b.restore_state(&spec, &mid).unwrap();
         steps(b, &spec, 3, 7);
         let got = b.save_state().unwrap();
-        assert!(got == want, "{}: the restored network differs", b.describe());
+        assert!(
+            got == want,
+            "{}: the restored network differs",
+            b.describe()
+        );
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got.loss_sums), bits(&want.loss_sums));
         assert_eq!(got.loss_inputs, 56);

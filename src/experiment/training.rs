@@ -50,8 +50,8 @@ pub mod plan;
 pub use analysis::{
     exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
-pub use execute::{open_train_backend, run_training};
 pub use cost::sweep_costs;
+pub use execute::{open_train_backend, run_training};
 pub use folder::{finish_training, resume_training, run_training_shard};
 pub use plan::{plan, validate, DepthSpec, Lengths, Plan, TrainPoint};
 

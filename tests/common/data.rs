@@ -46,4 +46,3 @@ pub fn write_dataset(dir: &Path, train: usize, test: usize) {
         }
     }
 }
-

@@ -190,7 +190,11 @@ pub fn encode(id: &Identity, spec: &ModelSpec, snap: &Snapshot) -> Result<Vec<u8
 
 /// The snapshot in `bytes`, or why it cannot be used for point `id` of
 /// network `spec`.
-pub fn decode(bytes: &[u8], id: &Identity, spec: &ModelSpec) -> std::result::Result<Snapshot, String> {
+pub fn decode(
+    bytes: &[u8],
+    id: &Identity,
+    spec: &ModelSpec,
+) -> std::result::Result<Snapshot, String> {
     if bytes.len() < MAGIC.len() + 12 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a quantdepth checkpoint of format 1".into());
     }
@@ -337,7 +341,7 @@ impl<'a> Saver<'a> {
 
 impl Checkpoints for Saver<'_> {
     fn due(&mut self, step: usize) -> bool {
-        self.policy.steps.is_some_and(|k| step % k == 0)
+        self.policy.steps.is_some_and(|k| step.is_multiple_of(k))
             || self.last.elapsed().as_secs_f64() >= self.policy.seconds
     }
 
@@ -435,9 +439,8 @@ mod tests {
     #[test]
     fn damaged_or_foreign_checkpoints_are_refused_with_the_reason() {
         let good = encode(&id(), &spec(), &snapshot()).unwrap();
-        let why = |bytes: &[u8], id: &Identity, spec: &ModelSpec| {
-            decode(bytes, id, spec).unwrap_err()
-        };
+        let why =
+            |bytes: &[u8], id: &Identity, spec: &ModelSpec| decode(bytes, id, spec).unwrap_err();
         let mut flipped = good.clone();
         let n = flipped.len();
         flipped[n - 40] ^= 1;
@@ -445,20 +448,14 @@ mod tests {
         assert!(why(&good[..n - 9], &id(), &spec()).contains("CRC-32"));
         assert!(why(&good[..10], &id(), &spec()).contains("not a quantdepth checkpoint"));
         assert!(why(b"", &id(), &spec()).contains("not a quantdepth checkpoint"));
-        let other = Identity {
-            point: 8,
-            ..id()
-        };
+        let other = Identity { point: 8, ..id() };
         assert!(why(&good, &other, &spec()).contains("written for"));
         let other = Identity {
             backend: "gpu".into(),
             ..id()
         };
         assert!(why(&good, &other, &spec()).contains("written for"));
-        let wider = ModelSpec {
-            width: 5,
-            ..spec()
-        };
+        let wider = ModelSpec { width: 5, ..spec() };
         assert!(why(&good, &id(), &wider).contains("layer shapes"));
         let mut late = snapshot();
         late.step = 100;

@@ -40,7 +40,6 @@ pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

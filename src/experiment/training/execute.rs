@@ -116,7 +116,11 @@ pub struct TrainRecord {
 }
 
 /// The point `p` of `plan` as trained, from its record.
-pub(crate) fn trained_point(plan: &Plan, p: &TrainPoint, rec: &TrainRecord) -> Result<TrainedPoint> {
+pub(crate) fn trained_point(
+    plan: &Plan,
+    p: &TrainPoint,
+    rec: &TrainRecord,
+) -> Result<TrainedPoint> {
     let (init, depth, lr) = plan.resolve(p)?;
     let diverged = rec
         .reports
@@ -460,8 +464,7 @@ fn train_one(
         train_macs: out.train_macs,
     };
     folder::write_record(&s.folder, p.index, &rec)?;
-    s.done
-        .insert(p.index, (trained_point(plan, p, &rec)?, rec));
+    s.done.insert(p.index, (trained_point(plan, p, &rec)?, rec));
     write_results(
         &s.folder,
         plan,
@@ -488,5 +491,11 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         prep.plan.points.len(),
     )?;
     let todo = prep.plan.points.clone();
-    train_points(cfg, &mut prep, TrainSession::new(folder, commit), &todo, hooks)
+    train_points(
+        cfg,
+        &mut prep,
+        TrainSession::new(folder, commit),
+        &todo,
+        hooks,
+    )
 }

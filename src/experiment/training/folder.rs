@@ -11,10 +11,10 @@ use crate::experiment::records::{Hooks, RunReport};
 use crate::experiment::session::{new_session_in, read_folder};
 use crate::experiment::shard::{create_folder, shard_points, Shard, ShardFile, SHARD_FILE};
 use crate::experiment::training::checkpoint;
+use crate::experiment::training::cost::sweep_costs;
 use crate::experiment::training::execute::{
     prepare, train_points, trained_point, TrainRecord, TrainSession,
 };
-use crate::experiment::training::cost::sweep_costs;
 use crate::experiment::training::plan::{plan, Plan, TrainPoint};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -96,6 +96,15 @@ pub fn resume_training(dir: &Path, hooks: &Hooks<'_>) -> Result<RunReport> {
             dir.display(),
             prep.desc
         )));
+    }
+    if kind == "gpu" && commit.adapter != prep.desc {
+        prep.note.push_str(&format!(
+            "\nwarning: {} was trained on {}, this session on {}: the points trained from \
+             here may differ in the last bits from a run on one adapter",
+            dir.display(),
+            commit.adapter,
+            prep.desc
+        ));
     }
     folder::clean_leftovers(dir, &held)?;
     checkpoint::clean_temporaries(dir)?;
