@@ -31,7 +31,8 @@ pub struct RunArgs {
     #[arg(required_unless_present = "resume")]
     pub config: Option<PathBuf>,
     /// Continue an unfinished results folder (interrupted, failed or killed):
-    /// runs only its missing points, with the config stored in it.
+    /// runs only its missing points, with the config stored in it (a training
+    /// network in progress continues from its checkpoint).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "out", "backend", "seed", "max_points"])]
     pub resume: Option<PathBuf>,
     /// Parent folder of the results folder [default: the config's outputs.dir, else "results"].
