@@ -474,30 +474,3 @@ fn plan_counts_the_layers_each_point_runs() {
     let plan = quantdepth::experiment::plan::plan_run(&cfg, false).unwrap();
     assert_eq!(plan.layers, 70_280, "{}", plan.describe());
 }
-
-#[test]
-fn training_configs_are_refused_by_shard_and_slurm_with_a_clear_message() {
-    // Until training runs shard, `--shard` and `slurm` refuse kind = "training" by its
-    // kind, not with a [network] field that training configs do not have.
-    let root = temp_root("training");
-    std::fs::create_dir_all(&root).unwrap();
-    for args in [
-        vec!["run", "configs/trainability_quick.toml", "--shard", "0/2"],
-        vec!["slurm", "configs/trainability_quick.toml", "--shards", "2"],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_quantdepth"))
-            .args(&args)
-            .args(["--out", root.to_str().unwrap()])
-            .env("QUANTDEPTH_CACHE_DIR", &root)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded: {err}");
-        assert!(
-            err.contains("training runs cannot be sharded yet"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("network.states"), "{args:?}: {err}");
-    }
-    let _ = std::fs::remove_dir_all(&root);
-}

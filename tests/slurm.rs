@@ -5,7 +5,10 @@
 //! bit. Then one array task is killed mid-run: `merge` names its missing
 //! points, the shard is resubmitted alone, and the merge succeeds.
 //!
-//! Without slurmctld on the machine the test skips with a message, unless
+//! A training config goes the same way: a 3-task array of `run --shard`
+//! and the merge job end with the unsharded training run's files.
+//!
+//! Without slurmctld on the machine the tests skip with a message, unless
 //! QUANTDEPTH_REQUIRE_SLURM=1 (set by .ci/run), where it fails. The daemons
 //! run as root (as CI does) and are stopped by PID when the test ends, also
 //! when it fails (a Drop guard).
@@ -15,6 +18,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantdepth");
+
+mod common;
+
+/// One test cluster at a time (the tests of this file run in parallel
+/// threads otherwise; their jobs would also compete for the same cores).
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Six points (N = 2, 4, 6 × widths 64, 96), about 0.2–0.7 s each on two
 /// cores: long enough that a task can be cancelled between its two points.
@@ -111,14 +120,15 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
+    /// Starts a cluster in `dir`; `slot` picks its ports (one per test).
+    fn start(dir: &Path, slot: u32) -> Cluster {
         let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
             .unwrap()
             .trim()
             .to_string();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Ports from the process id: two test runs at once do not collide.
-        let port = 20000 + 2 * (std::process::id() % 4000);
+        let port = 20000 + 4 * (std::process::id() % 3000) + 2 * slot;
         for sub in ["state", "spool", "log"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -360,14 +370,16 @@ fn committed(folder: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn sweep_on_a_slurm_array_merges_to_the_unsharded_results() {
+/// Whether this machine can run the test cluster; says why not (or fails,
+/// where QUANTDEPTH_REQUIRE_SLURM=1).
+fn slurm_usable() -> bool {
     if !on_path("slurmctld") || !on_path("slurmd") || !on_path("sbatch") {
         let why = "slurmctld, slurmd or sbatch is not installed (Debian: apt-get install slurmctld slurmd slurm-client)";
         if slurm_required() {
             panic!("QUANTDEPTH_REQUIRE_SLURM=1 but {why}");
         }
-        return skip(why);
+        skip(why);
+        return false;
     }
     let uid = Command::new("id")
         .arg("-u")
@@ -379,12 +391,22 @@ fn sweep_on_a_slurm_array_merges_to_the_unsharded_results() {
         if slurm_required() {
             panic!("QUANTDEPTH_REQUIRE_SLURM=1 but {why}");
         }
-        return skip(why);
+        skip(why);
+        return false;
+    }
+    true
+}
+
+#[test]
+fn sweep_on_a_slurm_array_merges_to_the_unsharded_results() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_usable() {
+        return;
     }
     let root = std::env::temp_dir().join(format!("quantdepth-slurm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
-    let cluster = Cluster::start(&root.join("cluster"));
+    let cluster = Cluster::start(&root.join("cluster"), 0);
     let config = root.join("sweep.toml");
     std::fs::write(&config, SWEEP).unwrap();
 
@@ -490,6 +512,145 @@ fn sweep_on_a_slurm_array_merges_to_the_unsharded_results() {
     assert_eq!(cluster.states(&rerun), vec!["COMPLETED"], "the rerun shard");
     ok(&quantdepth(&cluster, &args), "merge after the rerun");
     assert_same_results(&merged2, &plain);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Four tiny networks (N = 2, 4 × depth 3, 4) trained 300 steps on a
+/// synthetic data folder: about half a second each.
+fn training_config(data: &Path) -> String {
+    format!(
+        r#"name = "slurmtrain"
+kind = "training"
+seed = 5
+backend = "cpu"
+
+[training]
+data = "{}"
+states = [2, 4]
+depth = [3, 4]
+width = 24
+lr = [0.05]
+batch = 16
+steps = [150, 300]
+eval_train = 200
+eval_test = 200
+
+[outputs]
+png = false
+"#,
+        data.display()
+    )
+}
+
+/// summary.json of a training folder without the fields that time the run.
+fn training_summary(dir: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for k in [
+                    "train_seconds",
+                    "eval_seconds",
+                    "train_mac_per_s",
+                    "throughput",
+                ] {
+                    m.remove(k);
+                }
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// A training config through `quantdepth slurm --submit` as a 3-task array
+/// (each task `run --shard K/3`) and the merge job: the merged folder has
+/// the unsharded run's training.csv byte for byte, its summary.json apart
+/// from timings, and its plots. Old code: `slurm` cannot cost a training
+/// sweep, and `--shard` refuses training configs.
+#[test]
+fn training_config_on_a_slurm_array_merges_to_the_unsharded_run() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_usable() {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("quantdepth-slurm-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let data = root.join("data");
+    common::data::write_dataset(&data, 600, 200);
+    let config = root.join("train.toml");
+    std::fs::write(&config, training_config(&data)).unwrap();
+    let cluster = Cluster::start(&root.join("cluster"), 1);
+    let plain_root = root.join("plain");
+    ok(
+        &quantdepth(
+            &cluster,
+            &[
+                "run",
+                config.to_str().unwrap(),
+                "--out",
+                plain_root.to_str().unwrap(),
+            ],
+        ),
+        "the unsharded training run",
+    );
+    let plain = only_dir(&plain_root);
+    let sub = root.join("sub");
+    let (array, merge) = submit(&cluster, &config, &sub);
+    cluster.wait(&[&array, &merge], Duration::from_secs(240));
+    let states = cluster.states(&array);
+    assert_eq!(
+        states,
+        vec!["COMPLETED"; 3],
+        "array tasks: {states:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(cluster.states(&merge), vec!["COMPLETED"], "merge job");
+    let merged = sub.join("merged");
+    for k in 0..3 {
+        let shard = sub.join(format!("shards/slurmtrain-shard-{k}-of-3"));
+        assert!(shard.join("shard.json").is_file(), "no shard folder {k}");
+    }
+    let csv = |d: &Path| std::fs::read(d.join("training.csv")).unwrap();
+    assert!(
+        csv(&merged) == csv(&plain),
+        "training.csv of the merged folder differs from the unsharded run's"
+    );
+    assert_eq!(
+        training_summary(&merged),
+        training_summary(&plain),
+        "summary.json differs beyond timings"
+    );
+    let plots = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.join("plots"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = plots(&plain);
+    assert!(
+        want.iter().any(|(n, _)| n.starts_with("heatmap")),
+        "no plots"
+    );
+    assert!(plots(&merged) == want, "the merged folder's plots differ");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    assert_eq!(meta["points"], serde_json::json!([0, 1, 2, 3]));
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }

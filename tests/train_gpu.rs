@@ -279,3 +279,57 @@ fn train_update_gpu_equals_cpu_step_by_step() {
         assert!((ec.loss_sum - eg.loss_sum).abs() <= 1e-4 * ec.loss_sum);
     }
 }
+
+/// Steps `from..to` of batch 8 on `b` (learning rate 0.05, momentum 0.5).
+fn steps(b: &mut dyn TrainBackend, spec: &ModelSpec, from: u32, to: u32) {
+    for s in from..to {
+        let (x, y) = batch(spec, s, 8);
+        b.step(&x, &y, 0.05, 0.5).unwrap();
+    }
+}
+
+/// A checkpoint's state (TrainBackend::save_state) restored into a freshly
+/// loaded network continues to the same bits as training that never
+/// stopped: 3 steps, save, load another network over it, restore, 4 more
+/// steps equal 7 uninterrupted steps in weights, momentum and the loss
+/// accumulated since the last report — on the GPU (its momentum read back
+/// from the device) and on the CPU. A restore that lost the momentum or the
+/// loss sums would differ (the momentum moves every later step).
+#[test]
+fn train_state_save_and_restore_continue_bit_for_bit() {
+    let gpu = backend();
+    let mut backends: Vec<Box<dyn TrainBackend>> = vec![Box::new(CpuTrainBackend::default())];
+    if let Some(g) = gpu {
+        backends.push(Box::new(g));
+    }
+    let spec = tiny_spec(4, 0.1, false);
+    let p0 = Params::init(&spec, 5);
+    for b in &mut backends {
+        let b = b.as_mut();
+        b.load(&spec, &p0).unwrap();
+        steps(b, &spec, 0, 7);
+        let want = b.save_state().unwrap();
+        b.load(&spec, &p0).unwrap();
+        steps(b, &spec, 0, 3);
+        let mid = b.save_state().unwrap();
+        assert!(
+            mid.velocity.weights[1].iter().any(|v| *v != 0.0),
+            "{}: no momentum after 3 steps",
+            b.describe()
+        );
+        assert_eq!(mid.loss_inputs, 24);
+        b.load(&spec, &Params::init(&spec, 6)).unwrap();
+        steps(b, &spec, 10, 12);
+        b.restore_state(&spec, &mid).unwrap();
+        steps(b, &spec, 3, 7);
+        let got = b.save_state().unwrap();
+        assert!(
+            got == want,
+            "{}: the restored network differs",
+            b.describe()
+        );
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.loss_sums), bits(&want.loss_sums));
+        assert_eq!(got.loss_inputs, 56);
+    }
+}

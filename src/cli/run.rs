@@ -31,7 +31,8 @@ pub struct RunArgs {
     #[arg(required_unless_present = "resume")]
     pub config: Option<PathBuf>,
     /// Continue an unfinished results folder (interrupted, failed or killed):
-    /// runs only its missing points, with the config stored in it.
+    /// runs only its missing points, with the config stored in it (a training
+    /// network in progress continues from its checkpoint).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "out", "backend", "seed", "max_points"])]
     pub resume: Option<PathBuf>,
     /// Parent folder of the results folder [default: the config's outputs.dir, else "results"].
@@ -230,11 +231,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     let folder = report.folder.display();
     if report.complete {
         outln!("results: {folder}");
-    } else if cfg.kind == Kind::Training {
-        outln!(
-            "results: {folder} (interrupted: finished points kept, marked incomplete; \
-             training runs are not resumed yet: run the config again for the rest)"
-        );
     } else {
         outln!(
             "results: {folder} (interrupted: finished points kept, marked incomplete; \

@@ -174,10 +174,7 @@ pub fn resume_experiment(
         )));
     }
     if cfg.kind == Kind::Training {
-        return Err(Error::Folder(format!(
-            "{} is a training run: training runs cannot be resumed yet; run its config.toml again",
-            dir.display()
-        )));
+        return crate::experiment::training::resume_training(dir, hooks);
     }
     // shard.json is checked (bounds, its points against the config) before
     // anything in the folder is deleted.
@@ -246,12 +243,7 @@ pub fn run_shard(
         return optimal_shard(s, cfg, &mine);
     }
     if cfg.kind == Kind::Training {
-        return Err(Error::invalid(
-            "--shard",
-            shard,
-            "kind = \"training\" runs are not sharded yet: run the config unsharded, or split its \
-             sweep into several configs",
-        ));
+        return crate::experiment::training::run_training_shard(cfg, out_root, shard, hooks);
     }
     let info = backend.info();
     crate::experiment::plan::plan_run(cfg, info.backend == "gpu")?;
@@ -295,6 +287,9 @@ pub fn finish_folder(dir: &Path) -> Result<RunReport> {
     let (cfg, commit) = read_folder(dir)?;
     if cfg.kind == Kind::Optimal {
         return finish_optimal(dir, &cfg, commit);
+    }
+    if cfg.kind == Kind::Training {
+        return crate::experiment::training::finish_training(dir);
     }
     let points = cfg.points()?;
     let held: std::collections::BTreeSet<usize> = commit.points.iter().copied().collect();

@@ -181,29 +181,16 @@ pub fn point_cost(
     forward.saturating_mul(1 + 2 * backward_targets as u128)
 }
 
-/// Refuses to shard a config whose kind has no shard support yet: training
-/// runs (`kind = "training"`). The one place `--shard`, `slurm` and `merge`
-/// learn which kinds split; lift it here when training shards exist.
-pub fn check_shardable(cfg: &Config) -> Result<()> {
-    if cfg.kind == Kind::Training {
-        return Err(Error::invalid(
-            "kind",
-            "\"training\"",
-            "training runs cannot be sharded yet (`--shard`, `slurm` and `merge` split \
-             simulation and optimal sweeps only): run the config whole with \
-             `quantdepth run CONFIG`",
-        ));
-    }
-    Ok(())
-}
-
 /// The estimated cost of every point of a config's sweep, in sweep order.
 /// For `kind = "optimal"` a point is one N, costing N (the quadrature runs
-/// over N levels). Training configs are refused ([`check_shardable`]).
+/// over N levels); for `kind = "training"` steps × batch × Σ fan_in·fan_out
+/// (`training::cost::sweep_costs`).
 pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
-    check_shardable(cfg)?;
     if cfg.kind == Kind::Optimal {
         return Ok(cfg.optimal_states()?.iter().map(|&n| n as u128).collect());
+    }
+    if cfg.kind == Kind::Training {
+        return crate::experiment::training::cost::sweep_costs(cfg);
     }
     let targets = cfg
         .backward

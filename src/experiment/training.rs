@@ -23,6 +23,7 @@
 //! seeds = 3                 # networks per cell (seed, seed + 1, …)
 //! eval_train = 2000         # training images evaluated for train_acc
 //! eval_test = 2000          # test images evaluated for test_acc
+//! checkpoint_seconds = 300  # a point's state saved every 300 s of training (and on a signal)
 //! ```
 //!
 //! Output beside `config.toml` and `meta.json`: `training.csv` (one row per
@@ -36,18 +37,25 @@
 //! points, each resolved by the theory before anything is written),
 //! [`budget`] (the memory plan of the largest network against this
 //! machine's), [`execute`] (training the points, the results folder),
+//! [`checkpoint`] (a point's state saved part-way, read back by `run
+//! --resume`), [`folder`] (resume, shards and merge of training folders),
 //! [`analysis`] (the trainable depth L_emp and its exponent, the terminal
 //! table); the plots are in `experiment::plots::training`.
 
 pub mod analysis;
 pub mod budget;
+pub mod checkpoint;
+pub mod cost;
 pub mod execute;
+pub mod folder;
 pub mod plan;
 
 pub use analysis::{
     divergence, exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
+pub use cost::sweep_costs;
 pub use execute::{open_train_backend, run_training};
+pub use folder::{finish_training, resume_training, run_training_shard};
 pub use plan::{plan, validate, DepthSpec, Lengths, Plan, Resolved, TrainPoint, MAX_STEPS};
 
 use crate::experiment::config::values::{IntAxis, NumOrStr};
@@ -107,4 +115,10 @@ pub struct TrainingConfig {
     pub m: Option<f64>,
     /// Quantize the logits (default: the preset's).
     pub quantize_logits: Option<bool>,
+    /// Seconds of training between a point's checkpoints (default 300).
+    pub checkpoint_seconds: Option<f64>,
+    /// Steps between a point's checkpoints (default: by time only).
+    pub checkpoint_steps: Option<usize>,
+    /// Keep each point's checkpoint after it completes (default false).
+    pub keep_checkpoints: Option<bool>,
 }

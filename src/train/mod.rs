@@ -8,6 +8,12 @@
 //! [`crate::theory::backward::unit_slope`]) and the RNG ([`crate::rng`]).
 //!
 //! * [`data`]: IDX files (MNIST, Fashion-MNIST), normalization, shuffling.
+//!
+//! Training can stop between any two steps and continue from a [`Snapshot`]
+//! (weights, momentum, the loss accumulated since the last report, the
+//! reports so far) to the same bits as an uninterrupted run: the batches
+//! come from per-(seed, epoch) permutations ([`data::permutation`]) and the
+//! step uses no random numbers, so the step count fixes the data order.
 
 pub mod cpu;
 pub mod data;
@@ -39,10 +45,56 @@ pub trait TrainBackend {
     fn evaluate(&mut self, x: &[f32], labels: &[u8]) -> Result<cpu::BatchLoss>;
     /// The current weights and biases.
     fn params(&mut self) -> Result<Params<f32>>;
+    /// Everything a later step depends on: weights, momentum and the loss
+    /// accumulated since the last [`TrainBackend::take_loss`].
+    fn save_state(&mut self) -> Result<BackendState>;
+    /// Loads a network in the state `save_state` returned (on a backend of
+    /// the same kind), so that the next steps give the same bits as they
+    /// would have on the backend that saved it.
+    fn restore_state(&mut self, spec: &ModelSpec, state: &BackendState) -> Result<()>;
     /// The largest batch a step or an evaluation takes (the GPU's buffers
     /// hold a fixed number of inputs).
     fn max_batch(&self) -> usize {
         usize::MAX
+    }
+}
+
+/// A backend's training state between two steps (see
+/// [`TrainBackend::save_state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendState {
+    /// Weights and biases.
+    pub params: Params<f32>,
+    /// Momentum buffers, in the shapes of `params`.
+    pub velocity: Params<f32>,
+    /// The loss accumulator since the last report, as the backend keeps it:
+    /// one f64 sum on the CPU; on the GPU one f32 sum per batch position
+    /// (each exact in f64).
+    pub loss_sums: Vec<f64>,
+    /// Inputs the accumulator holds.
+    pub loss_inputs: usize,
+}
+
+impl BackendState {
+    /// Checks the shapes against `spec` (`loss_slots`: the accumulator's
+    /// length the backend keeps).
+    pub fn check(&self, spec: &ModelSpec, loss_slots: usize) -> Result<()> {
+        let fits = |p: &Params<f32>| {
+            p.weights.len() == spec.depth
+                && p.biases.len() == spec.depth
+                && (0..spec.depth).all(|l| {
+                    let (i, o) = spec.layer_shape(l);
+                    p.weights[l].len() == i * o && p.biases[l].len() == o
+                })
+        };
+        if !fits(&self.params) || !fits(&self.velocity) || self.loss_sums.len() != loss_slots {
+            return Err(Error::invalid(
+                "training state",
+                "(shapes)",
+                "weights, momentum and loss sums in the shapes of the network and backend",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -107,6 +159,25 @@ impl TrainBackend for CpuTrainBackend {
     fn params(&mut self) -> Result<Params<f32>> {
         Ok(self.t()?.params.clone())
     }
+    fn save_state(&mut self) -> Result<BackendState> {
+        let loss = self.loss;
+        let t = self.t()?;
+        Ok(BackendState {
+            params: t.params.clone(),
+            velocity: t.velocity.clone(),
+            loss_sums: vec![loss.0],
+            loss_inputs: loss.1,
+        })
+    }
+    fn restore_state(&mut self, spec: &ModelSpec, state: &BackendState) -> Result<()> {
+        spec.validate()?;
+        state.check(spec, 1)?;
+        let mut t = Trainer::new(spec, state.params.clone());
+        t.velocity = state.velocity.clone();
+        self.trainer = Some(t);
+        self.loss = (state.loss_sums[0], state.loss_inputs);
+        Ok(())
+    }
 }
 
 /// The batch of images `idx` of `split`, feature-major (dim × B), and their labels.
@@ -146,7 +217,7 @@ pub struct Protocol {
 }
 
 /// Accuracy and loss after some steps of training.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// Steps done.
     pub step: usize,
@@ -197,9 +268,43 @@ fn evaluate_split(
     Ok((correct as f64 / n as f64, loss / n as f64))
 }
 
+/// Where a network's training stands between two steps: what a checkpoint
+/// holds, and what [`train_from`] continues from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Steps done.
+    pub step: usize,
+    /// The backend's state after them.
+    pub state: BackendState,
+    /// Reports, timings and multiply-adds so far (`complete` false).
+    pub outcome: TrainOutcome,
+}
+
+/// When and where training saves its snapshots.
+pub trait Checkpoints {
+    /// Whether a snapshot is due after `step` steps.
+    fn due(&mut self, step: usize) -> bool;
+    /// Saves a snapshot (also when training is cancelled mid-way).
+    fn save(&mut self, snap: &Snapshot) -> Result<()>;
+}
+
+/// Training without checkpoints.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCheckpoints;
+
+impl Checkpoints for NoCheckpoints {
+    fn due(&mut self, _: usize) -> bool {
+        false
+    }
+    fn save(&mut self, _: &Snapshot) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Trains one network from `params` on `data` under `proto`, drawing the
 /// batches from the seed's shuffles (a new permutation every epoch),
 /// evaluating at the report steps. `progress` gets the steps done.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     backend: &mut dyn TrainBackend,
     spec: &ModelSpec,
@@ -209,6 +314,38 @@ pub fn train(
     seed: u64,
     progress: &dyn Fn(usize),
     cancel: &AtomicBool,
+) -> Result<TrainOutcome> {
+    train_from(
+        backend,
+        spec,
+        params,
+        data,
+        proto,
+        seed,
+        progress,
+        cancel,
+        None,
+        &mut NoCheckpoints,
+    )
+}
+
+/// [`train`], continuing from `start` when given (a snapshot of the same
+/// network, protocol and seed: `params` is then not used), and saving
+/// snapshots through `checkpoints` when they are due and when `cancel` stops
+/// training part-way. The result is the same, bit for bit, however often
+/// training stopped and continued.
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    backend: &mut dyn TrainBackend,
+    spec: &ModelSpec,
+    params: &Params<f32>,
+    data: &Dataset,
+    proto: &Protocol,
+    seed: u64,
+    progress: &dyn Fn(usize),
+    cancel: &AtomicBool,
+    start: Option<&Snapshot>,
+    checkpoints: &mut dyn Checkpoints,
 ) -> Result<TrainOutcome> {
     if data.train.dim != spec.input_dim {
         return Err(Error::invalid(
@@ -235,9 +372,6 @@ pub fn train(
             ),
         ));
     }
-    backend.load(spec, params)?;
-    let per_epoch = data.train.len() / proto.batch;
-    let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut out = TrainOutcome {
         reports: Vec::new(),
         train_seconds: 0.0,
@@ -246,21 +380,60 @@ pub fn train(
         complete: false,
         initial_loss: f64::NAN,
     };
-    {
-        let first: Vec<u32> = (0..proto.batch as u32).collect();
-        gather(&data.train, &first, &mut x, &mut y);
+    let mut first = 0;
+    match start {
+        Some(s) => {
+            let expected: Vec<usize> = proto
+                .report_at
+                .iter()
+                .copied()
+                .take_while(|&r| r <= s.step)
+                .collect();
+            let got: Vec<usize> = s.outcome.reports.iter().map(|r| r.step).collect();
+            if s.step == 0 || s.step >= proto.steps || got != expected {
+                return Err(Error::invalid(
+                    "training snapshot",
+                    format!("step {} with reports at {got:?}", s.step),
+                    &format!(
+                        "a step in 1..{} with the reports at {expected:?}",
+                        proto.steps
+                    ),
+                ));
+            }
+            backend.restore_state(spec, &s.state)?;
+            out = s.outcome.clone();
+            out.complete = false;
+            first = s.step;
+            progress(first);
+        }
+        None => backend.load(spec, params)?,
+    }
+    let per_epoch = data.train.len() / proto.batch;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    if first == 0 {
+        // The reference of divergence detection (a resumed point has it in
+        // its snapshot).
+        let first_batch: Vec<u32> = (0..proto.batch as u32).collect();
+        gather(&data.train, &first_batch, &mut x, &mut y);
         let l = backend.evaluate(&x, &y)?;
         out.initial_loss = l.loss_sum / proto.batch as f64;
     }
     let mut perm = Vec::new();
-    let mut next_report = 0;
+    let mut next_report = out.reports.len();
     let step_macs = spec.step_macs() * proto.batch as f64;
-    for step in 0..proto.steps {
+    for step in first..proto.steps {
         if cancel.load(Ordering::Relaxed) {
+            if step > first {
+                checkpoints.save(&Snapshot {
+                    step,
+                    state: backend.save_state()?,
+                    outcome: out.clone(),
+                })?;
+            }
             return Ok(out);
         }
         let (epoch, k) = (step / per_epoch, step % per_epoch);
-        if k == 0 {
+        if k == 0 || perm.is_empty() {
             perm = permutation(data.train.len(), seed, epoch as u32);
         }
         gather(
@@ -293,6 +466,13 @@ pub fn train(
             out.train_seconds += t0.elapsed().as_secs_f64();
         }
         progress(step + 1);
+        if step + 1 < proto.steps && checkpoints.due(step + 1) {
+            checkpoints.save(&Snapshot {
+                step: step + 1,
+                state: backend.save_state()?,
+                outcome: out.clone(),
+            })?;
+        }
     }
     out.complete = true;
     Ok(out)

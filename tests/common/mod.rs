@@ -1,9 +1,11 @@
 //! Pieces shared by the GPU test files (each declares `mod common;`): the
 //! rule for a missing adapter, a quiet simulation run, naga validation, the
 //! GPU-against-CPU statistics bounds (forward and backward), and a run of the generator check
-//! kernel.
+//! kernel; and a synthetic training data folder ([`data`]).
 // Each test crate uses the part it needs.
 #![allow(dead_code)]
+
+pub mod data;
 
 use quantdepth::sim::backward::BackwardCurve;
 use quantdepth::sim::gpu::GpuContext;

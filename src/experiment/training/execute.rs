@@ -1,12 +1,14 @@
 //! Training the points of a plan on the data, one after another, and the
-//! results folder: `training.csv` and `summary.json` rewritten after every
-//! point, the commit record after them, the plots at the end.
+//! results folder: per point its record (`points/pointNNN.cbor`), then
+//! `training.csv` and `summary.json` rewritten, then the commit record that
+//! names it; checkpoints of the point in training (see [`checkpoint`]); the
+//! plots at the end. A fresh run, a resumed one, a shard and a merge (see
+//! [`crate::experiment::training::folder`]) write their files through the
+//! same functions.
 
 use crate::error::{Error, Result};
 use crate::experiment::config::Config;
-#[cfg(feature = "plots")]
-use crate::experiment::folder::write_plots;
-use crate::experiment::folder::{write_atomic, write_json, Commit};
+use crate::experiment::folder::{self, write_atomic, write_json, Commit};
 #[cfg(feature = "plots")]
 use crate::experiment::plots;
 use crate::experiment::records::{Hooks, RunReport};
@@ -15,12 +17,16 @@ use crate::experiment::training::analysis::{
     divergence, exponents, table, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
 use crate::experiment::training::budget::plan_memory;
-use crate::experiment::training::plan::{plan, Plan, Resolved};
+use crate::experiment::training::checkpoint::{self, Identity, Policy, Saver};
+use crate::experiment::training::plan::{plan, Plan, TrainPoint};
 use crate::train::data::Dataset;
 use crate::train::model::Params;
-use crate::train::{train, CpuTrainBackend, Protocol, TrainBackend};
+use crate::train::{train_from, CpuTrainBackend, Protocol, Report, TrainBackend};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// Opens the training backend a user named, as the simulator's
@@ -90,6 +96,60 @@ fn training_csv(points: &[TrainedPoint]) -> String {
     s
 }
 
+/// What a point's record (`points/pointNNN.cbor`) holds: its outcome. The
+/// rest of a [`TrainedPoint`] (initialization, depth, learning rate) is
+/// recomputed from the config by the theory, as when it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRecord {
+    /// config_hash of the folder's config.toml.
+    pub config_hash: String,
+    /// Point index.
+    pub index: usize,
+    /// The backend that trained it, as described in summary.json.
+    pub backend: String,
+    /// The training lengths of the run, in steps.
+    pub lengths: Vec<usize>,
+    /// Reports.
+    pub reports: Vec<Report>,
+    /// Seconds in training steps.
+    pub train_seconds: f64,
+    /// Seconds evaluating.
+    pub eval_seconds: f64,
+    /// Multiply-adds of the training steps.
+    pub train_macs: f64,
+    /// Mean loss of the untrained network on the first training batch (the
+    /// reference of divergence detection).
+    pub initial_loss: f64,
+}
+
+/// The point `p` of `plan` as trained, from its record.
+pub(crate) fn trained_point(
+    plan: &Plan,
+    p: &TrainPoint,
+    rec: &TrainRecord,
+) -> Result<TrainedPoint> {
+    let (init, depth, lr) = plan.resolve(p)?;
+    let divergence = divergence(&rec.reports, rec.initial_loss);
+    Ok(TrainedPoint {
+        point: p.clone(),
+        depth,
+        depth_over_xi: depth as f64 / init.xi,
+        init,
+        lr,
+        reports: rec.reports.clone(),
+        train_mac_per_s: if rec.train_seconds > 0.0 {
+            rec.train_macs / rec.train_seconds
+        } else {
+            0.0
+        },
+        train_seconds: rec.train_seconds,
+        eval_seconds: rec.eval_seconds,
+        initial_loss: rec.initial_loss,
+        diverged: divergence.is_some(),
+        divergence,
+    })
+}
+
 /// Writes training.csv and summary.json of the points trained so far;
 /// returns their trainable depths and exponents.
 fn write_results(
@@ -121,22 +181,52 @@ fn write_results(
     Ok((tds, ex))
 }
 
-/// Runs a training experiment into a new results folder under `out_root`.
-///
-/// Every point is resolved by the theory, checked, and the largest network's
-/// memory planned against this machine's before the folder is created; an
-/// error after that marks the commit record failed with the error (never
-/// left "running").
-pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<RunReport> {
+/// What training a config needs besides a folder: the plan, the data, the
+/// lengths and report steps, and the backend.
+pub(crate) struct Prepared {
+    pub(crate) plan: Plan,
+    pub(crate) data: Dataset,
+    pub(crate) lengths: Vec<usize>,
+    pub(crate) report_at: Vec<usize>,
+    pub(crate) max_steps: usize,
+    pub(crate) policy: Policy,
+    pub(crate) backend: Box<dyn TrainBackend>,
+    /// The backend as summary.json describes it.
+    pub(crate) desc: String,
+    /// Which backend was taken, and why, and the memory plan.
+    pub(crate) note: String,
+}
+
+impl Prepared {
+    /// "cpu" or "gpu".
+    pub(crate) fn kind(&self) -> &str {
+        self.desc.split(' ').next().unwrap_or("cpu")
+    }
+}
+
+/// Plans `cfg`, loads its data and opens its backend (`backend`: the
+/// config's, or the one a resumed folder ran on). Every point is resolved by
+/// the theory and checked, and the largest network's memory planned against
+/// this machine's, before anything is written (`cancel` stops a slow
+/// resolution).
+pub(crate) fn prepare(cfg: &Config, backend: &str, cancel: &AtomicBool) -> Result<Prepared> {
     let plan = plan(cfg)?;
+    let policy = Policy::of(cfg)?;
     let mut data = Dataset::load(&plan.data)?;
     if let Some(k) = plan.train_subset {
         data.train = data.train.take(k);
     }
     let lengths = plan.length_steps(data.train.len())?;
     let max_steps = *lengths.last().expect("at least one length");
-    let resolved = plan.resolve_all(data.train.dim, hooks.cancel)?;
-    let (backend, note) = open_train_backend(cfg.backend())?;
+    let resolved = plan.resolve_all(data.train.dim, cancel)?;
+    let mut report_at: Vec<usize> = lengths
+        .iter()
+        .chain(plan.report_at.iter().filter(|s| **s <= max_steps))
+        .copied()
+        .collect();
+    report_at.sort_unstable();
+    report_at.dedup();
+    let (backend, note) = open_train_backend(backend)?;
     let desc = backend.describe();
     let data_bytes = ((data.train.len() + data.test.len()) as u64)
         .saturating_mul(data.train.dim as u64)
@@ -150,190 +240,296 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         data_bytes,
         None,
     )?;
-    let (folder, mut commit, _lock) = start_folder(
-        cfg,
-        out_root,
-        desc.split(' ').next().unwrap_or("cpu"),
-        &desc,
-        &note,
-        plan.points.len(),
-    )?;
-    let run = Run {
-        plots: cfg.outputs.plots.unwrap_or(true),
-        png: cfg.outputs.png.unwrap_or(true),
-        plan: &plan,
-        data: &data,
-        resolved: &resolved,
-        lengths: &lengths,
-        folder: &folder,
-        desc: &desc,
-        clock: Instant::now(),
-    };
-    match run.train_all(backend, &mut commit, hooks) {
-        Ok((complete, table)) => Ok(RunReport {
+    let note = format!("{note}\n{}", memory.describe());
+    Ok(Prepared {
+        plan,
+        data,
+        lengths,
+        report_at,
+        max_steps,
+        policy,
+        backend,
+        desc,
+        note,
+    })
+}
+
+/// A training session on a results folder: its commit record and the
+/// points it holds.
+pub(crate) struct TrainSession {
+    pub(crate) folder: PathBuf,
+    pub(crate) commit: Commit,
+    pub(crate) done: BTreeMap<usize, (TrainedPoint, TrainRecord)>,
+    pub(crate) clock: Instant,
+    pub(crate) wall_before: f64,
+}
+
+impl TrainSession {
+    pub(crate) fn new(folder: PathBuf, commit: Commit) -> Self {
+        TrainSession {
+            wall_before: commit.wall_seconds,
             folder,
-            complete,
-            points: Vec::new(),
-            scaling: Vec::new(),
-            table: format!("{note}\n{}\n{table}", memory.describe()),
-        }),
-        Err(e) => {
-            commit.status = "failed".into();
-            commit.complete = false;
-            commit.error = Some(e.to_string());
-            commit.updated = timestamp();
-            commit.wall_seconds = run.clock.elapsed().as_secs_f64();
-            // Best effort: the error is what the caller reports.
-            let _ = commit.write(&folder);
-            Err(e)
+            commit,
+            done: BTreeMap::new(),
+            clock: Instant::now(),
         }
     }
-}
 
-/// A training run whose folder exists.
-#[cfg_attr(not(feature = "plots"), allow(dead_code))]
-struct Run<'a> {
-    plots: bool,
-    png: bool,
-    plan: &'a Plan,
-    data: &'a Dataset,
-    resolved: &'a [Resolved],
-    lengths: &'a [usize],
-    folder: &'a Path,
-    desc: &'a str,
-    clock: Instant,
-}
-
-impl Run<'_> {
     /// The commit record, written after the files it describes.
-    fn record(&self, commit: &mut Commit, status: &str, done: &[TrainedPoint]) -> Result<()> {
-        commit.status = status.to_string();
-        commit.complete = status == "complete";
-        commit.points = done.iter().map(|p| p.point.index).collect();
-        commit.points_done = done.len();
-        commit.non_finite_points = done
-            .iter()
-            .filter(|p| p.diverged)
-            .map(|p| p.point.index)
+    pub(crate) fn record(&mut self, status: &str) -> Result<()> {
+        let c = &mut self.commit;
+        c.status = status.to_string();
+        c.complete = status == "complete";
+        c.points = self.done.keys().copied().collect();
+        c.points_done = c.points.len();
+        c.non_finite_points = self
+            .done
+            .values()
+            .filter(|(p, _)| p.diverged)
+            .map(|(p, _)| p.point.index)
             .collect();
-        commit.updated = timestamp();
-        commit.wall_seconds = self.clock.elapsed().as_secs_f64();
-        commit.write(self.folder)
+        c.updated = timestamp();
+        c.wall_seconds = self.wall_before + self.clock.elapsed().as_secs_f64();
+        c.pid = std::process::id();
+        c.host = folder::host_name();
+        c.write(&self.folder)
     }
 
-    /// Trains every point; returns whether all ran and the terminal table.
-    /// `commit.failed_point` names the point being trained while one is.
-    fn train_all(
-        &self,
-        mut backend: Box<dyn TrainBackend>,
-        commit: &mut Commit,
-        hooks: &Hooks<'_>,
-    ) -> Result<(bool, String)> {
-        let (plan, data, lengths, folder, desc) =
-            (self.plan, self.data, self.lengths, self.folder, self.desc);
-        let max_steps = *lengths.last().expect("at least one length");
-        let mut report_at: Vec<usize> = lengths
-            .iter()
-            .chain(plan.report_at.iter().filter(|s| **s <= max_steps))
-            .copied()
-            .collect();
-        report_at.sort_unstable();
-        report_at.dedup();
-        let mut done: Vec<TrainedPoint> = Vec::new();
-        let mut complete = true;
-        for (p, r) in plan.points.iter().zip(self.resolved) {
-            let (init, depth, lr, spec) = (r.init.clone(), r.depth, r.lr, &r.spec);
-            let label = format!(
-                "N={} σw={:.4} n={} L={} ({:.1}ξ) lr={} seed={}",
-                p.states,
-                init.sigma_w,
-                p.width,
-                depth,
-                depth as f64 / init.xi,
-                lr,
-                p.seed
-            );
-            (hooks.point_started)(p.index, plan.points.len(), &label, max_steps as u64);
-            commit.failed_point = Some(p.index);
-            let proto = Protocol {
-                lr,
-                momentum: plan.momentum,
-                batch: plan.batch,
-                steps: max_steps,
-                report_at: report_at.clone(),
-                eval_train: plan.eval_train,
-                eval_test: plan.eval_test,
-                eval_batch: plan.eval_batch,
-            };
-            let params = Params::init(spec, p.seed);
-            let progress = |s: usize| (hooks.layers)(s as u64);
-            let out = train(
-                backend.as_mut(),
-                spec,
-                &params,
-                data,
-                &proto,
-                p.seed,
-                &progress,
-                hooks.cancel,
-            )?;
-            if !out.complete {
-                complete = false;
-                break;
+    /// The points held, in sweep order.
+    fn points(&self) -> Vec<TrainedPoint> {
+        self.done.values().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// The backends of the points held, as summary.json names them
+    /// (`fallback` when none is held).
+    fn backends(&self, fallback: &str) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for (_, r) in self.done.values() {
+            if !seen.contains(&r.backend.as_str()) {
+                seen.push(&r.backend);
             }
-            let divergence = divergence(&out.reports, out.initial_loss);
-            done.push(TrainedPoint {
-                point: p.clone(),
-                depth,
-                depth_over_xi: depth as f64 / init.xi,
-                init,
-                lr,
-                reports: out.reports,
-                train_mac_per_s: if out.train_seconds > 0.0 {
-                    out.train_macs / out.train_seconds
-                } else {
-                    0.0
-                },
-                train_seconds: out.train_seconds,
-                eval_seconds: out.eval_seconds,
-                initial_loss: out.initial_loss,
-                diverged: divergence.is_some(),
-                divergence,
-            });
-            write_results(folder, plan, lengths, &done, desc)?;
-            commit.failed_point = None;
-            self.record(commit, "running", &done)?;
         }
-        commit.failed_point = None;
-        let (tds, ex) = write_results(folder, plan, lengths, &done, desc)?;
-        let mut note = String::new();
-        let diverged: Vec<String> = done
-            .iter()
-            .filter_map(|p| {
-                p.divergence
-                    .as_ref()
-                    .map(|d| format!("{} ({d})", p.point.index))
-            })
-            .collect();
-        if !diverged.is_empty() {
-            note.push_str(&format!(
-                "warning: training diverged at point(s) {}: marked diverged in training.csv and \
-                 summary.json; a lower training.lr avoids it\n",
-                diverged.join(", ")
-            ));
+        if seen.is_empty() {
+            fallback.to_string()
+        } else {
+            seen.join("; ")
         }
+    }
+
+    /// Marks the folder failed with `e` at `point` (best effort: `e` is what
+    /// the caller reports) and returns `e`.
+    fn fail(&mut self, point: Option<usize>, e: Error) -> Error {
+        self.commit.error = Some(e.to_string());
+        self.commit.failed_point = point;
+        let _ = self.record("failed");
+        e
+    }
+
+    /// training.csv, summary.json and the plots of the points held, then the
+    /// commit record with `status`. Returns the terminal table.
+    pub(crate) fn finish(
+        &mut self,
+        cfg: &Config,
+        plan: &Plan,
+        lengths: &[usize],
+        desc: &str,
+        status: &str,
+    ) -> Result<String> {
+        let done = self.points();
+        let (tds, ex) = write_results(&self.folder, plan, lengths, &done, &self.backends(desc))?;
         #[cfg(feature = "plots")]
-        if self.plots {
-            let png = self.png;
-            write_plots(folder, |stage| {
+        if cfg.outputs.plots.unwrap_or(true) {
+            let png = cfg.outputs.png.unwrap_or(true);
+            folder::write_plots(&self.folder, |stage| {
                 plots::training::run_plots(stage, png, plan, &tds, &done)
             })?;
         }
-        self.record(
-            commit,
-            if complete { "complete" } else { "interrupted" },
-            &done,
-        )?;
-        Ok((complete, format!("{note}{}", table(&tds, &ex))))
+        #[cfg(not(feature = "plots"))]
+        let _ = cfg;
+        self.record(status)?;
+        Ok(table(&tds, &ex))
     }
+}
+
+/// Trains the points of `todo` not yet held by `s`, one after another:
+/// each from its checkpoint when one is there and usable, committed to the
+/// folder when done; then finishes the folder (complete when every point of
+/// `total` is held, interrupted when cancelled). An error marks the folder
+/// failed.
+pub(crate) fn train_points(
+    cfg: &Config,
+    prep: &mut Prepared,
+    mut s: TrainSession,
+    todo: &[TrainPoint],
+    hooks: &Hooks<'_>,
+) -> Result<RunReport> {
+    let mut notes = vec![prep.note.clone()];
+    let mut cancelled = false;
+    for p in todo {
+        if s.done.contains_key(&p.index) {
+            continue;
+        }
+        match train_one(prep, &mut s, p, hooks, &mut notes) {
+            Ok(true) => {}
+            Ok(false) => {
+                cancelled = true;
+                break;
+            }
+            Err(e) => return Err(s.fail(Some(p.index), e)),
+        }
+    }
+    let complete = !cancelled && todo.iter().all(|p| s.done.contains_key(&p.index));
+    let status = if complete { "complete" } else { "interrupted" };
+    let table = match s.finish(cfg, &prep.plan, &prep.lengths, &prep.desc, status) {
+        Ok(t) => t,
+        Err(e) => return Err(s.fail(None, e)),
+    };
+    let diverged: Vec<String> = s
+        .done
+        .values()
+        .filter_map(|(p, _)| {
+            p.divergence
+                .as_ref()
+                .map(|d| format!("{} ({d})", p.point.index))
+        })
+        .collect();
+    if !diverged.is_empty() {
+        notes.push(format!(
+            "warning: training diverged at point(s) {}: marked diverged in training.csv and \
+             summary.json; a lower training.lr avoids it",
+            diverged.join(", ")
+        ));
+    }
+    Ok(RunReport {
+        folder: s.folder,
+        complete,
+        points: Vec::new(),
+        scaling: Vec::new(),
+        table: format!("{}\n{table}", notes.join("\n")),
+    })
+}
+
+/// Trains point `p` (from its checkpoint where usable) and commits it;
+/// false when cancelled part-way (its checkpoint then holds where it stopped).
+fn train_one(
+    prep: &mut Prepared,
+    s: &mut TrainSession,
+    p: &TrainPoint,
+    hooks: &Hooks<'_>,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    let plan = &prep.plan;
+    let (init, depth, lr) = plan.resolve(p)?;
+    let spec = plan.model(p, &init, depth, prep.data.train.dim);
+    spec.validate()?;
+    let id = Identity {
+        config_hash: s.commit.config_hash.clone(),
+        point: p.index,
+        seed: p.seed,
+        backend: prep.kind().to_string(),
+        steps: prep.max_steps,
+        images: (prep.data.train.len(), prep.data.test.len()),
+    };
+    let start = match checkpoint::load(&s.folder, &id, &spec) {
+        Ok(snap) => snap,
+        Err(why) => {
+            notes.push(format!(
+                "warning: the checkpoint of point {} is not used ({why}): the point restarted from its initialization",
+                p.index
+            ));
+            checkpoint::remove(&s.folder, p.index)?;
+            None
+        }
+    };
+    let mut label = format!(
+        "N={} σw={:.4} n={} L={} ({:.1}ξ) lr={} seed={}",
+        p.states,
+        init.sigma_w,
+        p.width,
+        depth,
+        depth as f64 / init.xi,
+        lr,
+        p.seed
+    );
+    if let Some(snap) = &start {
+        let _ = write!(label, " (from its checkpoint at step {})", snap.step);
+    }
+    (hooks.point_started)(p.index, plan.points.len(), &label, prep.max_steps as u64);
+    let proto = Protocol {
+        lr,
+        momentum: plan.momentum,
+        batch: plan.batch,
+        steps: prep.max_steps,
+        report_at: prep.report_at.clone(),
+        eval_train: plan.eval_train,
+        eval_test: plan.eval_test,
+        eval_batch: plan.eval_batch,
+    };
+    let params = match start {
+        Some(_) => Params::zeros(&spec),
+        None => Params::init(&spec, p.seed),
+    };
+    let progress = |step: usize| (hooks.layers)(step as u64);
+    let mut saver = Saver::new(&s.folder, &id, &spec, prep.policy);
+    let out = train_from(
+        prep.backend.as_mut(),
+        &spec,
+        &params,
+        &prep.data,
+        &proto,
+        p.seed,
+        &progress,
+        hooks.cancel,
+        start.as_ref(),
+        &mut saver,
+    )?;
+    if !out.complete {
+        return Ok(false);
+    }
+    let rec = TrainRecord {
+        config_hash: s.commit.config_hash.clone(),
+        index: p.index,
+        backend: prep.desc.clone(),
+        lengths: prep.lengths.clone(),
+        reports: out.reports,
+        train_seconds: out.train_seconds,
+        eval_seconds: out.eval_seconds,
+        train_macs: out.train_macs,
+        initial_loss: out.initial_loss,
+    };
+    folder::write_record(&s.folder, p.index, &rec)?;
+    s.done.insert(p.index, (trained_point(plan, p, &rec)?, rec));
+    write_results(
+        &s.folder,
+        plan,
+        &prep.lengths,
+        &s.points(),
+        &s.backends(&prep.desc),
+    )?;
+    s.record("running")?;
+    if !prep.policy.keep {
+        checkpoint::remove(&s.folder, p.index)?;
+    }
+    Ok(true)
+}
+
+/// Runs a training experiment into a new results folder under `out_root`.
+pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<RunReport> {
+    let mut prep = prepare(cfg, cfg.backend(), hooks.cancel)?;
+    let (folder, commit, _lock) = start_folder(
+        cfg,
+        out_root,
+        prep.kind(),
+        &prep.desc,
+        &prep.note,
+        prep.plan.points.len(),
+    )?;
+    let todo = prep.plan.points.clone();
+    train_points(
+        cfg,
+        &mut prep,
+        TrainSession::new(folder, commit),
+        &todo,
+        hooks,
+    )
 }

@@ -371,7 +371,8 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
 
 /// Config validation for `kind = "training"`.
 pub fn validate(cfg: &Config) -> Result<()> {
-    plan(cfg).map(|_| ())
+    plan(cfg)?;
+    crate::experiment::training::checkpoint::Policy::of(cfg).map(|_| ())
 }
 
 impl Plan {

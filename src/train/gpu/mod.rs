@@ -18,7 +18,7 @@ use crate::sim::gpu::device::{
 };
 use crate::train::cpu::BatchLoss;
 use crate::train::model::{ModelSpec, Params};
-use crate::train::TrainBackend;
+use crate::train::{BackendState, TrainBackend};
 
 mod params;
 pub mod shaders;
@@ -39,6 +39,9 @@ struct Net {
     spec: ModelSpec,
     cap: usize,
     layers: Vec<Layer>,
+    /// Momentum of each layer's weights and biases (read and written by
+    /// checkpoints; bound in the update groups).
+    velocity: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     x: wgpu::Buffer,
     labels: wgpu::Buffer,
     losses: wgpu::Buffer,
@@ -327,6 +330,58 @@ impl TrainBackend for GpuTrainBackend {
         }
         Ok(p)
     }
+
+    fn save_state(&mut self) -> Result<BackendState> {
+        let params = self.params()?;
+        let net = self
+            .net
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("no network".into()))?;
+        let mut velocity = Params::zeros(&net.spec);
+        for (l, (vw, vb)) in net.velocity.iter().enumerate() {
+            velocity.weights[l] = self.read(vw, velocity.weights[l].len())?;
+            velocity.biases[l] = self.read(vb, velocity.biases[l].len())?;
+        }
+        let sums = self.read(&net.loss_acc, net.cap)?;
+        Ok(BackendState {
+            params,
+            velocity,
+            loss_sums: sums.iter().map(|&v| f64::from(v)).collect(),
+            loss_inputs: net.loss_inputs,
+        })
+    }
+
+    fn restore_state(&mut self, spec: &ModelSpec, state: &BackendState) -> Result<()> {
+        state.check(spec, MAX_BATCH)?;
+        // Each sum was an f32 on the device that saved it: exact back in f32.
+        let sums: Vec<f32> = state.loss_sums.iter().map(|&v| v as f32).collect();
+        if sums
+            .iter()
+            .zip(&state.loss_sums)
+            .any(|(&a, &b)| f64::from(a).to_bits() != b.to_bits() && !b.is_nan())
+        {
+            return Err(Error::invalid(
+                "training state",
+                "(loss sums)",
+                "the f32 loss sums a GPU backend saved",
+            ));
+        }
+        self.load_with_capacity(spec, &state.params, MAX_BATCH)?;
+        let net = self.net.as_mut().expect("loaded");
+        for (l, (vw, vb)) in net.velocity.iter().enumerate() {
+            self.ctx
+                .queue
+                .write_buffer(vw, 0, bytemuck::cast_slice(&state.velocity.weights[l]));
+            self.ctx
+                .queue
+                .write_buffer(vb, 0, bytemuck::cast_slice(&state.velocity.biases[l]));
+        }
+        self.ctx
+            .queue
+            .write_buffer(&net.loss_acc, 0, bytemuck::cast_slice(&sums));
+        net.loss_inputs = state.loss_inputs;
+        self.ctx.check()
+    }
 }
 
 impl GpuTrainBackend {
@@ -451,12 +506,13 @@ impl GpuTrainBackend {
             ],
         );
         ctx.check()?;
-        // The momentum and gradient buffers stay alive through their bind groups.
-        drop((vws, vbs, g));
+        // The gradient buffers stay alive through their bind groups.
+        drop(g);
         self.net = Some(Net {
             spec: spec.clone(),
             cap,
             layers,
+            velocity: vws.into_iter().zip(vbs).collect(),
             x,
             labels,
             losses,
