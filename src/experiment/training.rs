@@ -16,6 +16,7 @@
 //! width = 128
 //! sigma_w = ["opt"]         # "opt", "opt±x" or numbers
 //! sigma_w_ratio = [1.0]     # multiplies σ_w^opt
+//! input_sigma = "sigma_w"   # first-layer scale: "sigma_w", "q_star" or a number
 //! lr = [0.01]               # learning rates
 //! momentum = 0.5
 //! batch = 32
@@ -45,7 +46,7 @@ pub use analysis::{
     exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
 };
 pub use execute::{open_train_backend, run_training};
-pub use plan::{plan, validate, DepthSpec, Lengths, Plan, TrainPoint};
+pub use plan::{plan, validate, DepthSpec, InputSigma, Lengths, Plan, TrainPoint};
 
 use crate::experiment::config::values::{IntAxis, NumOrStr};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,9 @@ pub struct TrainingConfig {
     pub sigma_w_ratio: Option<Vec<f64>>,
     /// σ_b (default 0).
     pub sigma_b: Option<f64>,
+    /// First-layer weight scale: "sigma_w" (default, W₁ ~ N(0, σ_w²/784)),
+    /// "q_star" (layer 1 starts at q*) or a number.
+    pub input_sigma: Option<NumOrStr>,
     /// Learning rates.
     pub lr: Option<Vec<f64>>,
     /// Learning rate for deep networks (the paper: 5e-4 from depth 100).

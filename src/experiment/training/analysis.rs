@@ -19,6 +19,8 @@ pub struct TrainedPoint {
     pub point: TrainPoint,
     /// Its initialization from the theory.
     pub init: Init,
+    /// The first layer's weight scale (σ_w unless `input_sigma` says otherwise).
+    pub input_sigma: f64,
     /// Depth in weight layers.
     pub depth: usize,
     /// depth/ξ.

@@ -14,7 +14,6 @@ use crate::experiment::training::analysis::{
 };
 use crate::experiment::training::plan::{plan, Plan};
 use crate::train::data::Dataset;
-use crate::train::model::Params;
 use crate::train::{train, CpuTrainBackend, Protocol, TrainBackend};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -57,13 +56,13 @@ pub fn open_train_backend(name: &str) -> Result<(Box<dyn TrainBackend>, String)>
 /// training.csv: one row per network and report step.
 fn training_csv(points: &[TrainedPoint]) -> String {
     let mut s = String::from(
-        "point,states,depth,width,sigma_w,sigma_w_ratio,lr,seed,step,train_acc,test_acc,loss,test_loss,xi,depth_over_xi\n",
+        "point,states,depth,width,sigma_w,sigma_w_ratio,lr,seed,step,train_acc,test_acc,loss,test_loss,xi,depth_over_xi,input_sigma,train_tie_rate,test_tie_rate\n",
     );
     for p in points {
         for r in &p.reports {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 p.point.index,
                 p.point.states,
                 p.depth,
@@ -78,7 +77,10 @@ fn training_csv(points: &[TrainedPoint]) -> String {
                 r.loss,
                 r.test_loss,
                 p.init.xi,
-                p.depth_over_xi
+                p.depth_over_xi,
+                p.input_sigma,
+                r.train_tie_rate,
+                r.test_tie_rate
             );
         }
     }
@@ -125,9 +127,17 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
     }
     let lengths = plan.length_steps(data.train.len());
     let max_steps = *lengths.last().expect("at least one length");
+    // A report after the last step cannot be honoured: refused, never dropped.
+    if let Some(&s) = plan.report_at.iter().find(|s| **s > max_steps) {
+        return Err(Error::invalid(
+            "training.report_at",
+            s,
+            &format!("steps from 0 (before training) to the longest training length, {max_steps} steps"),
+        ));
+    }
     let mut report_at: Vec<usize> = lengths
         .iter()
-        .chain(plan.report_at.iter().filter(|s| **s <= max_steps))
+        .chain(plan.report_at.iter())
         .copied()
         .collect();
     report_at.sort_unstable();
@@ -185,7 +195,7 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             eval_test: plan.eval_test,
             eval_batch: plan.eval_batch,
         };
-        let params = Params::init(&spec, p.seed);
+        let params = plan.params(&spec, &init, p.seed);
         let progress = |s: usize| (hooks.layers)(s as u64);
         let out = match train(
             backend.as_mut(),
@@ -216,6 +226,7 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             .any(|r| !(r.loss.is_finite() && r.test_loss.is_finite()));
         done.push(TrainedPoint {
             point: p.clone(),
+            input_sigma: plan.input_sigma.value(&init),
             depth,
             depth_over_xi: depth as f64 / init.xi,
             init,
