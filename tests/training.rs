@@ -155,7 +155,14 @@ png = true
             assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
         }
     }
-    assert!(s["exponents"].is_array());
+    assert!(s["slopes"].is_array());
+    assert!(s["settling"].is_array());
+    assert!(s["verdict_rule"].as_str().unwrap().contains("not ∝ ξ"));
+    for t in tds {
+        for k in ["halfway_test", "halfway_train", "above_chance_test", "train_acc"] {
+            assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
+        }
+    }
     assert!(s["throughput"]["mac_per_s"].as_f64().unwrap() > 0.0);
     // The shallow network learns this easy problem: after 40 steps it is far
     // above chance (0.1) for every N (a broken step stays at ~0.1).

@@ -13,6 +13,7 @@
 //! preset = "theory"         # theory (exact D̃_opt) | paper (fitted D̃, quantized logits)
 //! states = [2, 3, 4, 6]     # N (list or "a..b")
 //! depth_per_xi = [1, 2, 4, 8, 16]   # depths as multiples of each N's ξ (or depth = [...])
+//! bracket_from = "results/coarse"   # add per N ≥ 4 depths per doubling around a previous run's crossing
 //! width = 128
 //! sigma_w = ["opt"]         # "opt", "opt±x" or numbers
 //! sigma_w_ratio = [1.0]     # multiplies σ_w^opt
@@ -39,12 +40,12 @@
 //! table); the plots are in `experiment::plots::training`.
 
 pub mod analysis;
+pub mod boundary;
 pub mod execute;
+pub mod grid;
 pub mod plan;
 
-pub use analysis::{
-    exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
-};
+pub use analysis::{study, Settling, Slope, Study, TrainableDepth, TrainedPoint};
 pub use execute::{open_train_backend, run_training};
 pub use plan::{plan, validate, DepthSpec, InputSigma, Lengths, Plan, TrainPoint};
 
@@ -65,6 +66,11 @@ pub struct TrainingConfig {
     pub depth: Option<IntAxis>,
     /// Depths as multiples of each point's ξ (rounded, at least 2).
     pub depth_per_xi: Option<Vec<f64>>,
+    /// A previous run's results folder: per N, depths bracketing its
+    /// transition are added to `depth` (`grid::bracket_from_folder`).
+    pub bracket_from: Option<String>,
+    /// Depths per doubling of the bracketing depths (default 4).
+    pub bracket_per_doubling: Option<usize>,
     /// Widths.
     pub width: Option<IntAxis>,
     /// σ_w: "opt", "opt±x" or numbers (default ["opt"]).

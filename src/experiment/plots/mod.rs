@@ -56,6 +56,7 @@ macro_rules! both {
 mod axis;
 pub mod simulation;
 pub mod training;
+pub mod trainability;
 
 use axis::Axis;
 

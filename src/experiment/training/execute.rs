@@ -9,9 +9,7 @@ use crate::experiment::folder::{write_atomic, write_json, Commit};
 use crate::experiment::plots;
 use crate::experiment::records::{Hooks, RunReport};
 use crate::experiment::session::{start_folder, timestamp};
-use crate::experiment::training::analysis::{
-    exponents, table, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
-};
+use crate::experiment::training::analysis::{study, table, Study, TrainedPoint};
 use crate::experiment::training::plan::{plan, Plan};
 use crate::train::data::Dataset;
 use crate::train::{train, CpuTrainBackend, Protocol, TrainBackend};
@@ -88,20 +86,20 @@ fn training_csv(points: &[TrainedPoint]) -> String {
 }
 
 /// Writes training.csv and summary.json of the points trained so far;
-/// returns their trainable depths and exponents.
+/// returns their analysis.
 fn write_results(
     folder: &Path,
     plan: &Plan,
     lengths: &[usize],
+    eval_images: (usize, usize),
     points: &[TrainedPoint],
     backend: &str,
-) -> Result<(Vec<TrainableDepth>, Vec<Exponent>)> {
+) -> Result<Study> {
     write_atomic(
         &folder.join("training.csv"),
         training_csv(points).as_bytes(),
     )?;
-    let tds = trainable_depths(points, lengths);
-    let ex = exponents(&tds);
+    let st = study(points, lengths, eval_images);
     let (macs, secs): (f64, f64) = points.iter().fold((0.0, 0.0), |(m, s), p| {
         (m + p.train_mac_per_s * p.train_seconds, s + p.train_seconds)
     });
@@ -110,12 +108,16 @@ fn write_results(
         "backend": backend,
         "lengths_steps": lengths,
         "points": points,
-        "trainable_depth": tds,
-        "exponents": ex,
+        "chance": st.chance,
+        "replicates": st.replicates,
+        "verdict_rule": st.verdict_rule,
+        "trainable_depth": st.trainable_depth,
+        "slopes": st.slopes,
+        "settling": st.settling,
         "throughput": {"train_mac": macs, "train_seconds": secs, "mac_per_s": if secs > 0.0 { macs / secs } else { 0.0 }},
     });
     write_json(&folder.join("summary.json"), &summary)?;
-    Ok((tds, ex))
+    Ok(st)
 }
 
 /// Runs a training experiment into a new results folder under `out_root`.
@@ -126,6 +128,10 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         data.train = data.train.take(k);
     }
     let lengths = plan.length_steps(data.train.len());
+    let eval_images = (
+        plan.eval_train.min(data.train.len()),
+        plan.eval_test.min(data.test.len()),
+    );
     let max_steps = *lengths.last().expect("at least one length");
     // A report after the last step cannot be honoured: refused, never dropped.
     if let Some(&s) = plan.report_at.iter().find(|s| **s > max_steps) {
@@ -241,10 +247,10 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
             eval_seconds: out.eval_seconds,
             diverged,
         });
-        write_results(&folder, &plan, &lengths, &done, &desc)?;
+        write_results(&folder, &plan, &lengths, eval_images, &done, &desc)?;
         record(&mut commit, "running", &done)?;
     }
-    let (tds, ex) = write_results(&folder, &plan, &lengths, &done, &desc)?;
+    let st = write_results(&folder, &plan, &lengths, eval_images, &done, &desc)?;
     let mut note = note.clone();
     let diverged: Vec<usize> = done
         .iter()
@@ -260,7 +266,7 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
     if cfg.outputs.plots.unwrap_or(true) {
         let png = cfg.outputs.png.unwrap_or(true);
         crate::experiment::folder::write_plots(&folder, |stage| {
-            plots::training::run_plots(stage, png, &plan, &tds, &done)
+            plots::trainability::run_plots(stage, png, &plan, &st, &done)
         })?;
     }
     record(
@@ -273,6 +279,6 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         complete,
         points: Vec::new(),
         scaling: Vec::new(),
-        table: format!("{note}\n{}", table(&tds, &ex)),
+        table: format!("{note}\n{}", table(&st)),
     })
 }

@@ -194,6 +194,21 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
             ))
         }
     };
+    let per_doubling = t.bracket_per_doubling.unwrap_or(4);
+    if !(1..=64).contains(&per_doubling) {
+        return Err(Error::invalid(
+            "training.bracket_per_doubling",
+            per_doubling,
+            "between 1 and 64 depths per doubling (4 or more resolve a crossing)",
+        ));
+    }
+    let bracketed = match &t.bracket_from {
+        Some(f) => crate::experiment::training::grid::bracket_from_folder(
+            std::path::Path::new(f),
+            per_doubling,
+        )?,
+        None => Default::default(),
+    };
     let widths = ints_in(
         "training.width",
         given("training.width", &t.width, "give the hidden width n")?,
@@ -301,6 +316,12 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
     }
     let mut points = Vec::new();
     for &n in &states {
+        let mut depths = depths.clone();
+        for &d in bracketed.get(&n).into_iter().flatten() {
+            if !depths.contains(&DepthSpec::Layers(d)) {
+                depths.push(DepthSpec::Layers(d));
+            }
+        }
         for &sw in &sigma_ws {
             for &r in &ratios {
                 for &w in &widths {
