@@ -52,6 +52,8 @@ where
     chart
         .configure_mesh()
         .x_desc("ξ (theory)")
+        .x_labels(12)
+        .y_labels(12)
         .y_desc("L_emp (weight layers)")
         .x_label_formatter(&|x| format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
         .y_label_formatter(&|y| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
@@ -171,7 +173,9 @@ pub(crate) fn run_plots(
     }
     for (k, (group, rows)) in by_group.iter().enumerate() {
         let ts: Vec<_> = rows.iter().map(|&i| &study.trainable_depth[i]).collect();
-        if ts.iter().all(|t| t.depths.len() < 2) {
+        let mut ns: Vec<usize> = ts.iter().map(|t| t.states).collect();
+        ns.dedup();
+        if ns.len() < 2 || ts.iter().all(|t| t.depths.len() < 2) {
             continue;
         }
         let cells: Vec<Cell> = ts

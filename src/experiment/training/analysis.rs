@@ -469,11 +469,16 @@ pub(crate) fn table(s: &Study) -> String {
                 .map_or(String::new(), |n| format!("  ({n})"))
         );
     }
+    let seeds = s.trainable_depth.first().map_or(0, |d| d.seeds);
     let _ = writeln!(
         t,
-        "{} seeds per cell; intervals: {} bootstrap replicates over seeds, both interpolants pooled",
-        s.trainable_depth.first().map_or(0, |d| d.seeds),
-        s.replicates
+        "{seeds} seeds per cell; intervals: {} bootstrap replicates over seeds (expanded percentile), both interpolants pooled{}",
+        s.replicates,
+        if seeds < 5 {
+            "; with fewer than 5 seeds an interval is at most the spread of the seeds' own curves: read it as a lower bound on the uncertainty"
+        } else {
+            ""
+        }
     );
     for e in &s.slopes {
         let ci = e
