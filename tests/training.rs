@@ -326,8 +326,8 @@ fn accuracy_breaks_ties_at_random_and_counts_them() {
     let x = vec![0.5f32; 4 * 20];
     let labels: Vec<u8> = (0..20).map(|i| 1 + (i % 9) as u8).collect();
     let r = t.evaluate(&x, &labels);
-    assert_eq!(r.ties, 20);
     assert!((r.correct - 2.0).abs() < 1e-12, "{}", r.correct);
+    assert_eq!(r.ties, 20);
     // A single largest logit: no tie, full credit when it is the label.
     let mut b = quantdepth::train::cpu::BatchLoss::default();
     b.count(1, true);

@@ -41,6 +41,7 @@
 
 pub mod analysis;
 pub mod boundary;
+pub mod curves;
 pub mod execute;
 pub mod grid;
 pub mod plan;
