@@ -53,9 +53,7 @@ fn true_l_emp(shallowest: f64, l0: f64) -> f64 {
 fn synthetic(depths: &[usize], seeds: usize, l0: f64, rng: &mut StdRng) -> Family {
     let seed_l0 = Normal::new(0.0, SEED_SD).unwrap();
     let noise = Normal::new(0.0, ACC_SD).unwrap();
-    let l0s: Vec<f64> = (0..seeds)
-        .map(|_| l0 * seed_l0.sample(rng).exp())
-        .collect();
+    let l0s: Vec<f64> = (0..seeds).map(|_| l0 * seed_l0.sample(rng).exp()).collect();
     let mut obs = Vec::new();
     for &d in depths {
         for l in &l0s {
@@ -107,9 +105,16 @@ fn bootstrap_interval_covers_a_known_l_emp() {
         widths.push(hi / lo);
     }
     widths.sort_by(f64::total_cmp);
-    eprintln!("covered {covered} of 100, median width factor {:.3}", widths[50]);
+    eprintln!(
+        "covered {covered} of 100, median width factor {:.3}",
+        widths[50]
+    );
     assert!(covered >= 90, "covered {covered} of 100");
-    assert!(widths[50] < 2.0, "median interval width factor {}", widths[50]);
+    assert!(
+        widths[50] < 2.0,
+        "median interval width factor {}",
+        widths[50]
+    );
 }
 
 /// The bracketing grid around a coarse pass's interval: a synthetic curve

@@ -159,7 +159,12 @@ png = true
     assert!(s["settling"].is_array());
     assert!(s["verdict_rule"].as_str().unwrap().contains("not ∝ ξ"));
     for t in tds {
-        for k in ["halfway_test", "halfway_train", "above_chance_test", "train_acc"] {
+        for k in [
+            "halfway_test",
+            "halfway_train",
+            "above_chance_test",
+            "train_acc",
+        ] {
             assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
         }
     }
@@ -344,7 +349,10 @@ fn input_sigma_is_validated_and_scales_the_first_layer() {
             "name = \"t\"\nkind = \"training\"\n[training]\nstates = [3]\ndepth = [4]\nwidth = 8\ninput_sigma = {v}\n"
         );
         let e = Config::from_toml(&text).unwrap_err().to_string();
-        assert!(e.contains("training.input_sigma") && e.contains("q_star"), "{v}: {e}");
+        assert!(
+            e.contains("training.input_sigma") && e.contains("q_star"),
+            "{v}: {e}"
+        );
     };
     bad("-1.0");
     bad("0.0");
@@ -359,7 +367,10 @@ fn input_sigma_is_validated_and_scales_the_first_layer() {
     assert_eq!(plan(&cfg("")).unwrap().input_sigma, InputSigma::SigmaW);
     // "q_star" in the theory preset: q* = 1, so W₁'s scale is 1 where σ_w^opt(N = 4) ≈ 1.59;
     // the first layer's weights shrink by exactly 1/σ_w, the others stay.
-    for (v, want) in [("input_sigma = \"q_star\"", None), ("input_sigma = 0.5", Some(0.5))] {
+    for (v, want) in [
+        ("input_sigma = \"q_star\"", None),
+        ("input_sigma = 0.5", Some(0.5)),
+    ] {
         let p = plan(&cfg(v)).unwrap();
         let pt = &p.points[0];
         let (init, depth, _) = p.resolve(pt).unwrap();
@@ -369,7 +380,10 @@ fn input_sigma_is_validated_and_scales_the_first_layer() {
         let s = want.unwrap_or(init.q_star.sqrt());
         assert!(init.sigma_w > 1.5, "σ_w = {}", init.sigma_w);
         let ratio = got.weights[0][5] / base.weights[0][5];
-        assert!((ratio as f64 - s / init.sigma_w).abs() < 1e-6, "{v}: {ratio}");
+        assert!(
+            (ratio as f64 - s / init.sigma_w).abs() < 1e-6,
+            "{v}: {ratio}"
+        );
         assert_eq!(got.weights[1], base.weights[1]);
     }
 }

@@ -55,8 +55,8 @@ macro_rules! both {
 
 mod axis;
 pub mod simulation;
-pub mod training;
 pub mod trainability;
+pub mod training;
 
 use axis::Axis;
 

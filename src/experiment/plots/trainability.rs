@@ -35,9 +35,9 @@ where
     if pts.is_empty() {
         return Ok(());
     }
-    let (xmin, xmax) = pts
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (xmin, xmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
     let ys = pts.iter().flat_map(|p| [Some(p.1), p.2, p.3]).flatten();
     let (ymin, ymax) = ys.fold((f64::INFINITY, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
     let (x0, x1) = (xmin / 1.5, xmax * 1.5);
@@ -55,8 +55,18 @@ where
         .x_labels(12)
         .y_labels(12)
         .y_desc("L_emp (weight layers)")
-        .x_label_formatter(&|x| format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
-        .y_label_formatter(&|y| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
+        .x_label_formatter(&|x| {
+            format!("{x:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        })
+        .y_label_formatter(&|y| {
+            format!("{y:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        })
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(perr)?;
@@ -74,7 +84,12 @@ where
     };
     let kappa = (ly - lx).exp();
     chart
-        .draw_series(DashedLineSeries::new(line(1.0), 8, 5, BLACK.stroke_width(2)))
+        .draw_series(DashedLineSeries::new(
+            line(1.0),
+            8,
+            5,
+            BLACK.stroke_width(2),
+        ))
         .map_err(perr)?
         .label(format!("slope 1: L = κξ, κ = {kappa:.2}"))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.stroke_width(2)));
@@ -265,9 +280,17 @@ pub(crate) fn run_plots(
             .collect();
         let (r0, r1) = (rs[0], rs[rs.len() - 1]);
         let xi_at = |r: f64| {
-            theory_init(n, plan.preset, r, 0.0, plan.sigma_b, plan.ste_threshold, plan.m)
-                .ok()
-                .map(|i| i.xi)
+            theory_init(
+                n,
+                plan.preset,
+                r,
+                0.0,
+                plan.sigma_b,
+                plan.ste_threshold,
+                plan.m,
+            )
+            .ok()
+            .map(|i| i.xi)
         };
         let guides: Vec<Guide> = KAPPAS
             .iter()
@@ -284,7 +307,9 @@ pub(crate) fn run_plots(
         heatmap(
             &folder.join(format!("plots/sigma-heatmap-{k}")),
             png,
-            &format!("test accuracy, N = {n} n={width} lr={lr} steps={steps}, mean of {seeds} seeds"),
+            &format!(
+                "test accuracy, N = {n} n={width} lr={lr} steps={steps}, mean of {seeds} seeds"
+            ),
             "σ_w / σ_w^opt",
             &cells,
             &guides,
@@ -297,7 +322,13 @@ pub(crate) fn run_plots(
         .filter(|s| s.metric == Metric::Test)
         .enumerate()
     {
-        l_emp_vs_xi(&folder.join(format!("plots/lemp-xi-{k}")), png, s, study, seeds)?;
+        l_emp_vs_xi(
+            &folder.join(format!("plots/lemp-xi-{k}")),
+            png,
+            s,
+            study,
+            seeds,
+        )?;
     }
     Ok(())
 }

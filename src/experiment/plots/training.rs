@@ -230,7 +230,15 @@ pub fn collapse(
     chance: f64,
     target: f64,
 ) -> Result<()> {
-    lines(stem, png, title, "depth / ξ", true, curves, (chance, target))
+    lines(
+        stem,
+        png,
+        title,
+        "depth / ξ",
+        true,
+        curves,
+        (chance, target),
+    )
 }
 
 /// Writes accuracy against σ_w/σ_w^opt, one curve per (N, depth).
@@ -241,7 +249,15 @@ pub fn sigma_sweep(
     curves: &[Collapse],
     chance: f64,
 ) -> Result<()> {
-    lines(stem, png, title, "σ_w / σ_w^opt", false, curves, (chance, f64::NAN))
+    lines(
+        stem,
+        png,
+        title,
+        "σ_w / σ_w^opt",
+        false,
+        curves,
+        (chance, f64::NAN),
+    )
 }
 
 fn lines(
@@ -323,7 +339,14 @@ where
                     });
                 chart
                     .draw_series(c.points.iter().map(|p| {
-                        ErrorBar::new_vertical(p.0, p.1 - 2.0 * p.2, p.1, p.1 + 2.0 * p.2, col.filled(), 6)
+                        ErrorBar::new_vertical(
+                            p.0,
+                            p.1 - 2.0 * p.2,
+                            p.1,
+                            p.1 + 2.0 * p.2,
+                            col.filled(),
+                            6,
+                        )
                     }))
                     .map_err(perr)?;
                 chart
@@ -361,4 +384,3 @@ where
     }
     Ok(())
 }
-

@@ -7,8 +7,7 @@
 //! length from which L_emp stops moving; the terminal table.
 
 use crate::experiment::training::boundary::{
-    analyse, verdict, Boundary, Family, LrChoice, Metric, Obs, SlopeFit, REPLICATES,
-    VERDICT_WIDTH,
+    analyse, verdict, Boundary, Family, LrChoice, Metric, Obs, SlopeFit, REPLICATES, VERDICT_WIDTH,
 };
 use crate::experiment::training::plan::TrainPoint;
 use crate::theory::scaling::linear_fit;
@@ -122,6 +121,12 @@ pub struct Slope {
     pub verdict: String,
 }
 
+/// (length in steps, L_emp, interval low, interval high).
+pub type AtLength = (usize, Option<f64>, Option<f64>, Option<f64>);
+
+/// A sweep: (over N?, the shared σ_w label or N, width, length, lr bits).
+type SweepKey = (bool, String, usize, usize, Option<u64>);
+
 /// L_emp of one family and lr choice at every length, and where it settles.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settling {
@@ -136,7 +141,7 @@ pub struct Settling {
     /// Training or test accuracy.
     pub metric: Metric,
     /// (length, L_emp, interval low, interval high).
-    pub by_length: Vec<(usize, Option<f64>, Option<f64>, Option<f64>)>,
+    pub by_length: Vec<AtLength>,
     /// The first length from which every later length's L_emp lies inside
     /// this length's interval (None: still moving at the longest length).
     pub settled_at: Option<usize>,
@@ -274,8 +279,7 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
         .collect();
     // Sweeps: over N at fixed (σ_w, width, length, lr choice), and over σ_w at
     // fixed (N, width, length, lr choice).
-    let mut sweeps: BTreeMap<(bool, String, usize, usize, Option<u64>), Vec<usize>> =
-        BTreeMap::new();
+    let mut sweeps: BTreeMap<SweepKey, Vec<usize>> = BTreeMap::new();
     for (k, e) in an.entries.iter().enumerate() {
         let f = &fams[e.family];
         let lr = lr_of(f, e.choice).map(f64::to_bits);
@@ -291,7 +295,10 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
     let mut slopes = Vec::new();
     for ((over_n, key, width, steps, lr), members) in sweeps {
         let distinct = |g: &dyn Fn(&Family) -> String| {
-            let mut v: Vec<String> = members.iter().map(|&k| g(&fams[an.entries[k].family])).collect();
+            let mut v: Vec<String> = members
+                .iter()
+                .map(|&k| g(&fams[an.entries[k].family]))
+                .collect();
             v.sort();
             v.dedup();
             v.len()
@@ -340,7 +347,12 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
                     .iter()
                     .map(|&k| {
                         let f = &fams[an.entries[k].family];
-                        (f.states, f.sigma_w.clone(), f.xi, bnd(k).l_emp.unwrap_or(f64::NAN))
+                        (
+                            f.states,
+                            f.sigma_w.clone(),
+                            f.xi,
+                            bnd(k).l_emp.unwrap_or(f64::NAN),
+                        )
                     })
                     .collect(),
                 verdict: verdict(fit.ci),
@@ -371,11 +383,15 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
     for ((states, sigma_w, width, lr), mut ks) in runs {
         ks.sort_by_key(|&k| fams[an.entries[k].family].steps);
         for metric in [Metric::Test, Metric::Train] {
-            let by_length: Vec<(usize, Option<f64>, Option<f64>, Option<f64>)> = ks
+            let by_length: Vec<AtLength> = ks
                 .iter()
                 .map(|&k| {
                     let e = &an.entries[k];
-                    let b = if metric == Metric::Test { &e.test } else { &e.train };
+                    let b = if metric == Metric::Test {
+                        &e.test
+                    } else {
+                        &e.train
+                    };
                     (fams[e.family].steps, b.l_emp, b.ci_lo, b.ci_hi)
                 })
                 .collect();
@@ -383,10 +399,12 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
                 .find(|&i| {
                     let (_, l, lo, hi) = by_length[i];
                     l.is_some()
-                        && by_length[i + 1..].iter().all(|&(_, lj, _, _)| match (lj, lo, hi) {
-                            (Some(x), Some(a), Some(b)) => (a..=b).contains(&x),
-                            _ => false,
-                        })
+                        && by_length[i + 1..]
+                            .iter()
+                            .all(|&(_, lj, _, _)| match (lj, lo, hi) {
+                                (Some(x), Some(a), Some(b)) => (a..=b).contains(&x),
+                                _ => false,
+                            })
                 })
                 .map(|i| by_length[i].0);
             settling.push(Settling {
@@ -442,7 +460,14 @@ pub(crate) fn table(s: &Study) -> String {
     let _ = writeln!(
         t,
         "{:>4} {:<24} {:>7} {:>7} {:>24} {:>24} {:>6} {:>8}  test accuracy by depth",
-        "N", "group", "xi", "steps", "L_emp test [95% boot]", "L_emp train [95% boot]", "L/xi", ">chance"
+        "N",
+        "group",
+        "xi",
+        "steps",
+        "L_emp test [95% boot]",
+        "L_emp train [95% boot]",
+        "L/xi",
+        ">chance"
     );
     for d in &s.trainable_depth {
         let accs: Vec<String> = d

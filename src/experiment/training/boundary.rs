@@ -35,8 +35,7 @@
 //! interval.
 
 pub use crate::experiment::training::curves::{
-    above_chance, crossing, curve, Crossing, Curve, Family, LrChoice, Metric, Obs,
-    ABOVE_CHANCE_SE,
+    above_chance, crossing, curve, Crossing, Curve, Family, LrChoice, Metric, Obs, ABOVE_CHANCE_SE,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -230,13 +229,11 @@ pub fn analyse(
             .iter()
             .map(|&(fi, c, cur)| {
                 let f = &families[fi];
-                [Metric::Train, Metric::Test].map(|m| {
-                    match t.get(&(scope(f, c), m)) {
-                        Some(&(target, top)) if top > chance => {
-                            crossing(&f.depths, cur.of(m).0, target, chance, top)
-                        }
-                        _ => Crossing::Below,
+                [Metric::Train, Metric::Test].map(|m| match t.get(&(scope(f, c), m)) {
+                    Some(&(target, top)) if top > chance => {
+                        crossing(&f.depths, cur.of(m).0, target, chance, top)
                     }
+                    _ => Crossing::Below,
                 })
             })
             .collect()
@@ -279,9 +276,7 @@ pub fn analyse(
             let f = &families[fi];
             let cur = full[k].clone();
             let bound = |m: usize, metric: Metric| {
-                let target = full_t
-                    .get(&(scope(f, c), metric))
-                    .map_or(f64::NAN, |t| t.0);
+                let target = full_t.get(&(scope(f, c), metric)).map_or(f64::NAN, |t| t.0);
                 boundary(f, target, full_x[k][m], &reps[k][m])
             };
             let (train, test) = (bound(0, Metric::Train), bound(1, Metric::Test));

@@ -232,14 +232,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crossing_interpolants_agree_on_a_straight_fall() {
-        // Accuracy 0.9 at depth 10, 0.3 at 40, chance 0.1, top 0.9: target
-        // 0.5 lies halfway in accuracy (linear: √(10·40) = 20); the logit of
-        // z = 1 − 1e-3 (clamped) and 0.25 puts it elsewhere, between the two.
-        match crossing(&[5, 10, 40], &[0.9, 0.9, 0.3], 0.5, 0.1, 0.9) {
+    fn crossing_interpolants_agree_on_a_symmetric_fall() {
+        // Chance 0.1, top 0.9, target 0.5. Accuracy 0.7 at depth 10 and 0.3 at
+        // 40 sit symmetrically about the target in accuracy and in the logit
+        // (z = 0.75, 0.25): both interpolants give the middle, √(10·40) = 20.
+        match crossing(&[5, 10, 40], &[0.9, 0.7, 0.3], 0.5, 0.1, 0.9) {
             Crossing::At(a, b) => {
                 assert!((a - 20.0).abs() < 1e-9, "{a}");
-                assert!(b > 10.0 && b < 40.0, "{b}");
+                assert!((b - 20.0).abs() < 1e-9, "{b}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // 0.8 and 0.3: linear f = 0.3/0.5 = 0.6 → 10·4^0.6 = 22.974; logit
+        // z = 0.875, 0.25: f = ln 7/(ln 7 + ln 3) = 0.63915 → 10·4^0.63915 = 24.255.
+        match crossing(&[10, 40], &[0.8, 0.3], 0.5, 0.1, 0.9) {
+            Crossing::At(a, b) => {
+                assert!((a - 22.974).abs() < 1e-3, "{a}");
+                assert!((b - 24.255).abs() < 1e-3, "{b}");
             }
             other => panic!("{other:?}"),
         }

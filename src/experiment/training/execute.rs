@@ -138,7 +138,9 @@ pub fn run_training(cfg: &Config, out_root: &Path, hooks: &Hooks<'_>) -> Result<
         return Err(Error::invalid(
             "training.report_at",
             s,
-            &format!("steps from 0 (before training) to the longest training length, {max_steps} steps"),
+            &format!(
+                "steps from 0 (before training) to the longest training length, {max_steps} steps"
+            ),
         ));
     }
     let mut report_at: Vec<usize> = lengths

@@ -35,7 +35,10 @@ pub fn bracket(lo: f64, hi: f64, per_doubling: usize) -> Vec<usize> {
 
 /// Per N, the bracketing depths from the `summary.json` of a previous run's
 /// folder, `per_doubling` (≥ 4 recommended) depths per doubling.
-pub fn bracket_from_folder(folder: &Path, per_doubling: usize) -> Result<BTreeMap<usize, Vec<usize>>> {
+pub fn bracket_from_folder(
+    folder: &Path,
+    per_doubling: usize,
+) -> Result<BTreeMap<usize, Vec<usize>>> {
     let path = folder.join("summary.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Error::invalid(
@@ -45,7 +48,11 @@ pub fn bracket_from_folder(folder: &Path, per_doubling: usize) -> Result<BTreeMa
         )
     })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid("training.bracket_from", path.display(), &format!("valid JSON ({e})"))
+        Error::invalid(
+            "training.bracket_from",
+            path.display(),
+            &format!("valid JSON ({e})"),
+        )
     })?;
     let rows = v["trainable_depth"].as_array().ok_or_else(|| {
         Error::invalid(
@@ -55,7 +62,11 @@ pub fn bracket_from_folder(folder: &Path, per_doubling: usize) -> Result<BTreeMa
         )
     })?;
     let mut ranges: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
-    let longest = rows.iter().filter_map(|r| r["steps"].as_u64()).max().unwrap_or(0);
+    let longest = rows
+        .iter()
+        .filter_map(|r| r["steps"].as_u64())
+        .max()
+        .unwrap_or(0);
     for r in rows.iter().filter(|r| r["steps"].as_u64() == Some(longest)) {
         let (Some(n), Some(depths)) = (r["states"].as_u64(), r["depths"].as_array()) else {
             continue;
