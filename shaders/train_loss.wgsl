@@ -1,6 +1,8 @@
 // One thread per input of the batch: softmax cross-entropy of its logits
-// (column b of the classes × B logits), ℓ = ln Σ_c e^{z_c} − z_y, whether its
-// largest logit is its label, and ∂(mean ℓ)/∂logits = (softmax − e_y)/B,
+// (column b of the classes × B logits), ℓ = ln Σ_c e^{z_c} − z_y, the number
+// k of classes sharing its largest logit (stored as +k when the label is one
+// of them, −k otherwise: the host credits 1/k, random tie-breaking in
+// expectation, and counts k > 1 as a tie), and ∂(mean ℓ)/∂logits = (softmax − e_y)/B,
 // times the STE mask when the logits are quantized. The loss is also added
 // to this input's running sum (no float atomics). CPU twin: `Trainer::loss`.
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -19,18 +21,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let y = labels[j];
-    var best = 0u;
     var m = logits[j];
     for (var c = 1u; c < p.classes; c++) {
         let z = logits[c * bsz + j];
         if (z > m) {
             m = z;
-            best = c;
         }
     }
     var s = 0.0;
+    var k = 0.0;
     for (var c = 0u; c < p.classes; c++) {
-        s += exp(logits[c * bsz + j] - m);
+        let z = logits[c * bsz + j];
+        s += exp(z - m);
+        k += select(0.0, 1.0, z == m);
     }
     let loss = log(s) + m - logits[y * bsz + j];
     for (var c = 0u; c < p.classes; c++) {
@@ -46,7 +49,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         g_out[i] = g;
     }
     losses[j] = loss;
-    correct[j] = select(0.0, 1.0, best == y);
+    correct[j] = select(-k, k, logits[y * bsz + j] == m);
     if (p.accumulate != 0u) {
         loss_acc[j] += loss;
     }

@@ -186,6 +186,7 @@ fn train_loss_gpu_equals_cpu() {
         cpu.forward(&x, y.len());
         let c = cpu.loss(&y);
         assert_eq!(g.correct, c.correct, "quantized logits {quantize_logits}");
+        assert_eq!(g.ties, c.ties, "quantized logits {quantize_logits}");
         assert!(
             (g.loss_sum - c.loss_sum).abs() <= 1e-5 * c.loss_sum,
             "quantized logits {quantize_logits}: loss gpu {} cpu {}",

@@ -155,7 +155,19 @@ png = true
             assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
         }
     }
-    assert!(s["exponents"].is_array());
+    assert!(s["slopes"].is_array());
+    assert!(s["settling"].is_array());
+    assert!(s["verdict_rule"].as_str().unwrap().contains("not ∝ ξ"));
+    for t in tds {
+        for k in [
+            "halfway_test",
+            "halfway_train",
+            "above_chance_test",
+            "train_acc",
+        ] {
+            assert!(t.get(k).is_some(), "trainable_depth lacks {k}: {t}");
+        }
+    }
     assert!(s["throughput"]["mac_per_s"].as_f64().unwrap() > 0.0);
     // The shallow network learns this easy problem: after 40 steps it is far
     // above chance (0.1) for every N (a broken step stays at ~0.1).
@@ -241,4 +253,137 @@ fn run_command_trains_from_a_training_config() {
     let csv = std::fs::read_to_string(folder.join("training.csv")).unwrap();
     assert!(csv.lines().count() >= 2, "{csv}");
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `report_at = [0, …]` (the authors' protocol reports at step 0): every
+/// report is kept. 2 depths × 1 seed networks, reported at steps 0 (before
+/// training), 5 and 10: 6 rows (before the fix the step-0 entry blocked every
+/// later report and training.csv had none). The step-0 network is untrained:
+/// its test accuracy on this 10-class problem is far below the trained one's.
+#[test]
+fn report_at_zero_keeps_every_report() {
+    let base = temp("report0");
+    let data = base.join("data");
+    write_dataset(&data, 320, 100);
+    let cfg = Config::from_toml(&format!(
+        "name = \"r0\"\nkind = \"training\"\nseed = 1\nbackend = \"cpu\"\n\n\
+         [training]\ndata = \"{}\"\nstates = [3]\ndepth = [2, 3]\nwidth = 16\nlr = [0.05]\n\
+         batch = 16\nsteps = [10]\nreport_at = [0, 5]\neval_train = 100\n\n[outputs]\nplots = false\n",
+        data.display()
+    ))
+    .unwrap();
+    let report = hooks_run(&cfg, &base.join("results"));
+    let csv = std::fs::read_to_string(report.folder.join("training.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let steps: Vec<usize> = lines
+        .map(|l| l.split(',').nth(col("step")).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 5, 10, 0, 5, 10], "{csv}");
+    // A report step past the longest training length is refused, not dropped.
+    let cfg = Config::from_toml(&format!(
+        "name = \"r0\"\nkind = \"training\"\nseed = 1\nbackend = \"cpu\"\n\n\
+         [training]\ndata = \"{}\"\nstates = [3]\ndepth = [2]\nwidth = 16\nlr = [0.05]\n\
+         batch = 16\nsteps = [10]\nreport_at = [0, 50]\neval_train = 100\n",
+        data.display()
+    ))
+    .unwrap();
+    let cancel = AtomicBool::new(false);
+    let hooks = Hooks {
+        point_started: &|_, _, _, _| {},
+        layers: &|_| {},
+        point_finished: &|_| {},
+        cancel: &cancel,
+    };
+    let e = run_experiment(&cfg, &base.join("r2"), &mut CpuBackend, "cpu", &hooks)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("training.report_at") && e.contains("50"), "{e}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Ties in the largest logit are broken at random in expectation: a network
+/// whose quantized logits are all equal (zero weights) credits every input
+/// 1/10, so 20 inputs score 2.0 correct and 20 ties, whatever the labels (before,
+/// ties went to class 0: these labels, none 0, scored 0).
+#[test]
+fn accuracy_breaks_ties_at_random_and_counts_them() {
+    use quantdepth::train::cpu::Trainer;
+    use quantdepth::train::model::{ModelSpec, Params, Phi};
+    let spec = ModelSpec {
+        input_dim: 4,
+        width: 8,
+        depth: 3,
+        classes: 10,
+        phi: Phi::Uniform {
+            states: 3,
+            spacing: 1.0,
+            amplitude: 1.0,
+        },
+        ste_slope: 1.0,
+        ste_threshold: 1.0,
+        sigma_w: 1.0,
+        sigma_b: 0.0,
+        quantize_logits: true,
+    };
+    let mut t = Trainer::new(&spec, Params::<f32>::zeros(&spec));
+    let x = vec![0.5f32; 4 * 20];
+    let labels: Vec<u8> = (0..20).map(|i| 1 + (i % 9) as u8).collect();
+    let r = t.evaluate(&x, &labels);
+    assert!((r.correct - 2.0).abs() < 1e-12, "{}", r.correct);
+    assert_eq!(r.ties, 20);
+    // A single largest logit: no tie, full credit when it is the label.
+    let mut b = quantdepth::train::cpu::BatchLoss::default();
+    b.count(1, true);
+    b.count(4, true);
+    b.count(4, false);
+    assert_eq!(b.ties, 2);
+    assert!((b.correct - 1.25).abs() < 1e-12);
+}
+
+#[test]
+fn input_sigma_is_validated_and_scales_the_first_layer() {
+    let bad = |v: &str| {
+        let text = format!(
+            "name = \"t\"\nkind = \"training\"\n[training]\nstates = [3]\ndepth = [4]\nwidth = 8\ninput_sigma = {v}\n"
+        );
+        let e = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("training.input_sigma") && e.contains("q_star"),
+            "{v}: {e}"
+        );
+    };
+    bad("-1.0");
+    bad("0.0");
+    bad("\"qstar\"");
+    use quantdepth::experiment::training::{plan, InputSigma};
+    let cfg = |v: &str| {
+        Config::from_toml(&format!(
+            "name = \"t\"\nkind = \"training\"\n[training]\nstates = [4]\ndepth = [3]\nwidth = 8\n{v}\n"
+        ))
+        .unwrap()
+    };
+    assert_eq!(plan(&cfg("")).unwrap().input_sigma, InputSigma::SigmaW);
+    // "q_star" in the theory preset: q* = 1, so W₁'s scale is 1 where σ_w^opt(N = 4) ≈ 1.59;
+    // the first layer's weights shrink by exactly 1/σ_w, the others stay.
+    for (v, want) in [
+        ("input_sigma = \"q_star\"", None),
+        ("input_sigma = 0.5", Some(0.5)),
+    ] {
+        let p = plan(&cfg(v)).unwrap();
+        let pt = &p.points[0];
+        let (init, depth, _) = p.resolve(pt).unwrap();
+        let spec = p.model(pt, &init, depth, 784);
+        let base = quantdepth::train::model::Params::init(&spec, 7);
+        let got = p.params(&spec, &init, 7);
+        let s = want.unwrap_or(init.q_star.sqrt());
+        assert!(init.sigma_w > 1.5, "σ_w = {}", init.sigma_w);
+        let ratio = got.weights[0][5] / base.weights[0][5];
+        assert!(
+            (ratio as f64 - s / init.sigma_w).abs() < 1e-6,
+            "{v}: {ratio}"
+        );
+        assert_eq!(got.weights[1], base.weights[1]);
+    }
 }

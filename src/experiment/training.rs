@@ -13,9 +13,11 @@
 //! preset = "theory"         # theory (exact D̃_opt) | paper (fitted D̃, quantized logits)
 //! states = [2, 3, 4, 6]     # N (list or "a..b")
 //! depth_per_xi = [1, 2, 4, 8, 16]   # depths as multiples of each N's ξ (or depth = [...])
+//! bracket_from = "results/coarse"   # add per N ≥ 4 depths per doubling around a previous run's crossing
 //! width = 128
 //! sigma_w = ["opt"]         # "opt", "opt±x" or numbers
 //! sigma_w_ratio = [1.0]     # multiplies σ_w^opt
+//! input_sigma = "sigma_w"   # first-layer scale: "sigma_w", "q_star" or a number
 //! lr = [0.01]               # learning rates
 //! momentum = 0.5
 //! batch = 32
@@ -43,20 +45,23 @@
 //! table); the plots are in `experiment::plots::training`.
 
 pub mod analysis;
+pub mod boundary;
 pub mod budget;
 pub mod checkpoint;
 pub mod cost;
+pub mod curves;
 pub mod execute;
 pub mod folder;
+pub mod grid;
 pub mod plan;
 
-pub use analysis::{
-    divergence, exponents, halfway_depth, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
-};
+pub use analysis::{divergence, study, Settling, Slope, Study, TrainableDepth, TrainedPoint};
 pub use cost::sweep_costs;
 pub use execute::{open_train_backend, run_training};
 pub use folder::{finish_training, resume_training, run_training_shard};
-pub use plan::{plan, validate, DepthSpec, Lengths, Plan, Resolved, TrainPoint, MAX_STEPS};
+pub use plan::{
+    plan, validate, DepthSpec, InputSigma, Lengths, Plan, Resolved, TrainPoint, MAX_STEPS,
+};
 
 use crate::experiment::config::values::{IntAxis, NumOrStr};
 use serde::{Deserialize, Serialize};
@@ -75,6 +80,11 @@ pub struct TrainingConfig {
     pub depth: Option<IntAxis>,
     /// Depths as multiples of each point's ξ (rounded, at least 2).
     pub depth_per_xi: Option<Vec<f64>>,
+    /// A previous run's results folder: per N, depths bracketing its
+    /// transition are added to `depth` (`grid::bracket_from_folder`).
+    pub bracket_from: Option<String>,
+    /// Depths per doubling of the bracketing depths (default 4).
+    pub bracket_per_doubling: Option<usize>,
     /// Widths.
     pub width: Option<IntAxis>,
     /// σ_w: "opt", "opt±x" or numbers (default ["opt"]).
@@ -83,6 +93,9 @@ pub struct TrainingConfig {
     pub sigma_w_ratio: Option<Vec<f64>>,
     /// σ_b (default 0).
     pub sigma_b: Option<f64>,
+    /// First-layer weight scale: "sigma_w" (default, W₁ ~ N(0, σ_w²/784)),
+    /// "q_star" (layer 1 starts at q*) or a number.
+    pub input_sigma: Option<NumOrStr>,
     /// Learning rates.
     pub lr: Option<Vec<f64>>,
     /// Learning rate for deep networks (the paper: 5e-4 from depth 100).

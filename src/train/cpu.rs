@@ -172,8 +172,26 @@ pub(super) fn ste<T: Real>(h: T, s: T, t: T) -> T {
 pub struct BatchLoss {
     /// Σ over the batch of −ln p_y.
     pub loss_sum: f64,
-    /// Inputs whose largest logit is their label (first largest on ties).
-    pub correct: usize,
+    /// Correct predictions with ties broken uniformly at random, in
+    /// expectation: an input whose label is among the k classes sharing the
+    /// largest logit counts 1/k (quantized logits tie often; a network whose
+    /// logits are all equal scores chance, 1/classes, whatever its labels).
+    pub correct: f64,
+    /// Inputs whose largest logit is shared by two or more classes.
+    pub ties: usize,
+}
+
+impl BatchLoss {
+    /// Adds one input whose largest logit is shared by `k` ≥ 1 classes,
+    /// `label_top` when its label is one of them.
+    pub fn count(&mut self, k: usize, label_top: bool) {
+        if label_top {
+            self.correct += 1.0 / k as f64;
+        }
+        if k > 1 {
+            self.ties += 1;
+        }
+    }
 }
 
 /// One network being trained on the CPU, with its optimizer state and the
@@ -310,10 +328,9 @@ impl<T: Real> Trainer<T> {
                     best = c;
                 }
             }
-            if best == y {
-                out.correct += 1;
-            }
             let m = col(best);
+            let k = (0..classes).filter(|&c| col(c) == m).count();
+            out.count(k, col(y) == m);
             let z: f64 = (0..classes).map(|c| (col(c) - m).exp()).sum();
             out.loss_sum += z.ln() + m - col(y);
             for c in 0..classes {

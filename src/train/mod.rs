@@ -229,6 +229,11 @@ pub struct Report {
     pub loss: f64,
     /// Mean loss on the test subset.
     pub test_loss: f64,
+    /// Fraction of the evaluated training images whose largest logit is shared
+    /// by two or more classes (the accuracies credit such an input 1/k).
+    pub train_tie_rate: f64,
+    /// The same on the test subset.
+    pub test_tie_rate: f64,
 }
 
 /// The outcome of training one network.
@@ -254,18 +259,19 @@ fn evaluate_split(
     split: &Split,
     count: usize,
     eval_batch: usize,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, f64)> {
     let n = count.min(split.len());
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    let (mut loss, mut correct) = (0.0, 0usize);
+    let (mut loss, mut correct, mut ties) = (0.0, 0.0, 0usize);
     let idx: Vec<u32> = (0..n as u32).collect();
     for chunk in idx.chunks(eval_batch.clamp(1, backend.max_batch())) {
         gather(split, chunk, &mut x, &mut y);
         let r = backend.evaluate(&x, &y)?;
         loss += r.loss_sum;
         correct += r.correct;
+        ties += r.ties;
     }
-    Ok((correct as f64 / n as f64, loss / n as f64))
+    Ok((correct / n as f64, loss / n as f64, ties as f64 / n as f64))
 }
 
 /// Where a network's training stands between two steps: what a checkpoint
@@ -372,6 +378,18 @@ pub fn train_from(
             ),
         ));
     }
+    if proto.report_at.windows(2).any(|w| w[0] >= w[1])
+        || proto.report_at.last().is_some_and(|&s| s > proto.steps)
+    {
+        return Err(Error::invalid(
+            "training report steps",
+            format!("{:?}", proto.report_at),
+            &format!(
+                "strictly ascending steps between 0 (before training) and the {} steps trained",
+                proto.steps
+            ),
+        ));
+    }
     let mut out = TrainOutcome {
         reports: Vec::new(),
         train_seconds: 0.0,
@@ -420,6 +438,26 @@ pub fn train_from(
     }
     let mut perm = Vec::new();
     let mut next_report = out.reports.len();
+    // Step 0: the network as initialized; its `loss` is the training loss of
+    // the evaluated training images (no steps have been taken to average over).
+    if first == 0 && proto.report_at.first() == Some(&0) {
+        let t1 = Instant::now();
+        let (train_acc, loss, train_tie_rate) =
+            evaluate_split(backend, &data.train, proto.eval_train, proto.eval_batch)?;
+        let (test_acc, test_loss, test_tie_rate) =
+            evaluate_split(backend, &data.test, proto.eval_test, proto.eval_batch)?;
+        out.eval_seconds += t1.elapsed().as_secs_f64();
+        out.reports.push(Report {
+            step: 0,
+            train_acc,
+            test_acc,
+            loss,
+            test_loss,
+            train_tie_rate,
+            test_tie_rate,
+        });
+        next_report = 1;
+    }
     let step_macs = spec.step_macs() * proto.batch as f64;
     for step in first..proto.steps {
         if cancel.load(Ordering::Relaxed) {
@@ -449,9 +487,9 @@ pub fn train_from(
             let (ls, lc) = backend.take_loss()?;
             out.train_seconds += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let (train_acc, _) =
+            let (train_acc, _, train_tie_rate) =
                 evaluate_split(backend, &data.train, proto.eval_train, proto.eval_batch)?;
-            let (test_acc, test_loss) =
+            let (test_acc, test_loss, test_tie_rate) =
                 evaluate_split(backend, &data.test, proto.eval_test, proto.eval_batch)?;
             out.eval_seconds += t1.elapsed().as_secs_f64();
             out.reports.push(Report {
@@ -460,6 +498,8 @@ pub fn train_from(
                 test_acc,
                 loss: ls / lc.max(1) as f64,
                 test_loss,
+                train_tie_rate,
+                test_tie_rate,
             });
             next_report += 1;
         } else {

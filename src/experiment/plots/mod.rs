@@ -60,6 +60,7 @@ macro_rules! both {
 mod axis;
 pub mod simulation;
 mod text;
+pub mod trainability;
 pub mod training;
 
 use axis::Axis;

@@ -1,23 +1,20 @@
-//! Plots of training runs: the heatmap of test accuracy over (N, depth)
-//! with κξ lines (the paper's Figure 3), and accuracy against depth/ξ with
-//! every N on one axis (if the theory is right, the curves collapse).
+//! Plots of training runs: the heatmap of test accuracy over (N, depth) or
+//! (σ_w/σ_w^opt, depth) with κξ curves (the paper's Figure 3), and accuracy
+//! against depth/ξ with every N on one axis (if the theory is right, the
+//! curves collapse). Which plots a run gets: `trainability`.
 
 use crate::error::Result;
 use crate::experiment::plots::{color, perr, register};
-use crate::experiment::training::analysis::{acc_at, group_key, TrainableDepth, TrainedPoint};
-use crate::experiment::training::plan::Plan;
-use crate::train::data::CLASSES;
-use crate::train::model::theory_init;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::collections::BTreeMap;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// One cell of the heatmap.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cell {
-    /// N.
-    pub states: usize,
+    /// Column: N, or σ_w/σ_w^opt.
+    pub x: f64,
     /// Depth (weight layers).
     pub depth: usize,
     /// Test accuracy (mean over seeds).
@@ -32,8 +29,16 @@ pub struct Collapse {
     pub points: Vec<(f64, f64, f64)>,
 }
 
-/// Title, cells, ξ per N, and the κ of the κξ lines.
-type HeatmapArgs<'a> = (&'a str, &'a [Cell], &'a [(usize, f64)], &'a [f64]);
+/// A labelled curve over the heatmap (κ·ξ against the column variable).
+pub struct Guide {
+    /// Legend label.
+    pub label: String,
+    /// (column, depth).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Title, x-axis name, cells, guide curves.
+type HeatmapArgs<'a> = (&'a str, &'a str, &'a [Cell], &'a [Guide]);
 
 /// Viridis-like map from 0..1 (dark blue → green → yellow).
 fn cmap(t: f64) -> RGBColor {
@@ -57,24 +62,26 @@ fn cmap(t: f64) -> RGBColor {
     RGBColor(mix(c0.0, c1.0), mix(c0.1, c1.1), mix(c0.2, c1.2))
 }
 
-/// Writes the heatmap: one rectangle per (N, depth) cell coloured by test
-/// accuracy (from chance 0.1 to 1), the value printed in it; log depth on
-/// the vertical axis; lines at κ·ξ(N) for each κ.
+/// Writes the heatmap: one rectangle per (column, depth) cell coloured by
+/// test accuracy (from chance 0.1 to 1), the value printed in it on a patch
+/// of its own colour (drawn after the guide curves, so no curve strikes
+/// through a value); log depth on the vertical axis; the guide curves
+/// (κ·ξ) over it.
 pub fn heatmap(
     stem: &Path,
     png: bool,
     title: &str,
+    xlabel: &str,
     cells: &[Cell],
-    xi: &[(usize, f64)],
-    kappas: &[f64],
+    guides: &[Guide],
 ) -> Result<()> {
-    let args = (title, cells, xi, kappas);
+    let args = (title, xlabel, cells, guides);
     both!(stem, (900, 620), png, draw_heatmap, args)
 }
 
 fn draw_heatmap<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    (title, cells, xi, kappas): HeatmapArgs<'_>,
+    (title, xlabel, cells, guides): HeatmapArgs<'_>,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -83,38 +90,48 @@ where
         return Ok(());
     }
     let (main, bar) = root.split_horizontally(800);
-    let mut states: Vec<usize> = cells.iter().map(|c| c.states).collect();
-    states.sort_unstable();
-    states.dedup();
+    let mut xs: Vec<f64> = cells.iter().map(|c| c.x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    let gap = xs
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let half = if gap.is_finite() { 0.45 * gap } else { 0.45 };
     let dmin = cells.iter().map(|c| c.depth).min().unwrap_or(2) as f64;
     let dmax = cells.iter().map(|c| c.depth).max().unwrap_or(2) as f64;
     let (ylo, yhi) = (dmin / 1.3, dmax * 1.3);
-    let (xlo, xhi) = (
-        states[0] as f64 - 0.5,
-        states[states.len() - 1] as f64 + 0.5,
-    );
+    let (xlo, xhi) = (xs[0] - half / 0.9, xs[xs.len() - 1] + half / 0.9);
     let mut chart = ChartBuilder::on(&main)
-        .caption(title, ("sans-serif", 18))
+        .caption(title, ("sans-serif", 17))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(xlo..xhi, (ylo..yhi).log_scale())
         .map_err(perr)?;
+    let integer_x = xs.iter().all(|x| x.fract() == 0.0);
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc("states N")
+        .x_desc(xlabel)
         .y_desc("depth L (weight layers)")
-        .x_labels(states.len().min(20))
-        .x_label_formatter(&|x| format!("{}", x.round()))
+        .x_labels(xs.len().clamp(2, 20))
+        .x_label_formatter(&|x| {
+            if integer_x {
+                format!("{}", x.round())
+            } else {
+                format!("{x:.2}")
+            }
+        })
         // Depths are whole layers: "10", not "10.0".
         .y_label_formatter(&|y| format!("{}", y.round()))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(perr)?;
     let chance = 0.1;
-    for &n in &states {
-        let mut col: Vec<&Cell> = cells.iter().filter(|c| c.states == n).collect();
+    let mut labels = Vec::new();
+    for &x in &xs {
+        let mut col: Vec<&Cell> = cells.iter().filter(|c| (c.x - x).abs() < 1e-9).collect();
         col.sort_by_key(|c| c.depth);
         for (i, c) in col.iter().enumerate() {
             let d = c.depth as f64;
@@ -129,41 +146,49 @@ where
                 (d * col[i + 1].depth as f64).sqrt()
             };
             let t = (c.acc - chance) / (1.0 - chance);
-            let (x0, x1) = (n as f64 - 0.45, n as f64 + 0.45);
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, lo), (x1, hi)],
+                    [(x - half, lo), (x + half, hi)],
                     cmap(t).filled(),
                 )))
                 .map_err(perr)?;
-            let txt = if t > 0.6 { BLACK } else { WHITE };
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("{:.2}", c.acc),
-                    (n as f64 - 0.2, d),
-                    ("sans-serif", 11).into_font().color(&txt),
-                )))
-                .map_err(perr)?;
+            labels.push((x, d, c.acc, t));
         }
     }
-    // κξ lines: colours that show on the dark and light cells and on the
-    // white background between columns (white vanished there).
+    // Guide curves: colours that show on the dark and light cells and on the
+    // white background between columns.
     let styles = [
         RGBColor(0, 170, 255),
         RGBColor(255, 80, 80),
         RGBColor(255, 160, 0),
     ];
-    for (k, &kappa) in kappas.iter().enumerate() {
+    for (k, g) in guides.iter().enumerate() {
         let col = styles[k % styles.len()];
         chart
             .draw_series(LineSeries::new(
-                xi.iter()
-                    .map(|&(n, x)| (n as f64, (kappa * x).clamp(ylo, yhi))),
+                g.points.iter().map(|&(x, y)| (x, y.clamp(ylo, yhi))),
                 col.stroke_width(2),
             ))
             .map_err(perr)?
-            .label(format!("{kappa}ξ"))
+            .label(g.label.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], col.stroke_width(2)));
+    }
+    // Values last, each on a patch of its cell's colour: a curve passes
+    // under the value, never through it.
+    for (x, d, acc, t) in labels {
+        let txt = if t > 0.6 { BLACK } else { WHITE };
+        let patch = cmap(t).filled();
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((x, d))
+                    + Rectangle::new([(-15, -8), (15, 7)], patch)
+                    + Text::new(
+                        format!("{acc:.2}"),
+                        (-12, -6),
+                        ("sans-serif", 11).into_font().color(&txt),
+                    ),
+            ))
+            .map_err(perr)?;
     }
     chart
         .configure_series_labels()
@@ -195,16 +220,25 @@ where
     Ok(())
 }
 
-/// Writes accuracy against depth/ξ (log axis), one curve per N, with the
-/// chance level dashed.
+/// Writes accuracy against depth/ξ (log axis), one curve per N with ±2 SE
+/// bars, the chance level and the halfway target dashed and labelled.
 pub fn collapse(
     stem: &Path,
     png: bool,
     title: &str,
     curves: &[Collapse],
     chance: f64,
+    target: f64,
 ) -> Result<()> {
-    lines(stem, png, title, "depth / ξ", true, curves, chance)
+    lines(
+        stem,
+        png,
+        title,
+        "depth / ξ",
+        true,
+        curves,
+        (chance, target),
+    )
 }
 
 /// Writes accuracy against σ_w/σ_w^opt, one curve per (N, depth).
@@ -215,7 +249,15 @@ pub fn sigma_sweep(
     curves: &[Collapse],
     chance: f64,
 ) -> Result<()> {
-    lines(stem, png, title, "σ_w / σ_w^opt", false, curves, chance)
+    lines(
+        stem,
+        png,
+        title,
+        "σ_w / σ_w^opt",
+        false,
+        curves,
+        (chance, f64::NAN),
+    )
 }
 
 fn lines(
@@ -225,7 +267,7 @@ fn lines(
     xlabel: &str,
     log: bool,
     curves: &[Collapse],
-    chance: f64,
+    chance: (f64, f64),
 ) -> Result<()> {
     let args = (title, xlabel, log, curves, chance);
     both!(stem, (860, 560), png, draw_lines, args)
@@ -233,7 +275,7 @@ fn lines(
 
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    (title, xlabel, log, curves, chance): (&str, &str, bool, &[Collapse], f64),
+    (title, xlabel, log, curves, (chance, target)): (&str, &str, bool, &[Collapse], (f64, f64)),
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -262,14 +304,27 @@ where
                 .draw()
                 .map_err(perr)?;
             let (x0, x1) = (chart.x_range().start, chart.x_range().end);
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(x0, chance), (x1, chance)],
-                    6,
-                    4,
-                    BLACK.stroke_width(1),
-                ))
-                .map_err(perr)?;
+            for (y, name) in [(chance, "chance"), (target, "halfway target")] {
+                if !y.is_finite() {
+                    continue;
+                }
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(x0, y), (x1, y)],
+                        6,
+                        4,
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(perr)?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{name} {y:.2}"),
+                        (x0, y),
+                        TextStyle::from(("sans-serif", 12).into_font())
+                            .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    )))
+                    .map_err(perr)?;
+            }
             for (i, c) in curves.iter().enumerate() {
                 let col = color(i);
                 chart
@@ -284,7 +339,14 @@ where
                     });
                 chart
                     .draw_series(c.points.iter().map(|p| {
-                        ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, col.filled(), 6)
+                        ErrorBar::new_vertical(
+                            p.0,
+                            p.1 - 2.0 * p.2,
+                            p.1,
+                            p.1 + 2.0 * p.2,
+                            col.filled(),
+                            6,
+                        )
                     }))
                     .map_err(perr)?;
                 chart
@@ -319,140 +381,6 @@ where
         body!(b
             .build_cartesian_2d((xmin - pad)..(xmax + pad), 0.0..1.0)
             .map_err(perr)?);
-    }
-    Ok(())
-}
-
-/// (x, mean, standard error).
-type Point3 = (f64, f64, f64);
-
-/// The plots of a training folder: per group, the heatmap of test accuracy
-/// over (N, depth) with κξ lines and the collapse against depth/ξ; accuracy
-/// against σ_w/σ_w^opt when the config sweeps it.
-pub(crate) fn run_plots(
-    folder: &Path,
-    png: bool,
-    plan: &Plan,
-    tds: &[TrainableDepth],
-    points: &[TrainedPoint],
-) -> Result<()> {
-    let mut groups: BTreeMap<String, Vec<&TrainableDepth>> = BTreeMap::new();
-    for t in tds {
-        groups.entry(group_key(t)).or_default().push(t);
-    }
-    for (k, (group, ts)) in groups.iter().enumerate() {
-        if ts.iter().all(|t| t.depths.len() < 2) {
-            continue;
-        }
-        let cells: Vec<Cell> = ts
-            .iter()
-            .flat_map(|t| {
-                t.depths.iter().zip(&t.test_acc).map(|(&d, &a)| Cell {
-                    states: t.states,
-                    depth: d,
-                    acc: a,
-                })
-            })
-            .collect();
-        let (nmin, nmax) = ts.iter().fold((usize::MAX, 0), |(a, b), t| {
-            (a.min(t.states), b.max(t.states))
-        });
-        // ξ at every N in the range, for the κξ lines (same preset, σ_w^opt).
-        let xi_line: Vec<(usize, f64)> = (nmin..=nmax)
-            .filter_map(|n| {
-                theory_init(
-                    n,
-                    plan.preset,
-                    1.0,
-                    0.0,
-                    plan.sigma_b,
-                    plan.ste_threshold,
-                    plan.m,
-                )
-                .ok()
-                .map(|i| (n, i.xi))
-            })
-            .collect();
-        heatmap(
-            &folder.join(format!("plots/heatmap-{k}")),
-            png,
-            &format!("test accuracy, {group}"),
-            &cells,
-            &xi_line,
-            &[4.0, 6.0, 9.0],
-        )?;
-        let curves: Vec<Collapse> = ts
-            .iter()
-            .map(|t| Collapse {
-                label: format!("N = {} (ξ = {:.2})", t.states, t.xi),
-                points: t
-                    .depths
-                    .iter()
-                    .zip(&t.test_acc)
-                    .zip(&t.test_acc_se)
-                    .map(|((&d, &a), se)| (d as f64 / t.xi, a, se.unwrap_or(0.0)))
-                    .collect(),
-            })
-            .collect();
-        collapse(
-            &folder.join(format!("plots/collapse-{k}")),
-            png,
-            &format!("test accuracy against depth/ξ, {group}"),
-            &curves,
-            1.0 / CLASSES as f64,
-        )?;
-    }
-    // Accuracy against σ_w/σ_w^opt when the config sweeps it.
-    let mut ratios: Vec<f64> = points
-        .iter()
-        .map(|p| p.init.sigma_w / p.init.sigma_w_opt)
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
-    if ratios.len() > 2 {
-        let mut series: BTreeMap<(usize, usize), Vec<Point3>> = BTreeMap::new();
-        let last = points
-            .iter()
-            .flat_map(|p| p.reports.last())
-            .map(|r| r.step)
-            .max()
-            .unwrap_or(0);
-        let mut by: BTreeMap<(usize, usize, u64), Vec<f64>> = BTreeMap::new();
-        for p in points {
-            if let Some(a) = acc_at(p, last) {
-                let r = p.init.sigma_w / p.init.sigma_w_opt;
-                by.entry((p.point.states, p.depth, r.to_bits()))
-                    .or_default()
-                    .push(a);
-            }
-        }
-        for ((n, d, r), v) in by {
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            let se = if v.len() > 1 {
-                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / ((v.len() - 1) * v.len()) as f64)
-                    .sqrt()
-            } else {
-                0.0
-            };
-            series
-                .entry((n, d))
-                .or_default()
-                .push((f64::from_bits(r), m, se));
-        }
-        let curves: Vec<Collapse> = series
-            .into_iter()
-            .map(|((n, d), pts)| Collapse {
-                label: format!("N = {n}, depth {d}"),
-                points: pts,
-            })
-            .collect();
-        sigma_sweep(
-            &folder.join("plots/sigma-sweep"),
-            png,
-            &format!("test accuracy after {last} steps against σ_w/σ_w^opt"),
-            &curves,
-            1.0 / CLASSES as f64,
-        )?;
     }
     Ok(())
 }

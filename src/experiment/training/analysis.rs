@@ -1,10 +1,16 @@
-//! The analysis of a training run: per group of cells (N, σ_w, width,
-//! learning rate, training length), the empirical trainable depth L_emp with
-//! a 95 % interval from seeds, its exponent against N + 1 beside ξ's, and
-//! the terminal table.
+//! The analysis of a training run: per family (N, σ_w, width), training
+//! length and learning-rate choice (each lr, and the best lr per depth by
+//! training loss), the trainable depth judged two ways (halfway to chance
+//! against one target per scope, and deepest above chance) on training and
+//! test accuracy, with bootstrap intervals ([`boundary`](super::boundary));
+//! the slope of ln L_emp against ln ξ with its interval and verdict; the
+//! length from which L_emp stops moving; the terminal table.
 
+use crate::experiment::training::boundary::{
+    analyse, verdict, Boundary, Family, LrChoice, Metric, Obs, SlopeFit, REPLICATES, VERDICT_WIDTH,
+};
 use crate::experiment::training::plan::TrainPoint;
-use crate::theory::scaling::{linear_fit, LinearFit};
+use crate::theory::scaling::linear_fit;
 use crate::train::data::CLASSES;
 use crate::train::model::Init;
 use crate::train::Report;
@@ -19,6 +25,8 @@ pub struct TrainedPoint {
     pub point: TrainPoint,
     /// Its initialization from the theory.
     pub init: Init,
+    /// The first layer's weight scale (σ_w unless `input_sigma` says otherwise).
+    pub input_sigma: f64,
     /// Depth in weight layers.
     pub depth: usize,
     /// depth/ξ.
@@ -85,8 +93,7 @@ pub fn divergence(reports: &[Report], initial: f64) -> Option<String> {
     None
 }
 
-/// The empirical trainable depth of one cell group (fixed N, σ_w, width,
-/// learning rate and training length; depths and seeds vary).
+/// The trainable depth of one family at one length under one lr choice.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainableDepth {
     /// N.
@@ -95,93 +102,122 @@ pub struct TrainableDepth {
     pub sigma_w: String,
     /// Width.
     pub width: usize,
-    /// Learning rate as given: the group's key, and training.csv's
-    /// `lr_config` (with `lr_deep` the deep networks train with another).
-    pub lr: f64,
-    /// The learning rates the group's networks trained with (training.csv's
-    /// `lr`), ascending: `[lr]`, or `lr` and `lr_deep` when some depths
-    /// reach `lr_deep_from`.
-    pub lr_used: Vec<f64>,
+    /// Learning rate as given; None: per depth the best of the lr grid by
+    /// training loss at this length's report (`chosen_lr`).
+    pub lr: Option<f64>,
     /// Training length (steps).
     pub steps: usize,
     /// ξ of the theory.
     pub xi: f64,
+    /// Networks per cell.
+    pub seeds: usize,
     /// Depths, ascending.
     pub depths: Vec<usize>,
     /// Mean test accuracy per depth over seeds.
     pub test_acc: Vec<f64>,
     /// Its standard error (None with one seed).
     pub test_acc_se: Vec<Option<f64>>,
-    /// Per seed: L_emp (None: no crossing within the depths).
-    pub l_emp_per_seed: Vec<Option<f64>>,
-    /// Geometric mean of L_emp over seeds (when every seed crossed).
+    /// Mean training accuracy per depth.
+    pub train_acc: Vec<f64>,
+    /// Its standard error.
+    pub train_acc_se: Vec<Option<f64>>,
+    /// The lr chosen per depth (best-over-lr rows only).
+    pub chosen_lr: Option<Vec<Option<f64>>>,
+    /// L_emp, halfway on test accuracy (= `halfway_test.l_emp`).
     pub l_emp: Option<f64>,
-    /// 95 % interval (Student t over seeds of ln L_emp).
+    /// Its 95 % bootstrap interval when both ends are inside the grid.
     pub l_emp_ci: Option<(f64, f64)>,
     /// L_emp/ξ.
     pub l_emp_over_xi: Option<f64>,
-    /// Why L_emp is missing, when it is.
+    /// Why L_emp or its interval is missing.
     pub note: Option<String>,
+    /// Halfway on test accuracy.
+    pub halfway_test: Boundary,
+    /// Halfway on training accuracy.
+    pub halfway_train: Boundary,
+    /// Deepest depth whose test accuracy exceeds chance by 3 standard errors.
+    pub above_chance_test: Option<usize>,
+    /// The same on training accuracy.
+    pub above_chance_train: Option<usize>,
 }
 
-/// The exponent of L_emp against N + 1, beside ξ's over the same N.
+/// The slope of ln L_emp against ln ξ over one sweep, with its verdict.
 #[derive(Debug, Clone, Serialize)]
-pub struct Exponent {
-    /// σ_w, width, lr, steps.
+pub struct Slope {
+    /// "N" (over N at fixed σ_w) or "sigma_w" (over σ_w at fixed N).
+    pub over: String,
+    /// What the members share.
     pub group: String,
-    /// N values with an L_emp.
-    pub states: Vec<usize>,
-    /// Fit of ln L_emp against ln(N + 1).
-    pub fit_l_emp: LinearFit,
-    /// Fit of ln ξ against ln(N + 1).
-    pub fit_xi: LinearFit,
+    /// Width, length, lr (None: best over lr), metric.
+    pub width: usize,
+    /// Length.
+    pub steps: usize,
+    /// lr as given; None: best over lr.
+    pub lr: Option<f64>,
+    /// Training or test accuracy.
+    pub metric: Metric,
+    /// Members: (N, σ_w label, ξ, L_emp).
+    pub members: Vec<(usize, String, f64, f64)>,
+    /// ln L_emp against ln ξ.
+    pub slope: SlopeFit,
+    /// ln L_emp against ln(N + 1) (sweeps over N).
+    pub exponent_n1: Option<SlopeFit>,
+    /// ξ's exponent against ln(N + 1) over the same N (exact theory).
+    pub xi_exponent_n1: Option<f64>,
+    /// [`verdict`] of the slope's interval.
+    pub verdict: String,
 }
 
-/// t_{0.975, df} for df = 1..30 (two-sided 95 %); 1.96 beyond.
-fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    if df == 0 {
-        f64::NAN
-    } else if df <= 30 {
-        T[df - 1]
-    } else {
-        1.96
-    }
+/// (length in steps, L_emp, interval low, interval high).
+pub type AtLength = (usize, Option<f64>, Option<f64>, Option<f64>);
+
+/// A sweep: (over N?, the shared σ_w label or N, width, length, lr bits).
+type SweepKey = (bool, String, usize, usize, Option<u64>);
+
+/// L_emp of one family and lr choice at every length, and where it settles.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settling {
+    /// N.
+    pub states: usize,
+    /// σ_w label.
+    pub sigma_w: String,
+    /// Width.
+    pub width: usize,
+    /// lr (None: best over lr).
+    pub lr: Option<f64>,
+    /// Training or test accuracy.
+    pub metric: Metric,
+    /// (length, L_emp, interval low, interval high).
+    pub by_length: Vec<AtLength>,
+    /// The first length from which every later length's L_emp lies inside
+    /// this length's interval (None: still moving at the longest length).
+    pub settled_at: Option<usize>,
 }
 
-/// The depth where `acc` (by ascending `depths`) first falls to halfway
-/// between its shallowest value and chance, interpolated linearly in ln depth.
-/// None when it never does, or when the shallowest network is not above chance.
-pub fn halfway_depth(depths: &[usize], acc: &[f64], chance: f64) -> Option<f64> {
-    let shallow = *acc.first()?;
-    if shallow.is_nan() || shallow <= chance {
-        return None;
-    }
-    let half = 0.5 * (shallow + chance);
-    for i in 1..acc.len() {
-        if acc[i] <= half {
-            let (x0, x1) = ((depths[i - 1] as f64).ln(), (depths[i] as f64).ln());
-            let f = (acc[i - 1] - half) / (acc[i - 1] - acc[i]);
-            return Some((x0 + f * (x1 - x0)).exp());
-        }
-    }
-    None
+/// Everything the analysis of a run gives.
+#[derive(Debug, Clone, Serialize)]
+pub struct Study {
+    /// Chance accuracy.
+    pub chance: f64,
+    /// Bootstrap replicates.
+    pub replicates: usize,
+    /// The verdict rule, in words.
+    pub verdict_rule: String,
+    /// Per family, length and lr choice.
+    pub trainable_depth: Vec<TrainableDepth>,
+    /// Slopes of ln L_emp against ln ξ.
+    pub slopes: Vec<Slope>,
+    /// L_emp against training length.
+    pub settling: Vec<Settling>,
 }
 
-/// The test accuracy of `p` after `steps` steps, if reported then.
-pub(crate) fn acc_at(p: &TrainedPoint, steps: usize) -> Option<f64> {
-    p.reports
-        .iter()
-        .find(|r| r.step == steps)
-        .map(|r| r.test_acc)
+/// The accuracy report of `p` after `steps` steps, if reported then.
+pub(crate) fn report_at(p: &TrainedPoint, steps: usize) -> Option<&Report> {
+    p.reports.iter().find(|r| r.step == steps)
 }
 
 /// σ_w as the config gave it, with its ratio when not 1.
-fn sigma_label(p: &TrainPoint) -> String {
+pub(crate) fn sigma_label(p: &TrainPoint) -> String {
     if p.sigma_w_ratio == 1.0 {
         p.sigma_w.label()
     } else {
@@ -189,218 +225,378 @@ fn sigma_label(p: &TrainPoint) -> String {
     }
 }
 
-/// L_emp per (N, σ_w, width, lr, length) group.
-pub fn trainable_depths(points: &[TrainedPoint], lengths: &[usize]) -> Vec<TrainableDepth> {
-    let mut groups: BTreeMap<(usize, String, usize, u64, usize), Vec<&TrainedPoint>> =
-        BTreeMap::new();
+/// The families of `points` at each length.
+pub fn families(points: &[TrainedPoint], lengths: &[usize]) -> Vec<Family> {
+    let mut by: BTreeMap<(usize, String, usize), Vec<&TrainedPoint>> = BTreeMap::new();
     for p in points {
-        for &s in lengths {
-            let key = (
-                p.point.states,
-                sigma_label(&p.point),
-                p.point.width,
-                p.point.lr.to_bits(),
-                s,
-            );
-            groups.entry(key).or_default().push(p);
-        }
+        by.entry((p.point.states, sigma_label(&p.point), p.point.width))
+            .or_default()
+            .push(p);
     }
-    let chance = 1.0 / CLASSES as f64;
     let mut out = Vec::new();
-    for ((states, sigma_w, width, lr, steps), ps) in groups {
-        let mut depths: Vec<usize> = ps.iter().map(|p| p.depth).collect();
-        depths.sort_unstable();
-        depths.dedup();
-        let mut seeds: Vec<u64> = ps.iter().map(|p| p.point.seed).collect();
-        seeds.sort_unstable();
-        seeds.dedup();
-        let xi = ps[0].init.xi;
-        let mut lr_used: Vec<f64> = ps.iter().map(|p| p.lr).collect();
-        lr_used.sort_by(f64::total_cmp);
-        lr_used.dedup();
-        let acc_of = |d: usize, s: u64| {
-            ps.iter()
-                .find(|p| p.depth == d && p.point.seed == s)
-                .and_then(|p| acc_at(p, steps))
+    for ((states, sigma_w, width), ps) in by {
+        let sorted = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v.dedup();
+            v
         };
-        let mut test_acc = Vec::new();
-        let mut test_acc_se = Vec::new();
-        for &d in &depths {
-            let v: Vec<f64> = seeds.iter().filter_map(|&s| acc_of(d, s)).collect();
-            let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            test_acc.push(m);
-            test_acc_se.push((v.len() > 1).then(|| {
-                (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / ((v.len() - 1) * v.len()) as f64)
-                    .sqrt()
-            }));
-        }
-        let mut l_emp_per_seed = Vec::new();
-        for &s in &seeds {
-            let pairs: Vec<(usize, f64)> = depths
-                .iter()
-                .filter_map(|&d| acc_of(d, s).map(|a| (d, a)))
-                .collect();
-            let (ds, acc): (Vec<usize>, Vec<f64>) = pairs.into_iter().unzip();
-            l_emp_per_seed.push(halfway_depth(&ds, &acc, chance));
-        }
-        let (mut l_emp, mut l_emp_ci, mut note) = (None, None, None);
-        if depths.len() < 3 {
-            note = Some(format!(
-                "{} depths: a trainable depth needs at least 3 (a shallow reference and a crossing)",
-                depths.len()
-            ));
-        } else if test_acc[0] <= chance + 0.02 {
-            note = Some(format!(
-                "the shallowest network (depth {}) does not train above chance (test accuracy {:.3})",
-                depths[0], test_acc[0]
-            ));
-        } else if l_emp_per_seed.iter().any(|l| l.is_none()) {
-            note = Some(format!(
-                "for {} of {} seeds the accuracy stays above halfway to chance up to the deepest depth {}: L_emp > {}",
-                l_emp_per_seed.iter().filter(|l| l.is_none()).count(),
-                seeds.len(),
-                depths[depths.len() - 1],
-                depths[depths.len() - 1]
-            ));
-        } else {
-            let logs: Vec<f64> = l_emp_per_seed.iter().flatten().map(|l| l.ln()).collect();
-            let k = logs.len();
-            let m = logs.iter().sum::<f64>() / k as f64;
-            l_emp = Some(m.exp());
-            if k > 1 {
-                let sd =
-                    (logs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
-                let h = t975(k - 1) * sd / (k as f64).sqrt();
-                l_emp_ci = Some(((m - h).exp(), (m + h).exp()));
+        let depths: Vec<usize> = sorted(ps.iter().map(|p| p.depth as u64).collect())
+            .into_iter()
+            .map(|d| d as usize)
+            .collect();
+        let seeds = sorted(ps.iter().map(|p| p.point.seed).collect());
+        let mut lrs: Vec<f64> = ps.iter().map(|p| p.point.lr).collect();
+        lrs.sort_by(f64::total_cmp);
+        lrs.dedup();
+        for &steps in lengths {
+            let mut obs = vec![Obs::MISSING; lrs.len() * depths.len() * seeds.len()];
+            for p in &ps {
+                let i = lrs.iter().position(|&l| l == p.point.lr).unwrap_or(0);
+                let d = depths.iter().position(|&d| d == p.depth).unwrap_or(0);
+                let s = seeds.iter().position(|&s| s == p.point.seed).unwrap_or(0);
+                if let Some(r) = report_at(p, steps) {
+                    obs[(i * depths.len() + d) * seeds.len() + s] = Obs {
+                        train_acc: r.train_acc,
+                        test_acc: r.test_acc,
+                        loss: r.loss,
+                    };
+                }
             }
+            out.push(Family {
+                states,
+                sigma_w: sigma_w.clone(),
+                width,
+                steps,
+                xi: ps[0].init.xi,
+                lrs: lrs.clone(),
+                depths: depths.clone(),
+                seeds: seeds.len(),
+                obs,
+            });
         }
-        out.push(TrainableDepth {
-            states,
-            sigma_w,
-            width,
-            lr: f64::from_bits(lr),
-            lr_used,
-            steps,
-            xi,
-            depths,
-            test_acc,
-            test_acc_se,
-            l_emp_per_seed,
-            l_emp,
-            l_emp_ci,
-            l_emp_over_xi: l_emp.map(|l| l / xi),
-            note,
-        });
     }
     out
 }
 
-/// What the points of a group share: σ_w, width, learning rate, length.
+fn opt(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// Analyses a run: `eval_images` = (training, test) images evaluated per network.
+pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, usize)) -> Study {
+    let chance = 1.0 / CLASSES as f64;
+    let fams = families(points, lengths);
+    let an = analyse(&fams, chance, eval_images, REPLICATES, 0x5eed);
+    let lr_of = |f: &Family, c: LrChoice| match c {
+        LrChoice::Fixed(i) => Some(f.lrs[i]),
+        LrChoice::Best => None,
+    };
+    let trainable_depth: Vec<TrainableDepth> = an
+        .entries
+        .iter()
+        .map(|e| {
+            let f = &fams[e.family];
+            let c = &e.curve;
+            let b = &e.test;
+            TrainableDepth {
+                states: f.states,
+                sigma_w: f.sigma_w.clone(),
+                width: f.width,
+                lr: lr_of(f, e.choice),
+                steps: f.steps,
+                xi: f.xi,
+                seeds: f.seeds,
+                depths: f.depths.clone(),
+                test_acc: c.test.clone(),
+                test_acc_se: c.test_se.iter().map(|&x| opt(x)).collect(),
+                train_acc: c.train.clone(),
+                train_acc_se: c.train_se.iter().map(|&x| opt(x)).collect(),
+                chosen_lr: (e.choice == LrChoice::Best)
+                    .then(|| c.lr.iter().map(|i| i.map(|i| f.lrs[i])).collect()),
+                l_emp: b.l_emp,
+                l_emp_ci: b.ci_lo.zip(b.ci_hi),
+                l_emp_over_xi: b.l_emp.map(|l| l / f.xi),
+                note: b.note.clone(),
+                halfway_test: e.test.clone(),
+                halfway_train: e.train.clone(),
+                above_chance_test: e.above_chance_test,
+                above_chance_train: e.above_chance_train,
+            }
+        })
+        .collect();
+    // Sweeps: over N at fixed (σ_w, width, length, lr choice), and over σ_w at
+    // fixed (N, width, length, lr choice).
+    let mut sweeps: BTreeMap<SweepKey, Vec<usize>> = BTreeMap::new();
+    for (k, e) in an.entries.iter().enumerate() {
+        let f = &fams[e.family];
+        let lr = lr_of(f, e.choice).map(f64::to_bits);
+        sweeps
+            .entry((true, f.sigma_w.clone(), f.width, f.steps, lr))
+            .or_default()
+            .push(k);
+        sweeps
+            .entry((false, f.states.to_string(), f.width, f.steps, lr))
+            .or_default()
+            .push(k);
+    }
+    let mut slopes = Vec::new();
+    for ((over_n, key, width, steps, lr), members) in sweeps {
+        let distinct = |g: &dyn Fn(&Family) -> String| {
+            let mut v: Vec<String> = members
+                .iter()
+                .map(|&k| g(&fams[an.entries[k].family]))
+                .collect();
+            v.sort();
+            v.dedup();
+            v.len()
+        };
+        if over_n && distinct(&|f| f.states.to_string()) < 3
+            || !over_n && distinct(&|f| f.sigma_w.clone()) < 3
+        {
+            continue;
+        }
+        for metric in [Metric::Test, Metric::Train] {
+            let bnd = |k: usize| match metric {
+                Metric::Test => &an.entries[k].test,
+                Metric::Train => &an.entries[k].train,
+            };
+            let with: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&k| bnd(k).l_emp.is_some())
+                .collect();
+            let Some(fit) = an.slope(&fams, &members, metric, |f| f.xi) else {
+                continue;
+            };
+            let n1 = over_n
+                .then(|| an.slope(&fams, &with, metric, |f| (f.states + 1) as f64))
+                .flatten();
+            let xs: Vec<f64> = with
+                .iter()
+                .map(|&k| ((fams[an.entries[k].family].states + 1) as f64).ln())
+                .collect();
+            let ys: Vec<f64> = with
+                .iter()
+                .map(|&k| fams[an.entries[k].family].xi.ln())
+                .collect();
+            slopes.push(Slope {
+                over: if over_n { "N" } else { "sigma_w" }.into(),
+                group: if over_n {
+                    format!("σw={key}")
+                } else {
+                    format!("N={key}")
+                },
+                width,
+                steps,
+                lr: lr.map(f64::from_bits),
+                metric,
+                members: with
+                    .iter()
+                    .map(|&k| {
+                        let f = &fams[an.entries[k].family];
+                        (
+                            f.states,
+                            f.sigma_w.clone(),
+                            f.xi,
+                            bnd(k).l_emp.unwrap_or(f64::NAN),
+                        )
+                    })
+                    .collect(),
+                verdict: verdict(fit.ci),
+                slope: fit,
+                exponent_n1: n1,
+                xi_exponent_n1: if over_n {
+                    linear_fit(&xs, &ys).ok().map(|f| f.slope)
+                } else {
+                    None
+                },
+            });
+        }
+    }
+    // Settling over lengths.
+    let mut runs: BTreeMap<(usize, String, usize, Option<u64>), Vec<usize>> = BTreeMap::new();
+    for (k, e) in an.entries.iter().enumerate() {
+        let f = &fams[e.family];
+        runs.entry((
+            f.states,
+            f.sigma_w.clone(),
+            f.width,
+            lr_of(f, e.choice).map(f64::to_bits),
+        ))
+        .or_default()
+        .push(k);
+    }
+    let mut settling = Vec::new();
+    for ((states, sigma_w, width, lr), mut ks) in runs {
+        ks.sort_by_key(|&k| fams[an.entries[k].family].steps);
+        for metric in [Metric::Test, Metric::Train] {
+            let by_length: Vec<AtLength> = ks
+                .iter()
+                .map(|&k| {
+                    let e = &an.entries[k];
+                    let b = if metric == Metric::Test {
+                        &e.test
+                    } else {
+                        &e.train
+                    };
+                    (fams[e.family].steps, b.l_emp, b.ci_lo, b.ci_hi)
+                })
+                .collect();
+            let settled_at = (0..by_length.len().saturating_sub(1))
+                .find(|&i| {
+                    let (_, l, lo, hi) = by_length[i];
+                    l.is_some()
+                        && by_length[i + 1..]
+                            .iter()
+                            .all(|&(_, lj, _, _)| match (lj, lo, hi) {
+                                (Some(x), Some(a), Some(b)) => (a..=b).contains(&x),
+                                _ => false,
+                            })
+                })
+                .map(|i| by_length[i].0);
+            settling.push(Settling {
+                states,
+                sigma_w: sigma_w.clone(),
+                width,
+                lr: lr.map(f64::from_bits),
+                metric,
+                by_length,
+                settled_at,
+            });
+        }
+    }
+    Study {
+        chance,
+        replicates: REPLICATES,
+        verdict_rule: format!(
+            "slope of ln L_emp against ln ξ, 95 % bootstrap interval [lo, hi]: \"not ∝ ξ\" when 1 is outside it; \"consistent with ∝ ξ\" when 1 is inside and hi − lo ≤ {VERDICT_WIDTH}; else \"undecided at this budget\""
+        ),
+        trainable_depth,
+        slopes,
+        settling,
+    }
+}
+
+/// What the rows of a sweep share: σ_w, width, learning rate, length.
 pub(crate) fn group_key(t: &TrainableDepth) -> String {
     format!(
-        "σw={} n={} {} steps={}",
+        "σw={} n={} lr={} steps={}",
         t.sigma_w,
         t.width,
-        lr_label(t),
+        lr_label(t.lr),
         t.steps
     )
 }
 
-/// "lr=0.01", or with `lr_deep` "lr=0.01 (used 0.0005, 0.01)": the group's
-/// learning rate as given and those its networks trained with, as in
-/// training.csv's `lr_config` and `lr` columns.
-fn lr_label(t: &TrainableDepth) -> String {
-    if t.lr_used.len() == 1 && t.lr_used[0] == t.lr {
-        format!("lr={}", t.lr)
-    } else {
-        let used: Vec<String> = t.lr_used.iter().map(f64::to_string).collect();
-        format!("lr={} (used {})", t.lr, used.join(", "))
+/// "0.05", or "best" for best-over-lr rows.
+pub(crate) fn lr_label(lr: Option<f64>) -> String {
+    lr.map_or("best".into(), |l| l.to_string())
+}
+
+fn interval(l: Option<f64>, lo: Option<f64>, hi: Option<f64>) -> String {
+    let f = |x: Option<f64>, open: &str| x.map_or(open.to_string(), |v| format!("{v:.1}"));
+    match l {
+        Some(l) => format!("{l:.1} [{}, {}]", f(lo, "<grid"), f(hi, ">grid")),
+        None => "-".into(),
     }
 }
 
-/// Exponents of L_emp and ξ against N + 1 per group (at least 3 N with an L_emp).
-pub fn exponents(tds: &[TrainableDepth]) -> Vec<Exponent> {
-    let mut groups: BTreeMap<String, Vec<&TrainableDepth>> = BTreeMap::new();
-    for t in tds.iter().filter(|t| t.l_emp.is_some()) {
-        groups.entry(group_key(t)).or_default().push(t);
-    }
-    groups
-        .into_iter()
-        .filter_map(|(group, ts)| {
-            let x: Vec<f64> = ts.iter().map(|t| ((t.states + 1) as f64).ln()).collect();
-            let yl: Vec<f64> = ts.iter().filter_map(|t| t.l_emp.map(f64::ln)).collect();
-            let yx: Vec<f64> = ts.iter().map(|t| t.xi.ln()).collect();
-            Some(Exponent {
-                group,
-                states: ts.iter().map(|t| t.states).collect(),
-                fit_l_emp: linear_fit(&x, &yl).ok()?,
-                fit_xi: linear_fit(&x, &yx).ok()?,
-            })
-        })
-        .collect()
-}
-
-/// The terminal table: L_emp per group, then the exponents.
-pub(crate) fn table(tds: &[TrainableDepth], ex: &[Exponent]) -> String {
+/// The terminal table: L_emp per row, the slopes with verdicts, settling.
+pub(crate) fn table(s: &Study) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:>4} {:<28} {:>7} {:>8} {:>22} {:>9}  test accuracy by depth",
-        "N", "group", "xi", "steps", "L_emp [95% CI]", "L_emp/xi"
+        "{:>4} {:<24} {:>7} {:>7} {:>24} {:>24} {:>6} {:>8}  test accuracy by depth",
+        "N",
+        "group",
+        "xi",
+        "steps",
+        "L_emp test [95% boot]",
+        "L_emp train [95% boot]",
+        "L/xi",
+        ">chance"
     );
-    for d in tds {
-        let l = match (d.l_emp, d.l_emp_ci) {
-            (Some(l), Some((a, b))) => format!("{l:.1} [{a:.1}, {b:.1}]"),
-            (Some(l), None) => format!("{l:.1}"),
-            _ => "-".into(),
-        };
+    for d in &s.trainable_depth {
         let accs: Vec<String> = d
             .depths
             .iter()
             .zip(&d.test_acc)
             .map(|(dd, a)| format!("{dd}:{a:.3}"))
             .collect();
+        let (bt, br) = (&d.halfway_test, &d.halfway_train);
         let _ = writeln!(
             t,
-            "{:>4} {:<28} {:>7.2} {:>8} {:>22} {:>9}  {}{}",
+            "{:>4} {:<24} {:>7.2} {:>7} {:>24} {:>24} {:>6} {:>8}  {}{}",
             d.states,
-            format!("σw={} n={} {}", d.sigma_w, d.width, lr_label(d)),
+            format!("σw={} n={} lr={}", d.sigma_w, d.width, lr_label(d.lr)),
             d.xi,
             d.steps,
-            l,
+            interval(bt.l_emp, bt.ci_lo, bt.ci_hi),
+            interval(br.l_emp, br.ci_lo, br.ci_hi),
             d.l_emp_over_xi.map_or("-".into(), |x| format!("{x:.2}")),
+            d.above_chance_test.map_or("-".into(), |x| x.to_string()),
             accs.join(" "),
             d.note
                 .as_ref()
                 .map_or(String::new(), |n| format!("  ({n})"))
         );
     }
-    for e in ex {
+    let seeds = s.trainable_depth.first().map_or(0, |d| d.seeds);
+    let _ = writeln!(
+        t,
+        "{seeds} seeds per cell; intervals: {} bootstrap replicates over seeds (expanded percentile), both interpolants pooled{}",
+        s.replicates,
+        if seeds < 5 {
+            "; with fewer than 5 seeds an interval is at most the spread of the seeds' own curves: read it as a lower bound on the uncertainty"
+        } else {
+            ""
+        }
+    );
+    for e in &s.slopes {
+        let ci = e
+            .slope
+            .ci
+            .map_or("no interval".into(), |(a, b)| format!("[{a:.2}, {b:.2}]"));
         let _ = writeln!(
             t,
-            "exponent vs ln(N + 1) ({}): N = {:?}: L_emp {:.3} ± {:.3}, xi {:.3} ± {:.3}",
+            "slope of ln L_emp ({:?}) vs ln ξ over {} ({} n={} lr={} steps={}): {:.2} {} → {}",
+            e.metric,
+            e.over,
             e.group,
-            e.states,
-            e.fit_l_emp.slope,
-            e.fit_l_emp.stderr,
-            e.fit_xi.slope,
-            e.fit_xi.stderr
+            e.width,
+            lr_label(e.lr),
+            e.steps,
+            e.slope.slope,
+            ci,
+            e.verdict
+        );
+        if let (Some(n1), Some(x)) = (&e.exponent_n1, e.xi_exponent_n1) {
+            let _ = writeln!(
+                t,
+                "    exponent vs ln(N + 1): L_emp {:.2} {}, xi {x:.2}",
+                n1.slope,
+                n1.ci
+                    .map_or("(no interval)".into(), |(a, b)| format!("[{a:.2}, {b:.2}]"))
+            );
+        }
+    }
+    let _ = writeln!(t, "verdict rule: {}", s.verdict_rule);
+    for st in s.settling.iter().filter(|st| st.by_length.len() > 1) {
+        let _ = writeln!(
+            t,
+            "L_emp ({:?}) by length, N={} σw={} lr={}: {} → {}",
+            st.metric,
+            st.states,
+            st.sigma_w,
+            lr_label(st.lr),
+            st.by_length
+                .iter()
+                .map(|&(s, l, lo, hi)| format!("{s}: {}", interval(l, lo, hi)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            st.settled_at
+                .map_or("still moving".into(), |s| format!("settled from {s} steps"))
         );
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn halfway_depth_interpolates_in_log_depth() {
-        // Shallow 0.9, chance 0.1: halfway is 0.5, reached between depths 10
-        // (0.7) and 40 (0.3), exactly in the middle: √(10·40) = 20.
-        let l = halfway_depth(&[5, 10, 40, 80], &[0.9, 0.7, 0.3, 0.1], 0.1).unwrap();
-        assert!((l - 20.0).abs() < 1e-9, "{l}");
-        assert_eq!(halfway_depth(&[5, 10], &[0.9, 0.8], 0.1), None);
-        assert_eq!(halfway_depth(&[5, 10], &[0.1, 0.1], 0.1), None);
-    }
 }

@@ -13,9 +13,7 @@ use crate::experiment::folder::{self, write_atomic, write_json, Commit};
 use crate::experiment::plots;
 use crate::experiment::records::{Hooks, RunReport};
 use crate::experiment::session::{start_folder, timestamp};
-use crate::experiment::training::analysis::{
-    divergence, exponents, table, trainable_depths, Exponent, TrainableDepth, TrainedPoint,
-};
+use crate::experiment::training::analysis::{divergence, study, table, Study, TrainedPoint};
 use crate::experiment::training::budget::plan_memory;
 use crate::experiment::training::checkpoint::{self, Identity, Policy, Saver};
 use crate::experiment::training::plan::{plan, Plan, TrainPoint};
@@ -66,13 +64,13 @@ pub fn open_train_backend(name: &str) -> Result<(Box<dyn TrainBackend>, String)>
 /// training.csv: one row per network and report step.
 fn training_csv(points: &[TrainedPoint]) -> String {
     let mut s = String::from(
-        "point,states,depth,width,sigma_w,sigma_w_ratio,lr,seed,step,train_acc,test_acc,loss,test_loss,xi,depth_over_xi,lr_config,diverged\n",
+        "point,states,depth,width,sigma_w,sigma_w_ratio,lr,seed,step,train_acc,test_acc,loss,test_loss,xi,depth_over_xi,lr_config,diverged,input_sigma,train_tie_rate,test_tie_rate\n",
     );
     for p in points {
         for r in &p.reports {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 p.point.index,
                 p.point.states,
                 p.depth,
@@ -89,7 +87,10 @@ fn training_csv(points: &[TrainedPoint]) -> String {
                 p.init.xi,
                 p.depth_over_xi,
                 p.point.lr,
-                p.diverged
+                p.diverged,
+                p.input_sigma,
+                r.train_tie_rate,
+                r.test_tie_rate
             );
         }
     }
@@ -120,6 +121,8 @@ pub struct TrainRecord {
     /// Mean loss of the untrained network on the first training batch (the
     /// reference of divergence detection).
     pub initial_loss: f64,
+    /// Training and test images evaluated at each report.
+    pub eval_images: (usize, usize),
 }
 
 /// The point `p` of `plan` as trained, from its record.
@@ -130,6 +133,7 @@ pub(crate) fn trained_point(
 ) -> Result<TrainedPoint> {
     let (init, depth, lr) = plan.resolve(p)?;
     let divergence = divergence(&rec.reports, rec.initial_loss);
+    let input_sigma = plan.input_sigma.value(&init);
     Ok(TrainedPoint {
         point: p.clone(),
         depth,
@@ -144,6 +148,7 @@ pub(crate) fn trained_point(
         },
         train_seconds: rec.train_seconds,
         eval_seconds: rec.eval_seconds,
+        input_sigma,
         initial_loss: rec.initial_loss,
         diverged: divergence.is_some(),
         divergence,
@@ -151,20 +156,21 @@ pub(crate) fn trained_point(
 }
 
 /// Writes training.csv and summary.json of the points trained so far;
-/// returns their trainable depths and exponents.
+/// returns their analysis (`eval_images`: training and test images
+/// evaluated per network).
 fn write_results(
     folder: &Path,
     plan: &Plan,
     lengths: &[usize],
+    eval_images: (usize, usize),
     points: &[TrainedPoint],
     backend: &str,
-) -> Result<(Vec<TrainableDepth>, Vec<Exponent>)> {
+) -> Result<Study> {
     write_atomic(
         &folder.join("training.csv"),
         training_csv(points).as_bytes(),
     )?;
-    let tds = trainable_depths(points, lengths);
-    let ex = exponents(&tds);
+    let st = study(points, lengths, eval_images);
     let (macs, secs): (f64, f64) = points.iter().fold((0.0, 0.0), |(m, s), p| {
         (m + p.train_mac_per_s * p.train_seconds, s + p.train_seconds)
     });
@@ -173,12 +179,16 @@ fn write_results(
         "backend": backend,
         "lengths_steps": lengths,
         "points": points,
-        "trainable_depth": tds,
-        "exponents": ex,
+        "chance": st.chance,
+        "replicates": st.replicates,
+        "verdict_rule": st.verdict_rule,
+        "trainable_depth": st.trainable_depth,
+        "slopes": st.slopes,
+        "settling": st.settling,
         "throughput": {"train_mac": macs, "train_seconds": secs, "mac_per_s": if secs > 0.0 { macs / secs } else { 0.0 }},
     });
     write_json(&folder.join("summary.json"), &summary)?;
-    Ok((tds, ex))
+    Ok(st)
 }
 
 /// What training a config needs besides a folder: the plan, the data, the
@@ -189,6 +199,8 @@ pub(crate) struct Prepared {
     pub(crate) lengths: Vec<usize>,
     pub(crate) report_at: Vec<usize>,
     pub(crate) max_steps: usize,
+    /// Training and test images evaluated at each report.
+    pub(crate) eval_images: (usize, usize),
     pub(crate) policy: Policy,
     pub(crate) backend: Box<dyn TrainBackend>,
     /// The backend as summary.json describes it.
@@ -219,9 +231,23 @@ pub(crate) fn prepare(cfg: &Config, backend: &str, cancel: &AtomicBool) -> Resul
     let lengths = plan.length_steps(data.train.len())?;
     let max_steps = *lengths.last().expect("at least one length");
     let resolved = plan.resolve_all(data.train.dim, cancel)?;
+    let eval_images = (
+        plan.eval_train.min(data.train.len()),
+        plan.eval_test.min(data.test.len()),
+    );
+    // A report after the last step cannot be honoured: refused, never dropped.
+    if let Some(&s) = plan.report_at.iter().find(|s| **s > max_steps) {
+        return Err(Error::invalid(
+            "training.report_at",
+            s,
+            &format!(
+                "steps from 0 (before training) to the longest training length, {max_steps} steps"
+            ),
+        ));
+    }
     let mut report_at: Vec<usize> = lengths
         .iter()
-        .chain(plan.report_at.iter().filter(|s| **s <= max_steps))
+        .chain(plan.report_at.iter())
         .copied()
         .collect();
     report_at.sort_unstable();
@@ -247,6 +273,7 @@ pub(crate) fn prepare(cfg: &Config, backend: &str, cancel: &AtomicBool) -> Resul
         lengths,
         report_at,
         max_steps,
+        eval_images,
         policy,
         backend,
         desc,
@@ -295,6 +322,15 @@ impl TrainSession {
         c.write(&self.folder)
     }
 
+    /// Training and test images evaluated per report, as the points' records
+    /// say (the same for every point of a run; (0, 0) when none is held).
+    fn eval_images(&self) -> (usize, usize) {
+        self.done
+            .values()
+            .next()
+            .map_or((0, 0), |(_, r)| r.eval_images)
+    }
+
     /// The points held, in sweep order.
     fn points(&self) -> Vec<TrainedPoint> {
         self.done.values().map(|(p, _)| p.clone()).collect()
@@ -336,18 +372,25 @@ impl TrainSession {
         status: &str,
     ) -> Result<String> {
         let done = self.points();
-        let (tds, ex) = write_results(&self.folder, plan, lengths, &done, &self.backends(desc))?;
+        let st = write_results(
+            &self.folder,
+            plan,
+            lengths,
+            self.eval_images(),
+            &done,
+            &self.backends(desc),
+        )?;
         #[cfg(feature = "plots")]
         if cfg.outputs.plots.unwrap_or(true) {
             let png = cfg.outputs.png.unwrap_or(true);
             folder::write_plots(&self.folder, |stage| {
-                plots::training::run_plots(stage, png, plan, &tds, &done)
+                plots::trainability::run_plots(stage, png, plan, &st, &done)
             })?;
         }
         #[cfg(not(feature = "plots"))]
         let _ = cfg;
         self.record(status)?;
-        Ok(table(&tds, &ex))
+        Ok(table(&st))
     }
 }
 
@@ -467,7 +510,7 @@ fn train_one(
     };
     let params = match start {
         Some(_) => Params::zeros(&spec),
-        None => Params::init(&spec, p.seed),
+        None => plan.params(&spec, &init, p.seed),
     };
     let progress = |step: usize| (hooks.layers)(step as u64);
     let mut saver = Saver::new(&s.folder, &id, &spec, prep.policy);
@@ -496,6 +539,7 @@ fn train_one(
         eval_seconds: out.eval_seconds,
         train_macs: out.train_macs,
         initial_loss: out.initial_loss,
+        eval_images: prep.eval_images,
     };
     folder::write_record(&s.folder, p.index, &rec)?;
     s.done.insert(p.index, (trained_point(plan, p, &rec)?, rec));
@@ -503,6 +547,7 @@ fn train_one(
         &s.folder,
         plan,
         &prep.lengths,
+        prep.eval_images,
         &s.points(),
         &s.backends(&prep.desc),
     )?;

@@ -2,10 +2,12 @@
 //! data), and a point resolved by the theory: σ_w, ξ, depth, learning rate.
 
 use crate::error::{Error, Result};
-use crate::experiment::config::values::{given, ints_in, positive, positive_list, SigmaW};
+use crate::experiment::config::values::{
+    given, ints_in, positive, positive_list, NumOrStr, SigmaW,
+};
 use crate::experiment::config::{Config, Kind};
 use crate::train::data::{CLASSES, FASHION_MNIST_DIR};
-use crate::train::model::{theory_init, Init, ModelSpec, Phi, Preset};
+use crate::train::model::{theory_init, Init, ModelSpec, Params, Phi, Preset};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +81,49 @@ pub struct TrainPoint {
     pub seed: u64,
 }
 
+/// The first layer's weight scale s: W₁ ~ N(0, s²/input_dim). The pixels are
+/// normalized to mean 0 and mean square 1 over the training set, so layer 1's
+/// pre-activations start with variance ≈ s².
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum InputSigma {
+    /// s = σ_w, as every other layer (the default).
+    SigmaW,
+    /// s = √q*: layer 1 starts at the fixed point q* of the theory.
+    QStar,
+    /// A given s.
+    Value(f64),
+}
+
+impl InputSigma {
+    /// Parses `training.input_sigma`.
+    pub fn parse(v: Option<&NumOrStr>) -> Result<Self> {
+        const WANT: &str = "\"sigma_w\" (W₁ with σ_w, the default), \"q_star\" (layer 1 starts at q*) or a finite number > 0";
+        match v {
+            None => Ok(InputSigma::SigmaW),
+            Some(NumOrStr::Num(x)) if x.is_finite() && *x > 0.0 => Ok(InputSigma::Value(*x)),
+            Some(NumOrStr::Num(x)) => Err(Error::invalid("training.input_sigma", x, WANT)),
+            Some(NumOrStr::Str(s)) => match s.as_str() {
+                "sigma_w" => Ok(InputSigma::SigmaW),
+                "q_star" => Ok(InputSigma::QStar),
+                other => Err(Error::invalid(
+                    "training.input_sigma",
+                    format!("\"{other}\""),
+                    WANT,
+                )),
+            },
+        }
+    }
+
+    /// The scale for a network initialized as `init`.
+    pub fn value(&self, init: &Init) -> f64 {
+        match *self {
+            InputSigma::SigmaW => init.sigma_w,
+            InputSigma::QStar => init.q_star.sqrt(),
+            InputSigma::Value(s) => s,
+        }
+    }
+}
+
 /// Everything a training config fixes besides its points.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
@@ -98,6 +143,8 @@ pub struct Plan {
     pub report_at: Vec<usize>,
     /// σ_b.
     pub sigma_b: f64,
+    /// The first layer's weight scale.
+    pub input_sigma: InputSigma,
     /// STE threshold.
     pub ste_threshold: f64,
     /// M.
@@ -186,6 +233,21 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
                 "give depth = [...] (weight layers) or depth_per_xi = [...]",
             ))
         }
+    };
+    let per_doubling = t.bracket_per_doubling.unwrap_or(4);
+    if !(1..=64).contains(&per_doubling) {
+        return Err(Error::invalid(
+            "training.bracket_per_doubling",
+            per_doubling,
+            "between 1 and 64 depths per doubling (4 or more resolve a crossing)",
+        ));
+    }
+    let bracketed = match &t.bracket_from {
+        Some(f) => crate::experiment::training::grid::bracket_from_folder(
+            std::path::Path::new(f),
+            per_doubling,
+        )?,
+        None => Default::default(),
     };
     let widths = ints_in(
         "training.width",
@@ -312,6 +374,7 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
             ),
         ));
     }
+    let input_sigma = InputSigma::parse(t.input_sigma.as_ref())?;
     let ste_threshold = positive("training.ste_threshold", t.ste_threshold.unwrap_or(1.0))?;
     let m = positive("training.m", t.m.unwrap_or(1.0))?;
     for (k, v) in [
@@ -326,6 +389,12 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
     }
     let mut points = Vec::new();
     for &n in &states {
+        let mut depths = depths.clone();
+        for &d in bracketed.get(&n).into_iter().flatten() {
+            if !depths.contains(&DepthSpec::Layers(d)) {
+                depths.push(DepthSpec::Layers(d));
+            }
+        }
         for &sw in &sigma_ws {
             for &r in &ratios {
                 for &w in &widths {
@@ -358,6 +427,7 @@ pub fn plan(cfg: &Config) -> Result<Plan> {
         batch,
         report_at: t.report_at.clone().unwrap_or_default(),
         sigma_b,
+        input_sigma,
         ste_threshold,
         m,
         quantize_logits: t.quantize_logits.unwrap_or(preset == Preset::Paper),
@@ -515,6 +585,18 @@ impl Plan {
             sigma_b: self.sigma_b,
             quantize_logits: self.quantize_logits,
         }
+    }
+
+    /// The initial parameters of a point's network: [`Params::init`] with the
+    /// first layer rescaled from σ_w to the config's `input_sigma`.
+    pub fn params(&self, spec: &ModelSpec, init: &Init, seed: u64) -> Params<f32> {
+        let mut p = Params::init(spec, seed);
+        let s = self.input_sigma.value(init);
+        if s != spec.sigma_w {
+            let f = (s / spec.sigma_w) as f32;
+            p.weights[0].iter_mut().for_each(|w| *w *= f);
+        }
+        p
     }
 
     /// Training lengths in steps for `train_len` images, each at most

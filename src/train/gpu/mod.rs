@@ -311,11 +311,16 @@ impl TrainBackend for GpuTrainBackend {
         self.ctx.queue.submit([enc.finish()]);
         let net = self.net.as_ref().expect("loaded");
         let losses = self.read(&net.losses, b)?;
-        let correct = self.read(&net.correct, b)?;
-        Ok(BatchLoss {
+        let top = self.read(&net.correct, b)?;
+        let mut out = BatchLoss {
             loss_sum: losses.iter().map(|&x| x as f64).sum(),
-            correct: correct.iter().filter(|&&c| c > 0.5).count(),
-        })
+            ..BatchLoss::default()
+        };
+        // ±k: k classes share the largest logit, + when the label is one of them.
+        for &v in &top {
+            out.count(v.abs().round() as usize, v > 0.0);
+        }
+        Ok(out)
     }
 
     fn params(&mut self) -> Result<Params<f32>> {
