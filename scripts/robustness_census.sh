@@ -16,5 +16,7 @@ cd "$(dirname "$0")/.."
 for t in robustness guards fs_safety; do
     cargo test --release --test "$t" -- --nocapture --test-threads=1 2>&1 |
         tee "/tmp/quantdepth-census-$t.log" |
+        # A test's first line follows libtest's "test NAME ... " on its line.
+        sed -E 's/^test [^ ]+ \.\.\. //' |
         grep -E '^(census|fuzzed|kill moments|concurrent resumes)|^test result'
 done
