@@ -117,8 +117,9 @@ impl Census {
         self.aborts += usize::from(o.aborted());
     }
     fn report(&self, category: &str) {
+        // On its own line after the harness's "test … " (the census greps ^census).
         println!(
-            "census {category}: inputs tried {}, panics {}, hangs {}, aborts {}, torn folders {}",
+            "\ncensus {category}: inputs tried {}, panics {}, hangs {}, aborts {}, torn folders {}",
             self.tried, self.panics, self.hangs, self.aborts, self.torn
         );
         assert_eq!(

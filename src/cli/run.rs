@@ -214,7 +214,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     current.finish_and_clear();
     overall.finish_and_clear();
-    let report = result?;
+    let report = match result {
+        // Stopped while the points were resolved (training: the theory of
+        // every point before the folder exists): nothing was written.
+        Err(quantdepth::Error::Interrupted) => {
+            eprintln!("interrupted before any point ran: no results folder was written");
+            std::process::exit(130);
+        }
+        other => other?,
+    };
     outln!("{}", report.table.trim_end());
     let flagged: Vec<String> = report
         .points

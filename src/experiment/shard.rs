@@ -484,6 +484,64 @@ mod tests {
         assert_eq!(assign(&[3, 1], 4), vec![0, 1]);
     }
 
+    /// The heap-based split equals the plain rule it implements (each point,
+    /// largest first, to the least-loaded shard of lowest index, scanning
+    /// all M loads) on mixed costs, and a count far beyond the points gives
+    /// the split of as many shards as points, without M loads in memory.
+    #[test]
+    fn assignment_equals_the_scanning_rule_and_ignores_empty_shards() {
+        let scan = |costs: &[u128], count: usize| -> Vec<usize> {
+            let mut order: Vec<usize> = (0..costs.len()).collect();
+            order.sort_by(|&a, &b| costs[b].cmp(&costs[a]).then(a.cmp(&b)));
+            let mut load = vec![0u128; count];
+            let mut out = vec![0; costs.len()];
+            for i in order {
+                let k = (0..count).min_by_key(|&k| (load[k], k)).unwrap();
+                out[i] = k;
+                load[k] += costs[i];
+            }
+            out
+        };
+        let costs: Vec<u128> = (0..60).map(|i| ((i * i * 37) % 23) as u128).collect();
+        for m in [1usize, 2, 3, 7, 59, 60, 61, 200] {
+            assert_eq!(assign(&costs, m), scan(&costs, m), "M = {m}");
+        }
+        assert_eq!(assign(&costs, MAX_SHARDS), scan(&costs, costs.len()));
+        assert_eq!(assign(&costs, usize::MAX), scan(&costs, costs.len()));
+        assert_eq!(assign(&[], MAX_SHARDS), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn counts_beyond_the_cap_and_bad_records_are_refused() {
+        let e = Shard::new(0, MAX_SHARDS + 1, "--shard")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 100000"), "{e}");
+        Shard::new(MAX_SHARDS - 1, MAX_SHARDS, "--shard").unwrap();
+        let e = Shard::parse("0/18446744073709551615", no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 100000"), "{e}");
+        let rec = |index, count, points: Vec<usize>| ShardFile {
+            shard: Shard { index, count },
+            points,
+        };
+        let p = Path::new("s/shard.json");
+        assert!(rec(0, 2, vec![0, 2]).check(p).is_ok());
+        for (bad, why) in [
+            (rec(0, 0, vec![]), "at least 1"),
+            (rec(0, usize::MAX, vec![]), "at most 100000"),
+            (rec(2, 2, vec![]), "K must lie in 0..2"),
+            (rec(0, 2, vec![1, 1]), "not strictly increasing"),
+        ] {
+            let e = bad.check(p).unwrap_err().to_string();
+            assert!(
+                e.contains("s/shard.json is not a valid shard record") && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn cost_grows_with_width_squared_and_backward() {
         use crate::experiment::config::Config;

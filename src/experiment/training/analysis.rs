@@ -600,3 +600,44 @@ pub(crate) fn table(s: &Study) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reports(losses: &[f64]) -> Vec<Report> {
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| Report {
+                step: 10 * (i + 1),
+                train_acc: 0.1,
+                test_acc: 0.1,
+                loss,
+                test_loss: 1.0,
+                train_tie_rate: 0.0,
+                test_tie_rate: 0.0,
+            })
+            .collect()
+    }
+
+    /// Initial loss 2.3: the limit is 23. A finite 2.8e30 (lr = 1e30) for
+    /// two reports is divergence; reports above it that are not consecutive
+    /// are not; a single report above it is, when it is the only one; NaN is.
+    #[test]
+    fn divergence_is_a_loss_far_above_the_initial_for_consecutive_reports() {
+        let d = divergence(&reports(&[2.8e30, 2.7e30]), 2.3).unwrap();
+        assert!(
+            d.contains("at step 20") && d.contains("initial loss 2.300"),
+            "{d}"
+        );
+        assert_eq!(divergence(&reports(&[1.0, 30.0, 1.0, 30.0]), 2.3), None);
+        assert_eq!(divergence(&reports(&[2.0, 1.5, 22.9, 22.9]), 2.3), None);
+        assert!(divergence(&reports(&[30.0]), 2.3).is_some());
+        assert!(divergence(&reports(&[1.0, f64::NAN]), 2.3)
+            .unwrap()
+            .contains("non-finite loss at step 20"));
+        assert_eq!(divergence(&[], 2.3), None);
+        assert_eq!(divergence(&reports(&[30.0, 30.0]), f64::NAN), None);
+    }
+}
