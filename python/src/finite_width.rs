@@ -58,7 +58,10 @@ fn finite_width<'py>(
         e.layers.iter().map(f).collect::<Vec<f64>>()
     };
     let d = PyDict::new(py);
-    d.set_item("layer", e.layers.iter().map(|l| l.layer).collect::<Vec<_>>())?;
+    d.set_item(
+        "layer",
+        e.layers.iter().map(|l| l.layer).collect::<Vec<_>>(),
+    )?;
     d.set_item("q", col(&|l| l.q))?;
     d.set_item("c", col(&|l| l.c))?;
     d.set_item("dq", col(&|l| l.dq))?;
@@ -79,7 +82,10 @@ fn finite_width<'py>(
         w.set_item("sd_c", col(&|l| l.sd_c))?;
         w.set_item("eps1", col(&|l| l.eps1))?;
         w.set_item("eps2", col(&|l| l.eps2))?;
-        w.set_item("flagged", layers.iter().map(|l| l.flagged).collect::<Vec<_>>())?;
+        w.set_item(
+            "flagged",
+            layers.iter().map(|l| l.flagged).collect::<Vec<_>>(),
+        )?;
         if let Some(s) = &ste {
             w.set_item("ste_first_order", s.first_order(n))?;
             w.set_item("ste_lognormal", s.lognormal(n))?;
