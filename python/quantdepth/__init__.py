@@ -43,6 +43,7 @@ __all__ = [
     "optimal",
     "scaling",
     "backward",
+    "finite_width",
     "simulate",
     "run",
     "PLOTS",
@@ -315,6 +316,57 @@ def backward(
     )
     d["layer"] = np.asarray(d["layer"], dtype=np.int64)
     return _arrays(d, ["c", "grad_norm_ratio", "grad_corr", "ntk_aa", "ntk_ab", "ntk_corr"])
+
+
+def finite_width(
+    n_states: Optional[int],
+    depth: int,
+    c0: float,
+    width: Union[int, Sequence[int]],
+    W_std: Optional[float] = None,
+    b_std: float = 0.0,
+    q0: Optional[float] = None,
+    *,
+    pairs: int = 1,
+    weights: str = "gaussian",
+    ste_threshold: Optional[float] = None,
+    ste_slope: Optional[float] = None,
+    spacing: Optional[float] = None,
+    amplitude: Optional[float] = None,
+    levels: Optional[Sequence[float]] = None,
+    thresholds: Optional[Sequence[float]] = None,
+) -> Dict[str, Any]:
+    """The finite-width (1/n) expansion of a pair of inputs
+    (``quantdepth theory finite-width``; docs/finite-width.md).
+
+    Arrays of shape (depth + 1,): ``layer``, the infinite-width ``q`` and
+    ``c``, ``dq`` = n(E q_hat - q), ``dc`` = n(E c_hat - c), ``var_q`` and
+    ``var_c`` = n Var for one pair. ``widths``: one dict per width with
+    ``mean_q``, ``mean_c`` (q + dq/n, c + dc/n), ``sd_q``, ``sd_c`` (one
+    network's average of ``pairs`` pairs), ``eps1``, ``eps2`` and ``flagged``
+    (eps1 or eps2 > 0.1: the expansion is not to be trusted there); with
+    ``ste_threshold``, ``ste_first_order`` and ``ste_lognormal``, the
+    predicted E|delta^0|^2/|delta^L|^2 (``ste_infinite`` at infinite width;
+    ``ste_slope=None``: the slope with M = 1). Gaussian weights only;
+    quantized activations only; -1 < c0 < 1; widths of at least 8.
+    """
+    widths = [int(width)] if np.ndim(width) == 0 else [int(w) for w in width]
+    d = _quantdepth.finite_width(
+        _net(n_states, W_std, b_std, q0, spacing, amplitude, None, levels, thresholds),
+        float(c0),
+        int(depth),
+        widths,
+        int(pairs),
+        str(weights),
+        None if ste_threshold is None else float(ste_threshold),
+        None if ste_slope is None else float(ste_slope),
+    )
+    d["layer"] = np.asarray(d["layer"], dtype=np.int64)
+    _arrays(d, ["q", "c", "dq", "dc", "var_q", "var_c"])
+    for w in d["widths"]:
+        _arrays(w, ["mean_q", "mean_c", "sd_q", "sd_c", "eps1", "eps2"])
+        w["flagged"] = np.asarray(w["flagged"], dtype=bool)
+    return d
 
 
 def simulate(

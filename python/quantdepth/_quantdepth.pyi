@@ -31,6 +31,16 @@ def optimal_init(
 def optimal(n_states: Union[str, Sequence[int]], kappa: float) -> Dict[str, List[Any]]: ...
 def scaling(n_states: Union[str, Sequence[int]]) -> Dict[str, Any]: ...
 def curve(net: NetKw, depth: int, c0: Sequence[float]) -> Dict[str, Any]: ...
+def finite_width(
+    net: NetKw,
+    c0: float,
+    depth: int,
+    width: Sequence[int],
+    pairs: int,
+    weights: str,
+    ste_threshold: Optional[float],
+    ste_slope: Optional[float],
+) -> Dict[str, Any]: ...
 def backward(
     net: NetKw,
     depth: int,

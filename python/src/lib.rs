@@ -9,6 +9,7 @@
 //! thread while the calling thread checks for signals every 50 ms, so
 //! Ctrl-C stops them.
 
+mod finite_width;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -578,5 +579,6 @@ fn _quantdepth(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backward, m)?)?;
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    finite_width::register(m)?;
     Ok(())
 }

@@ -110,6 +110,29 @@ def test_backward_matches_cli(cli):
     assert np.array_equal(got["ntk_corr"][1:], [p["ntk_corr"] for p in want["curve"][1:]])
 
 
+def test_finite_width_matches_cli(cli):
+    # The 1/n expansion: the same numbers as `quantdepth theory finite-width`,
+    # Δq at layer 1 = +0.547 for N = 4 (the orthonormal input layer), flags
+    # at N = 2, c0 = 0.999, n = 64, and the STE ratio 1.434 at N = 16, n = 1024.
+    want = cli.json("theory", "finite-width", "--states", "4", "--c0", "0.3", "--depth", "6", "--width", "64,1024")
+    got = qd.finite_width(4, 6, 0.3, [64, 1024])
+    assert got["layer"].dtype == np.int64 and got["dc"].shape == (7,)
+    for key in ["q", "c", "dq", "dc", "var_q", "var_c"]:
+        assert np.array_equal(got[key], [l[key] for l in want["expansion"]]), key
+    for g, w in zip(got["widths"], want["widths"]):
+        for key in ["mean_q", "mean_c", "sd_q", "sd_c", "eps1", "eps2"]:
+            assert np.array_equal(g[key], [l[key] for l in w["layers"]]), key
+    assert abs(got["dq"][1] - 0.5468) < 1e-3
+    flags = qd.finite_width(2, 3, 0.999, 64)["widths"][0]["flagged"]
+    assert flags.tolist() == [False, True, True, True]
+    ste = qd.finite_width(16, 30, 0.5, 1024, ste_threshold=1.0)
+    assert abs(ste["widths"][0]["ste_lognormal"] - 1.4337) < 1e-3
+    for kw, why in [({"c0": 1.0}, "-1 < c0 < 1"), ({"width": 4}, "at least 8"), ({"weights": "hadamard"}, "Gaussian weights only")]:
+        args = {"n_states": 4, "depth": 3, "c0": 0.5, "width": 64, **kw}
+        with pytest.raises(ValueError, match=why):
+            qd.finite_width(**args)
+
+
 def test_simulate_matches_cli_simulate_bit_for_bit(cli):
     # One backend and one seed give bitwise the same statistics (fixed reduction order).
     want = cli.json("simulate", "--backend", "cpu", "--states", "4", "--c0", "0.3,0.9", "--pairs", "2",
