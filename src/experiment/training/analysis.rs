@@ -166,6 +166,9 @@ pub struct Slope {
     pub xi_exponent_n1: Option<f64>,
     /// [`verdict`] of the slope's interval.
     pub verdict: String,
+    /// Sweep members without an L_emp (no crossing inside their depths), left
+    /// out of the fit, with why.
+    pub excluded: Vec<String>,
 }
 
 /// (length in steps, L_emp, interval low, interval high).
@@ -365,9 +368,22 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
                 .copied()
                 .filter(|&k| bnd(k).l_emp.is_some())
                 .collect();
-            let Some(fit) = an.slope(&fams, &members, metric, |f| f.xi) else {
+            let Some(fit) = an.slope(&fams, &with, metric, |f| f.xi) else {
                 continue;
             };
+            let excluded: Vec<String> = members
+                .iter()
+                .filter(|&&k| bnd(k).l_emp.is_none())
+                .map(|&k| {
+                    let f = &fams[an.entries[k].family];
+                    format!(
+                        "N = {}, σw = {}: {}",
+                        f.states,
+                        f.sigma_w,
+                        bnd(k).note.clone().unwrap_or_default()
+                    )
+                })
+                .collect();
             let n1 = over_n
                 .then(|| an.slope(&fams, &with, metric, |f| (f.states + 1) as f64))
                 .flatten();
@@ -402,7 +418,16 @@ pub fn study(points: &[TrainedPoint], lengths: &[usize], eval_images: (usize, us
                         )
                     })
                     .collect(),
-                verdict: verdict(fit.ci),
+                verdict: if excluded.is_empty() {
+                    verdict(fit.ci)
+                } else {
+                    format!(
+                        "{} (over the members with an L_emp; {} without one)",
+                        verdict(fit.ci),
+                        excluded.len()
+                    )
+                },
+                excluded,
                 slope: fit,
                 exponent_n1: n1,
                 xi_exponent_n1: if over_n {
@@ -570,6 +595,9 @@ pub(crate) fn table(s: &Study) -> String {
             ci,
             e.verdict
         );
+        for x in &e.excluded {
+            let _ = writeln!(t, "    left out of the fit: {x}");
+        }
         if let (Some(n1), Some(x)) = (&e.exponent_n1, e.xi_exponent_n1) {
             let _ = writeln!(
                 t,
