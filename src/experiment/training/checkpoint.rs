@@ -415,6 +415,8 @@ mod tests {
                     test_acc: 0.1 + 0.2,
                     loss: 1.0 / 3.0,
                     test_loss: 2.5,
+                    train_tie_rate: 0.125,
+                    test_tie_rate: 0.0,
                 }],
                 train_seconds: 0.25,
                 eval_seconds: 0.125,
