@@ -601,13 +601,10 @@ fn divergence_beyond_nan_and_lr_deep_are_reported_consistently() {
             .is_some_and(|d| d.contains("initial loss"))),
         "{summary}"
     );
+    // Rows are grouped under the learning rate as configured (training.csv's
+    // lr_config); the rate each network trained with is training.csv's lr.
     let groups = summary["trainable_depth"].as_array().unwrap();
-    assert!(
-        groups
-            .iter()
-            .any(|g| g["lr"] == 0.05 && g["lr_used"] == serde_json::json!([0.02, 0.05])),
-        "{groups:?}"
-    );
+    assert!(groups.iter().any(|g| g["lr"] == 0.05), "{groups:?}");
     assert!(r.table.contains("lr=0.05 (used 0.02, 0.05)"), "{}", r.table);
     assert!(
         r.table.contains("warning: training diverged at point(s)"),
@@ -803,7 +800,7 @@ fn merge_refuses_huge_plots_names_shard_files_and_cleans_up_when_cancelled() {
         .unwrap();
     let e = merge_with(&out, &dirs, &none).unwrap_err().to_string();
     assert!(
-        e.contains("point000-huge.svg") && e.contains("larger than any plot"),
+        e.contains("point000-huge.svg") && e.contains("larger than quantdepth writes"),
         "{e}"
     );
     assert!(left().is_empty(), "{:?}", left());

@@ -1,5 +1,8 @@
 //! `quantdepth theory`: the mean-field theory's tables and curves
 //! (optimal initialization, scaling with N, depth curves, STE gradients).
+//!
+//! Long because every `theory` subcommand's arguments, checks and table sit beside
+//! the one dispatch (finite-width's are already in cli/finite_width.rs).
 
 use super::{check_kappa, parse_count, print_network, progress_bar, NetArgs};
 use crate::outln;

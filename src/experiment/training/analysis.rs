@@ -5,6 +5,9 @@
 //! test accuracy, with bootstrap intervals ([`boundary`](super::boundary));
 //! the slope of ln L_emp against ln ξ with its interval and verdict; the
 //! length from which L_emp stops moving; the terminal table.
+//!
+//! Long because the study's rows, slopes, settling and table, and the divergence rule
+//! with its tests, read the same families; the statistics are in boundary.rs.
 
 use crate::experiment::training::boundary::{
     analyse, verdict, Boundary, Family, LrChoice, Metric, Obs, SlopeFit, REPLICATES, VERDICT_WIDTH,

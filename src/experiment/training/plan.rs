@@ -1,5 +1,8 @@
 //! The `[training]` section checked and expanded into points (without the
 //! data), and a point resolved by the theory: σ_w, ξ, depth, learning rate.
+//!
+//! Long because every `[training]` key is checked here, with its message, before
+//! the points are expanded and resolved.
 
 use crate::error::{Error, Result};
 use crate::experiment::config::values::{
