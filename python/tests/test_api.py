@@ -285,11 +285,11 @@ def test_simulate_runs_the_gpu_kernel_it_is_given():
 
 def test_counts_must_be_whole_numbers():
     # 16.5 states was truncated to 16; a float with an integer value is fine.
-    with pytest.raises(ValueError, match="n_states must be a whole number, got 16.5"):
+    with pytest.raises(ValueError, match="n_states = 16.5: 16.5 is not a whole number"):
         qd.optimal_init(16.5)
     assert qd.optimal_init(16.0)["W_std"] == qd.optimal_init(16)["W_std"]
-    with pytest.raises(ValueError, match="depth must be a whole number"):
+    with pytest.raises(ValueError, match="depth = 10.5: 10.5 is not a whole number"):
         qd.curve(4, 10.5)
-    with pytest.raises(ValueError, match="n_states must be a whole number"):
+    with pytest.raises(ValueError, match="n_states = 8.25: 8.25 is not a whole number"):
         qd.optimal([4, 8.25])
 
