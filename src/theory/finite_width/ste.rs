@@ -125,7 +125,7 @@ pub fn ste_norm_ratio(net: &Network, ste: &Ste, q0: f64, depth: usize) -> Result
         g.push(g_l);
         jac.push(j);
     }
-    if let Some(l) = abar.iter().position(|a| !(*a > 0.0)) {
+    if let Some(l) = abar.iter().position(|a| a.is_nan() || *a <= 0.0) {
         return Err(Error::Numerical(format!(
             "layer {l}: no unit is inside the STE window (t = {}): the gradient vanishes",
             ste.threshold
