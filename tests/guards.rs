@@ -190,7 +190,8 @@ fn shard_counts_are_bounded_at_every_entry() {
     let out = root.join("out");
     let (c, o) = (cfg.to_str().unwrap(), out.to_str().unwrap());
     let s = |v: &str| OsString::from(v);
-    let cases: Vec<(Vec<&str>, Vec<(&str, OsString)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, OsString)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["run", c, "--out", o, "--shard", "0/1000000000000"], vec![], "at most 100000"),
         (vec!["run", c, "--out", o, "--shard", "0/18446744073709551615"], vec![], "at most 100000"),
         (vec!["run", c, "--out", o, "--shard", "0/99999999999999999999"], vec![], "M ≤ 100000"),

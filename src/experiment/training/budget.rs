@@ -239,9 +239,17 @@ mod tests {
             lr: 0.01,
             spec: s,
         };
-        let e = plan_memory(&[r.clone()], 32, 1000, 10, false, 0, Some(64 << 30))
-            .unwrap_err()
-            .to_string();
+        let e = plan_memory(
+            std::slice::from_ref(&r),
+            32,
+            1000,
+            10,
+            false,
+            0,
+            Some(64 << 30),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("training point 0 (width 65536, depth 3)"), "{e}");
         assert!(e.contains("64.0 GiB available"), "{e}");
         assert!(plan_memory(&[r], 32, 1000, 10, false, 0, Some(1 << 40)).is_ok());

@@ -612,7 +612,7 @@ impl Plan {
                 let mut v = Vec::with_capacity(e.len());
                 for &x in e {
                     let steps = (x * per_epoch as f64).round();
-                    if !(steps <= MAX_STEPS as f64) {
+                    if steps.is_nan() || steps > MAX_STEPS as f64 {
                         return Err(Error::invalid(
                             "training.epochs",
                             crate::error::fmt_value(x),
