@@ -38,7 +38,11 @@ fn arg(name: &str, default: &str) -> String {
 fn list(name: &str, default: &str) -> Vec<usize> {
     arg(name, default)
         .split(',')
-        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{name}: whole numbers, comma-separated")))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: whole numbers, comma-separated"))
+        })
         .collect()
 }
 
@@ -64,7 +68,10 @@ fn spec(width: usize, depth: usize) -> ModelSpec {
 
 /// CPU seconds of this process (all threads).
 fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec, which `t` is.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
@@ -90,7 +97,10 @@ fn measure(macs_per_call: f64, iters: usize, mut f: impl FnMut()) -> Rate {
         }
         let (c, w) = (cpu_seconds() - c, w.elapsed().as_secs_f64());
         let macs = macs_per_call * iters as f64;
-        let r = Rate { cpu: macs / c.max(1e-9), wall: macs / w };
+        let r = Rate {
+            cpu: macs / c.max(1e-9),
+            wall: macs / w,
+        };
         if best.is_none_or(|b| r.cpu > b.cpu) {
             best = Some(r);
         }
@@ -115,7 +125,9 @@ fn fma_peak() -> Option<f64> {
                 }
             }
             let mut s = [0f32; 8];
-            let sum = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+            let sum = acc
+                .iter()
+                .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
             _mm256_storeu_ps(s.as_mut_ptr(), sum);
             s.iter().sum()
         }
@@ -184,13 +196,33 @@ fn product_rates(n: usize, b: usize) -> [Rate; 4] {
     let iters = (1e9 / macs).clamp(2.0, 100.0) as usize;
     let phi = |v: f32| v.signum();
     let fwd = measure(macs, iters, || {
-        forward(kernel, &w, (n, n), &pack, b, &bias, &mut h, &mut a, Some(&phi));
+        forward(
+            kernel,
+            &w,
+            (n, n),
+            &pack,
+            b,
+            &bias,
+            &mut h,
+            &mut a,
+            Some(&phi),
+        );
     });
     let igrad = measure(macs, iters, || {
         input_grad(kernel, &w, (n, n), &gpad, stride, b, &mut out, &|_, _| 1.0);
     });
     let wupd = measure(macs, iters, || {
-        weight_update(kernel, &mut w, &mut v, (n, n), &gpad, stride, &packt, b, (1e-9, 0.5));
+        weight_update(
+            kernel,
+            &mut w,
+            &mut v,
+            (n, n),
+            &gpad,
+            stride,
+            &packt,
+            b,
+            (1e-9, 0.5),
+        );
     });
     // The simulator's product with its weights already in MR-row panels
     // (a panel copy per k-slice instead of generating them).
@@ -208,32 +240,43 @@ fn product_rates(n: usize, b: usize) -> [Rate; 4] {
     let sim = measure(macs, iters, || {
         use rayon::prelude::*;
         let rows = simgemm::block_rows(n);
-        sim_out.par_chunks_mut(rows * b).enumerate().for_each_init(Vec::new, |scr, (blk, o)| {
-            let r0 = blk * rows;
-            simgemm::product(
-                kernel,
-                &acts,
-                |i, rr, k0, panel: &mut [f32]| {
-                    let len = panel.len() / MR;
-                    let src = &panels[((r0 + i) / MR) * MR * n + k0 * MR..][..len * MR];
-                    panel.copy_from_slice(src);
-                    let _ = rr;
-                },
-                scr,
-                o,
-            );
-        });
+        sim_out
+            .par_chunks_mut(rows * b)
+            .enumerate()
+            .for_each_init(Vec::new, |scr, (blk, o)| {
+                let r0 = blk * rows;
+                simgemm::product(
+                    kernel,
+                    &acts,
+                    |i, rr, k0, panel: &mut [f32]| {
+                        let len = panel.len() / MR;
+                        let src = &panels[((r0 + i) / MR) * MR * n + k0 * MR..][..len * MR];
+                        panel.copy_from_slice(src);
+                        let _ = rr;
+                    },
+                    scr,
+                    o,
+                );
+            });
     });
     [fwd, igrad, wupd, sim]
 }
 
 fn main() {
     let widths = list("--widths", "512,2048");
-    let batch: usize = arg("--batch", "32").parse().expect("--batch: a whole number");
-    let depth: usize = arg("--depth", "16").parse().expect("--depth: a whole number");
+    let batch: usize = arg("--batch", "32")
+        .parse()
+        .expect("--batch: a whole number");
+    let depth: usize = arg("--depth", "16")
+        .parse()
+        .expect("--depth: a whole number");
     let threads = list("--threads", "1,2");
     let peak = fma_peak();
-    println!("CPU: {} logical cores, kernel {:?}", std::thread::available_parallelism().map_or(0, |n| n.get()), Kernel::detect());
+    println!(
+        "CPU: {} logical cores, kernel {:?}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        Kernel::detect()
+    );
     match peak {
         Some(p) => println!("FMA peak (probe, one core): {p:.3e} MAC per CPU-second"),
         None => println!("FMA peak: no AVX2+FMA on this CPU, fractions of peak not given"),
@@ -242,13 +285,27 @@ fn main() {
     println!("rates: multiply-adds per CPU-second (per wall-second in brackets); % of one core's FMA peak");
     println!(
         "{:>5} {:>3} {:>2} | {:>22} {:>22} {:>5} {:>5} | {:>9} {:>9} {:>9} {:>9}  {}",
-        "n", "B", "t", "plain step", "fused step", "%pk", "×pl", "fwd", "in-grad", "w-upd", "sim", "products as % of sim"
+        "n",
+        "B",
+        "t",
+        "plain step",
+        "fused step",
+        "%pk",
+        "×pl",
+        "fwd",
+        "in-grad",
+        "w-upd",
+        "sim",
+        "products as % of sim"
     );
     for &n in &widths {
         let s = spec(n, depth);
         let steps = steps_for(s.step_macs() * batch as f64);
         for &t in &threads {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .expect("thread pool");
             let (plain, fused, prods) = pool.install(|| {
                 let plain = plain_rate(&s, batch, steps);
                 let fused = train_rate(&mut CpuTrainBackend::default(), &s, batch, steps);

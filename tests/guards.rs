@@ -7,13 +7,15 @@
 //! line (scripts/robustness_census.sh collects them): inputs tried, panics,
 //! hangs, aborts, torn folders, all 0.
 
+mod common;
+use common::data::write_dataset;
 use quantdepth::experiment::merge::merge_with;
 use quantdepth::experiment::runner::run_shard;
 use quantdepth::experiment::shard::Shard;
 use quantdepth::experiment::{run_experiment, Config, Hooks};
 use quantdepth::sim::cpu::CpuBackend;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -334,48 +336,6 @@ fn hand_edited_shard_records_are_refused_before_anything_is_deleted() {
     std::fs::write(s0.join("shard.json"), good).unwrap();
     let r = cli(&["run", "--resume", s0.to_str().unwrap()], &[]);
     assert_eq!(r.code, Some(0), "{r:?}");
-}
-
-/// IDX files of a 10-class problem of 6×6 images (as tests/training.rs).
-fn write_dataset(dir: &Path, train: usize, test: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let idx = |dims: &[u32], data: &[u8]| {
-        let mut b = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            b.extend_from_slice(&d.to_be_bytes());
-        }
-        b.extend_from_slice(data);
-        b
-    };
-    let names = [
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ];
-    for (k, count) in [(0usize, train), (2, test)] {
-        let labels: Vec<u8> = (0..count).map(|i| ((i * 7 + k) % 10) as u8).collect();
-        let mut px = Vec::with_capacity(count * 36);
-        for (i, &l) in labels.iter().enumerate() {
-            for p in 0..36usize {
-                let noise = ((i * 131 + p * 17 + k) % 60) as u8;
-                px.push(if p % 10 == l as usize {
-                    180 + noise
-                } else {
-                    noise
-                });
-            }
-        }
-        for (name, bytes) in [
-            (names[k], idx(&[count as u32, 6, 6], &px)),
-            (names[k + 1], idx(&[count as u32], &labels)),
-        ] {
-            let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
-            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
-            e.write_all(&bytes).unwrap();
-            e.finish().unwrap();
-        }
-    }
 }
 
 fn training_toml(data: &Path, body: &str) -> String {

@@ -31,10 +31,16 @@ fn init_labels_l_max_as_the_theorys_bound_with_a_pointer() {
     let (rc, out, err) = quantdepth(&["init", "--bits", "3"]);
     assert_eq!(rc, 0, "{err}");
     let line = out.lines().find(|l| l.starts_with("depth")).expect(&out);
-    assert!(line.contains("L_max = kappa·xi = 157.2388 with kappa = 6"), "{line}");
+    assert!(
+        line.contains("L_max = kappa·xi = 157.2388 with kappa = 6"),
+        "{line}"
+    );
     assert!(line.contains("Schoenholz et al. 2017"), "{line}");
     assert!(line.contains("not a measured trainable depth"), "{line}");
-    assert!(line.contains("\"Training: trainable depth, measured\""), "{line}");
+    assert!(
+        line.contains("\"Training: trainable depth, measured\""),
+        "{line}"
+    );
     // The old line promised "L_max = 6 * xi" without a caveat.
     assert!(!out.contains("L_max = 6 * xi"), "{out}");
 }
@@ -69,7 +75,10 @@ fn init_json_names_the_weight_std_w_std_and_keeps_sigma_w() {
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // σ_w^opt(16) = 2.5286408548 (README), under both names.
-    assert!((v["W_std"].as_f64().unwrap() - 2.5286408548).abs() < 5e-11, "{v}");
+    assert!(
+        (v["W_std"].as_f64().unwrap() - 2.5286408548).abs() < 5e-11,
+        "{v}"
+    );
     assert_eq!(v["W_std"], v["sigma_w"]);
     assert_eq!(v["b_std"], v["sigma_b"]);
     assert_eq!(v["first_layer_W_std"].as_f64(), Some(1.0));
@@ -82,11 +91,22 @@ fn theory_curve_takes_a_list_of_c0_as_simulate_does() {
         "theory", "curve", "--states", "4", "--c0", "0.5,0.9", "--depth", "2",
     ]);
     assert_eq!(rc, 0, "{err}");
-    assert!(out.contains("c (c0=0.5)") && out.contains("c (c0=0.9)"), "{out}");
-    let row1 = out.lines().find(|l| l.trim_start().starts_with("1 ")).expect(&out);
-    let (rc1, one, _) = quantdepth(&["theory", "curve", "--states", "4", "--c0", "0.9", "--depth", "2"]);
+    assert!(
+        out.contains("c (c0=0.5)") && out.contains("c (c0=0.9)"),
+        "{out}"
+    );
+    let row1 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .expect(&out);
+    let (rc1, one, _) = quantdepth(&[
+        "theory", "curve", "--states", "4", "--c0", "0.9", "--depth", "2",
+    ]);
     assert_eq!(rc1, 0);
-    let c09 = one.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap();
+    let c09 = one
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
     let c09 = c09.split_whitespace().nth(2).unwrap();
     let cols: Vec<&str> = row1.split_whitespace().collect();
     assert_eq!(cols[2], "0.4444120359", "{out}");
@@ -101,7 +121,10 @@ fn theory_curve_takes_a_list_of_c0_as_simulate_does() {
     assert_eq!(v["curves"][1]["c0"], 0.9);
     let (rc, _, err) = quantdepth(&["theory", "curve", "--states", "4", "--c0", "0.5,x"]);
     assert_ne!(rc, 0);
-    assert!(err.contains("invalid --c0 = 'x': expected a comma-separated list"), "{err}");
+    assert!(
+        err.contains("invalid --c0 = 'x': expected a comma-separated list"),
+        "{err}"
+    );
 }
 
 const TINY: &str = r#"
@@ -135,10 +158,18 @@ fn run_table_names_its_columns_and_resume_of_a_complete_folder_says_so() {
     let cfg = root.join("tiny.toml");
     std::fs::write(&cfg, TINY).unwrap();
     let out_dir = root.join("results");
-    let (rc, out, err) = quantdepth(&["run", cfg.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let (rc, out, err) = quantdepth(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     assert_eq!(rc, 0, "{err}");
     let head = out.lines().next().unwrap();
-    assert!(head.contains(" nets ") && head.contains(" covers "), "{head}");
+    assert!(
+        head.contains(" nets ") && head.contains(" covers "),
+        "{head}"
+    );
     assert!(!head.contains(" E "), "{head}");
     // Each point's row ends in yes/no before its two z columns.
     for row in out.lines().skip(1).take(2) {
@@ -146,11 +177,22 @@ fn run_table_names_its_columns_and_resume_of_a_complete_folder_says_so() {
         let covers = cols[cols.len() - 3];
         assert!(covers == "yes" || covers == "no", "{row}");
     }
-    assert!(out.contains("covers: whether the 95% CI of xi_emp holds xi_theory"), "{out}");
-    let folder = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    assert!(
+        out.contains("covers: whether the 95% CI of xi_emp holds xi_theory"),
+        "{out}"
+    );
+    let folder = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let (rc, out, err) = quantdepth(&["run", "--resume", folder.to_str().unwrap()]);
     assert_eq!(rc, 0, "{err}");
-    assert!(out.contains("is complete: all 2 point(s) of its sweep ran; nothing to resume"), "{out}");
+    assert!(
+        out.contains("is complete: all 2 point(s) of its sweep ran; nothing to resume"),
+        "{out}"
+    );
     // No plan of layers that will not run.
     assert!(!err.contains("plan:"), "{err}");
     let _ = std::fs::remove_dir_all(&root);
@@ -161,10 +203,26 @@ fn the_backend_note_fits_on_a_line() {
     // Was 247 characters on a machine with only llvmpipe (the wgpu backends tried and the
     // driver's version string); the adapters found are enough.
     let (rc, _, err) = quantdepth(&[
-        "simulate", "--states", "4", "--c0", "0.5", "--width", "16", "--depth", "2",
-        "--samples", "2",
+        "simulate",
+        "--states",
+        "4",
+        "--c0",
+        "0.5",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--samples",
+        "2",
     ]);
     assert_eq!(rc, 0, "{err}");
-    let note = err.lines().find(|l| l.starts_with("backend auto")).expect(&err);
-    assert!(note.chars().count() <= 120, "{} chars: {note}", note.chars().count());
+    let note = err
+        .lines()
+        .find(|l| l.starts_with("backend auto"))
+        .expect(&err);
+    assert!(
+        note.chars().count() <= 120,
+        "{} chars: {note}",
+        note.chars().count()
+    );
 }

@@ -469,8 +469,8 @@ fn shards_of_depth_per_xi_configs_balance_the_layers_that_run() {
 fn plan_counts_the_layers_each_point_runs() {
     // scaling_cpu: Σ_N ⌈4·ξ_max(N)⌉ = 8,785 layers per network (the config's comment),
     // × 8 networks = 70,280 layers, not 11 × 4,000 × 8 = 352,000 at the cap.
-    let cfg = Config::from_toml(&std::fs::read_to_string("configs/scaling_cpu.toml").unwrap())
-        .unwrap();
+    let cfg =
+        Config::from_toml(&std::fs::read_to_string("configs/scaling_cpu.toml").unwrap()).unwrap();
     let plan = quantdepth::experiment::plan::plan_run(&cfg, false).unwrap();
     assert_eq!(plan.layers, 70_280, "{}", plan.describe());
 }

@@ -30,7 +30,13 @@ fn assert_close(got: &[f32], exact: &[f64], what: &str) {
     }
 }
 
-const SHAPES: [(usize, usize, usize); 5] = [(10, 37, 5), (33, 300, 17), (64, 784, 32), (7, 513, 1), (48, 16, 4)];
+const SHAPES: [(usize, usize, usize); 5] = [
+    (10, 37, 5),
+    (33, 300, 17),
+    (64, 784, 32),
+    (7, 513, 1),
+    (48, 16, 4),
+];
 
 #[test]
 fn forward_product_with_bias_and_phi_equals_plain_loops() {
@@ -41,11 +47,24 @@ fn forward_product_with_bias_and_phi_equals_plain_loops() {
             pack_columns(&x, fi, b, &mut pack);
             let (mut h, mut a) = (vec![f32::NAN; fo * b], vec![f32::NAN; fo * b]);
             let phi = |v: f32| if v > 0.1 { 1.0 } else { -1.0 };
-            forward(kernel, &w, (fo, fi), &pack, b, &bias, &mut h, &mut a, Some(&phi));
+            forward(
+                kernel,
+                &w,
+                (fo, fi),
+                &pack,
+                b,
+                &bias,
+                &mut h,
+                &mut a,
+                Some(&phi),
+            );
             let exact: Vec<f64> = (0..fo * b)
                 .map(|e| {
                     let (o, j) = (e / b, e % b);
-                    bias[o] as f64 + (0..fi).map(|i| w[o * fi + i] as f64 * x[i * b + j] as f64).sum::<f64>()
+                    bias[o] as f64
+                        + (0..fi)
+                            .map(|i| w[o * fi + i] as f64 * x[i * b + j] as f64)
+                            .sum::<f64>()
                 })
                 .collect();
             assert_close(&h, &exact, &format!("{kernel:?} H {fo}×{fi}, B = {b}"));
@@ -71,7 +90,9 @@ fn input_gradient_with_mask_equals_plain_loops() {
                 .map(|e| {
                     let (i, j) = (e / b, e % b);
                     mask(i, j) as f64
-                        * (0..fo).map(|o| w[o * fi + i] as f64 * g[o * b + j] as f64).sum::<f64>()
+                        * (0..fo)
+                            .map(|o| w[o * fi + i] as f64 * g[o * b + j] as f64)
+                            .sum::<f64>()
                 })
                 .collect();
             assert_close(&out, &exact, &format!("{kernel:?} G_A {fo}×{fi}, B = {b}"));
@@ -90,15 +111,35 @@ fn weight_update_equals_the_momentum_step_of_the_plain_gradient() {
             let (mut gpad, mut pack) = (Vec::new(), Vec::new());
             let stride = pad_rows_cols(&g, fo, b, &mut gpad);
             pack_transposed(&x, fi, b, &mut pack);
-            weight_update(kernel, &mut w, &mut v, (fo, fi), &gpad, stride, &pack, b, (lr, mu));
+            weight_update(
+                kernel,
+                &mut w,
+                &mut v,
+                (fo, fi),
+                &gpad,
+                stride,
+                &pack,
+                b,
+                (lr, mu),
+            );
             let dw: Vec<f64> = (0..fo * fi)
                 .map(|e| {
                     let (o, i) = (e / fi, e % fi);
-                    (0..b).map(|j| g[o * b + j] as f64 * x[i * b + j] as f64).sum::<f64>()
+                    (0..b)
+                        .map(|j| g[o * b + j] as f64 * x[i * b + j] as f64)
+                        .sum::<f64>()
                 })
                 .collect();
-            let v_exact: Vec<f64> = v0.iter().zip(&dw).map(|(&v, &d)| mu as f64 * v as f64 + d).collect();
-            let w_exact: Vec<f64> = w0.iter().zip(&v_exact).map(|(&w, &v)| w as f64 - lr as f64 * v).collect();
+            let v_exact: Vec<f64> = v0
+                .iter()
+                .zip(&dw)
+                .map(|(&v, &d)| mu as f64 * v as f64 + d)
+                .collect();
+            let w_exact: Vec<f64> = w0
+                .iter()
+                .zip(&v_exact)
+                .map(|(&w, &v)| w as f64 - lr as f64 * v)
+                .collect();
             let what = format!("{kernel:?} {fo}×{fi}, B = {b}");
             assert_close(&v, &v_exact, &format!("{what} v"));
             assert_close(&w, &w_exact, &format!("{what} w"));
@@ -112,7 +153,11 @@ fn spec(quantize_logits: bool) -> ModelSpec {
         width: 37,
         depth: 4,
         classes: 10,
-        phi: Phi::Uniform { states: 4, spacing: 0.6, amplitude: 1.0 },
+        phi: Phi::Uniform {
+            states: 4,
+            spacing: 0.6,
+            amplitude: 1.0,
+        },
         ste_slope: 1.2,
         ste_threshold: 1.0,
         sigma_w: 1.6,
@@ -123,7 +168,10 @@ fn spec(quantize_logits: bool) -> ModelSpec {
 
 fn batch(spec: &ModelSpec, step: u32, b: usize) -> (Vec<f32>, Vec<u8>) {
     let x = uniform(100 + step, spec.input_dim * b);
-    (x, (0..b).map(|j| ((j as u32 * 7 + step) % 10) as u8).collect())
+    (
+        x,
+        (0..b).map(|j| ((j as u32 * 7 + step) % 10) as u8).collect(),
+    )
 }
 
 /// Three fused steps against three steps of the plain twin from the same
@@ -142,18 +190,38 @@ fn fused_step_equals_the_plain_twin() {
                 let (x, y) = batch(&s, step, 19);
                 let lf = fused.step_fused(kernel, &x, &y, 0.05, 0.5);
                 let lp = plain.step(&x, &y, 0.05, 0.5);
-                assert!((lf.loss_sum - lp.loss_sum).abs() <= 1e-4 * lp.loss_sum.abs(), "{kernel:?} step {step}: loss {lf:?} vs {lp:?}");
+                assert!(
+                    (lf.loss_sum - lp.loss_sum).abs() <= 1e-4 * lp.loss_sum.abs(),
+                    "{kernel:?} step {step}: loss {lf:?} vs {lp:?}"
+                );
                 assert_eq!(lf.correct, lp.correct);
             }
-            for (l, (wf, wp)) in fused.params.weights.iter().zip(&plain.params.weights).enumerate() {
+            for (l, (wf, wp)) in fused
+                .params
+                .weights
+                .iter()
+                .zip(&plain.params.weights)
+                .enumerate()
+            {
                 let exact: Vec<f64> = wp.iter().map(|&v| v as f64).collect();
                 let rms = (exact.iter().map(|v| v * v).sum::<f64>() / exact.len() as f64).sqrt();
                 for (&a, &b) in wf.iter().zip(wp) {
-                    assert!((a - b).abs() as f64 <= 1e-4 * rms, "{kernel:?} ql {ql} layer {l}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() as f64 <= 1e-4 * rms,
+                        "{kernel:?} ql {ql} layer {l}: {a} vs {b}"
+                    );
                 }
                 // The update moved the weights (a test of a no-op would pass too).
-                let moved = wf.iter().zip(&Params::init(&s, 3).weights[l]).filter(|(a, b)| a != b).count();
-                assert!(moved * 2 > wf.len(), "layer {l}: {moved} of {} weights moved", wf.len());
+                let moved = wf
+                    .iter()
+                    .zip(&Params::init(&s, 3).weights[l])
+                    .filter(|(a, b)| a != b)
+                    .count();
+                assert!(
+                    moved * 2 > wf.len(),
+                    "layer {l}: {moved} of {} weights moved",
+                    wf.len()
+                );
             }
         }
     }
@@ -163,9 +231,15 @@ fn fused_step_equals_the_plain_twin() {
 /// the step's bits do not depend on the thread count.
 #[test]
 fn fused_step_is_bit_identical_at_one_and_three_threads() {
-    let s = ModelSpec { width: 130, ..spec(false) };
+    let s = ModelSpec {
+        width: 130,
+        ..spec(false)
+    };
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut t = Trainer::new(&s, Params::init(&s, 9));
             for step in 0..3 {

@@ -140,27 +140,30 @@ fn optimal_init(
     kappa: f64,
     ste_threshold: f64,
 ) -> PyResult<Bound<'_, PyDict>> {
-    let n = match (n_states, bits) {
-        // N's range is checked by `recommend`; here only what a usize cannot hold.
-        (Some(n), None) => count(
-            "states N",
-            n,
-            0,
-            &format!("a quantizer needs N from 2 to {MAX_STATES} (2^20) states"),
-        )?,
-        (None, Some(b)) => {
-            let b = u32::try_from(b).map_err(|_| {
-                invalid("bits", b, "a bit width from 1 (N = 2, sign) to 20 (N = 2^20)")
-            })?;
-            quantdepth::theory::init::states_from_bits(b).map_err(py_err)?
-        }
-        _ => {
-            return Err(PyValueError::new_err(
+    let n =
+        match (n_states, bits) {
+            // N's range is checked by `recommend`; here only what a usize cannot hold.
+            (Some(n), None) => count(
+                "states N",
+                n,
+                0,
+                &format!("a quantizer needs N from 2 to {MAX_STATES} (2^20) states"),
+            )?,
+            (None, Some(b)) => {
+                let b = u32::try_from(b).map_err(|_| {
+                    invalid(
+                        "bits",
+                        b,
+                        "a bit width from 1 (N = 2, sign) to 20 (N = 2^20)",
+                    )
+                })?;
+                quantdepth::theory::init::states_from_bits(b).map_err(py_err)?
+            }
+            _ => return Err(PyValueError::new_err(
                 "give exactly one of n_states (N) and bits (N = 2**bits), as `quantdepth init` \
                  takes --states N or --bits B",
-            ))
-        }
-    };
+            )),
+        };
     let r = recommend(n, amplitude, b_std, kappa, ste_threshold).map_err(py_err)?;
     let d = PyDict::new(py);
     d.set_item("W_std", r.sigma_w)?;

@@ -38,7 +38,11 @@ fn optima(ns: &[usize], kappa: f64) -> PyResult<Vec<quantdepth::theory::UniformO
 
 #[pyfunction]
 #[pyo3(signature = (n_states, kappa))]
-pub(crate) fn optimal(py: Python<'_>, n_states: StatesArg, kappa: f64) -> PyResult<Bound<'_, PyDict>> {
+pub(crate) fn optimal(
+    py: Python<'_>,
+    n_states: StatesArg,
+    kappa: f64,
+) -> PyResult<Bound<'_, PyDict>> {
     let ns = states_list(n_states)?;
     let rows = optima(&ns, kappa)?;
     let d = PyDict::new(py);
@@ -110,4 +114,3 @@ pub(crate) fn scaling(py: Python<'_>, n_states: StatesArg) -> PyResult<Bound<'_,
     d.set_item("local_exponents", local)?;
     Ok(d)
 }
-

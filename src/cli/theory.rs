@@ -188,7 +188,12 @@ pub fn theory(cmd: TheoryCommand) -> Result<()> {
             c0,
             depth,
             json,
-        } => curve_table(&net, &quantdepth::setup::parse_list("--c0", &c0)?, depth, json),
+        } => curve_table(
+            &net,
+            &quantdepth::setup::parse_list("--c0", &c0)?,
+            depth,
+            json,
+        ),
         TheoryCommand::FiniteWidth(args) => super::finite_width::finite_width(&args),
     }
 }

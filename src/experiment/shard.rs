@@ -169,9 +169,9 @@ pub fn point_cost(
     };
     let w = p.width as u128;
     let per_vector = match weights {
-        crate::sim::Weights::Hadamard => {
-            3u128.saturating_mul(w).saturating_mul(w.max(2).ilog2() as u128)
-        }
+        crate::sim::Weights::Hadamard => 3u128
+            .saturating_mul(w)
+            .saturating_mul(w.max(2).ilog2() as u128),
         _ => w.saturating_mul(w),
     };
     let forward = (p.samples as u128)
@@ -199,7 +199,14 @@ pub fn sweep_costs(cfg: &Config) -> Result<Vec<u128>> {
     let weights = cfg.weights()?;
     cfg.points()?
         .iter()
-        .map(|p| Ok(point_cost(p, crate::experiment::point::run_depth(p)?, weights, targets)))
+        .map(|p| {
+            Ok(point_cost(
+                p,
+                crate::experiment::point::run_depth(p)?,
+                weights,
+                targets,
+            ))
+        })
         .collect()
 }
 

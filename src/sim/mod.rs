@@ -370,7 +370,9 @@ pub fn open_backend_with_kernel(
                 // which wgpu backends were tried.
                 let why = e.to_string();
                 let why = match why.split_once("found only: ") {
-                    Some((_, seen)) => format!("found only {}", seen.strip_suffix(')').unwrap_or(seen)),
+                    Some((_, seen)) => {
+                        format!("found only {}", seen.strip_suffix(')').unwrap_or(seen))
+                    }
                     None => why,
                 };
                 Ok((

@@ -32,7 +32,11 @@ fn floor_small(v: f64) -> f64 {
 #[inline(always)]
 fn phi_inline(spec: &crate::train::model::ModelSpec, x: f32) -> f32 {
     match spec.phi {
-        crate::train::model::Phi::Uniform { states, spacing, amplitude } => {
+        crate::train::model::Phi::Uniform {
+            states,
+            spacing,
+            amplitude,
+        } => {
             let n = states as f64;
             let u = x as f64 / spacing + n / 2.0;
             if u.is_nan() {
@@ -115,7 +119,9 @@ impl Trainer<f32> {
                 .zip(self.velocity.biases[l].iter_mut())
                 .enumerate()
             {
-                let gb = self.g[o * b..(o + 1) * b].iter().fold(0f32, |acc, &v| acc + v);
+                let gb = self.g[o * b..(o + 1) * b]
+                    .iter()
+                    .fold(0f32, |acc, &v| acc + v);
                 *v = momentum * *v + gb;
                 *bias -= lr * *v;
             }
@@ -175,26 +181,49 @@ mod tests {
                 width: 1,
                 depth: 2,
                 classes: 2,
-                phi: Phi::Uniform { states, spacing, amplitude: 1.3 },
+                phi: Phi::Uniform {
+                    states,
+                    spacing,
+                    amplitude: 1.3,
+                },
                 ste_slope: 1.0,
                 ste_threshold: 1.0,
                 sigma_w: 1.0,
                 sigma_b: 0.0,
                 quantize_logits: false,
             };
-            let mut xs: Vec<f32> = (-40_000..=40_000).map(|i| i as f32 * 1e-4 * states as f32).collect();
+            let mut xs: Vec<f32> = (-40_000..=40_000)
+                .map(|i| i as f32 * 1e-4 * states as f32)
+                .collect();
             for k in 0..=states {
                 let t = ((k as f64 - states as f64 / 2.0) * spacing) as f32;
-                xs.extend([t, f32::from_bits(t.to_bits() + 1), f32::from_bits(t.to_bits().wrapping_sub(1))]);
+                xs.extend([
+                    t,
+                    f32::from_bits(t.to_bits() + 1),
+                    f32::from_bits(t.to_bits().wrapping_sub(1)),
+                ]);
             }
-            xs.extend([0.0, -0.0, 1e30, -1e30, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY]);
+            xs.extend([
+                0.0,
+                -0.0,
+                1e30,
+                -1e30,
+                f32::MAX,
+                f32::MIN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+            ]);
             for x in xs {
                 let (a, b) = (phi_inline(&spec, x), spec.phi_f64(x as f64) as f32);
                 if x.is_nan() {
                     assert!(a.is_nan() && b.is_nan());
                     continue;
                 }
-                assert_eq!(a.to_bits(), b.to_bits(), "N = {states}, x = {x:e}: {a} against {b}");
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "N = {states}, x = {x:e}: {a} against {b}"
+                );
             }
             assert!(phi_inline(&spec, f32::NAN).is_nan());
         }

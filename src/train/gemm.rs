@@ -82,16 +82,7 @@ fn micro(
         // check it against Kernel::detect), and every index read is inside
         // a and b (asserted above).
         Kernel::Avx2Fma => unsafe {
-            avx2::micro(
-                len,
-                a.as_ptr(),
-                a_rs,
-                a_ks,
-                b.as_ptr(),
-                b_ks,
-                tile,
-                load,
-            )
+            avx2::micro(len, a.as_ptr(), a_rs, a_ks, b.as_ptr(), b_ks, tile, load)
         },
     }
 }
@@ -256,9 +247,8 @@ pub fn forward(
                             let nc = NR.min(batch - p * NR);
                             if k0 > 0 {
                                 for r in 0..mr {
-                                    tile[r * NR..r * NR + nc].copy_from_slice(
-                                        &hb[(m + r) * batch + p * NR..][..nc],
-                                    );
+                                    tile[r * NR..r * NR + nc]
+                                        .copy_from_slice(&hb[(m + r) * batch + p * NR..][..nc]);
                                 }
                             }
                             let b = &acts[(p * fi + k0) * NR..];
@@ -391,10 +381,17 @@ pub fn weight_update(
     (lr, momentum): (f32, f32),
 ) {
     check(kernel);
-    assert!(w.len() == fo * fi && v.len() == fo * fi, "W and V are fo × fi");
+    assert!(
+        w.len() == fo * fi && v.len() == fo * fi,
+        "W and V are fo × fi"
+    );
     assert!(g_stride >= batch && g.len() >= fo.next_multiple_of(MR) * g_stride);
     let panels = fi.div_ceil(NR);
-    assert_eq!(acts_t.len(), panels * batch * NR, "A packed by pack_transposed");
+    assert_eq!(
+        acts_t.len(),
+        panels * batch * NR,
+        "A packed by pack_transposed"
+    );
     if fi == 0 {
         return;
     }
@@ -410,7 +407,16 @@ pub fn weight_update(
                 let a = &g[(o0 + m) * g_stride..];
                 for p in 0..panels {
                     let nc = NR.min(fi - p * NR);
-                    micro(kernel, batch, a, (g_stride, 1), &acts_t[p * batch * NR..], NR, &mut tile, false);
+                    micro(
+                        kernel,
+                        batch,
+                        a,
+                        (g_stride, 1),
+                        &acts_t[p * batch * NR..],
+                        NR,
+                        &mut tile,
+                        false,
+                    );
                     for r in 0..mr {
                         let at = (m + r) * fi + p * NR;
                         for ((wv, vv), &d) in wb[at..at + nc]

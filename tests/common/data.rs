@@ -12,7 +12,7 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
     b
 }
 
-/// A learnable 10-class problem of 6×6 images (as tests/training.rs):
+/// A learnable 10-class problem of 6×6 images (shared by the training tests):
 /// class k lights up pixels congruent to k mod 10, with deterministic noise.
 pub fn write_dataset(dir: &Path, train: usize, test: usize) {
     std::fs::create_dir_all(dir).unwrap();

@@ -172,7 +172,12 @@ mod tests {
         assert_eq!(a[0], lo);
         assert!((a[96] - hi).abs() < 1e-12);
         // The first step is (hi − lo)·(1 − cos(π/96))/2 ≈ 1.5e-3 rad, 1/35 of the middle step.
-        assert!(a[1] - a[0] < 2e-3 && a[49] - a[48] > 0.03, "{} {}", a[1] - a[0], a[49] - a[48]);
+        assert!(
+            a[1] - a[0] < 2e-3 && a[49] - a[48] > 0.03,
+            "{} {}",
+            a[1] - a[0],
+            a[49] - a[48]
+        );
         assert!(a.windows(2).all(|w| w[0] < w[1]));
     }
 }

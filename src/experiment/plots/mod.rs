@@ -47,8 +47,9 @@ macro_rules! both {
         }
         if $png {
             let path = $stem.with_extension("png");
-            let root = $crate::experiment::plots::text::GlyphText::new(BitMapBackend::new(&path, $size))
-                .into_drawing_area();
+            let root =
+                $crate::experiment::plots::text::GlyphText::new(BitMapBackend::new(&path, $size))
+                    .into_drawing_area();
             root.fill(&WHITE).map_err(perr)?;
             $draw(&root, $args)?;
             root.present().map_err(perr)?;

@@ -333,7 +333,11 @@ mod tests {
         // An exponent with its decimals; a sentence's full stop ends it.
         assert_eq!(
             scripts("(N + 1)^1.8239."),
-            vec![(Normal, "(N + 1)".into()), (Super, "1.8239".into()), (Normal, ".".into())]
+            vec![
+                (Normal, "(N + 1)".into()),
+                (Super, "1.8239".into()),
+                (Normal, ".".into())
+            ]
         );
     }
 
@@ -378,6 +382,9 @@ mod tests {
         assert_eq!(runs.len(), 3, "{runs:?}");
         let before = runs[1].0 - runs[0].1;
         let after = runs[2].0 - runs[1].1;
-        assert!((before - after).abs() <= 1, "gaps {before} and {after}: {runs:?}");
+        assert!(
+            (before - after).abs() <= 1,
+            "gaps {before} and {after}: {runs:?}"
+        );
     }
 }
