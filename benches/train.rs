@@ -284,7 +284,7 @@ fn main() {
     let frac = |r: f64| peak.map_or("-".to_string(), |p| format!("{:.0}%", 100.0 * r / p));
     println!("rates: multiply-adds per CPU-second (per wall-second in brackets); % of one core's FMA peak");
     println!(
-        "{:>5} {:>3} {:>2} | {:>22} {:>22} {:>5} {:>5} | {:>9} {:>9} {:>9} {:>9}  {}",
+        "{:>5} {:>3} {:>2} | {:>22} {:>22} {:>5} {:>5} | {:>9} {:>9} {:>9} {:>9}  products as % of sim",
         "n",
         "B",
         "t",
@@ -296,7 +296,6 @@ fn main() {
         "in-grad",
         "w-upd",
         "sim",
-        "products as % of sim"
     );
     for &n in &widths {
         let s = spec(n, depth);

@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 
+pub mod predicted;
+
 /// A fitted empirical depth scale.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DepthScaleFit {

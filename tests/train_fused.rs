@@ -84,7 +84,13 @@ fn input_gradient_with_mask_equals_plain_loops() {
             let stride = pad_rows_cols(&g, fo, b, &mut gpad);
             let mut out = vec![f32::NAN; fi * b];
             // A mask that zeroes about a third of the elements.
-            let mask = |i: usize, j: usize| if (i * 7 + j) % 3 == 0 { 0.0 } else { 1.5 };
+            let mask = |i: usize, j: usize| {
+                if (i * 7 + j).is_multiple_of(3) {
+                    0.0
+                } else {
+                    1.5
+                }
+            };
             input_grad(kernel, &w, (fo, fi), &gpad, stride, b, &mut out, &mask);
             let exact: Vec<f64> = (0..fi * b)
                 .map(|e| {

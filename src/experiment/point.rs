@@ -2,6 +2,7 @@
 //! simulation beside the theory's depth curves, ξ_emp fitted per c⁰, the
 //! agreement scores, and the backward passes the config asks for.
 
+use crate::analysis::predicted::{predict_xi_emp, Experiment, XiPrediction, DEFAULT_REPLICATES};
 use crate::analysis::{checked_agreement, fit_depth_scale_networks};
 use crate::error::{Error, Result};
 use crate::experiment::config::{BackwardConfig, Config, InputChoice, RunPoint, SigmaW};
@@ -10,7 +11,8 @@ use crate::experiment::records::{
 };
 use crate::setup::{ActivationChoice, NetworkChoice, ResolvedNetwork};
 
-use crate::sim::{self, Backend, Control, Estimate, Inputs, SimSpec};
+use crate::sim::{self, Backend, Control, Estimate, Inputs, SimSpec, Weights};
+use crate::theory::finite_width::expand;
 use crate::theory::maps::CurvePoint;
 use std::sync::atomic::AtomicBool;
 
@@ -231,6 +233,11 @@ pub(crate) fn run_point(
         .iter()
         .filter_map(|f| f.fit)
         .max_by_key(|f| f.last_layer - f.first_layer);
+    let (xi_predicted, xi_predicted_note) =
+        match predicted_xi_emp(&r, &spec, &xi_fits, xi_emp, xi, cfg.seed() ^ p.index as u64) {
+            Ok(v) => (v, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     let (mut eq, mut tq, mut ec, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // The circle's zero offset is ĉ ≡ 1 by construction: nothing to compare.
     for c in curves.iter().filter(|c| c.angle != Some(0.0)) {
@@ -264,6 +271,8 @@ pub(crate) fn run_point(
         xi_theory: xi,
         xi_fits,
         xi_emp,
+        xi_predicted,
+        xi_predicted_note,
         agreement_q: checked_agreement(&eq, &tq, out.stats.samples),
         agreement_c: checked_agreement(&ec, &tc, out.stats.samples),
         wall_seconds: out.wall_seconds,
@@ -275,6 +284,42 @@ pub(crate) fn run_point(
         s.non_finite = non_finite(&s);
         s
     }))
+}
+
+/// The finite-width prediction of ξ_emp for the curve that gave `xi_emp`
+/// (analysis::predicted): `Ok(None)` without a ξ_emp, an error (kept as the
+/// point's note) where the expansion does not apply.
+fn predicted_xi_emp(
+    r: &ResolvedNetwork,
+    spec: &SimSpec,
+    fits: &[XiFit],
+    xi_emp: Option<crate::analysis::DepthScaleFit>,
+    xi: f64,
+    seed: u64,
+) -> Result<Option<XiPrediction>> {
+    let Some(emp) = xi_emp else {
+        return Ok(None);
+    };
+    if spec.weights != Weights::Gaussian {
+        return Err(Error::Numerical(format!(
+            "no predicted xi_emp: the finite-width expansion models Gaussian weights only, not {}",
+            spec.weights.name()
+        )));
+    }
+    let (Inputs::Pairs { pairs, .. }, Some(fit)) =
+        (&spec.inputs, fits.iter().find(|f| f.fit == Some(emp)))
+    else {
+        return Ok(None);
+    };
+    let expansion = expand(&r.network, r.q0, fit.c0, spec.depth)?;
+    let exp = Experiment {
+        width: spec.width,
+        pairs: *pairs,
+        networks: spec.samples,
+        replicates: DEFAULT_REPLICATES,
+        seed,
+    };
+    predict_xi_emp(&expansion, xi, &exp).map(Some)
 }
 
 /// The backward passes `bc` of a point with pair inputs `c0` simulated as

@@ -100,6 +100,14 @@ pub struct PointSummary {
     pub xi_fits: Vec<XiFit>,
     /// The fit over the widest window among `xi_fits`.
     pub xi_emp: Option<DepthScaleFit>,
+    /// The ξ_emp the finite-width theory predicts this experiment to
+    /// measure, for the c⁰ of `xi_emp` (Gaussian weights, quantized
+    /// activations; analysis::predicted).
+    #[serde(default)]
+    pub xi_predicted: Option<crate::analysis::predicted::XiPrediction>,
+    /// Why there is no prediction, when there is a ξ_emp but none.
+    #[serde(default)]
+    pub xi_predicted_note: Option<String>,
     /// Agreement of q̂ with the theory over every curve and layer.
     pub agreement_q: Agreement,
     /// Agreement of ĉ with the theory over every curve and layer.

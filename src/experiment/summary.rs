@@ -29,7 +29,7 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
     let mut notes: Vec<String> = Vec::new();
     let _ = writeln!(
         t,
-        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>6} {:>7} {:>7}",
+        "{:>4} {:<36} {:>9} {:>4} {:>9} {:>10} {:>26} {:>7} {:>6} {:>7} {:>7}",
         "#",
         "point",
         "sigma_w",
@@ -37,11 +37,13 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
         "c*",
         "xi_theory",
         "xi_emp ± SE [95% CI]",
+        "xi_pred",
         "covers",
         "rms z_c",
         "max z_c"
     );
     let mut methods = Vec::new();
+    let mut predicted = 0;
     for p in points {
         // Whether the 95 % interval of ξ_emp holds ξ_theory.
         let covers = match p.xi_emp {
@@ -73,9 +75,28 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
                 "- (see note)".into()
             }
         };
+        let pred = match (&p.xi_predicted, &p.xi_predicted_note) {
+            (Some(x), _) => {
+                predicted += 1;
+                if x.flagged_layers > 0 {
+                    notes.push(format!(
+                        "point {}: xi_pred: the 1/n expansion is flagged (eps > 0.1) in {} layer(s) of the fit window: not to be trusted there",
+                        p.index, x.flagged_layers
+                    ));
+                }
+                sig(x.xi_pred, 4)
+            }
+            (None, Some(why)) => {
+                if !notes.contains(why) {
+                    notes.push(why.clone());
+                }
+                "-".into()
+            }
+            (None, None) => "-".into(),
+        };
         let _ = writeln!(
             t,
-            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>6} {:>7.2} {:>7.2}",
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7} {:>6} {:>7.2} {:>7.2}",
             p.index,
             p.label,
             p.network.sigma_w,
@@ -83,6 +104,7 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
             p.c_star,
             sig(p.xi_theory, 4),
             xe,
+            pred,
             covers,
             p.agreement_c.rms_z,
             p.agreement_c.max_z
@@ -152,6 +174,14 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
             t,
             "nets: networks per point; covers: whether the 95% CI of xi_emp holds xi_theory\n\
              z scores: (simulation - theory)/SE per layer mapped from Student t (nets - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
+        );
+    }
+    if predicted > 0 {
+        let _ = writeln!(
+            t,
+            "xi_pred: the xi_emp the finite-width (1/n) theory predicts this experiment measures (same width, networks, pairs, depth and fit): \
+             the infinite-width transient in the fit window, the 1/n mean and the fit's bias on noisy data, by a Monte Carlo of the fit \
+             (summary.json: xi_predicted, with each part; docs/finite-width.md)"
         );
     }
     for n in notes {
