@@ -415,7 +415,8 @@ fn cancel_then_resume_and_a_damaged_checkpoint_restarts_the_point() {
     let root = temp("cancel");
     let data = root.join("data");
     write_dataset(&data, 600, 200);
-    let cfg = Config::from_toml(&config_text(&data, "")).unwrap();
+    // One network at a time, so that the cancel falls in a known point.
+    let cfg = Config::from_toml(&config_text(&data, "concurrent = 1")).unwrap();
     let reference = run(&cfg, &root.join("ref")).folder;
     // Step 173: epoch 4 (37 steps each), between the reports at 100 and 250.
     let dir = cancelled_at(&cfg, &root.join("a"), 173);
@@ -443,6 +444,33 @@ fn cancel_then_resume_and_a_damaged_checkpoint_restarts_the_point() {
         r.table
     );
     assert_same_results(&dir, &reference);
+
+    // Two networks at once: a cancel while both are in training leaves a
+    // checkpoint of each, and the resume (also two at once) ends as the
+    // one-at-a-time reference (training.csv byte for byte).
+    let cfg2 = Config::from_toml(&config_text(&data, "concurrent = 2")).unwrap();
+    let cancel = AtomicBool::new(false);
+    // The step bar follows the first worker (point 0 first).
+    let layers = |s: u64| {
+        if s == 173 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    };
+    let r = run_experiment(
+        &cfg2,
+        &root.join("c"),
+        &mut CpuBackend,
+        "",
+        &hooks_with(&cancel, &layers),
+    )
+    .unwrap();
+    assert!(!r.complete);
+    let dir = r.folder;
+    assert_eq!(checkpoints(&dir).len(), 2, "{:?}", checkpoints(&dir));
+    let r = resume(&dir);
+    assert!(r.complete && !r.table.contains("not used"), "{}", r.table);
+    let csv = |d: &Path| std::fs::read(d.join("training.csv")).unwrap();
+    assert!(csv(&dir) == csv(&reference), "training.csv differs");
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -514,5 +542,47 @@ fn training_shards_merge_to_the_unsharded_run() {
     let r = quantdepth::experiment::merge::merge(&merged, &dirs).unwrap();
     assert!(r.complete);
     assert_same_results(&merged, &reference);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Several networks at once (`training.concurrent`, each on one thread with
+/// its own backend) give the bits of one at a time: training.csv byte for
+/// byte, summary.json apart from timings and the backend's description,
+/// the plots. 3 workers for 4 points, so a worker takes a second point and
+/// they finish out of sweep order.
+#[test]
+fn concurrent_points_give_the_bits_of_one_at_a_time() {
+    let root = temp("concurrent");
+    let data = root.join("data");
+    write_dataset(&data, 600, 200);
+    let one = run(
+        &Config::from_toml(&config_text(&data, "concurrent = 1")).unwrap(),
+        &root.join("one"),
+    )
+    .folder;
+    let three = run(
+        &Config::from_toml(&config_text(&data, "concurrent = 3")).unwrap(),
+        &root.join("three"),
+    )
+    .folder;
+    let backend = |d: &Path| summary_without_timings(d)["backend"].clone();
+    assert!(
+        backend(&one).as_str().unwrap().ends_with(" threads)"),
+        "{}",
+        backend(&one)
+    );
+    assert_eq!(
+        backend(&three),
+        serde_json::json!("cpu (3 networks at once, one thread each)")
+    );
+    let without_backend = |d: &Path| {
+        let mut v = summary_without_timings(d);
+        v.as_object_mut().unwrap().remove("backend");
+        v
+    };
+    assert_eq!(without_backend(&one), without_backend(&three));
+    let csv = |d: &Path| std::fs::read(d.join("training.csv")).unwrap();
+    assert!(csv(&one) == csv(&three), "training.csv differs");
+    assert_eq!(Commit::read(&three).unwrap().points, vec![0, 1, 2, 3]);
     let _ = std::fs::remove_dir_all(&root);
 }

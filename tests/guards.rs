@@ -476,7 +476,8 @@ fn a_training_error_after_the_folder_exists_marks_it_failed() {
     let out = root.join("out");
     let cfg = Config::from_toml(&training_toml(
         &data,
-        "states = [4]\nwidth = 16\ndepth = [2, 3]\nsteps = [2]",
+        // One network at a time: the first to commit is point 0.
+        "states = [4]\nwidth = 16\ndepth = [2, 3]\nsteps = [2]\nconcurrent = 1",
     ))
     .unwrap();
     let block = |_: usize, _: usize, _: &str, _: u64| {

@@ -26,6 +26,7 @@
 //! eval_train = 2000         # training images evaluated for train_acc
 //! eval_test = 2000          # test images evaluated for test_acc
 //! checkpoint_seconds = 300  # a point's state saved every 300 s of training (and on a signal)
+//! concurrent = 2            # networks trained at once on the CPU, one thread each (default: auto)
 //! ```
 //!
 //! Output beside `config.toml` and `meta.json`: `training.csv` (one row per
@@ -53,6 +54,7 @@ pub mod curves;
 pub mod execute;
 pub mod folder;
 pub mod grid;
+pub mod parallel;
 pub mod plan;
 
 pub use analysis::{divergence, study, Settling, Slope, Study, TrainableDepth, TrainedPoint};
@@ -134,4 +136,8 @@ pub struct TrainingConfig {
     pub checkpoint_steps: Option<usize>,
     /// Keep each point's checkpoint after it completes (default false).
     pub keep_checkpoints: Option<bool>,
+    /// Networks trained at once on the CPU backend, each on one thread
+    /// (default: one per thread when every network is at most 1024 wide,
+    /// else 1; see [`parallel`]).
+    pub concurrent: Option<usize>,
 }

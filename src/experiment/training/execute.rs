@@ -16,6 +16,7 @@ use crate::experiment::session::{start_folder, timestamp};
 use crate::experiment::training::analysis::{divergence, study, table, Study, TrainedPoint};
 use crate::experiment::training::budget::plan_memory;
 use crate::experiment::training::checkpoint::{self, Identity, Policy, Saver};
+use crate::experiment::training::parallel::{concurrency, train_concurrently};
 use crate::experiment::training::plan::{plan, Plan, TrainPoint};
 use crate::train::data::Dataset;
 use crate::train::model::Params;
@@ -203,6 +204,8 @@ pub(crate) struct Prepared {
     pub(crate) eval_images: (usize, usize),
     pub(crate) policy: Policy,
     pub(crate) backend: Box<dyn TrainBackend>,
+    /// Networks trained at once (CPU: one thread each; see `parallel`).
+    pub(crate) concurrent: usize,
     /// The backend as summary.json describes it.
     pub(crate) desc: String,
     /// Which backend was taken, and why, and the memory plan.
@@ -266,7 +269,25 @@ pub(crate) fn prepare(cfg: &Config, backend: &str, cancel: &AtomicBool) -> Resul
         data_bytes,
         None,
     )?;
-    let note = format!("{note}\n{}", memory.describe());
+    let gpu = desc.starts_with("gpu");
+    let concurrent = concurrency(
+        cfg.training.as_ref().and_then(|t| t.concurrent),
+        gpu,
+        rayon::current_num_threads(),
+        resolved.iter().map(|r| r.spec.width).max().unwrap_or(0),
+        resolved.len(),
+        memory.largest.host,
+        memory.available_bytes,
+    )?;
+    let mut note = format!("{note}\n{}", memory.describe());
+    let mut desc = desc;
+    if concurrent > 1 {
+        desc = format!("cpu ({concurrent} networks at once, one thread each)");
+        let _ = write!(
+            note,
+            "\n{concurrent} networks trained at once, one thread each (training.concurrent)"
+        );
+    }
     Ok(Prepared {
         plan,
         data,
@@ -276,6 +297,7 @@ pub(crate) fn prepare(cfg: &Config, backend: &str, cancel: &AtomicBool) -> Resul
         eval_images,
         policy,
         backend,
+        concurrent,
         desc,
         note,
     })
@@ -408,8 +430,23 @@ pub(crate) fn train_points(
 ) -> Result<RunReport> {
     let mut notes = vec![prep.note.clone()];
     let mut cancelled = false;
+    let concurrent = prep.concurrent;
+    if concurrent > 1 {
+        let pending: Vec<&TrainPoint> = todo
+            .iter()
+            .filter(|p| !s.done.contains_key(&p.index))
+            .collect();
+        let (job, _) = Job::split(prep);
+        let kernel = crate::sim::gemm::Kernel::detect();
+        match train_concurrently(
+            &job, &mut s, &pending, concurrent, kernel, hooks, &mut notes,
+        ) {
+            Ok(stopped) => cancelled = stopped,
+            Err((point, e)) => return Err(s.fail(point, e)),
+        }
+    }
     for p in todo {
-        if s.done.contains_key(&p.index) {
+        if concurrent > 1 || s.done.contains_key(&p.index) {
             continue;
         }
         match train_one(prep, &mut s, p, hooks, &mut notes) {
@@ -461,26 +498,102 @@ fn train_one(
     hooks: &Hooks<'_>,
     notes: &mut Vec<String>,
 ) -> Result<bool> {
-    let plan = &prep.plan;
+    let (job, backend) = Job::split(prep);
+    let progress = |step: usize| (hooks.layers)(step as u64);
+    let (rec, mut warnings) = train_work(
+        &job,
+        &s.folder,
+        &s.commit.config_hash,
+        p,
+        backend,
+        hooks.point_started,
+        &progress,
+        hooks.cancel,
+    )?;
+    notes.append(&mut warnings);
+    match rec {
+        Some(rec) => {
+            commit_point(&job, s, p, rec)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// What every point of a run shares: the plan, the data and the protocol,
+/// without the backend (so that several workers can train at once, each
+/// with its own).
+pub(crate) struct Job<'a> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) data: &'a Dataset,
+    pub(crate) lengths: &'a [usize],
+    pub(crate) report_at: &'a [usize],
+    pub(crate) max_steps: usize,
+    pub(crate) eval_images: (usize, usize),
+    pub(crate) policy: Policy,
+    pub(crate) desc: &'a str,
+}
+
+impl<'a> Job<'a> {
+    /// The shared part of `prep` and its backend, borrowed side by side.
+    pub(crate) fn split(prep: &'a mut Prepared) -> (Self, &'a mut dyn TrainBackend) {
+        (
+            Job {
+                plan: &prep.plan,
+                data: &prep.data,
+                lengths: &prep.lengths,
+                report_at: &prep.report_at,
+                max_steps: prep.max_steps,
+                eval_images: prep.eval_images,
+                policy: prep.policy,
+                desc: &prep.desc,
+            },
+            prep.backend.as_mut(),
+        )
+    }
+
+    /// "cpu" or "gpu".
+    fn kind(&self) -> &str {
+        self.desc.split(' ').next().unwrap_or("cpu")
+    }
+}
+
+/// Trains point `p` on `backend` from its checkpoint in `folder` where
+/// usable (saving checkpoints there as it goes): its record, or `None` when
+/// cancelled part-way, with the warnings to show. Nothing else of the
+/// folder is touched, so that workers can run it side by side.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_work(
+    job: &Job<'_>,
+    folder: &Path,
+    config_hash: &str,
+    p: &TrainPoint,
+    backend: &mut dyn TrainBackend,
+    point_started: &(dyn Fn(usize, usize, &str, u64) + Sync),
+    progress: &dyn Fn(usize),
+    cancel: &AtomicBool,
+) -> Result<(Option<TrainRecord>, Vec<String>)> {
+    let plan = job.plan;
+    let mut notes = Vec::new();
     let (init, depth, lr) = plan.resolve(p)?;
-    let spec = plan.model(p, &init, depth, prep.data.train.dim);
+    let spec = plan.model(p, &init, depth, job.data.train.dim);
     spec.validate()?;
     let id = Identity {
-        config_hash: s.commit.config_hash.clone(),
+        config_hash: config_hash.to_string(),
         point: p.index,
         seed: p.seed,
-        backend: prep.kind().to_string(),
-        steps: prep.max_steps,
-        images: (prep.data.train.len(), prep.data.test.len()),
+        backend: job.kind().to_string(),
+        steps: job.max_steps,
+        images: (job.data.train.len(), job.data.test.len()),
     };
-    let start = match checkpoint::load(&s.folder, &id, &spec) {
+    let start = match checkpoint::load(folder, &id, &spec) {
         Ok(snap) => snap,
         Err(why) => {
             notes.push(format!(
                 "warning: the checkpoint of point {} is not used ({why}): the point restarted from its initialization",
                 p.index
             ));
-            checkpoint::remove(&s.folder, p.index)?;
+            checkpoint::remove(folder, p.index)?;
             None
         }
     };
@@ -497,13 +610,13 @@ fn train_one(
     if let Some(snap) = &start {
         let _ = write!(label, " (from its checkpoint at step {})", snap.step);
     }
-    (hooks.point_started)(p.index, plan.points.len(), &label, prep.max_steps as u64);
+    point_started(p.index, plan.points.len(), &label, job.max_steps as u64);
     let proto = Protocol {
         lr,
         momentum: plan.momentum,
         batch: plan.batch,
-        steps: prep.max_steps,
-        report_at: prep.report_at.clone(),
+        steps: job.max_steps,
+        report_at: job.report_at.to_vec(),
         eval_train: plan.eval_train,
         eval_test: plan.eval_test,
         eval_batch: plan.eval_batch,
@@ -512,50 +625,64 @@ fn train_one(
         Some(_) => Params::zeros(&spec),
         None => plan.params(&spec, &init, p.seed),
     };
-    let progress = |step: usize| (hooks.layers)(step as u64);
-    let mut saver = Saver::new(&s.folder, &id, &spec, prep.policy);
+    let mut saver = Saver::new(folder, &id, &spec, job.policy);
     let out = train_from(
-        prep.backend.as_mut(),
+        backend,
         &spec,
         &params,
-        &prep.data,
+        job.data,
         &proto,
         p.seed,
-        &progress,
-        hooks.cancel,
+        progress,
+        cancel,
         start.as_ref(),
         &mut saver,
     )?;
     if !out.complete {
-        return Ok(false);
+        return Ok((None, notes));
     }
-    let rec = TrainRecord {
-        config_hash: s.commit.config_hash.clone(),
-        index: p.index,
-        backend: prep.desc.clone(),
-        lengths: prep.lengths.clone(),
-        reports: out.reports,
-        train_seconds: out.train_seconds,
-        eval_seconds: out.eval_seconds,
-        train_macs: out.train_macs,
-        initial_loss: out.initial_loss,
-        eval_images: prep.eval_images,
-    };
+    Ok((
+        Some(TrainRecord {
+            config_hash: config_hash.to_string(),
+            index: p.index,
+            backend: job.desc.to_string(),
+            lengths: job.lengths.to_vec(),
+            reports: out.reports,
+            train_seconds: out.train_seconds,
+            eval_seconds: out.eval_seconds,
+            train_macs: out.train_macs,
+            initial_loss: out.initial_loss,
+            eval_images: job.eval_images,
+        }),
+        notes,
+    ))
+}
+
+/// Commits a trained point: its record, then training.csv and summary.json
+/// of every point held, then the commit record; its checkpoint removed
+/// unless kept.
+pub(crate) fn commit_point(
+    job: &Job<'_>,
+    s: &mut TrainSession,
+    p: &TrainPoint,
+    rec: TrainRecord,
+) -> Result<()> {
     folder::write_record(&s.folder, p.index, &rec)?;
-    s.done.insert(p.index, (trained_point(plan, p, &rec)?, rec));
+    s.done
+        .insert(p.index, (trained_point(job.plan, p, &rec)?, rec));
     write_results(
         &s.folder,
-        plan,
-        &prep.lengths,
-        prep.eval_images,
+        job.plan,
+        job.lengths,
+        job.eval_images,
         &s.points(),
-        &s.backends(&prep.desc),
+        &s.backends(job.desc),
     )?;
     s.record("running")?;
-    if !prep.policy.keep {
+    if !job.policy.keep {
         checkpoint::remove(&s.folder, p.index)?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Runs a training experiment into a new results folder under `out_root`.
