@@ -182,7 +182,20 @@ pub fn run(args: RunArgs) -> Result<()> {
         0,
         "point {msg} {bar:30} {pos}/{len} layers (ETA {eta})",
     ));
+    // Without a terminal (nohup, Slurm logs) the bars draw nothing: one
+    // plain line per point started instead, with the time since the start.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let clock = std::time::Instant::now();
     let started = |i: usize, total: usize, label: &str, layers: u64| {
+        if plain {
+            let s = clock.elapsed().as_secs();
+            eprintln!(
+                "[{:02}:{:02}:{:02}] point {i} of {total}: {label}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+        }
         overall.set_length(total as u64);
         overall.set_position(i as u64);
         current.set_message(format!("{i} {label}"));

@@ -30,6 +30,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod finite_width;
 pub mod folder;
 pub mod lock;
 pub mod merge;

@@ -238,6 +238,21 @@ pub(crate) fn run_point(
             Ok(v) => (v, None),
             Err(e) => (None, Some(e.to_string())),
         };
+    let pairs = match &spec.inputs {
+        Inputs::Pairs { pairs, .. } => *pairs,
+        Inputs::Circle { .. } => 1,
+    };
+    let (finite_width, fw_note) = match crate::experiment::finite_width::compare(
+        &r,
+        spec.weights,
+        p.width,
+        pairs,
+        &out.stats.pairs,
+    ) {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(format!("no finite-width comparison: {e}"))),
+    };
+    let xi_predicted_note = xi_predicted_note.or(fw_note);
     let (mut eq, mut tq, mut ec, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // The circle's zero offset is ĉ ≡ 1 by construction: nothing to compare.
     for c in curves.iter().filter(|c| c.angle != Some(0.0)) {
@@ -273,6 +288,7 @@ pub(crate) fn run_point(
         xi_emp,
         xi_predicted,
         xi_predicted_note,
+        finite_width,
         agreement_q: checked_agreement(&eq, &tq, out.stats.samples),
         agreement_c: checked_agreement(&ec, &tc, out.stats.samples),
         wall_seconds: out.wall_seconds,

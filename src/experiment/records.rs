@@ -108,6 +108,10 @@ pub struct PointSummary {
     /// Why there is no prediction, when there is a ξ_emp but none.
     #[serde(default)]
     pub xi_predicted_note: Option<String>,
+    /// Each pair curve beside the finite-width (1/n) theory (Gaussian
+    /// weights, quantized activations; experiment::finite_width).
+    #[serde(default)]
+    pub finite_width: Vec<crate::experiment::finite_width::FiniteWidthCurve>,
     /// Agreement of q̂ with the theory over every curve and layer.
     pub agreement_q: Agreement,
     /// Agreement of ĉ with the theory over every curve and layer.

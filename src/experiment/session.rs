@@ -99,7 +99,8 @@ impl<'a> Session<'a> {
         if self.plots {
             let png = self.png;
             folder::write_plots(&self.folder, |stage| {
-                plots::simulation::scaling_plots(stage, png, &sc, &points)
+                plots::simulation::scaling_plots(stage, png, &sc, &points)?;
+                plots::finite_width::finite_width_plots(stage, png, &points)
             })?;
         }
         self.commit(status)?;

@@ -176,6 +176,27 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
              z scores: (simulation - theory)/SE per layer mapped from Student t (nets - 1 df) to the normal deviate of equal tail probability; rms z ≈ 1 when the theory holds"
         );
     }
+    let fw: Vec<&crate::experiment::finite_width::FiniteWidthCurve> = points
+        .iter()
+        .flat_map(|p| &p.finite_width)
+        .filter(|c| c.layers_scored > 0)
+        .collect();
+    if !fw.is_empty() {
+        let range = |f: &dyn Fn(&crate::experiment::finite_width::FiniteWidthCurve) -> f64| {
+            let lo = fw.iter().map(|c| f(c)).fold(f64::INFINITY, f64::min);
+            let hi = fw.iter().map(|c| f(c)).fold(f64::NEG_INFINITY, f64::max);
+            format!("{}–{}", sig(lo, 3), sig(hi, 3))
+        };
+        let _ = writeln!(
+            t,
+            "finite width: mean z² of ĉ per layer against the 1/n-corrected means {} over {} curve(s) (against infinite width {}); \
+             per curve in summary.json (finite_width), plots finite-width-*; \
+             a curve's layers are correlated, so its mean z² scatters more like one χ²₁ than like a mean of many",
+            range(&|c| c.mean_z2_corrected),
+            fw.len(),
+            range(&|c| c.mean_z2_infinite)
+        );
+    }
     if predicted > 0 {
         let _ = writeln!(
             t,

@@ -59,6 +59,7 @@ macro_rules! both {
 }
 
 mod axis;
+pub mod finite_width;
 pub mod simulation;
 mod text;
 pub mod trainability;
