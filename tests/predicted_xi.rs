@@ -224,3 +224,55 @@ png = false
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `theory finite-width --networks E` prints the predicted ξ_emp of that
+/// experiment: at the setting of the coverage test above, 8.065 (the
+/// Monte Carlo's own SE is 0.004, so ±0.02 is 5 SE) with the 76 % coverage
+/// of ξ; JSON carries the same under `xi_emp_predicted`; 2 networks are
+/// refused with the reason.
+#[test]
+fn command_line_predicts_the_xi_emp_of_an_experiment() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "theory",
+            "finite-width",
+            "--states",
+            "4",
+            "--c0",
+            "0.95",
+            "--depth",
+            "32",
+            "--width",
+            "256",
+            "--pairs",
+            "16",
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_quantdepth"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--networks", "128"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("# predicted xi_emp of 128 networks x 16 pair(s)"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let value: f64 = line
+        .split("): ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((value - 8.065).abs() < 0.02, "{line}");
+    let out = run(&["--networks", "128", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["widths"][0]["xi_emp_predicted"];
+    assert!((p["xi_pred"].as_f64().unwrap() - value).abs() < 1e-3, "{p}");
+    let out = run(&["--networks", "2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 3 networks"), "{err}");
+}

@@ -6,6 +6,7 @@ use super::{parse_count, print_network, NetArgs};
 use crate::outln;
 use anyhow::{Context, Result};
 use clap::Args;
+use quantdepth::analysis::predicted::{predict_xi_emp, Experiment, XiPrediction};
 use quantdepth::setup::parse_int_spec;
 use quantdepth::theory::backward::{unit_slope, Ste};
 use quantdepth::theory::finite_width::ste::ste_norm_ratio;
@@ -38,7 +39,9 @@ the simulator's input (an orthonormal pair scaled to exact second moments,
 measured exactly); q̂ is the average of the pair's two q̂, as `simulate`
 reports it. Pairs in one network are correlated at O(1/n²), so the average
 of P pairs has variance (v/(nP))(1 + κP/n) with κ of order 1; the table
-keeps v/(nP), a statement about P ≪ n. Refused: continuous activations,
+keeps v/(nP), a statement about P ≪ n. With --networks E: the ξ_emp that `run`'s fit returns for E networks at each
+width, by a Monte Carlo of that fit on the predicted means and cross-layer
+covariance (docs/finite-width.md, section Predicted ξ_emp). Refused: continuous activations,
 |c0| = 1, Rademacher or Hadamard weights (Gaussian weights only), widths
 below 8. Derivation and limits: docs/finite-width.md.")]
 pub struct FiniteWidthArgs {
@@ -75,6 +78,11 @@ pub struct FiniteWidthArgs {
         allow_negative_numbers = true
     )]
     ste_slope: Option<f64>,
+    /// Also predict the ξ_emp that an experiment of E networks (each
+    /// averaging --pairs pairs) at each width measures with `run`'s fit:
+    /// transient, 1/n mean and the fit's bias (a Monte Carlo of the fit).
+    #[arg(long, value_name = "E", value_parser = parse_count, allow_negative_numbers = true)]
+    networks: Option<usize>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -136,7 +144,24 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
     };
     let mut per_width = Vec::with_capacity(widths.len());
     let mut warnings = Vec::new();
+    let predict_at = |n: usize| -> Result<Option<XiPrediction>> {
+        let Some(networks) = a.networks else {
+            return Ok(None);
+        };
+        let exp = Experiment {
+            width: n,
+            pairs: a.pairs,
+            networks,
+            replicates: 1000,
+            seed: 1,
+        };
+        Ok(Some(predict_xi_emp(&e, xi, &exp).with_context(|| {
+            format!("the predicted xi_emp at n = {n}, {networks} networks")
+        })?))
+    };
+    let mut predictions = Vec::new();
     for &n in &widths {
+        predictions.push(predict_at(n)?);
         let layers = e.at_width(n, a.pairs)?;
         if a.pairs * 10 > n {
             warnings.push(format!(
@@ -150,13 +175,14 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
     if a.json {
         let widths: Vec<_> = per_width
             .iter()
-            .map(|(n, layers)| {
+            .zip(&predictions)
+            .map(|((n, layers), pred)| {
                 let flagged: Vec<usize> = layers
                     .iter()
                     .filter(|l| l.flagged)
                     .map(|l| l.layer)
                     .collect();
-                json!({"width": n, "flagged_layers": flagged, "ste_norm_ratio": ste_at(*n), "layers": layers})
+                json!({"width": n, "flagged_layers": flagged, "ste_norm_ratio": ste_at(*n), "xi_emp_predicted": pred, "layers": layers})
             })
             .collect();
         let out = json!({
@@ -186,7 +212,7 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
     for w in &warnings {
         outln!("# warning: {w}");
     }
-    for (n, layers) in &per_width {
+    for ((n, layers), pred) in per_width.iter().zip(&predictions) {
         outln!("\n# width n = {n}");
         outln!(
             "{:>5} {:>12} {:>12} {:>9} {:>10} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8}",
@@ -230,6 +256,21 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
                 s.first_order(*n),
                 s.lognormal(*n),
                 (a.depth * a.depth) as f64 / *n as f64
+            );
+        }
+        if let Some(p) = pred {
+            outln!(
+                "# predicted xi_emp of {} networks x {} pair(s) (run's fit; Monte Carlo of {} experiments): {:.4} ± {:.4} \
+                 (one experiment's SD {:.4}): transient {:.4}, + 1/n mean {:.4}, + fit bias; its 95% interval covers xi_c in {:.0}% of experiments",
+                a.networks.unwrap_or(0),
+                a.pairs,
+                p.replicates,
+                p.xi_pred,
+                p.xi_pred_se,
+                p.xi_sd,
+                p.xi_transient,
+                p.xi_mean,
+                100.0 * p.mc_covers_theory
             );
         }
         let flagged = layers.iter().filter(|l| l.flagged).count();
