@@ -56,6 +56,7 @@ pub mod folder;
 pub mod grid;
 pub mod parallel;
 pub mod plan;
+pub mod points;
 
 pub use analysis::{divergence, study, Settling, Slope, Study, TrainableDepth, TrainedPoint};
 pub use cost::sweep_costs;

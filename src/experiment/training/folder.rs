@@ -12,10 +12,9 @@ use crate::experiment::session::{new_session_in, read_folder};
 use crate::experiment::shard::{create_folder, shard_points, Shard, ShardFile, SHARD_FILE};
 use crate::experiment::training::checkpoint;
 use crate::experiment::training::cost::sweep_costs;
-use crate::experiment::training::execute::{
-    prepare, train_points, trained_point, TrainRecord, TrainSession,
-};
+use crate::experiment::training::execute::{prepare, train_points};
 use crate::experiment::training::plan::{plan, Plan, TrainPoint};
+use crate::experiment::training::points::{trained_point, TrainRecord, TrainSession};
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -9,20 +9,21 @@
 //! do not depend on which worker trained it nor on the thread count (each
 //! product's element is one k-ordered sum whichever thread computes it:
 //! tests/train_fused.rs), so the files equal a one-at-a-time run's
-//! (tests/checkpoint.rs). Checkpoints, Ctrl-C and errors work as for one
-//! point at a time: a stop reaches every worker, and each saves its point's
-//! checkpoint where it stopped.
+//! (tests/checkpoint.rs). Checkpoints and Ctrl-C work as for one point at a
+//! time: the cancel flag reaches every worker at once, and each saves its
+//! point's checkpoint where it stopped. After an error no worker takes a
+//! new point; the points in training finish (they are not committed: the
+//! folder is marked failed, and a resume trains them again).
 
 use crate::error::{Error, Result};
 use crate::experiment::records::Hooks;
-use crate::experiment::training::execute::{
+use crate::experiment::training::plan::TrainPoint;
+use crate::experiment::training::points::{
     commit_point, train_work, Job, TrainRecord, TrainSession,
 };
-use crate::experiment::training::plan::TrainPoint;
 use crate::train::CpuTrainBackend;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
 
 /// The widest network for which `concurrent` defaults to one network per
 /// thread; wider ones default to one at a time with every thread on its
@@ -87,7 +88,8 @@ type Done = (usize, Result<(Option<TrainRecord>, Vec<String>)>);
 /// Trains `pending` with `workers` workers (each one thread, its own CPU
 /// backend running `kernel`) and commits each finished point to `s`.
 /// Returns whether the run was stopped (Ctrl-C) before every point
-/// finished; an error (with the point it came from) stops every worker.
+/// finished; after an error (returned with the point it came from) no
+/// worker takes another point.
 pub(crate) fn train_concurrently(
     job: &Job<'_>,
     s: &mut TrainSession,
@@ -126,7 +128,7 @@ pub(crate) fn train_concurrently(
                         (hooks.layers)(step as u64)
                     }
                 };
-                while !stop.load(Ordering::SeqCst) {
+                while !stop.load(Ordering::SeqCst) && !hooks.cancel.load(Ordering::SeqCst) {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(p) = pending.get(i) else { break };
                     let r = pool.install(|| {
@@ -138,7 +140,7 @@ pub(crate) fn train_concurrently(
                             &mut backend,
                             hooks.point_started,
                             &progress,
-                            stop,
+                            hooks.cancel,
                         )
                     });
                     let halted = !matches!(r, Ok((Some(_), _)));
@@ -150,14 +152,7 @@ pub(crate) fn train_concurrently(
         }
         drop(tx);
         loop {
-            if hooks.cancel.load(Ordering::SeqCst) {
-                stop.store(true, Ordering::SeqCst);
-            }
-            let (i, r) = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(v) => v,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
+            let Ok((i, r)) = rx.recv() else { break };
             let point = pending.get(i).map(|p| p.index);
             match r {
                 Ok((Some(rec), mut w)) => {
