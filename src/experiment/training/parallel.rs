@@ -151,8 +151,7 @@ pub(crate) fn train_concurrently(
             });
         }
         drop(tx);
-        loop {
-            let Ok((i, r)) = rx.recv() else { break };
+        while let Ok((i, r)) = rx.recv() {
             let point = pending.get(i).map(|p| p.index);
             match r {
                 Ok((Some(rec), mut w)) => {
