@@ -274,5 +274,8 @@ fn command_line_predicts_the_xi_emp_of_an_experiment() {
     let out = run(&["--networks", "2"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("at least 3 networks"), "{err}");
+    assert!(
+        err.contains("--networks") && err.contains("needs at least 3"),
+        "{err}"
+    );
 }

@@ -39,11 +39,15 @@ the simulator's input (an orthonormal pair scaled to exact second moments,
 measured exactly); q̂ is the average of the pair's two q̂, as `simulate`
 reports it. Pairs in one network are correlated at O(1/n²), so the average
 of P pairs has variance (v/(nP))(1 + κP/n) with κ of order 1; the table
-keeps v/(nP), a statement about P ≪ n. With --networks E: the ξ_emp that `run`'s fit returns for E networks at each
+keeps v/(nP), a statement about P ≪ n.
+
+With --networks E: the ξ_emp that `run`'s fit returns for E networks at each
 width, by a Monte Carlo of that fit on the predicted means and cross-layer
-covariance (docs/finite-width.md, section Predicted ξ_emp). Refused: continuous activations,
-|c0| = 1, Rademacher or Hadamard weights (Gaussian weights only), widths
-below 8. Derivation and limits: docs/finite-width.md.")]
+covariance (docs/finite-width.md, section Predicted ξ_emp).
+
+Refused: continuous activations, |c0| = 1, Rademacher or Hadamard weights
+(Gaussian weights only), widths below 8, fewer than 3 networks. Derivation
+and limits: docs/finite-width.md.")]
 pub struct FiniteWidthArgs {
     #[command(flatten)]
     net: NetArgs,
@@ -81,11 +85,24 @@ pub struct FiniteWidthArgs {
     /// Also predict the ξ_emp that an experiment of E networks (each
     /// averaging --pairs pairs) at each width measures with `run`'s fit:
     /// transient, 1/n mean and the fit's bias (a Monte Carlo of the fit).
-    #[arg(long, value_name = "E", value_parser = parse_count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "E", value_parser = parse_networks, allow_negative_numbers = true)]
     networks: Option<usize>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+/// `--networks E`: a count of at least 3 (the fit's jackknife needs 3).
+fn parse_networks(s: &str) -> std::result::Result<usize, String> {
+    match parse_count(s) {
+        Ok(e) if e >= 3 => Ok(e),
+        Ok(e) => Err(format!(
+            "{e} networks: the prediction mirrors run's jackknife fit, which needs at least 3"
+        )),
+        Err(_) => Err(format!(
+            "{s} is not a whole number of at least 3 (e.g. 16 or 1e3)"
+        )),
+    }
 }
 
 /// Runs `theory finite-width`.
@@ -156,7 +173,7 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
             seed: 1,
         };
         Ok(Some(predict_xi_emp(&e, xi, &exp).with_context(|| {
-            format!("the predicted xi_emp at n = {n}, {networks} networks")
+            format!("--networks {networks}: no predicted xi_emp at n = {n}")
         })?))
     };
     let mut predictions = Vec::new();
@@ -261,7 +278,7 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
         if let Some(p) = pred {
             outln!(
                 "# predicted xi_emp of {} networks x {} pair(s) (run's fit; Monte Carlo of {} experiments): {:.4} ± {:.4} \
-                 (one experiment's SD {:.4}): transient {:.4}, + 1/n mean {:.4}, + fit bias; its 95% interval covers xi_c in {:.0}% of experiments",
+                 (one experiment's SD {:.4}) = transient {:.4}, then + 1/n mean {:.4}, then + the fit's bias; its 95% interval covers xi_c in {:.0}% of experiments",
                 a.networks.unwrap_or(0),
                 a.pairs,
                 p.replicates,

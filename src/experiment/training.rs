@@ -26,7 +26,7 @@
 //! eval_train = 2000         # training images evaluated for train_acc
 //! eval_test = 2000          # test images evaluated for test_acc
 //! checkpoint_seconds = 300  # a point's state saved every 300 s of training (and on a signal)
-//! concurrent = 2            # networks trained at once on the CPU, one thread each (default: auto)
+//! concurrent = 2            # networks trained at once on the CPU, one thread each (leave out: one per thread up to width 1024)
 //! ```
 //!
 //! Output beside `config.toml` and `meta.json`: `training.csv` (one row per

@@ -58,7 +58,9 @@ pub(crate) fn finite_width_plots(stage: &Path, png: bool, points: &[PointSummary
                         .filter(|l| !l.flagged)
                         .map(|l| {
                             let (y, se, _) = pick(l);
-                            (l.layer as f64, y, se)
+                            // Side by side within a layer, so that no width hides another.
+                            let dx = 0.5 * (i as f64 + 0.5) / n_widths as f64 - 0.25;
+                            (l.layer as f64 + dx, y, se)
                         })
                         .collect(),
                     line: Vec::new(),
