@@ -117,7 +117,8 @@ fn interval_covers_the_predicted_xi_emp_where_it_misses_xi() {
 /// transient stays (ξ_transient > ξ: at c⁰ = 0.95 for N = 4 the window
 /// starts where |c^l − c*| still shrinks more slowly than χ^l, the
 /// quickstart's +2.2 %); one seed gives the same bits twice; fewer than 3
-/// networks (no jackknife) are refused.
+/// networks (no jackknife) and a Monte Carlo of more than 1500 layers are
+/// refused.
 #[test]
 fn parts_and_refusals() {
     let (r, xi) = network(4);
@@ -145,6 +146,14 @@ fn parts_and_refusals() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("at least 3 networks"), "{e}");
+    // A window of thousands of layers (N = 32 at a width where the noise
+    // floor is far away) is refused, not drawn as an L × L covariance.
+    let (r32, xi32) = network(32);
+    let deep = expand(&r32.network, r32.q0, 0.6, 3000).unwrap();
+    let e = predict_xi_emp(&deep, xi32, &exp(100_000_000, 8))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 1500"), "{e} (xi = {xi32})");
 }
 
 /// A run beside the 1/n theory (experiment::finite_width): N = 16 at

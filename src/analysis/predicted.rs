@@ -32,6 +32,11 @@ use rand_distr::{Distribution, StandardNormal};
 /// Monte Carlo experiments per prediction in a run.
 pub const DEFAULT_REPLICATES: usize = 200;
 
+/// Most layers a Monte Carlo experiment draws: the layer covariance and its
+/// factor are L × L (O(L²) memory, O(L³) time), so deeper windows are
+/// refused with the reason rather than taking minutes and gigabytes.
+pub const MAX_MC_LAYERS: usize = 1500;
+
 /// What a width-n experiment with E networks × P pairs should measure.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XiPrediction {
@@ -118,9 +123,19 @@ pub fn predict_xi_emp(expansion: &Expansion, xi: f64, exp: &Experiment) -> Resul
         .filter(|r| r.flagged)
         .count();
 
-    let chol = cholesky(&layer_covariance(expansion, exp.width, exp.pairs));
+    // The fit never looks past the noise floor: the simulated experiments
+    // draw layers up to twice the mean curve's window end (their own windows
+    // end near it), not the whole network.
+    let layers = (2 * mean_fit.last_layer + 10).min(rows.len());
+    if layers > MAX_MC_LAYERS {
+        return Err(Error::TooLarge(format!(
+            "no predicted xi_emp: the fit window reaches layer {}, and its Monte Carlo would draw \
+             {layers} correlated layers (at most {MAX_MC_LAYERS}: the layer covariance is L × L)",
+            mean_fit.last_layer
+        )));
+    }
+    let chol = cholesky(&layer_covariance(expansion, layers, exp.width, exp.pairs));
     let mut rng = StdRng::seed_from_u64(exp.seed);
-    let layers = rows.len();
     let mut slopes = Vec::with_capacity(exp.replicates);
     let mut intervals = Vec::with_capacity(exp.replicates);
     let mut z = vec![0.0; layers];
@@ -175,11 +190,16 @@ pub fn predict_xi_emp(expansion: &Expansion, xi: f64, exp: &Experiment) -> Resul
     })
 }
 
-/// Cov(ĉ^l, ĉ^{l'}) of one network's P-pair average, layers 0..=L:
+/// Cov(ĉ^l, ĉ^{l'}) of one network's P-pair average, the first `layers` layers:
 /// (1/(nP))·∇c^{l'}ᵀ J^{l'−1}⋯J^l Σ^l ∇c^l, built column by column by
 /// propagating Σ^l with J (O(L²) 3×3 products).
-fn layer_covariance(expansion: &Expansion, width: usize, pairs: usize) -> Vec<Vec<f64>> {
-    let ls = &expansion.layers;
+fn layer_covariance(
+    expansion: &Expansion,
+    layers: usize,
+    width: usize,
+    pairs: usize,
+) -> Vec<Vec<f64>> {
+    let ls = &expansion.layers[..layers];
     let scale = 1.0 / (width as f64 * pairs as f64);
     let mut cov = vec![vec![0.0; ls.len()]; ls.len()];
     for l in 0..ls.len() {
