@@ -25,8 +25,11 @@ mod common;
 /// threads otherwise; their jobs would also compete for the same cores).
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Six points (N = 2, 4, 6 × widths 64, 96), about 0.2–0.7 s each on two
-/// cores: long enough that a task can be cancelled between its two points.
+/// Six points (N = 2, 4, 6 × widths 64, 96), about 2–3 s of simulation each
+/// on one core of a 2-core VM: the kill of part 2 must land while shard 2
+/// runs its second point, after seeing its first committed. (At 300
+/// networks, 0.2–0.3 s a point, the kill came too late on a loaded CI
+/// machine: the second point finished between the poll and `scancel`.)
 /// (Even N: no zero level, so no network's signal can vanish at this width.)
 const SWEEP: &str = r#"
 name = "slurmtest"
@@ -37,7 +40,7 @@ backend = "cpu"
 activation = "uniform"
 sigma_w = "opt"
 depth = 16
-samples = 300
+samples = 3000
 
 [inputs]
 kind = "pairs"
