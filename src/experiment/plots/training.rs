@@ -76,7 +76,7 @@ pub fn heatmap(
     guides: &[Guide],
 ) -> Result<()> {
     let args = (title, xlabel, cells, guides);
-    both!(stem, (900, 620), png, draw_heatmap, args)
+    both!(stem, (960, 620), png, draw_heatmap, args)
 }
 
 fn draw_heatmap<DB: DrawingBackend>(
@@ -90,6 +90,11 @@ where
         return Ok(());
     }
     let (main, bar) = root.split_horizontally(800);
+    let styles = [
+        RGBColor(0, 170, 255),
+        RGBColor(255, 80, 80),
+        RGBColor(255, 160, 0),
+    ];
     let mut xs: Vec<f64> = cells.iter().map(|c| c.x).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
@@ -102,12 +107,25 @@ where
     let dmax = cells.iter().map(|c| c.depth).max().unwrap_or(2) as f64;
     let (ylo, yhi) = (dmin / 1.3, dmax * 1.3);
     let (xlo, xhi) = (xs[0] - half / 0.9, xs[xs.len() - 1] + half / 0.9);
+    // The depth axis is labelled at the grid's own depths (the rows), not
+    // at round numbers between them, thinned where rows are closer than a
+    // label's height (≈ 16 px of a plot ≈ 520 px tall).
+    let mut depths: Vec<usize> = cells.iter().map(|c| c.depth).collect();
+    depths.sort_unstable();
+    depths.dedup();
+    let min_step = (yhi / ylo).ln() * 16.0 / 520.0;
+    let mut ticks: Vec<f64> = Vec::new();
+    for d in depths.iter().map(|&d| d as f64) {
+        if ticks.last().is_none_or(|&t| (d / t).ln() >= min_step) {
+            ticks.push(d);
+        }
+    }
     let mut chart = ChartBuilder::on(&main)
         .caption(title, ("sans-serif", 17))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(xlo..xhi, (ylo..yhi).log_scale())
+        .build_cartesian_2d(xlo..xhi, (ylo..yhi).log_scale().with_key_points(ticks))
         .map_err(perr)?;
     let integer_x = xs.iter().all(|x| x.fract() == 0.0);
     chart
@@ -156,12 +174,8 @@ where
         }
     }
     // Guide curves: colours that show on the dark and light cells and on the
-    // white background between columns.
-    let styles = [
-        RGBColor(0, 170, 255),
-        RGBColor(255, 80, 80),
-        RGBColor(255, 160, 0),
-    ];
+    // white background between columns. Their legend is beside the colour
+    // bar, outside the cells (inside the plot it hid a corner's values).
     for (k, g) in guides.iter().enumerate() {
         let col = styles[k % styles.len()];
         chart
@@ -169,9 +183,7 @@ where
                 g.points.iter().map(|&(x, y)| (x, y.clamp(ylo, yhi))),
                 col.stroke_width(2),
             ))
-            .map_err(perr)?
-            .label(g.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], col.stroke_width(2)));
+            .map_err(perr)?;
     }
     // Values last, each on a patch of its cell's colour: a curve passes
     // under the value, never through it.
@@ -190,18 +202,18 @@ where
             ))
             .map_err(perr)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(RGBColor(220, 220, 220).mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(perr)?;
-    // Colour bar.
+    // Colour bar over the upper part of the panel, the guides' legend below.
     let (_, h) = bar.dim_in_pixel();
     let top = 60i32;
-    let bottom = h as i32 - 60;
+    let bottom = (h as i32 * 3) / 5;
+    for (k, g) in guides.iter().enumerate() {
+        let col = styles[k % styles.len()];
+        let y = bottom + 50 + 22 * k as i32;
+        bar.draw(&PathElement::new([(8, y), (30, y)], col.stroke_width(3)))
+            .map_err(perr)?;
+        bar.draw(&Text::new(g.label.clone(), (36, y - 7), ("sans-serif", 13)))
+            .map_err(perr)?;
+    }
     for y in top..bottom {
         let t = (bottom - y) as f64 / (bottom - top) as f64;
         bar.draw(&Rectangle::new([(20, y), (45, y + 1)], cmap(t).filled()))
