@@ -9,11 +9,13 @@
 //! each fused product alone on an n × n layer beside the simulator's packed
 //! product (`sim::gemm::product`, weights already in panels) at the same n
 //! and B; and the core's FMA peak from a probe (12 independent chains of
-//! 8-wide FMAs). Rates are per CPU-second of the process (the machine may be
+//! 8-wide FMAs). On a GPU (a hardware one, or any with `--gpu-software 1`):
+//! the step with the default product tiles and with each tile variant
+//! forced (`train::gpu::Tile`), wall time to completion. Rates are per CPU-second of the process (the machine may be
 //! shared: wall time swings with load; CPU time does not count the time
 //! other processes take), with the wall-clock rate beside them.
 //!
-//!     cargo bench --bench train [-- --widths 512,2048 --batch 32 --depth 16 --threads 1,2]
+//!     cargo bench --bench train [-- --widths 512,2048 --batch 32 --depth 16 --threads 1,2 --gpu-software 0]
 
 use quantdepth::rng::Stream;
 use quantdepth::sim::gemm::{self as simgemm, Kernel, PackedActs, MR};
@@ -22,7 +24,7 @@ use quantdepth::train::cpu::Trainer;
 use quantdepth::train::gemm::{
     forward, input_grad, pack_columns, pack_transposed, pad_rows_cols, weight_update,
 };
-use quantdepth::train::gpu::GpuTrainBackend;
+use quantdepth::train::gpu::{GpuTrainBackend, Tile};
 use quantdepth::train::model::{theory_init, ModelSpec, Params, Phi, Preset};
 use quantdepth::train::{CpuTrainBackend, TrainBackend};
 use std::time::Instant;
@@ -318,15 +320,62 @@ fn main() {
             );
         }
     }
-    if let Ok(mut gpu) = GpuTrainBackend::new(AdapterPolicy::HardwareOnly) {
+    // The GPU: the default tiles (by each product's shape) and each tile
+    // variant forced on every product; `--gpu-software 1` also times a
+    // software adapter (lavapipe: a check that the path runs, not a GPU figure).
+    let policy = if arg("--gpu-software", "0") == "1" {
+        AdapterPolicy::PreferHardware
+    } else {
+        AdapterPolicy::HardwareOnly
+    };
+    if let Ok(mut gpu) = GpuTrainBackend::new(policy) {
         println!("GPU: {}", gpu.context().describe());
+        println!("    n   B tile     step MAC/s (wall, synchronized)");
         for &n in &widths {
             let s = spec(n, depth);
-            let steps = steps_for(s.step_macs() * batch as f64) * 10;
-            let r = train_rate(&mut gpu, &s, batch, steps);
-            println!("{n:>5} {batch:>3} gpu step {:.3e} MAC/s (wall)", r.wall);
+            let steps = steps_for(s.step_macs() * batch as f64);
+            let tiles = std::iter::once(None).chain(Tile::ALL.map(Some));
+            for tile in tiles {
+                gpu.set_tile(tile);
+                let r = gpu_rate(&mut gpu, &s, batch, steps);
+                let name = tile.map_or("default".to_string(), Tile::name);
+                println!("{n:>5} {batch:>3} {name:<8} {:.3e}", r.wall);
+            }
         }
     } else {
-        println!("GPU: no hardware adapter");
+        println!("GPU: no hardware adapter (--gpu-software 1 takes a software one)");
+    }
+}
+
+/// Training steps on the GPU, timed to completion: each timed run ends with
+/// a read-back of the loss (which waits for every step submitted), so the
+/// rate is of work done, not of submissions queued.
+fn gpu_rate(gpu: &mut GpuTrainBackend, spec: &ModelSpec, batch: usize, steps: usize) -> Rate {
+    let p = Params::init(spec, 1);
+    gpu.load(spec, &p).expect("load");
+    let mut x = vec![0f32; spec.input_dim * batch];
+    Stream::new(5, 0).fill_row(0, 0, &mut x);
+    let y: Vec<u8> = (0..batch).map(|j| (j % 10) as u8).collect();
+    let mut run = |k: usize| {
+        for _ in 0..k {
+            gpu.step(&x, &y, 1e-3, 0.5).expect("step");
+        }
+        gpu.take_loss().expect("sync");
+    };
+    run(2);
+    // Enough steps for ~0.2 s at the first estimate's rate.
+    let t = Instant::now();
+    run(steps.max(1));
+    let per = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let iters = ((0.2 / per.max(1e-9)) as usize).clamp(1, 10_000);
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        run(iters);
+        best = best.max(spec.step_macs() * batch as f64 * iters as f64 / t.elapsed().as_secs_f64());
+    }
+    Rate {
+        cpu: f64::NAN,
+        wall: best,
     }
 }

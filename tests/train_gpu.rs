@@ -6,7 +6,7 @@
 use quantdepth::rng::Stream;
 use quantdepth::sim::gpu::AdapterPolicy;
 use quantdepth::train::cpu::{gemm, Trainer};
-use quantdepth::train::gpu::{shaders, GpuTrainBackend};
+use quantdepth::train::gpu::{shaders, GpuTrainBackend, Tile};
 use quantdepth::train::model::{theory_init, ModelSpec, Params, Phi, Preset};
 use quantdepth::train::{CpuTrainBackend, TrainBackend};
 
@@ -23,13 +23,18 @@ fn backend() -> Option<GpuTrainBackend> {
 
 #[test]
 fn every_training_wgsl_file_validates_with_naga() {
-    for (name, src) in [
-        ("train_forward.wgsl", shaders::product(shaders::FORWARD)),
-        ("train_backward.wgsl", shaders::product(shaders::BACKWARD)),
-        ("train_update.wgsl", shaders::product(shaders::UPDATE)),
-        ("train_loss.wgsl", shaders::loss()),
-    ] {
-        common::validate(name, &src);
+    common::validate("train_loss.wgsl", &shaders::loss());
+    for tile in Tile::ALL {
+        for (name, kernel) in [
+            ("train_forward.wgsl", shaders::FORWARD),
+            ("train_backward.wgsl", shaders::BACKWARD),
+            ("train_update.wgsl", shaders::UPDATE),
+        ] {
+            common::validate(
+                &format!("{name} {}", tile.name()),
+                &shaders::product(kernel, tile),
+            );
+        }
     }
 }
 
@@ -332,5 +337,91 @@ fn train_state_save_and_restore_continue_bit_for_bit() {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got.loss_sums), bits(&want.loss_sums));
         assert_eq!(got.loss_inputs, 56);
+    }
+}
+
+/// Every product tile variant (train_gemm.wgsl's TM × TN outputs per
+/// thread), forced on all three products, against the CPU twin on a
+/// network of width 40 and batches of 37 and 40, so that every tile has
+/// partial edges in both directions (40 and 37 are multiples of none of 16,
+/// 32, 64) and the 32- and 64-wide tiles cover whole matrices: (a) every
+/// layer's pre-activations within 1e-5 of the layer's largest; (b) one step
+/// at learning rate 1 without momentum moves each weight by its gradient,
+/// within 1e-4 of the layer's largest (as `train_backward_gpu_equals_cpu`);
+/// (c) 10 steps with momentum end at the CPU's weights within 1e-4 relative
+/// (as `train_update_gpu_equals_cpu_step_by_step`). A wrong edge, stride or
+/// register index moves an output by O(1) of the largest.
+#[test]
+fn every_product_tile_equals_the_cpu_step() {
+    let Some(mut gpu) = backend() else { return };
+    let spec = ModelSpec {
+        width: 40,
+        ..tiny_spec(3, 0.1, false)
+    };
+    let p0 = Params::init(&spec, 21);
+    for tile in Tile::ALL {
+        gpu.set_tile(Some(tile));
+        let name = tile.name();
+        // (a) The forward products.
+        gpu.load(&spec, &p0).unwrap();
+        let (x, y) = batch(&spec, 4, 37);
+        gpu.evaluate(&x, &y).unwrap();
+        let mut cpu = Trainer::new(&spec, p0.clone());
+        cpu.forward(&x, y.len());
+        for (l, (h, _)) in gpu.layer_outputs().unwrap().iter().enumerate() {
+            let (d, scale, k) = worst(h, &cpu.pre_activations()[l]);
+            assert!(
+                d <= 1e-5 * scale,
+                "tile {name}, layer {l}, entry {k}: H differs by {d:e} (largest {scale})"
+            );
+        }
+        // (b) The backward and weight-gradient products of one step.
+        gpu.step(&x, &y, 1.0, 0.0).unwrap();
+        let p1 = gpu.params().unwrap();
+        cpu.loss(&y);
+        cpu.backward(&x);
+        for l in 0..spec.depth {
+            let moved: Vec<f32> = p0.weights[l]
+                .iter()
+                .zip(&p1.weights[l])
+                .map(|(u, v)| u - v)
+                .collect();
+            let (d, scale, k) = worst(&moved, &cpu.grads.weights[l]);
+            assert!(
+                d <= 1e-4 * scale,
+                "tile {name}, layer {l}, ΔW entry {k}: differs by {d:e} (largest {scale})"
+            );
+        }
+        // (c) Ten steps with momentum.
+        let mut cpu = CpuTrainBackend::default();
+        cpu.load(&spec, &p0).unwrap();
+        gpu.load(&spec, &p0).unwrap();
+        for s in 0..10u32 {
+            let (x, y) = batch(&spec, s, 40);
+            cpu.step(&x, &y, 0.05, 0.5).unwrap();
+            gpu.step(&x, &y, 0.05, 0.5).unwrap();
+        }
+        let (diff, scale) = max_rel(&cpu.params().unwrap(), &gpu.params().unwrap());
+        assert!(
+            diff <= 1e-4 * scale,
+            "tile {name}: weights differ by {diff:e} after 10 steps (largest {scale})"
+        );
+    }
+}
+
+/// The default tile of each product shape: the largest that fits inside
+/// the product (a batch of 32 never gets a 64-column tile; a width-24
+/// network keeps the plain 16 × 16 tile).
+#[test]
+fn default_tiles_follow_the_product_shape() {
+    assert_eq!(Tile::for_shape(24, 8), Tile::T16x16);
+    assert_eq!(Tile::for_shape(2048, 32), Tile::T64x32);
+    assert_eq!(Tile::for_shape(2048, 2048), Tile::T64x64);
+    assert_eq!(Tile::for_shape(40, 37), Tile::T32x32);
+    assert_eq!(Tile::for_shape(64, 31), Tile::T16x16);
+    for t in Tile::ALL {
+        assert_eq!(Tile::from_name(&t.name()), Some(t));
+        let (bm, bn) = t.shape();
+        assert_eq!(t.groups(bm + 1, bn), (1, 2));
     }
 }

@@ -21,7 +21,12 @@ use crate::train::model::{ModelSpec, Params};
 use crate::train::{BackendState, TrainBackend};
 
 mod params;
+mod pipelines;
 pub mod shaders;
+
+use pipelines::{tile_index, Pipelines};
+
+pub use shaders::Tile;
 
 use params::TrainParams;
 
@@ -61,84 +66,13 @@ struct Net {
     batch: usize,
 }
 
-struct Pipelines {
-    forward: wgpu::ComputePipeline,
-    backward: wgpu::ComputePipeline,
-    update: wgpu::ComputePipeline,
-    update_bias: wgpu::ComputePipeline,
-    loss: wgpu::ComputePipeline,
-    forward_layout: wgpu::BindGroupLayout,
-    backward_layout: wgpu::BindGroupLayout,
-    update_layout: wgpu::BindGroupLayout,
-    loss_layout: wgpu::BindGroupLayout,
-}
-
-fn layout(ctx: &GpuContext, label: &str, read: &[bool]) -> wgpu::BindGroupLayout {
-    ctx.layout(label, std::mem::size_of::<TrainParams>(), read, &[])
-}
-
-impl Pipelines {
-    fn new(ctx: &GpuContext) -> Result<Self> {
-        let forward_layout = layout(ctx, "train forward", &[true, true, true, false, false]);
-        let backward_layout = layout(ctx, "train backward", &[true, true, true, false]);
-        let update_layout = layout(
-            ctx,
-            "train update",
-            &[true, true, false, false, false, false],
-        );
-        let loss_layout = layout(
-            ctx,
-            "train loss",
-            &[true, true, true, false, false, false, false],
-        );
-        let pipe = |label: &str,
-                    src: String,
-                    entry: &str,
-                    bgl: &wgpu::BindGroupLayout|
-         -> Result<wgpu::ComputePipeline> {
-            ctx.pipeline(label, bgl, &ctx.shader(label, src)?, entry)
-        };
-        let p = Pipelines {
-            forward: pipe(
-                "train_forward.wgsl",
-                shaders::product(shaders::FORWARD),
-                "main",
-                &forward_layout,
-            )?,
-            backward: pipe(
-                "train_backward.wgsl",
-                shaders::product(shaders::BACKWARD),
-                "main",
-                &backward_layout,
-            )?,
-            update: pipe(
-                "train_update.wgsl",
-                shaders::product(shaders::UPDATE),
-                "main",
-                &update_layout,
-            )?,
-            update_bias: pipe(
-                "train_update.wgsl bias",
-                shaders::product(shaders::UPDATE),
-                "bias",
-                &update_layout,
-            )?,
-            loss: pipe("train_loss.wgsl", shaders::loss(), "main", &loss_layout)?,
-            forward_layout,
-            backward_layout,
-            update_layout,
-            loss_layout,
-        };
-        ctx.check()?;
-        Ok(p)
-    }
-}
-
 /// Trains on a GPU.
 pub struct GpuTrainBackend {
     ctx: GpuContext,
     pipes: Pipelines,
     net: Option<Net>,
+    /// The product tile of every dispatch, or None: by shape ([`Tile::for_shape`]).
+    tile: Option<Tile>,
 }
 
 fn bytes_f32(n: usize) -> Result<u64> {
@@ -156,7 +90,40 @@ impl GpuTrainBackend {
             ctx,
             pipes,
             net: None,
+            tile: None,
         })
+    }
+
+    /// Runs every product with `tile` (None: the default, by each product's
+    /// shape). The variants give the same step to f32 rounding.
+    pub fn set_tile(&mut self, tile: Option<Tile>) {
+        self.tile = tile;
+    }
+
+    /// The tile of an m × n product.
+    fn tile_for(&self, m: usize, n: usize) -> Tile {
+        self.tile.unwrap_or_else(|| Tile::for_shape(m, n))
+    }
+
+    /// Builds the kernels of every tile a step or evaluation of batch `b`
+    /// dispatches (with the backward and update products when `train`).
+    fn prepare(&mut self, b: usize, train: bool) -> Result<()> {
+        let spec = self.net()?.spec.clone();
+        let mut tiles = Vec::new();
+        for l in 0..spec.depth {
+            let (fi, fo) = spec.layer_shape(l);
+            tiles.push(self.tile_for(fo, b));
+            if train {
+                tiles.push(self.tile_for(fi, b));
+                tiles.push(self.tile_for(fo, fi));
+            }
+        }
+        tiles.sort_by_key(|&t| tile_index(t));
+        tiles.dedup();
+        for t in tiles {
+            self.pipes.ensure(&self.ctx, t)?;
+        }
+        Ok(())
     }
 
     /// The device.
@@ -222,11 +189,13 @@ impl GpuTrainBackend {
     fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>, role: usize, b: usize) {
         let net = self.net.as_ref().expect("loaded");
         let spec = &net.spec;
-        pass.set_pipeline(&self.pipes.forward);
         for l in 0..spec.depth {
             let (_, fo) = spec.layer_shape(l);
+            let tile = self.tile_for(fo, b);
+            pass.set_pipeline(&self.pipes.of(tile).forward);
             pass.set_bind_group(0, &net.forward[l], &[Self::slot(spec, role, l)]);
-            pass.dispatch_workgroups(b.div_ceil(16) as u32, fo.div_ceil(16) as u32, 1);
+            let (x, y) = tile.groups(fo, b);
+            pass.dispatch_workgroups(x, y, 1);
         }
         pass.set_pipeline(&self.pipes.loss);
         pass.set_bind_group(0, &net.loss, &[Self::slot(spec, role, 3 * spec.depth)]);
@@ -240,7 +209,10 @@ impl GpuTrainBackend {
 
 impl TrainBackend for GpuTrainBackend {
     fn describe(&self) -> String {
-        format!("gpu {}", self.ctx.describe())
+        match self.tile {
+            None => format!("gpu {}", self.ctx.describe()),
+            Some(t) => format!("gpu {} (product tile {})", self.ctx.describe(), t.name()),
+        }
     }
 
     fn load(&mut self, spec: &ModelSpec, params: &Params<f32>) -> Result<()> {
@@ -258,6 +230,7 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(0, b, lr, momentum)?;
             self.net()?.step_slots = Some(want);
         }
+        self.prepare(b, true)?;
         let mut enc = self.ctx.encoder("train step");
         {
             let mut pass = compute_pass(&mut enc, "train step");
@@ -267,14 +240,18 @@ impl TrainBackend for GpuTrainBackend {
             for l in (0..spec.depth).rev() {
                 let (fi, fo) = spec.layer_shape(l);
                 if let Some(bg) = &net.backward[l] {
-                    pass.set_pipeline(&self.pipes.backward);
+                    let tile = self.tile_for(fi, b);
+                    pass.set_pipeline(&self.pipes.of(tile).backward);
                     pass.set_bind_group(0, bg, &[Self::slot(spec, 0, spec.depth + l)]);
-                    pass.dispatch_workgroups(b.div_ceil(16) as u32, fi.div_ceil(16) as u32, 1);
+                    let (x, y) = tile.groups(fi, b);
+                    pass.dispatch_workgroups(x, y, 1);
                 }
                 let slot = Self::slot(spec, 0, 2 * spec.depth + l);
-                pass.set_pipeline(&self.pipes.update);
+                let tile = self.tile_for(fo, fi);
+                pass.set_pipeline(&self.pipes.of(tile).update);
                 pass.set_bind_group(0, &net.update[l], &[slot]);
-                pass.dispatch_workgroups(fi.div_ceil(16) as u32, fo.div_ceil(16) as u32, 1);
+                let (x, y) = tile.groups(fo, fi);
+                pass.dispatch_workgroups(x, y, 1);
                 pass.set_pipeline(&self.pipes.update_bias);
                 pass.dispatch_workgroups(fo.div_ceil(64) as u32, 1, 1);
             }
@@ -303,6 +280,7 @@ impl TrainBackend for GpuTrainBackend {
             self.write_slots(1, b, 0.0, 0.0)?;
             self.net()?.eval_slots = Some(b);
         }
+        self.prepare(b, false)?;
         let mut enc = self.ctx.encoder("train evaluate");
         {
             let mut pass = compute_pass(&mut enc, "train evaluate");
