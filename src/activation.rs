@@ -79,19 +79,21 @@ impl Quantizer {
         if n < 2 {
             return Err(Error::invalid("states N", n, "N must be at least 2"));
         }
-        if !(spacing.is_finite() && spacing > 0.0) {
-            return Err(Error::invalid(
-                "spacing",
-                spacing,
-                "must be a finite number > 0",
-            ));
-        }
-        if !(amplitude.is_finite() && amplitude > 0.0) {
-            return Err(Error::invalid(
-                "amplitude",
-                amplitude,
-                "must be a finite number > 0",
-            ));
+        for (name, x) in [("spacing", spacing), ("amplitude", amplitude)] {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(Error::invalid(
+                    name,
+                    crate::error::fmt_value(x),
+                    "must be a finite number > 0",
+                ));
+            }
+            if !(1e-150..=1e150).contains(&x) {
+                return Err(Error::invalid(
+                    name,
+                    crate::error::fmt_value(x),
+                    "must lie between 1e-150 and 1e150 (its square must be a normal double)",
+                ));
+            }
         }
         let levels = (0..n)
             .map(|k| -amplitude + 2.0 * amplitude * k as f64 / (n - 1) as f64)

@@ -412,12 +412,14 @@ pub fn agreement(emp: &[(f64, Option<f64>)], theory: &[f64], samples: usize) -> 
             k += 1;
         }
     }
+    // No layer with a standard error (one network): no score is defined,
+    // and NaN (null in JSON) says so where 0 would read as perfect agreement.
     Agreement {
-        max_z,
+        max_z: if k > 0 { max_z } else { f64::NAN },
         rms_z: if k > 0 {
             (sum_z2 / k as f64).sqrt()
         } else {
-            0.0
+            f64::NAN
         },
         max_abs,
         samples,

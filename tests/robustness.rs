@@ -728,6 +728,84 @@ fn a_failure_inside_a_point_marks_the_folder_failed_and_resume_completes_it() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Files a user put into a results folder survive a resume, wherever they
+/// are: the resume removes only what quantdepth wrote and the commit record
+/// does not name (the failed point's plots, listed in `plots/.written`).
+/// Old code removed every plot that was not a committed point's, and every
+/// `pointNNN…` file of an uncommitted point, in `plots/` and `points/`.
+#[test]
+fn a_resume_keeps_the_files_a_user_added() {
+    let root = temp_root("userfiles");
+    let cancel = AtomicBool::new(false);
+    let hooks = quiet_hooks(&cancel, &|_| {});
+    let mut bad = Faulty {
+        calls: AtomicUsize::new(0),
+        at: 4,
+        panic: false,
+    };
+    let out = root.join("out");
+    run_experiment(&tiny_cfg(), &out, &mut bad, "backend cpu", &hooks).unwrap_err();
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mine = [
+        "notes.txt",
+        "plots/myplot.png",
+        "plots/point001-mine.png",
+        "plots/xi-scaling-0-annotated.svg",
+        "points/point001-notes.txt",
+        "points/README.txt",
+    ];
+    for f in mine {
+        std::fs::write(dir.join(f), format!("user file {f}")).unwrap();
+    }
+    let r = resume_experiment(&dir, &mut CpuBackend, "backend cpu", &hooks).unwrap();
+    assert!(r.complete);
+    for f in mine {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(f)).ok().as_deref(),
+            Some(format!("user file {f}").as_str()),
+            "{f} was removed or changed by the resume"
+        );
+    }
+    // What the tool wrote is listed, and the user's files are not.
+    let written = std::fs::read_to_string(dir.join("plots/.written")).unwrap();
+    assert!(
+        written.lines().any(|l| l == "point001-correlation.svg"),
+        "{written}"
+    );
+    assert!(!written.contains("myplot"), "{written}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A folder written by another quantdepth version is not resumed (its
+/// points would come from two versions of the code; merge refuses the same
+/// for shards): the error names both versions. Old code resumed it silently
+/// and kept the old version in meta.json.
+#[test]
+fn a_folder_of_another_version_is_not_resumed() {
+    let root = temp_root("version");
+    let dir = reference_run(&root);
+    let mut meta = Commit::read(&dir).unwrap();
+    meta.version = "0.0.9".into();
+    meta.status = "interrupted".into();
+    meta.write(&dir).unwrap();
+    let cancel = AtomicBool::new(false);
+    let hooks = quiet_hooks(&cancel, &|_| {});
+    let e = resume_experiment(&dir, &mut CpuBackend, "cpu", &hooks)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("quantdepth 0.0.9") && e.contains(env!("CARGO_PKG_VERSION")),
+        "{e}"
+    );
+    assert_eq!(Commit::read(&dir).unwrap().version, "0.0.9");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn a_write_error_marks_the_folder_failed() {
     let root = temp_root("writeerr");

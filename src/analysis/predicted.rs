@@ -37,6 +37,14 @@ pub const DEFAULT_REPLICATES: usize = 200;
 /// refused with the reason rather than taking minutes and gigabytes.
 pub const MAX_MC_LAYERS: usize = 1500;
 
+/// Most work of one prediction's Monte Carlo, in multiply-adds (about
+/// 10–20 s on one core): replicates × networks × (L²/2 for a correlated
+/// draw of L layers, + L for its share of the jackknife).
+pub const MAX_MC_WORK: u128 = 20_000_000_000;
+
+/// Most memory of the networks one Monte Carlo experiment holds (E × L f64).
+pub const MAX_MC_BYTES: u128 = 1 << 30;
+
 /// What a width-n experiment with E networks × P pairs should measure.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct XiPrediction {
@@ -132,6 +140,21 @@ pub fn predict_xi_emp(expansion: &Expansion, xi: f64, exp: &Experiment) -> Resul
             "no predicted xi_emp: the fit window reaches layer {}, and its Monte Carlo would draw \
              {layers} correlated layers (at most {MAX_MC_LAYERS}: the layer covariance is L × L)",
             mean_fit.last_layer
+        )));
+    }
+    let (r, e, l) = (exp.replicates as u128, exp.networks as u128, layers as u128);
+    let work = r.saturating_mul(e).saturating_mul(l * (l + 1) / 2 + l);
+    let bytes = e.saturating_mul(l * 8);
+    if work > MAX_MC_WORK || bytes > MAX_MC_BYTES {
+        return Err(Error::TooLarge(format!(
+            "no predicted xi_emp: its Monte Carlo would fit {} simulated experiments of {} \
+             networks × {layers} layers (≈ {work:.1e} multiply-adds, {} MiB an experiment; at \
+             most {MAX_MC_WORK:.0e} and {} MiB): predict for fewer networks \
+             or fewer replicates",
+            exp.replicates,
+            exp.networks,
+            bytes >> 20,
+            MAX_MC_BYTES >> 20
         )));
     }
     let chol = cholesky(&layer_covariance(expansion, layers, exp.width, exp.pairs));

@@ -172,9 +172,15 @@ pub fn finite_width(a: &FiniteWidthArgs) -> Result<()> {
             replicates: 1000,
             seed: 1,
         };
-        Ok(Some(predict_xi_emp(&e, xi, &exp).with_context(|| {
-            format!("--networks {networks}: no predicted xi_emp at n = {n}")
-        })?))
+        let predicted = predict_xi_emp(&e, xi, &exp).map_err(|err| {
+            let why = err.to_string();
+            let why = why
+                .split_once("no predicted xi_emp: ")
+                .map_or(why.as_str(), |(_, w)| w)
+                .to_string();
+            anyhow::anyhow!("--networks {networks}: no predicted xi_emp at n = {n}: {why}")
+        })?;
+        Ok(Some(predicted))
     };
     let mut predictions = Vec::new();
     for &n in &widths {

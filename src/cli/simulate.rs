@@ -107,8 +107,16 @@ pub fn run_with_progress(
     bar.set_message(label.to_string());
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
-    // A second handler cannot be installed; then Ctrl-C simply ends the process.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    // SIGINT, SIGTERM and SIGHUP: stop after the layer in flight and print
+    // the networks finished; a second signal quits at once (a layer of a
+    // very wide network can take minutes). A second handler cannot be
+    // installed; then Ctrl-C simply ends the process.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after the layer in flight (again to quit at once)");
+    });
     let progress = |done: u64| bar.set_position(done);
     let out = sim::simulate(
         backend,
@@ -179,6 +187,11 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
                 out.stats.samples,
                 spec.samples
             );
+        }
+        if out.stats.samples == 0 {
+            // Nothing finished: a table would show zeros as if they were data.
+            eprintln!("stopped early ({why}) before any network finished: no results");
+            std::process::exit(130);
         }
         eprintln!(
             "stopped early ({why}): results cover {} of {} samples",

@@ -402,25 +402,30 @@ fn optimal_table(
     );
     for (o, _, sw, q) in &rows {
         outln!(
-            "{:>8} {:>12} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e} {:>12.9} {:>12}",
+            "{:>8} {:>12} {:>12.9} {:>14.6e} {:>14.6e} {:>14.6e} {:>12} {:>12}",
             o.states,
             o.d_opt.map_or("-".into(), |d| sig(d, 7)),
             o.chi_max,
             o.one_minus_chi_max,
             o.xi_max,
             o.l_max,
-            sw,
+            if (1e-3..1e6).contains(sw) {
+                format!("{sw:.9}")
+            } else {
+                format!("{sw:.6e}")
+            },
             sig(*q, 9)
         );
     }
     let conv = match (fixed, spacing) {
-        (Some(d), _) => format!("spacing Δ = {d}"),
+        (Some(d), _) => format!("spacing Δ = {}", quantdepth::error::fmt_value(d)),
         (None, "even") => "spacing Δ = 2A/(N - 1) (levels evenly spaced, thresholds midway)".into(),
         _ => "spacing Δ = D_opt (so q* = 1)".into(),
     };
     outln!(
         "# L_max = kappa * xi_max with kappa = {kappa}; D_opt = spacing / sqrt(q*) at the optimum"
     );
+    let amplitude = quantdepth::error::fmt_value(amplitude);
     outln!("# sigma_w = sigma_w^opt for amplitude A = {amplitude}, sigma_b = 0 and {conv}: weights W_ij ~ N(0, sigma_w^2/fan_in)");
     if rows.iter().any(|r| r.0.states == 2) {
         outln!("# N = 2 (sign): chi does not depend on the spacing, so D_opt is '-' and sigma_w is the one giving q* = 1");
@@ -510,7 +515,9 @@ fn backward_table(
     depth: usize,
     json: bool,
 ) -> Result<()> {
-    use quantdepth::theory::backward::{backward_curve_with, backward_factor, unit_slope, Ste};
+    use quantdepth::theory::backward::{
+        backward_curve_with, backward_factor, finite_backward_curve, unit_slope, Ste,
+    };
     check_depth_c0(depth, c0, "a curve")?;
     let r = net.resolve()?;
     let s = match slope {
@@ -532,6 +539,7 @@ fn backward_table(
         &never,
     )?;
     bar.finish_and_clear();
+    let curve = finite_backward_curve(curve, m)?;
     if json {
         outln!(
             "{}",

@@ -56,6 +56,51 @@ const TMP_SUFFIX: &str = ".tmp";
 /// Staging folder for plots, renamed file by file into `plots/`.
 const STAGING: &str = ".staging";
 
+/// The list, inside `plots/`, of the files quantdepth wrote there (one name
+/// a line): a resume removes only plots it finds on this list, so a file a
+/// user put in `plots/` is never deleted.
+pub const PLOTS_MANIFEST: &str = ".written";
+
+/// Whether `name` is one of this project's temporary files (`.<name>.<pid>.tmp`).
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TMP_SUFFIX)
+}
+
+/// The names `plots/.written` lists (empty when there is none: a folder of
+/// an older quantdepth, whose plots are then all kept).
+pub fn plots_written(folder: &Path) -> Result<BTreeSet<String>> {
+    let path = folder.join("plots").join(PLOTS_MANIFEST);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(BTreeSet::new());
+    }
+    Ok(read_text(&path, META_CAP)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Rewrites `plots/.written` as `names` (atomically).
+fn write_manifest(folder: &Path, names: &BTreeSet<String>) -> Result<()> {
+    let mut text = String::new();
+    for n in names {
+        text.push_str(n);
+        text.push('\n');
+    }
+    write_atomic(&folder.join("plots").join(PLOTS_MANIFEST), text.as_bytes())
+}
+
+/// Adds `names` to `plots/.written`.
+pub fn note_plots_written(folder: &Path, names: impl IntoIterator<Item = String>) -> Result<()> {
+    let mut all = plots_written(folder)?;
+    let before = all.len();
+    all.extend(names);
+    if all.len() == before && folder.join("plots").join(PLOTS_MANIFEST).exists() {
+        return Ok(());
+    }
+    write_manifest(folder, &all)
+}
+
 /// Largest `config.toml` read back (a config is a few KiB).
 pub const CONFIG_CAP: u64 = 1 << 20;
 
@@ -450,10 +495,18 @@ pub fn write_plots(folder: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Res
     let moved = drawn.and_then(|()| {
         let entries =
             std::fs::read_dir(stage.join("plots")).map_err(|e| io_error("read", &stage, &e))?;
+        let mut names = Vec::new();
         for e in entries {
             let e = e.map_err(|e| io_error("read", &stage, &e))?;
-            let to = folder.join("plots").join(e.file_name());
-            std::fs::rename(e.path(), &to).map_err(|err| io_error("write", &to, &err))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        // On the list before they exist: a kill between the two leaves a
+        // name without its file, never a file of ours off the list.
+        note_plots_written(folder, names.iter().cloned())?;
+        for name in names {
+            let to = folder.join("plots").join(&name);
+            std::fs::rename(stage.join("plots").join(&name), &to)
+                .map_err(|err| io_error("write", &to, &err))?;
         }
         Ok(())
     });
@@ -469,9 +522,16 @@ fn point_of(name: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Removes everything the commit record does not name: temporary files,
-/// the plot staging folder, records and plots of uncommitted points, and the
-/// aggregates (rebuilt when the run stops). Returns the names removed.
+/// Removes what quantdepth wrote that the commit record does not name:
+/// its temporary files, the plot staging folder, records and plots of
+/// uncommitted points, and the aggregates (rebuilt when the run stops).
+/// Returns the names removed.
+///
+/// Only the tool's own files go: in `points/` the records `pointNNN.cbor`
+/// of points not committed; in `plots/` the aggregate plots and the plots
+/// of points not committed that `plots/.written` lists (a folder without
+/// the list keeps all its plots; they are redrawn under the same names); a
+/// file a user added anywhere is kept.
 ///
 /// Nothing is followed: `plots/` or `points/` as a symbolic link is refused
 /// before anything is removed, and a link among the entries is removed as a
@@ -480,6 +540,7 @@ pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec
     for sub in ["plots", "points"] {
         own_subfolder(folder, sub)?;
     }
+    let written = plots_written(folder)?;
     let mut removed = Vec::new();
     let mut remove = |p: &Path| -> Result<()> {
         safe_fs::remove_entry(p).map_err(|e| io_error("remove", p, &e))?;
@@ -491,6 +552,7 @@ pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec
         );
         Ok(())
     };
+    let mut plots_removed = Vec::new();
     for sub in ["", "plots", "points"] {
         let dir = folder.join(sub);
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -503,14 +565,34 @@ pub fn clean_leftovers(folder: &Path, committed: &BTreeSet<usize>) -> Result<Vec
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let leftover = name.ends_with(TMP_SUFFIX)
-                || (sub.is_empty() && (name == STAGING || AGGREGATES.contains(&name.as_str())))
-                || (sub == "plots" && point_of(&name).is_none())
-                || (!sub.is_empty() && point_of(&name).is_some_and(|i| !committed.contains(&i)));
+            let uncommitted = point_of(&name).is_some_and(|i| !committed.contains(&i));
+            let leftover = is_temporary(&name)
+                || match sub {
+                    "" => name == STAGING || AGGREGATES.contains(&name.as_str()),
+                    "plots" => {
+                        written.contains(&name) && (point_of(&name).is_none() || uncommitted)
+                    }
+                    _ => {
+                        uncommitted
+                            && point_of(&name).is_some_and(|i| {
+                                record_path(folder, i).file_name() == p.file_name()
+                            })
+                    }
+                };
             if leftover {
                 remove(&p)?;
+                if sub == "plots" {
+                    plots_removed.push(name);
+                }
             }
         }
+    }
+    if !plots_removed.is_empty() {
+        let mut keep = written;
+        for n in &plots_removed {
+            keep.remove(n);
+        }
+        write_manifest(folder, &keep)?;
     }
     Ok(removed)
 }

@@ -439,25 +439,36 @@ fn build(
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| io("create", &dir.join(sub), e))?;
     }
     folder::write_atomic(&dir.join("config.toml"), checked.config_text.as_bytes())?;
+    // The plots each shard's quantdepth wrote (its plots/.written; every
+    // file in plots/ for a shard written before the list existed): a file a
+    // user added to a shard's plots/ is not carried into the merge.
     let plot_names: Vec<Vec<String>> = inputs
         .iter()
-        .map(|i| {
-            std::fs::read_dir(i.path.join("plots"))
+        .map(|i| -> Result<Vec<String>> {
+            let written = folder::plots_written(&i.path)?;
+            Ok(std::fs::read_dir(i.path.join("plots"))
                 .map(|d| {
                     d.filter_map(|e| e.ok())
                         .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n != folder::PLOTS_MANIFEST)
+                        .filter(|n| written.is_empty() || written.contains(n))
                         .collect()
                 })
-                .unwrap_or_default()
+                .unwrap_or_default())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     for (p, &src) in checked.source.iter().enumerate() {
         let from = &inputs[src].path;
         stop()?;
         let rec = folder::record_path(from, p);
         folder::copy_file(&rec, &folder::record_path(dir, p), folder::RECORD_CAP)?;
         let prefix = format!("point{p:03}-");
-        for n in plot_names[src].iter().filter(|n| n.starts_with(&prefix)) {
+        let names: Vec<&String> = plot_names[src]
+            .iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        folder::note_plots_written(dir, names.iter().map(|n| n.to_string()))?;
+        for n in names {
             stop()?;
             let to = dir.join("plots").join(n);
             folder::copy_file(&from.join("plots").join(n), &to, folder::PLOT_CAP)?;

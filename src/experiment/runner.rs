@@ -161,6 +161,19 @@ pub fn resume_experiment(
     read_folder(dir)?;
     let lock = crate::experiment::lock::FolderLock::acquire(dir)?;
     let (cfg, mut commit) = read_folder(dir)?;
+    let this = env!("CARGO_PKG_VERSION");
+    if commit.version != this {
+        // As merge refuses shards of two versions: one folder's points are
+        // computed by one version of the code.
+        return Err(Error::Folder(format!(
+            "{} was written by quantdepth {}, this is quantdepth {this}: resuming would mix \
+             points computed by two versions; finish it with quantdepth {}, or run its \
+             config.toml again for a new folder",
+            dir.display(),
+            commit.version,
+            commit.version
+        )));
+    }
     if commit.status == "running" && !commit.is_stale() {
         return Err(Error::Folder(format!(
             "{} is being run by process {} on {}: wait for it, or stop it first",

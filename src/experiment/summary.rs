@@ -96,7 +96,7 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
         };
         let _ = writeln!(
             t,
-            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7} {:>6} {:>7.2} {:>7.2}",
+            "{:>4} {:<36} {:>9.4} {:>4} {:>9.4} {:>10} {:>26} {:>7} {:>6} {:>7} {:>7}",
             p.index,
             p.label,
             p.network.sigma_w,
@@ -106,23 +106,23 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
             xe,
             pred,
             covers,
-            p.agreement_c.rms_z,
-            p.agreement_c.max_z
+            z_cell(&p.agreement_c, p.agreement_c.rms_z),
+            z_cell(&p.agreement_c, p.agreement_c.max_z)
         );
     }
     for p in points {
         for b in &p.backward {
             let _ = writeln!(
                 t,
-                "{:>4} backward M = {:.4} (STE s = {:.4}, t = {}): rms z per-layer |δ|² ratio {:.2}, cumulative |δ^l|²/|δ^L|² {:.2} (max {:.2}), gradient correlation {:.2}",
+                "{:>4} backward M = {:.4} (STE s = {:.4}, t = {}): rms z per-layer |δ|² ratio {}, cumulative |δ^l|²/|δ^L|² {} (max {}), gradient correlation {}",
                 p.index,
                 b.m_theory,
                 b.ste.slope,
                 b.ste.threshold,
-                b.agreement_ratio.rms_z,
-                b.agreement_cumulative.rms_z,
-                b.agreement_cumulative.max_z,
-                b.agreement_corr.rms_z,
+                z_cell(&b.agreement_ratio, b.agreement_ratio.rms_z),
+                z_cell(&b.agreement_cumulative, b.agreement_cumulative.rms_z),
+                z_cell(&b.agreement_cumulative, b.agreement_cumulative.max_z),
+                z_cell(&b.agreement_corr, b.agreement_corr.rms_z),
             );
             for v in &b.ntk {
                 let est = |k: &str| -> String {
@@ -209,4 +209,14 @@ pub(crate) fn summary_table(points: &[PointSummary], scaling: &[XiScaling]) -> S
         let _ = writeln!(t, "note: {n}");
     }
     t
+}
+
+/// A z score in the table: two decimals; "-" where one network leaves it
+/// undefined; NaN where the data were not finite (flagged beside the table).
+fn z_cell(a: &crate::analysis::Agreement, z: f64) -> String {
+    if a.samples < 2 && z.is_nan() {
+        "-".into()
+    } else {
+        format!("{z:.2}")
+    }
 }

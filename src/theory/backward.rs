@@ -23,14 +23,20 @@ pub struct Ste {
 impl Ste {
     /// A surrogate after checking s > 0 and t > 0.
     pub fn new(slope: f64, threshold: f64) -> Result<Self> {
-        if !(slope.is_finite() && slope > 0.0) {
-            return Err(Error::invalid("ste slope", slope, "a finite number > 0"));
+        if !(slope.is_finite() && (1e-150..=1e150).contains(&slope)) {
+            return Err(Error::invalid(
+                "ste slope",
+                crate::error::fmt_value(slope),
+                "a number between 1e-150 and 1e150 (its square must be a normal double)",
+            ));
         }
-        if threshold.is_nan() || threshold <= 0.0 {
+        if threshold.is_nan() || !(threshold.is_infinite() || (1e-4..=1e150).contains(&threshold)) {
             return Err(Error::invalid(
                 "ste threshold",
-                threshold,
-                "a number > 0 (inf for the identity surrogate)",
+                crate::error::fmt_value(threshold),
+                "a number between 1e-4 and 1e150, or inf for the identity surrogate (below \
+                 1e-4 the probability that both inputs of a pair fall inside ±t is lost to \
+                 rounding: a difference of four Φ₂ values of order 1/4)",
             ));
         }
         Ok(Ste { slope, threshold })
@@ -142,14 +148,17 @@ pub fn backward_curve_with(
     // Backward from the output: factors of layer l act on δ^l.
     let mut ratio = vec![1.0; depth + 1];
     let mut corr = vec![grad_c_out; depth + 1];
-    let (mut qt, mut qtab) = (1.0, grad_c_out);
+    let (mut qt, mut ct) = (1.0, grad_c_out);
     for l in (0..depth).rev() {
         let p = &fwd[l];
-        // δ^l = φ'(h^l) ⊙ W^{l+1}ᵀ δ^{l+1}
-        qt *= sw2 * ste.cross(p.q_a, p.q_a, 1.0);
-        qtab *= sw2 * ste.cross(p.q_a, p.q_b, p.c);
+        // δ^l = φ'(h^l) ⊙ W^{l+1}ᵀ δ^{l+1}: the norm grows by M_l = σ_w²·E[φ'²]
+        // and the correlation by E[φ'_aφ'_b]/E[φ'²] (a running product of
+        // ratios ≤ 1, so it stays finite where the norm overflows).
+        let (aa, ab) = (ste.cross(p.q_a, p.q_a, 1.0), ste.cross(p.q_a, p.q_b, p.c));
+        qt *= sw2 * aa;
+        ct = if aa > 0.0 { ct * (ab / aa) } else { 0.0 };
         ratio[l] = qt;
-        corr[l] = if qt > 0.0 { qtab / qt } else { 0.0 };
+        corr[l] = ct;
     }
     let mut out = Vec::with_capacity(depth + 1);
     let (mut taa, mut tab) = (0.0, 0.0);
@@ -175,10 +184,76 @@ pub fn backward_curve_with(
     Ok(out)
 }
 
+/// The curve of [`backward_curve`] when every value is finite; else the
+/// layer where the squared gradient norm (or the NTK) overflows f64, with
+/// the depth that fits at this backward factor (for a caller that prints
+/// the curve: a run keeps the infinite values and flags them instead).
+pub fn finite_backward_curve(curve: Vec<BackwardPoint>, m: f64) -> Result<Vec<BackwardPoint>> {
+    let depth = curve.len().saturating_sub(1);
+    if let Some(bad) = curve
+        .iter()
+        .find(|b| !(b.grad_norm_ratio.is_finite() && b.ntk_aa.is_finite() && b.ntk_ab.is_finite()))
+    {
+        let m_text = if m < 1e6 {
+            format!("{m:.4}")
+        } else {
+            format!("{m:.3e}")
+        };
+        let fits = if m > 1.0 {
+            format!(
+                "at most about {} layers at this M",
+                (709.0 / m.ln()).floor()
+            )
+        } else {
+            "fewer layers".to_string()
+        };
+        return Err(Error::TooLarge(format!(
+            "the backward curve overflows the largest double (1.8e308) at layer {} of {depth}: \
+             the squared gradient norm grows by M = {m_text} per layer (and the NTK with it); \
+             take {fits}, or an STE slope nearer the one that makes M = 1",
+            bad.layer
+        )));
+    }
+    Ok(curve)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::activation::{Activation, Quantizer};
+
+    #[test]
+    fn an_overflowing_gradient_norm_keeps_its_correlation_and_is_refused_for_printing() {
+        // s = 3 at N = 4, σ_w = 1.6: M ≈ 15 per layer, so M^300 > 1e308.
+        let net = Network::new(
+            Activation::Quantized(Quantizer::uniform(4, 1.0, 1.0).unwrap()),
+            1.6,
+            0.0,
+        )
+        .unwrap();
+        let ste = Ste::new(3.0, 1.0).unwrap();
+        let curve = backward_curve(&net, &ste, 1.0, 0.5, 300, 1.0).unwrap();
+        assert!(curve[0].grad_norm_ratio.is_infinite());
+        // The correlation is a product of ratios ≤ 1: finite everywhere (it
+        // was inf/inf = NaN); on a short curve it equals the quotient of the
+        // two running products, E[δ_aδ_b]/E[δ_a²], computed directly.
+        assert!(curve.iter().all(|p| p.grad_corr.is_finite()));
+        let short = backward_curve(&net, &ste, 1.0, 0.5, 10, 1.0).unwrap();
+        let fwd = net.depth_curve(1.0, 1.0, 0.5, 10).unwrap();
+        let (mut aa, mut ab) = (1.0, 1.0);
+        for l in (0..10).rev() {
+            aa *= ste.cross(fwd[l].q_a, fwd[l].q_a, 1.0);
+            ab *= ste.cross(fwd[l].q_a, fwd[l].q_b, fwd[l].c);
+            assert!((short[l].grad_corr - ab / aa).abs() < 1e-12, "layer {l}");
+        }
+        let m = 1.6f64.powi(2) * ste.cross(1.0, 1.0, 1.0);
+        let e = finite_backward_curve(curve, m).unwrap_err().to_string();
+        assert!(
+            e.contains("overflows") && e.contains("layers at this M"),
+            "{e}"
+        );
+        assert_eq!(finite_backward_curve(short, m).unwrap().len(), 11);
+    }
 
     #[test]
     fn unit_slope_makes_the_backward_factor_one() {
