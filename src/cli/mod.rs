@@ -58,6 +58,7 @@ pub enum Command {
     /// summary.json, plots/). Ctrl-C (or SIGTERM, SIGHUP) keeps the finished
     /// points and marks the folder interrupted; `--resume DIR` runs only the
     /// missing points of an interrupted, failed or killed folder.
+    #[command(allow_negative_numbers = true)]
     Run(run::RunArgs),
     /// Mean-field theory: optimal initialization, scaling with N, depth curves.
     #[command(subcommand)]
@@ -69,6 +70,7 @@ pub enum Command {
     /// per layer, q̂ (mean squared pre-activation) and ĉ (correlation of each
     /// pair) are averaged over networks, with standard errors, beside the
     /// mean-field prediction.
+    #[command(allow_negative_numbers = true)]
     Simulate(simulate::SimulateArgs),
     /// Throughput of the simulator on this machine's CPU and GPU adapters.
     ///
@@ -76,6 +78,7 @@ pub enum Command {
     /// second (n²·B per layer), normals per second (n² weights per layer),
     /// and the ratios against numpy's SGEMM and a plain numpy layer loop
     /// measured in the same run (needs python3 with numpy).
+    #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
     /// Run a sweep on a Slurm cluster: a job array (one task per shard) and a merge job.
     ///
@@ -83,6 +86,7 @@ pub enum Command {
     /// --shard K/M`, logs per task) and one for a merge job that depends on
     /// it (--dependency=afterok) and writes one ordinary results folder.
     /// --submit calls sbatch and prints the job ids.
+    #[command(allow_negative_numbers = true)]
     Slurm(slurm::SlurmArgs),
     /// Merge shard folders (`run --shard K/M`) into one results folder.
     ///
@@ -90,6 +94,7 @@ pub enum Command {
     /// version and hold every point exactly once (naming missing points and
     /// the shard that should have them), then writes curves, summary, the
     /// cross-point analysis and plots as an unsharded run would.
+    #[command(allow_negative_numbers = true)]
     Merge(merge::MergeArgs),
     /// The initialization to type into a model with N-state quantized activations.
     ///
@@ -97,6 +102,7 @@ pub enum Command {
     /// at the given amplitude (thresholds in units of the pre-activation std,
     /// q* = 1), the input scale that gives q^0 = q*, the straight-through slope
     /// that keeps gradient norms constant (M = 1), χ(c*), ξ and L_max.
+    #[command(allow_negative_numbers = true)]
     Init(init::InitArgs),
 }
 /// Network options shared by every command that takes a network.

@@ -50,7 +50,12 @@ pub struct RunArgs {
     /// Run only shard K of M of the sweep (0 ≤ K < M), into DIR/<name>-shard-K-of-M;
     /// "slurm" reads K and M from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT.
     /// `quantdepth merge` combines the shard folders.
-    #[arg(long, value_name = "K/M|slurm", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_name = "K/M|slurm",
+        conflicts_with = "resume",
+        allow_hyphen_values = true
+    )]
     pub shard: Option<String>,
     /// GPU layer kernel: auto, or one of tiled, splitk, wide, wide256, stacked, and
     /// their -int64 forms [default: auto; on --resume, the variant the

@@ -23,6 +23,7 @@ pub enum TheoryCommand {
     /// χ_max and 1 − χ_max (computed without cancellation); the depth scale
     /// ξ_max = −1/ln χ_max, over which correlations between inputs decay;
     /// L_max = κ·ξ_max, the estimated maximal trainable depth.
+    #[command(allow_negative_numbers = true)]
     Optimal {
         /// State counts: integers and inclusive ranges, comma-separated (e.g. 2..1025 or 3..64,128,1024).
         #[arg(long, value_name = "SPEC")]
@@ -62,6 +63,7 @@ pub enum TheoryCommand {
     /// norm per layer by M = σ_w² s² erf(t/√(2q*)); the default slope gives
     /// M = 1. Columns: forward correlation c^l, gradient norm ratio
     /// ‖δ^l‖²/‖δ^L‖², gradient correlation, NTK Θ^l(a,a), Θ^l(a,b) and their ratio.
+    #[command(allow_negative_numbers = true)]
     Backward {
         #[command(flatten)]
         net: NetArgs,
@@ -99,6 +101,7 @@ pub enum TheoryCommand {
     /// The slope of ln ξ_max is the exponent of the trade-off L_max ∝ N^slope
     /// (1.82 in the paper). Local exponents d ln ξ_max / d ln(N + 1) between
     /// consecutive N show whether that exponent is asymptotic or drifts.
+    #[command(allow_negative_numbers = true)]
     Scaling {
         /// State counts (at least 3 values), e.g. 3..64,125,128,255,256,512,515,1024,1025.
         #[arg(long, value_name = "SPEC")]
@@ -112,6 +115,7 @@ pub enum TheoryCommand {
     /// q^l is the pre-activation variance and c^l the correlation between
     /// the two inputs at layer l; c^l approaches the stable fixed point c* as
     /// exp(−l/ξ_c), ξ_c = −1/ln χ(c*).
+    #[command(allow_negative_numbers = true)]
     Curve {
         #[command(flatten)]
         net: NetArgs,
@@ -121,7 +125,7 @@ pub enum TheoryCommand {
             long,
             value_name = "C[,C...]",
             default_value = "0.5",
-            allow_negative_numbers = true
+            allow_hyphen_values = true
         )]
         c0: String,
         /// Number of layers L (at least 1).
@@ -136,6 +140,7 @@ pub enum TheoryCommand {
     /// What a width-n simulation measures: per layer the infinite-width c, q,
     /// the predicted means E ĉ, E q̂ and standard deviations at each width,
     /// and the expansion's validity parameters (layers where it fails are flagged).
+    #[command(allow_negative_numbers = true)]
     FiniteWidth(super::finite_width::FiniteWidthArgs),
 }
 
