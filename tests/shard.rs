@@ -234,6 +234,12 @@ fn shards_merge_to_the_unsharded_folder_and_bad_sets_are_refused() {
         "{err}"
     );
     assert!(!out.exists());
+    // A merged folder inside a shard folder is refused before anything is
+    // written (it was written there: a stranger's folder in a results folder).
+    let inner = a.join("merged");
+    let (ok, err) = quantdepth(&["merge", inner.to_str().unwrap(), sa, sb]);
+    assert!(!ok && err.contains("inside the shard folder"), "{err}");
+    assert!(!inner.exists());
 
     // The good set, in any order, gives the unsharded folder.
     let report = merge(&out, &[b.clone(), a.clone()]).unwrap();

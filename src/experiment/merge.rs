@@ -341,6 +341,26 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<RunReport> {
     merge_with(out, dirs, &AtomicBool::new(false))
 }
 
+/// `path` with its longest existing prefix canonicalized (links resolved)
+/// and the rest appended as written.
+fn resolve_existing_prefix(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return rest.iter().rev().fold(c, |p, part| p.join(part));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(up), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = up;
+            }
+            _ => return abs,
+        }
+    }
+}
+
 /// [`merge`], stopping with [`Error::Interrupted`] when `cancel` is set
 /// (checked between copied files): the temporary folder is removed and
 /// `out` is not created.
@@ -380,6 +400,18 @@ pub fn merge_with(out: &Path, dirs: &[PathBuf], cancel: &AtomicBool) -> Result<R
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The merged folder inside a shard folder would be written into a results
+    // folder (and count as a stranger's files there): refused before anything
+    // is created.
+    let resolved = resolve_existing_prefix(&parent);
+    if let Some(inside) = unique.iter().find(|u| resolved.starts_with(u)) {
+        return Err(Error::Folder(format!(
+            "{} lies inside the shard folder {}: give a merged folder outside every shard \
+             (e.g. beside them)",
+            out.display(),
+            inside.display()
+        )));
+    }
     std::fs::create_dir_all(&parent).map_err(|e| io("create", &parent, e))?;
     let tmp = parent.join(format!(".{name}.merging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
