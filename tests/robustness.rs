@@ -349,6 +349,10 @@ fn bad_configs_are_refused_in_the_users_terms_before_a_folder_exists() {
     let cases: Vec<(String, &str)> = vec![
         (base("", "states = [4]\nsigma_b = []"), "sweep.sigma_b = []"),
         (
+            base("", "states = [4, 3, 4]"),
+            "sweep.states = 4: a value listed twice",
+        ),
+        (
             base(
                 "",
                 "states = \"2..10000001\"\nwidth = \"2..10000001\"\ndepth = \"2..10000001\"",

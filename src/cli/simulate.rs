@@ -55,10 +55,15 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub backward: bool,
     /// STE clipping threshold t of the surrogate s·1{|x| ≤ t} (with --backward).
-    #[arg(long = "ste-threshold", value_name = "T", default_value_t = 1.0)]
+    #[arg(
+        long = "ste-threshold",
+        value_name = "T",
+        default_value_t = 1.0,
+        requires = "backward"
+    )]
     pub ste_threshold: f64,
     /// STE slope s (with --backward) [default: the s that makes M = 1].
-    #[arg(long = "ste-slope", value_name = "S")]
+    #[arg(long = "ste-slope", value_name = "S", requires = "backward")]
     pub ste_slope: Option<f64>,
 }
 

@@ -237,6 +237,14 @@ fn scaling_table(ns: &[usize], json: bool) -> Result<()> {
             ns.len()
         );
     }
+    // N = 2 (sign) has no optimal spacing D̃_opt: the D̃_opt fit uses N ≥ 3.
+    let with_d = ns.iter().filter(|&&n| n >= 3).count();
+    if with_d < 3 {
+        anyhow::bail!(
+            "--states gives {with_d} value(s) of N ≥ 3; the fit of D_opt (which N = 2, the \
+             sign, does not have) needs at least 3: e.g. --states 2..5"
+        );
+    }
     let optima = scan(ns, |n| Ok(uniform_optimum(n, DEFAULT_KAPPA)?))?;
     let s = scaling(&optima)?;
     if json {

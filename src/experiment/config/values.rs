@@ -88,13 +88,27 @@ impl IntAxis {
                 "[]",
                 "an empty list: give at least one value",
             )),
-            IntAxis::List(v) => Ok(v.clone()),
+            IntAxis::List(v) => no_repeats(key, v.clone()),
             IntAxis::Spec(s) => {
                 let out = parse_int_spec(s)
                     .map_err(|why| Error::invalid(key, format!("\"{s}\""), &why))?;
-                Ok(out)
+                no_repeats(key, out)
             }
         }
+    }
+}
+
+/// `v` when no value repeats: a repeated value would run the same point
+/// twice (same network, same seed) and count it twice in every fit.
+fn no_repeats(key: &str, v: Vec<usize>) -> Result<Vec<usize>> {
+    let mut seen = std::collections::BTreeSet::new();
+    match v.iter().find(|x| !seen.insert(**x)) {
+        Some(x) => Err(Error::invalid(
+            key,
+            x,
+            "a value listed twice: each value gives one point of the sweep; remove the repeat",
+        )),
+        None => Ok(v),
     }
 }
 
