@@ -755,18 +755,28 @@ fn merge_refuses_huge_plots_names_shard_files_and_cleans_up_when_cancelled() {
     assert!(matches!(e, quantdepth::Error::Interrupted), "{e}");
     assert!(left().is_empty(), "{:?}", left());
 
-    let huge = dirs[0].join("plots").join("point000-huge.svg");
-    std::fs::File::create(&huge)
+    // One of the shard's own plots (listed in its plots/.written) grown to
+    // 1 GiB: refused by name. (A file a user added is not carried at all.)
+    let huge = dirs[0].join("plots").join("point000-correlation.svg");
+    let kept = std::fs::read(&huge).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
     let e = merge_with(&out, &dirs, &none).unwrap_err().to_string();
     assert!(
-        e.contains("point000-huge.svg") && e.contains("larger than quantdepth writes"),
+        e.contains("point000-correlation.svg") && e.contains("larger than quantdepth writes"),
         "{e}"
     );
     assert!(left().is_empty(), "{:?}", left());
-    std::fs::remove_file(&huge).unwrap();
+    std::fs::write(&huge, kept).unwrap();
+    let stranger = dirs[0].join("plots").join("point000-mine.svg");
+    std::fs::File::create(&stranger)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
 
     let rec = quantdepth::experiment::folder::record_path(&dirs[1], 1);
     let held = std::fs::read(&rec).unwrap();
@@ -777,4 +787,6 @@ fn merge_refuses_huge_plots_names_shard_files_and_cleans_up_when_cancelled() {
     assert!(left().is_empty(), "{:?}", left());
     std::fs::write(&rec, held).unwrap();
     merge_with(&out, &dirs, &none).unwrap();
+    assert!(!out.join("plots/point000-mine.svg").exists());
+    assert!(out.join("plots/point000-correlation.svg").is_file());
 }

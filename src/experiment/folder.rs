@@ -3,6 +3,10 @@
 //! holds, per-point records that can be combined, stale-`running`
 //! detection, and the clean-up of leftovers before a resume.
 //!
+//! Long because what a run writes and what a resume may remove are one
+//! contract (names, the plots list, atomic writes): kept in one file so the
+//! two cannot drift apart.
+//!
 //! Layout (format 2):
 //!
 //! ```text
@@ -11,6 +15,7 @@
 //! .lock                while a process writes the folder: its pid and host (see `lock`)
 //! points/pointNNN.cbor one record per finished point (lossless: every f64 bit for bit)
 //! plots/pointNNN-*.svg per-point plots (temp file + rename)
+//! plots/.written       the names of the plots quantdepth wrote (only those are ever removed)
 //! curves.csv, curves.json, backward.csv, summary.json, plots/xi-scaling-*
 //!                      aggregates of exactly the committed points, rebuilt from
 //!                      the records whenever the run ends (complete, interrupted, failed)
@@ -28,8 +33,8 @@
 //! written before the commit record that names them; aggregates are written
 //! only when the run stops, and removed before a resume runs more points. So
 //! after any kill, every aggregate present covers exactly the points that
-//! `meta.json` lists, and anything not named by it is a leftover that
-//! [`clean_leftovers`] removes.
+//! `meta.json` lists, and anything of ours not named by it is a leftover
+//! that [`clean_leftovers`] removes (a file a user added is kept).
 
 use crate::error::{Error, Result};
 use crate::safe_fs;
