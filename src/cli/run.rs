@@ -85,6 +85,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (cfg, mut backend, note) = if let Some(dir) = &resume {
         let (cfg, commit) = quantdepth::experiment::runner::read_folder(dir)?;
         if commit.complete {
+            // A kill after the last commit leaves the lock file behind: taken
+            // and dropped here (when no one holds it), it goes.
+            drop(quantdepth::experiment::lock::FolderLock::acquire(dir));
             // Nothing to run: say so before any plan or device.
             outln!(
                 "{} is complete: all {} point(s) of its sweep ran; nothing to resume \
