@@ -133,19 +133,29 @@ where
         .disable_mesh()
         .x_desc(xlabel)
         .y_desc("depth L (weight layers)")
-        .x_labels(xs.len().clamp(2, 20))
-        .x_label_formatter(&|x| {
-            if integer_x {
-                format!("{}", x.round())
-            } else {
-                format!("{x:.2}")
-            }
-        })
+        // The columns are labelled below at their own values (3 among 2, 4,
+        // 6, 8; 0.8 and 1.2 among 1.0 and 1.5), not at round numbers.
+        .x_labels(0)
         // Depths are whole layers: "10", not "10.0".
         .y_label_formatter(&|y| format!("{}", y.round()))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(perr)?;
+    for &x in &xs {
+        let text = if integer_x {
+            format!("{}", x.round())
+        } else {
+            format!("{x:.2}")
+        };
+        let (px, py) = chart.backend_coord(&(x, ylo));
+        let width = 8 * text.chars().count() as i32;
+        main.draw(&Text::new(
+            text,
+            (px - width / 2, py + 8),
+            ("sans-serif", 14),
+        ))
+        .map_err(perr)?;
+    }
     let chance = 0.1;
     let mut labels = Vec::new();
     for &x in &xs {
